@@ -1,0 +1,241 @@
+"""Whole-file analysis: every frame of every input through every model, one row each (Qt-free).
+
+Rows: ``input, frame, timestamp_s, model, task, latency_ms``, then DICOM columns
+(``series_uid, instance, slice_position_mm``) when an input is DICOM, then each task's columns.
+With several models the columns are the union, empty where they do not apply. Rows are written
+and flushed as they are computed, so an interrupted run keeps what it did.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from loupe.pipeline import LoadedModel, Runner
+from loupe.sources.base import SourceError
+from loupe.sources.open import classify_path, open_source
+
+logger = logging.getLogger(__name__)
+
+BASE_COLUMNS = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
+DICOM_COLUMNS = ["series_uid", "instance", "slice_position_mm"]
+
+
+class Progress(Protocol):
+    def set_progress(self, fraction: float) -> None: ...
+    def set_status(self, text: str) -> None: ...
+    def cancelled(self) -> bool: ...
+
+
+class NullProgress:
+    def set_progress(self, fraction: float) -> None:
+        pass
+
+    def set_status(self, text: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+@dataclass
+class InputSummary:
+    path: str
+    frames: int = 0
+    error: str | None = None
+    latency_ms: dict[str, list[float]] = field(default_factory=dict)
+    area_sum: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class Summary:
+    inputs: list[InputSummary]
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> list[InputSummary]:
+        return [i for i in self.inputs if i.error]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every input analysed; 2: none could be; 3: some failed, the rest were written."""
+        if not self.inputs:
+            return 2
+        n_bad = len(self.failed)
+        if n_bad == 0:
+            return 0
+        return 2 if n_bad == len(self.inputs) and not any(i.frames for i in self.inputs) else 3
+
+    @property
+    def frames(self) -> int:
+        return sum(i.frames for i in self.inputs)
+
+    @property
+    def seconds(self) -> float:
+        return sum(i.seconds for i in self.inputs)
+
+
+def _natural_key(p: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Folders expand to the files they hold (sorted naturally); files and cameras stay."""
+    out: list[str] = []
+    for spec in inputs:
+        p = Path(spec)
+        if p.is_dir():
+            files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")), key=_natural_key)
+            out.extend(str(f) for f in files) if files else out.append(spec)
+        else:
+            out.append(spec)
+    return out
+
+
+class RowWriter:
+    """CSV or JSONL rows, flushed as written. ``columns`` fixes the CSV header."""
+
+    def __init__(self, stream: IO[str], fmt: str, columns: list[str]) -> None:
+        self.stream, self.fmt, self.columns = stream, fmt, columns
+        self._csv = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+            self._csv.writeheader()
+            stream.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        else:
+            self.stream.write(json.dumps(row) + "\n")
+        self.stream.flush()
+
+
+def columns_for(models: list[LoadedModel], with_dicom: bool) -> list[str]:
+    cols = list(BASE_COLUMNS)
+    if with_dicom:
+        cols += DICOM_COLUMNS
+    for m in models:
+        for c in m.task.columns():
+            if c not in cols:
+                cols.append(c)
+    return cols
+
+
+def analyze(
+    inputs: list[str],
+    models: list[LoadedModel],
+    writer: RowWriter | None = None,
+    max_frames: int | None = None,
+    progress: Progress | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+) -> Summary:
+    """Analyse every frame of every input; rows go to ``writer`` as they are computed."""
+    progress = progress or NullProgress()
+    runner = Runner(models)
+    summary = Summary([])
+    n_inputs = len(inputs)
+    for k, spec in enumerate(inputs):
+        s = InputSummary(spec)
+        summary.inputs.append(s)
+        t_start = time.perf_counter()
+        try:
+            source = open_source(spec)
+        except SourceError as e:
+            s.error = str(e)
+            if on_error:
+                on_error(spec, s.error)
+            continue
+        total = source.frame_count
+        if max_frames is not None:
+            total = min(total, max_frames) if total else max_frames
+        progress.set_status(f"{Path(spec).name} ({k + 1}/{n_inputs})")
+        try:
+            with_iter = iter(source)
+            while True:
+                if progress.cancelled():
+                    summary.cancelled = True
+                    break
+                if max_frames is not None and s.frames >= max_frames:
+                    break
+                try:
+                    frame = next(with_iter)
+                except StopIteration:
+                    break
+                fr = runner.process(frame)
+                for m, mr in zip(runner.models, fr.results):
+                    row = _row(spec, fr.frame, mr)
+                    row.update(m.task.row(mr.result))
+                    s.latency_ms.setdefault(mr.model, []).append(mr.latency_ms)
+                    if mr.task == "segmentation":
+                        acc = s.area_sum.setdefault(mr.model, {})
+                        for lab, a in zip(mr.result.labels, mr.result.class_area):
+                            acc[lab] = acc.get(lab, 0.0) + float(a)
+                    if writer:
+                        writer.write(row)
+                s.frames += 1
+                if total:
+                    progress.set_progress((k + min(s.frames / total, 1.0)) / n_inputs)
+        except (SourceError, Exception) as e:  # a bad frame mid-file fails this input only
+            logger.debug("analysis of %s failed", spec, exc_info=True)
+            s.error = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+            if on_error:
+                on_error(spec, s.error)
+        finally:
+            source.close()
+            s.seconds = time.perf_counter() - t_start
+        if summary.cancelled:
+            break
+    progress.set_progress(1.0)
+    return summary
+
+
+def _row(spec: str, frame: Any, mr: Any) -> dict[str, Any]:
+    md = frame.metadata
+    row: dict[str, Any] = {
+        "input": spec,
+        "frame": frame.index,
+        "timestamp_s": round(float(frame.timestamp), 6),
+        "model": mr.model,
+        "task": mr.task,
+        "latency_ms": round(mr.latency_ms, 3),
+    }
+    if md.get("modality") is not None or "series_uid" in md:
+        for c in DICOM_COLUMNS:
+            v = md.get(c)
+            row[c] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    return row
+
+
+def summary_table(summary: Summary, top: int = 4) -> str:
+    """A plain-text table: per input x model, frames, FPS, latency and the largest classes."""
+    lines = [f"{'input':40s} {'model':28s} {'frames':>6s} {'ms/frame':>9s}  largest classes (mean area)"]
+    for s in summary.inputs:
+        name = os.path.basename(s.path.rstrip('/')) or s.path
+        if s.error:
+            lines.append(f"{name[:40]:40s} {'-':28s} {'-':>6s} {'-':>9s}  FAILED: {s.error}")
+            continue
+        for model, lats in s.latency_ms.items():
+            mean_ms = sum(lats) / len(lats) if lats else 0.0
+            areas = s.area_sum.get(model, {})
+            best = sorted(areas.items(), key=lambda kv: -kv[1])[:top]
+            classes = ", ".join(f"{lab} {100 * v / max(s.frames, 1):.1f}%" for lab, v in best)
+            lines.append(f"{name[:40]:40s} {model[:28]:28s} {s.frames:6d} {mean_ms:9.1f}  {classes}")
+    return "\n".join(lines)
+
+
+def is_dicom_input(spec: str) -> bool:
+    p = Path(spec)
+    if p.is_dir():
+        return any(classify_path(str(f)) == "dicom" for f in p.iterdir() if f.is_file())
+    return classify_path(spec) == "dicom"

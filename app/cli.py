@@ -1,0 +1,202 @@
+"""The ``loupe`` command: the window, ``loupe analyze`` and ``loupe info``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("loupe")
+
+USAGE = """loupe [PATH ...] [--model M.onnx]... [--camera N] [--screenshot OUT.png --frames N]
+       loupe analyze INPUT... [--model M.onnx]... [--out FILE.csv|FILE.jsonl] [--max-frames N]
+       loupe info M.onnx"""
+
+
+class TextProgress:
+    """A progress bar on stderr for ``analyze`` (the core's Progress protocol)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.status = ""
+        self.fraction = 0.0
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def set_status(self, text: str) -> None:
+        self.status = text
+        self._draw(force=True)
+
+    def set_progress(self, fraction: float) -> None:
+        self.fraction = max(0.0, min(1.0, fraction))
+        self._draw(force=self.fraction >= 1.0)
+
+    def cancelled(self) -> bool:
+        return False
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        done = int(self.width * self.fraction)
+        el = now - self._t0
+        eta = el / self.fraction - el if self.fraction > 0.01 else 0.0
+        bar = "#" * done + "-" * (self.width - done)
+        self.stream.write(f"\r[{bar}] {100 * self.fraction:5.1f}%  eta {eta:5.0f}s  {self.status[:40]:40s}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"loupe: {msg}\n")
+
+
+def _default_models(models: list[str] | None) -> list[str]:
+    if models:
+        return models
+    from loupe.resources import demo_model
+
+    return [str(demo_model())]
+
+
+def cmd_analyze(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="loupe analyze", description="Run models over every frame of the inputs, headless.")
+    ap.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image, folder or DICOM file")
+    ap.add_argument("--model", action="append", metavar="M.onnx", help="model (repeatable); default: the demo model")
+    ap.add_argument("--out", metavar="FILE", help="write rows to FILE.csv or FILE.jsonl (default: print a summary)")
+    ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
+    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    if args.max_frames is not None and args.max_frames < 1:
+        _err("--max-frames must be at least 1")
+        return 2
+    fmt = None
+    if args.out:
+        ext = Path(args.out).suffix.lower()
+        fmt = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(ext)
+        if fmt is None:
+            _err(f"--out must end in .csv or .jsonl, got {args.out}")
+            return 2
+
+    from loupe.analyze import RowWriter, analyze, columns_for, expand_inputs, is_dicom_input, summary_table
+    from loupe.inference.engine import ModelError
+    from loupe.pipeline import load_model
+    from loupe.tasks import UnsupportedTask
+
+    try:
+        model_paths = _default_models(args.model)
+        models = [load_model(m, providers=args.providers, threads=args.threads, display_max_side=None) for m in model_paths]
+    except (ModelError, UnsupportedTask, FileNotFoundError) as e:
+        _err(str(e))
+        return 2
+    for m in models:
+        if m.engine.needs_task:
+            sys.stderr.write(
+                f"loupe: {m.engine.path.name} has no model card; treating it as {m.engine.card.task} "
+                "(open it once in the app to confirm the task and save a card)\n"
+            )
+    inputs = expand_inputs(args.inputs)
+    progress = None if args.quiet else TextProgress()
+    bad: list[tuple[str, str]] = []
+
+    def on_error(spec: str, reason: str) -> None:
+        bad.append((spec, reason))
+        if progress:
+            sys.stderr.write("\n")
+        _err(f"{spec}: {reason}")
+
+    stream = None
+    try:
+        writer = None
+        if args.out:
+            cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
+            stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            writer = RowWriter(stream, fmt or "csv", cols)
+        summary = analyze(inputs, models, writer, args.max_frames, progress, on_error)
+    except KeyboardInterrupt:
+        if progress:
+            progress.finish()
+        _err(f"interrupted; rows written so far are in {args.out}" if args.out else "interrupted")
+        return 130
+    finally:
+        if stream:
+            stream.close()
+    if progress:
+        progress.finish()
+    secs = summary.seconds
+    fps = summary.frames / secs if secs > 0 else 0.0
+    providers = ", ".join(sorted({m.engine.provider for m in models}))
+    if args.out:
+        sys.stderr.write(
+            f"loupe: {summary.frames} frames from {len(inputs) - len(summary.failed)}/{len(inputs)} inputs "
+            f"at {fps:.1f} frames/s on {providers} -> {args.out}\n"
+        )
+    else:
+        sys.stdout.write(summary_table(summary) + "\n")
+        sys.stdout.write(f"{summary.frames} frames at {fps:.1f} frames/s on {providers}\n")
+    return summary.exit_code
+
+
+def cmd_info(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="loupe info", description="Print a model's card, inputs/outputs and providers.")
+    ap.add_argument("model", metavar="M.onnx")
+    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from loupe.inference.engine import Engine, ModelError
+
+    try:
+        eng = Engine(args.model, providers=args.providers)
+    except ModelError as e:
+        _err(str(e))
+        return 2
+    sys.stdout.write(eng.describe() + "\n")
+    return 0
+
+
+def cmd_gui(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="loupe", usage=USAGE, description="Loupe: see what your vision model does, live.")
+    ap.add_argument("paths", nargs="*", metavar="PATH", help="video, image, folder, DICOM or .onnx model")
+    ap.add_argument("--model", action="append", default=[], metavar="M.onnx")
+    ap.add_argument("--camera", type=int, metavar="N", help="open camera N")
+    ap.add_argument("--resolution", metavar="WxH", help="camera resolution, e.g. 1280x720")
+    ap.add_argument("--screenshot", metavar="OUT.png", help="play --frames frames, save a grab of the window, quit")
+    ap.add_argument("--frames", type=int, default=30, metavar="N")
+    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    ap.add_argument("--no-demo", action="store_true", help="start empty instead of on the demo")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from loupe.ui.app import run_gui
+
+    return run_gui(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    logging.basicConfig(level=os.environ.get("LOUPE_LOG", "WARNING").upper(), format="loupe: %(message)s")
+    if argv and argv[0] == "analyze":
+        return cmd_analyze(argv[1:])
+    if argv and argv[0] == "info":
+        return cmd_info(argv[1:])
+    return cmd_gui(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Qt-free inference: model cards and the ONNX Runtime engine."""

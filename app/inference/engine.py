@@ -1,0 +1,256 @@
+"""ONNX Runtime engine: provider choice with honest reporting (Qt-free).
+
+The engine asks for TensorRT (when its libraries load), then CUDA, then CPU, and reports the
+providers the session *actually* runs (``session.get_providers()``): ONNX Runtime's
+``get_available_providers()`` lists CUDA even where its libraries cannot load. For each GPU
+provider that is not used, ``provider_note`` says why in one line. ONNX Runtime's own log lines
+are silenced so the app's messages are the ones a user reads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loupe.inference.card import (
+    CardError,
+    InputSpec,
+    ModelCard,
+    has_card,
+    read_sidecar,
+)
+
+logger = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_PROVIDER_LIBS = {
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+}
+SHORT = {
+    "TensorrtExecutionProvider": "TensorRT",
+    "CUDAExecutionProvider": "CUDA",
+    "CPUExecutionProvider": "CPU",
+}
+
+
+class ModelError(Exception):
+    """A model cannot be loaded or run; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) if d is not None else "?" for d in self.shape)
+        return f"{self.name}: {self.dtype} [{dims}]"
+
+
+def _ort():
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)  # the app reports provider problems itself
+    return ort
+
+
+@lru_cache(maxsize=None)
+def gpu_provider_status() -> dict[str, str | None]:
+    """For each GPU provider: None if its libraries load here, else a one-line reason."""
+    ort = _ort()
+    available = set(ort.get_available_providers())
+    status: dict[str, str | None] = {}
+    capi = Path(ort.__file__).parent / "capi"
+    shared = capi / "libonnxruntime_providers_shared.so"
+    for prov, lib in _PROVIDER_LIBS.items():
+        if prov not in available:
+            status[prov] = f"this onnxruntime build has no {SHORT[prov]} provider (install onnxruntime-gpu)"
+            continue
+        path = capi / lib
+        if not path.exists():
+            status[prov] = f"{lib} is not installed"
+            continue
+        try:
+            if shared.exists():
+                ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(str(path))
+            status[prov] = None
+        except OSError as e:
+            missing = str(e).split(":")[0].strip()
+            hint = "pip install 'onnxruntime-gpu[cuda,cudnn]'" if prov.startswith("CUDA") else "install TensorRT"
+            status[prov] = f"{missing} not found ({hint})"
+    return status
+
+
+def choose_providers(preference: str = "auto") -> list[str]:
+    """Providers to ask for, best first. preference: auto | tensorrt | cuda | cpu."""
+    preference = preference.lower()
+    if preference == "cpu":
+        return ["CPUExecutionProvider"]
+    status = gpu_provider_status()
+    order = list(GPU_PROVIDERS)
+    if preference == "cuda":
+        order = ["CUDAExecutionProvider"]
+    elif preference == "tensorrt":
+        order = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    return [p for p in order if status.get(p) is None] + ["CPUExecutionProvider"]
+
+
+class Engine:
+    """One ONNX model in an ONNX Runtime session, plus its card."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        providers: str = "auto",
+        threads: int | None = None,
+        card: ModelCard | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"No such model file: {self.path}")
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        asked = choose_providers(providers)
+        provider_args: list[Any] = []
+        for p in asked:
+            if p == "TensorrtExecutionProvider":
+                cache = Path(os.environ.get("LOUPE_TRT_CACHE", Path.home() / ".cache" / "loupe" / "trt"))
+                provider_args.append(
+                    (p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": True})
+                )
+            else:
+                provider_args.append(p)
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=provider_args)
+        except Exception as e:  # onnxruntime raises its own exception types
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelError(f"{self.path.name} is not a model ONNX Runtime can load: {msg}") from None
+        self.providers: list[str] = list(self.session.get_providers())
+        self.asked_providers = asked
+        self.inputs = [TensorInfo(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
+        self.outputs = [TensorInfo(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.card = card or self._resolve_card()
+        self.provider_note = self._provider_note(providers)
+        logger.info("loaded %s on %s", self.path.name, ", ".join(self.providers))
+
+    # --- card ----------------------------------------------------------------------
+    def _resolve_card(self) -> ModelCard:
+        try:
+            if has_card(self.metadata):
+                return ModelCard.from_metadata(self.metadata)
+            side = read_sidecar(self.path)
+        except CardError as e:
+            raise ModelError(f"{self.path.name}: bad model card: {e}") from None
+        if side is not None:
+            return side
+        return infer_card(self.inputs, self.outputs, self.path.stem)
+
+    @property
+    def needs_task(self) -> bool:
+        """True when the card was guessed from shapes and the user should confirm the task."""
+        return self.card.origin == "inferred"
+
+    # --- providers -------------------------------------------------------------------
+    @property
+    def provider(self) -> str:
+        return SHORT.get(self.providers[0], self.providers[0]) if self.providers else "?"
+
+    def _provider_note(self, preference: str) -> str:
+        if self.providers and self.providers[0] in GPU_PROVIDERS:
+            return f"running on {self.provider}"
+        if preference.lower() == "cpu":
+            return "running on CPU (CPU was asked for)"
+        status = gpu_provider_status()
+        reasons = [f"{SHORT[p]}: {status[p]}" for p in GPU_PROVIDERS if status.get(p)]
+        if not reasons:
+            reasons = ["the GPU provider failed to start for this model"]
+        return "running on CPU; " + reasons[-1]
+
+    # --- run -------------------------------------------------------------------------
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.session.run(None, feeds)
+        except Exception as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feeds.items())
+            raise ModelError(f"{self.path.name} failed on input {shapes}: {msg}") from None
+
+    def describe(self) -> str:
+        lines = [
+            f"model: {self.path}",
+            f"task: {self.card.task} (card from {self.card.origin})",
+            f"name: {self.card.name or self.path.stem}",
+        ]
+        inp = self.card.input
+        lines.append(
+            f"input: {inp.color}, scale {inp.scale:.6g}, mean {list(inp.mean)}, std {list(inp.std)}, "
+            + (f"fixed size {inp.fixed_size}" if inp.fixed_size else f"size multiple of {inp.size_multiple}")
+        )
+        if self.card.labels:
+            lines.append(f"labels ({len(self.card.labels)}): {', '.join(self.card.labels)}")
+        if self.card.output:
+            lines.append(f"output: {self.card.output}")
+        if self.card.source:
+            for k, v in self.card.source.items():
+                lines.append(f"source.{k}: {v}")
+        lines += ["inputs:"] + [f"  {i.describe()}" for i in self.inputs]
+        lines += ["outputs:"] + [f"  {o.describe()}" for o in self.outputs]
+        lines.append(f"providers: {', '.join(self.providers)}")
+        lines.append(f"note: {self.provider_note}")
+        return "\n".join(lines)
+
+
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """n distinct colours (golden-angle hues), deterministic."""
+    import colorsys
+
+    cols = []
+    for i in range(n):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
+        cols.append((int(r * 255), int(g * 255), int(b * 255)))
+    return tuple(cols)
+
+
+def infer_card(inputs: list[TensorInfo], outputs: list[TensorInfo], name: str = "") -> ModelCard:
+    """Best guess at a card for a model without one (origin 'inferred': the UI asks to confirm)."""
+    if not inputs or not outputs:
+        raise ModelError("the model has no inputs or no outputs")
+    shape = inputs[0].shape
+    channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
+    color = "GRAY" if channels == 1 else "RGB"
+    fixed = None
+    if len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[2:]):
+        fixed = (int(shape[2]), int(shape[3]))
+    spec = InputSpec(
+        color=color,
+        scale=1 / 255,
+        mean=(0.0,) * (1 if color == "GRAY" else 3),
+        std=(1.0,) * (1 if color == "GRAY" else 3),
+        fixed_size=fixed,
+    )
+    out = outputs[0].shape
+    n_out = out[1] if len(out) == 4 and isinstance(out[1], int) else None
+    task = "density" if n_out == 1 else "segmentation"
+    labels: tuple[str, ...] = ()
+    palette: tuple[tuple[int, int, int], ...] = ()
+    if task == "segmentation" and n_out:
+        labels = tuple(f"class {i}" for i in range(n_out))
+        palette = default_palette(n_out)
+    return ModelCard(
+        task=task, name=name, input=spec, labels=labels, palette=palette,
+        output={"kind": "logits"} if task == "segmentation" else {}, origin="inferred",
+    )

@@ -1,0 +1,137 @@
+"""Frame -> model input, following the card (Qt-free).
+
+Greyscale and DICOM frames feed an RGB model as their display window mapped to 0-255 and
+repeated to three channels, unless the card asks for raw values (e.g. HU). Sizes are padded
+(bottom/right, edge-replicated) to the card's size multiple, or resized to its fixed size;
+``Geometry`` maps model outputs back onto the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from loupe.inference.card import InputSpec
+from loupe.sources.base import Frame
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a frame was placed in the model input."""
+
+    frame_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    mode: str  # "pad" (content at top-left, unscaled) or "resize"
+
+    def content_fraction(self) -> tuple[float, float]:
+        """Fraction of the model input (rows, cols) that holds the frame."""
+        if self.mode == "resize":
+            return 1.0, 1.0
+        return self.frame_hw[0] / self.input_hw[0], self.frame_hw[1] / self.input_hw[1]
+
+    def crop_output(self, out_hw: tuple[int, int]) -> tuple[int, int]:
+        """Rows/cols of an output map of size out_hw that cover the frame (pad mode)."""
+        fh, fw = self.content_fraction()
+        return max(1, int(np.ceil(out_hw[0] * fh - 1e-6))), max(1, int(np.ceil(out_hw[1] * fw - 1e-6)))
+
+
+def window_levels(frame: Frame) -> tuple[float, float]:
+    """(low, high) display levels of a frame: the DICOM window when present, else its dtype range."""
+    md = frame.metadata
+    c, w = md.get("window_center"), md.get("window_width")
+    if c is not None and w is not None and float(w) > 0:
+        return float(c) - float(w) / 2.0, float(c) + float(w) / 2.0
+    p = frame.pixels
+    if p.dtype == np.uint8:
+        return 0.0, 255.0
+    if p.dtype == np.uint16:
+        return 0.0, 65535.0
+    lo, hi = float(np.min(p)), float(np.max(p))
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def to_uint8_window(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map [low, high] to 0-255 (clipped), as uint8."""
+    if pixels.dtype == np.uint8 and low == 0.0 and high == 255.0:
+        return pixels
+    scale = np.float32(255.0 / max(high - low, 1e-12))
+    f = pixels.astype(np.float32)
+    f -= np.float32(low)
+    f *= scale
+    np.clip(f, 0.0, 255.0, out=f)
+    return (f + 0.5).astype(np.uint8)
+
+
+def display_rgb(frame: Frame) -> np.ndarray:
+    """The frame as the RGB uint8 image a user sees (greyscale windowed and repeated)."""
+    p = frame.pixels
+    if p.ndim == 3 and p.shape[2] >= 3:
+        rgb = p[:, :, :3]
+        if rgb.dtype != np.uint8:
+            lo, hi = window_levels(frame)
+            rgb = to_uint8_window(rgb, lo, hi)
+        return rgb
+    g = p[:, :, 0] if p.ndim == 3 else p
+    lo, hi = window_levels(frame)
+    g8 = to_uint8_window(g, lo, hi)
+    return cv2.cvtColor(g8, cv2.COLOR_GRAY2RGB)
+
+
+def _target_hw(h: int, w: int, spec: InputSpec) -> tuple[tuple[int, int], str]:
+    if spec.fixed_size:
+        return (int(spec.fixed_size[0]), int(spec.fixed_size[1])), "resize"
+    m = max(1, spec.size_multiple)
+    return (-(-h // m) * m, -(-w // m) * m), "pad"
+
+
+def prepare(frame: Frame, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
+    """NCHW float32 model input for one frame, and the geometry to map outputs back."""
+    p = frame.pixels
+    if spec.raw_values:
+        img = p.astype(np.float32, copy=False)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if spec.channels == 3 and img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        elif spec.channels == 1 and img.shape[2] >= 3:
+            img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_RGB2GRAY)[:, :, None]
+    elif spec.channels == 1:
+        if p.ndim == 3 and p.shape[2] >= 3:
+            img = cv2.cvtColor(display_rgb(frame), cv2.COLOR_RGB2GRAY)[:, :, None]
+        else:
+            lo, hi = window_levels(frame)
+            g = p[:, :, 0] if p.ndim == 3 else p
+            img = to_uint8_window(g, lo, hi)[:, :, None]
+    else:
+        img = display_rgb(frame)
+        if spec.color == "BGR":
+            img = img[:, :, ::-1]
+    h, w = img.shape[:2]
+    (th, tw), mode = _target_hw(h, w, spec)
+    if mode == "resize" and (th, tw) != (h, w):
+        img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=cv2.INTER_AREA)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    elif mode == "pad" and (th, tw) != (h, w):
+        img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, cv2.BORDER_REPLICATE)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    c = img.shape[2]
+    a = (np.float32(spec.scale) / np.asarray(spec.std, np.float32))[:c]
+    b = (np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32))[:c]
+    x = np.empty((1, c, th, tw), np.float32)
+    for ch in range(c):  # per channel (3 planes), not per pixel
+        np.multiply(img[:, :, ch], a[ch], out=x[0, ch], casting="unsafe")
+        x[0, ch] -= b[ch]
+    return x, Geometry(frame_hw=(h, w), input_hw=(th, tw), mode=mode)
+
+
+def display_size(frame_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(h, w) at which overlays are computed: the frame size, capped to max_side."""
+    h, w = frame_hw
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    s = max_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))

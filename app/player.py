@@ -1,0 +1,151 @@
+"""Reads a source on its own thread into a newest-frame-wins slot: play, pause, step, seek (Qt-free).
+
+Files play at their nominal rate (frames are paced by timestamp; when inference is slower, the
+slot drops the stale ones and counts them). Cameras deliver as fast as they capture.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from loupe.pipeline import LatestSlot
+from loupe.sources.base import Source, SourceError
+
+logger = logging.getLogger(__name__)
+
+
+class Player:
+    def __init__(
+        self,
+        source: Source,
+        slot: LatestSlot,
+        on_error: Callable[[str], None] = lambda msg: None,
+        on_end: Callable[[], None] = lambda: None,
+        realtime: bool = True,
+        loop: bool = False,
+    ) -> None:
+        self.source = source
+        self.slot = slot
+        self.on_error = on_error
+        self.on_end = on_end
+        self.realtime = realtime
+        self.loop = loop
+        self.speed = 1.0
+        self.frames_read = 0
+        self._cond = threading.Condition()
+        self._playing = False
+        self._stop = False
+        self._step = 0
+        self._seek: int | None = None
+        self._thread = threading.Thread(target=self._run, name=f"loupe-reader-{source.name}", daemon=True)
+
+    # --- control (any thread) ------------------------------------------------------------
+    def start(self, playing: bool = True) -> None:
+        self._playing = playing
+        if not playing:
+            self._step = 1  # show the first frame
+        self._thread.start()
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def play(self) -> None:
+        with self._cond:
+            self._playing = True
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        with self._cond:
+            self._playing = False
+            self._cond.notify_all()
+
+    def step(self, n: int = 1) -> None:
+        """Show the next frame (pauses playback)."""
+        with self._cond:
+            self._playing = False
+            self._step += n
+            self._cond.notify_all()
+
+    def seek(self, index: int) -> None:
+        """Jump to frame ``index`` and show it (playback state unchanged)."""
+        if self.source.live:
+            return
+        with self._cond:
+            self._seek = max(0, int(index))
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        try:
+            self.source.close()
+        except Exception:  # closing must never take the app down
+            logger.debug("closing %s failed", self.source.name, exc_info=True)
+
+    # --- reader thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        it = iter(self.source)
+        anchor: tuple[float, float] | None = None  # (wall time, frame timestamp)
+        while True:
+            with self._cond:
+                while not self._stop and not self._playing and self._step == 0 and self._seek is None:
+                    self._cond.wait()
+                    anchor = None
+                if self._stop:
+                    return
+                seek, self._seek = self._seek, None
+                stepping = not self._playing
+                if stepping and self._step > 0 and seek is None:
+                    self._step -= 1
+            try:
+                if seek is not None:
+                    self.source.seek(seek)
+                    it = iter(self.source)
+                    anchor = None
+                frame = next(it)
+            except StopIteration:
+                if self.loop and not self.source.live and self.frames_read:
+                    self.source.seek(0)
+                    it = iter(self.source)
+                    anchor = None
+                    continue
+                with self._cond:
+                    self._playing = False
+                    self._step = 0
+                self.on_end()
+                continue
+            except SourceError as e:
+                with self._cond:
+                    self._playing = False
+                    self._step = 0
+                self.on_error(str(e))
+                if self.source.live:
+                    return
+                continue
+            except Exception as e:  # a decoder bug must not kill the reader silently
+                logger.exception("reading %s failed", self.source.name)
+                with self._cond:
+                    self._playing = False
+                    self._step = 0
+                self.on_error(f"{self.source.name}: {type(e).__name__}: {e}")
+                continue
+            self.frames_read += 1
+            if self.realtime and not stepping and not self.source.live:
+                now = time.monotonic()
+                if anchor is None:
+                    anchor = (now, frame.timestamp)
+                else:
+                    due = anchor[0] + (frame.timestamp - anchor[1]) / self.speed
+                    if due > now:
+                        with self._cond:  # wait, but wake at once for pause/seek/stop
+                            self._cond.wait(due - now)
+                    elif now - due > 0.5:  # far behind (e.g. after a stall): re-anchor
+                        anchor = (now, frame.timestamp)
+            self.slot.put(frame)

@@ -1,0 +1,75 @@
+"""Frame record and the interface every source follows (Qt-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class SourceError(Exception):
+    """A source cannot be opened or read; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame from any source.
+
+    pixels: H x W x C (C = 3, RGB order) uint8, or H x W greyscale uint8/uint16/float32
+            (DICOM frames are float32 after rescale slope/intercept).
+    index:  0-based frame index within its source.
+    timestamp: seconds from the start of the source (capture time for a camera).
+    metadata: source facts: e.g. ``window_center``, ``window_width``, ``modality``,
+            ``pixel_spacing``, ``series_uid``, ``instance``, ``slice_position_mm``, ``path``.
+    """
+
+    pixels: np.ndarray
+    index: int
+    timestamp: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        p = self.pixels
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"Frame.pixels must be a numpy array, got {type(p).__name__}")
+        if p.ndim not in (2, 3) or (p.ndim == 3 and p.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"Frame.pixels must be HxW or HxWxC with C in (1, 3, 4), got {p.shape}")
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def is_color(self) -> bool:
+        return self.pixels.ndim == 3 and self.pixels.shape[2] >= 3
+
+
+class Source(Protocol):
+    """What the worker and ``analyze`` need from a source.
+
+    ``name`` is shown to the user; ``live`` is True for cameras (newest frame wins);
+    ``frame_count`` is None when unknown (camera, some streams); ``fps`` is the nominal rate
+    (None when unknown). Iterating yields Frames from the current position; ``seek(index)``
+    moves the position (file sources only). ``close()`` releases the device or file.
+    """
+
+    name: str
+    live: bool
+
+    @property
+    def frame_count(self) -> int | None: ...
+
+    @property
+    def fps(self) -> float | None: ...
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def seek(self, index: int) -> None: ...
+
+    def close(self) -> None: ...

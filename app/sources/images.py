@@ -1,0 +1,210 @@
+"""Still images: one file or a folder of them, played as frames (Qt-free)."""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from loupe.sources.base import Frame, SourceError  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "list_images", "natural_key", "read_image"]
+
+#: File name suffixes read as images (lower case, with the dot).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+)
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: str | Path) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ``img2`` before ``img10`` (case-insensitive)."""
+    name = Path(path).name.casefold()
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in _DIGITS.split(name)
+        if part
+    )
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder`` (not hidden), in natural order."""
+    folder = Path(folder)
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    ]
+    return sorted(files, key=natural_key)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    data = image.astype(np.float32)
+    finite = data[np.isfinite(data)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.clip((np.nan_to_num(data, nan=low) - low) * scale, 0, 255).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image: RGB uint8 ``H x W x 3``, or greyscale ``H x W`` kept as uint8/uint16
+    (other greyscale depths become float32). Alpha is dropped; 16-bit colour becomes 8-bit.
+
+    Raises SourceError when the file cannot be read or decoded.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # works with non-ASCII paths on Windows
+    except OSError as exc:
+        raise SourceError(f"Cannot read image {path.name}: {exc.strerror or exc}") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise SourceError(f"Cannot read image {path.name}: not an image or the file is damaged")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        if image.dtype in (np.uint8, np.uint16, np.float32):
+            return np.ascontiguousarray(image)
+        return image.astype(np.float32)
+    image = _to_uint8(image)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+class ImageSource:
+    """One image file or a folder of images (natural order: ``img2`` before ``img10``).
+
+    Frames: RGB uint8 ``H x W x 3`` or greyscale ``H x W`` (uint8/uint16 kept). There is no
+    frame rate (``fps`` is None); the timestamp of a frame is its index, in seconds.
+    Metadata of every frame: ``path`` and ``file_name``.
+
+    A file that cannot be read raises SourceError naming it when its turn comes; the
+    position has then already moved past it, so iterating again continues with the next file.
+    """
+
+    live: bool = False
+
+    def __init__(self, path: str | Path | Sequence[str | Path]) -> None:
+        self._lock = threading.Lock()
+        self._index = 0
+        self._closed = False
+        if isinstance(path, (str, Path)):
+            self.path = Path(path)
+            self.name = self.path.name or str(self.path)
+            self._files = self._collect(self.path)
+        else:
+            self._files = [Path(p) for p in path]
+            if not self._files:
+                raise SourceError("No images to show")
+            self.path = self._files[0].parent
+            self.name = self.path.name or str(self.path)
+
+    @staticmethod
+    def _collect(path: Path) -> list[Path]:
+        if path.is_dir():
+            try:
+                files = list_images(path)
+            except OSError as exc:
+                raise SourceError(f"Cannot list folder {path}: {exc.strerror or exc}") from exc
+            if not files:
+                extensions = " ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+                raise SourceError(f"No images in folder {path} (looked for: {extensions})")
+            return files
+        if path.is_file():
+            return [path]
+        raise SourceError(f"No such file: {path}")
+
+    @property
+    def files(self) -> list[Path]:
+        """The image files, in playing order."""
+        return list(self._files)
+
+    @property
+    def frame_count(self) -> int | None:
+        return len(self._files)
+
+    @property
+    def fps(self) -> float | None:
+        return None
+
+    @property
+    def position(self) -> int:
+        """Index of the frame the next read returns."""
+        return self._index
+
+    def read(self) -> Frame | None:
+        """The next image, or None after the last one (or once closed)."""
+        with self._lock:
+            if self._closed or self._index >= len(self._files):
+                return None
+            index = self._index
+            self._index += 1
+        return self.frame_at(index)
+
+    def frame_at(self, index: int) -> Frame:
+        """The frame at ``index`` without moving the position."""
+        path = self._files[index]
+        try:
+            pixels = read_image(path)
+        except SourceError as exc:
+            logger.warning("image %d (%s) unreadable: %s", index, path, exc)
+            raise SourceError(f"Image {index + 1} of {len(self._files)}: {exc}") from exc
+        return Frame(
+            pixels=pixels,
+            index=index,
+            timestamp=float(index),
+            metadata={"path": str(path), "file_name": path.name},
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def seek(self, index: int) -> None:
+        index = operator.index(index)
+        if not 0 <= index <= len(self._files):
+            raise SourceError(
+                f"Cannot seek {self.name} to image {index}: it has {len(self._files)}"
+            )
+        with self._lock:
+            self._index = index
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ImageSource({str(self.path)!r}, {len(self._files)} images)"

@@ -1,0 +1,141 @@
+"""Segmentation: logits -> a uint8 class map at display resolution, areas per class (Qt-free).
+
+Post-processing follows the official DDRNet evaluation: logits are upsampled bilinearly
+(align_corners=False, which is what ``cv2.resize`` with INTER_LINEAR does) and then argmaxed.
+Here that happens at display resolution (the frame size, capped), inside the worker, so the view
+only colours a ``uint8`` map through a lookup table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from loupe.inference.card import ModelCard
+from loupe.inference.engine import Engine, ModelError, default_palette
+from loupe.inference.preprocess import Geometry, display_size, prepare
+from loupe.sources.base import Frame
+
+NO_CLASS = 255  # class-map value drawn transparent (used by the contour map)
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """class_map: HxW uint8 class ids at display resolution; contour_map: the same with every
+    pixel that is not on a class boundary set to NO_CLASS; class_area: fraction of the frame
+    per class (sums to 1)."""
+
+    class_map: np.ndarray
+    contour_map: np.ndarray
+    class_area: np.ndarray
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.class_map.dtype != np.uint8 or self.class_map.ndim != 2:
+            raise ValueError(f"class_map must be 2-d uint8, got {self.class_map.dtype} {self.class_map.shape}")
+        if self.contour_map.shape != self.class_map.shape:
+            raise ValueError(
+                f"contour_map shape {self.contour_map.shape} != class_map shape {self.class_map.shape}"
+            )
+        if self.class_area.shape != (len(self.labels),):
+            raise ValueError(f"class_area must have shape ({len(self.labels)},), got {self.class_area.shape}")
+
+
+def column_name(label: str) -> str:
+    """``area_<label>`` with the label made column-safe (``traffic light`` -> ``traffic_light``)."""
+    return "area_" + re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_").lower()
+
+
+def boundary_map(class_map: np.ndarray) -> np.ndarray:
+    """class_map on both sides of every class boundary (4-neighbourhood), NO_CLASS elsewhere."""
+    edge = np.zeros(class_map.shape, bool)
+    d = class_map[:, 1:] != class_map[:, :-1]
+    edge[:, 1:] |= d
+    edge[:, :-1] |= d
+    d = class_map[1:, :] != class_map[:-1, :]
+    edge[1:, :] |= d
+    edge[:-1, :] |= d
+    out = np.full_like(class_map, NO_CLASS)
+    np.copyto(out, class_map, where=edge)
+    return out
+
+
+def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) logits -> (H, W) uint8 argmax of the bilinearly upsampled logits."""
+    c = logits.shape[0]
+    h, w = out_hw
+    if c == 1:  # a single-channel output is a foreground probability/logit
+        up = cv2.resize(np.ascontiguousarray(logits[0]), (w, h), interpolation=cv2.INTER_LINEAR)
+        return (up > 0).astype(np.uint8)
+    if logits.shape[1:] == (h, w):
+        return logits.argmax(0).astype(np.uint8)
+    best = cv2.resize(np.ascontiguousarray(logits[0]), (w, h), interpolation=cv2.INTER_LINEAR)
+    cls = np.zeros((h, w), np.uint8)
+    for k in range(1, c):  # loop over classes (planes), each step vectorised over pixels
+        up = cv2.resize(np.ascontiguousarray(logits[k]), (w, h), interpolation=cv2.INTER_LINEAR)
+        better = up > best
+        cls[better] = k
+        np.maximum(best, up, out=best)
+    return cls
+
+
+class SegmentationTask:
+    name = "segmentation"
+
+    def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
+        self.engine = engine
+        self.card: ModelCard = engine.card
+        self.input_name = engine.inputs[0].name
+        self.display_max_side = display_max_side
+        out = engine.outputs[0].shape
+        n = out[1] if len(out) == 4 and isinstance(out[1], int) else None
+        labels = self.card.labels or tuple(f"class {i}" for i in range(n or 0))
+        if n is not None and labels and len(labels) != max(n, 2):
+            raise ModelError(
+                f"{engine.path.name}: the card names {len(labels)} classes but the model outputs {n} channels"
+            )
+        self.labels: tuple[str, ...] = labels
+        pal = self.card.palette or default_palette(len(labels))
+        self.palette = np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
+
+    def _ensure_labels(self, c: int) -> None:
+        if not self.labels:  # fully dynamic output: learn the class count from the first frame
+            n = max(c, 2)
+            self.labels = tuple(f"class {i}" for i in range(n))
+            self.palette = np.array(default_palette(n), np.uint8)
+
+    def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], Geometry]:
+        x, geo = prepare(frame, self.card.input)
+        return {self.input_name: x}, geo
+
+    def postprocess(self, outputs: list[np.ndarray], geo: Geometry) -> SegmentationResult:
+        logits = outputs[0]
+        if logits.ndim == 4:
+            logits = logits[0]
+        if logits.ndim == 2:  # already a class map
+            logits = logits[None]
+        if logits.ndim != 3:
+            raise ModelError(f"{self.engine.path.name}: expected logits N x C x h x w, got {outputs[0].shape}")
+        self._ensure_labels(logits.shape[0])
+        if geo.mode == "pad":
+            rh, rw = geo.crop_output(logits.shape[1:])
+            logits = logits[:, :rh, :rw]
+        out_hw = display_size(geo.frame_hw, self.display_max_side)
+        if outputs[0].ndim == 2 or (outputs[0].ndim == 3 and not np.issubdtype(outputs[0].dtype, np.floating)):
+            cm = cv2.resize(logits[0].astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
+        else:
+            cm = logits_to_class_map(logits.astype(np.float32, copy=False), out_hw)
+        n = len(self.labels)
+        counts = np.bincount(cm.ravel(), minlength=n)[:n].astype(np.float64)
+        area = counts / max(cm.size, 1)
+        return SegmentationResult(cm, boundary_map(cm), area, self.labels)
+
+    def columns(self) -> list[str]:
+        return [column_name(label) for label in self.labels]
+
+    def row(self, result: SegmentationResult) -> dict[str, Any]:
+        return {column_name(lab): round(float(a), 6) for lab, a in zip(result.labels, result.class_area)}

@@ -1,0 +1,1 @@
+"""Qt user interface: main window, worker thread, viewer and one file per panel."""

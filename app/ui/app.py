@@ -1,0 +1,79 @@
+"""Start the window: open what the command line asks for, or the bundled demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+logger = logging.getLogger(__name__)
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    import pyqtgraph as pg
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Loupe")
+    app.setOrganizationName("Loupe")
+    pg.setConfigOptions(antialias=False)
+    from loupe.ui.main_window import MainWindow
+
+    screenshot = args.screenshot
+    win = MainWindow(providers=args.providers, ask_task=not screenshot)
+    models = list(args.model)
+    paths = list(args.paths)
+    if not paths and args.camera is None and not args.no_demo:
+        from loupe.media import demo_clip
+
+        try:
+            paths = [str(demo_clip())]
+        except FileNotFoundError as e:
+            win.show_error(str(e))
+        if not models:
+            from loupe.resources import demo_model
+
+            try:
+                models = [str(demo_model())]
+            except FileNotFoundError as e:
+                win.show_error(str(e))
+    for m in models:
+        win.add_model(m)
+    if args.camera is not None:
+        win.open_camera(args.camera, args.resolution)
+    elif paths:
+        win.open_paths(paths)
+    win.show()
+
+    rc = [0]
+    if screenshot:
+        target = max(1, args.frames)
+
+        def done() -> None:
+            win.grab().save(screenshot)
+            sys.stderr.write(f"loupe: saved {screenshot} after {win.shown} frames\n")
+            win.close()
+            app.quit()
+
+        def on_frame(_fr) -> None:
+            if win.shown >= target:
+                win.frameShown.disconnect(on_frame)
+                if win.player is not None:
+                    win.player.pause()
+                QTimer.singleShot(100, done)  # let the last paint land
+
+        def on_end_or_timeout() -> None:
+            if win.isVisible():
+                rc[0] = 1 if win.shown == 0 else 0
+                done()
+
+        win.frameShown.connect(on_frame)
+        QTimer.singleShot(int(1000 * max(30.0, target * 0.5)), on_end_or_timeout)
+        if win.player is None:  # nothing to play: shoot the window as it is
+            QTimer.singleShot(500, done)
+    signal.signal(signal.SIGINT, lambda *a: app.quit())
+    app.exec()
+    return rc[0]

@@ -1,0 +1,595 @@
+"""Loupe's main window: the frame view, a panel per model, transport controls, status bar."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QSlider,
+    QSpinBox,
+    QComboBox,
+    QTabWidget,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loupe.inference.card import TASKS, write_sidecar
+from loupe.inference.engine import Engine, ModelError
+from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
+from loupe.player import Player
+from loupe.sources.base import SourceError
+from loupe.sources.open import classify_path, open_source
+from loupe.tasks import UnsupportedTask, make_task
+from loupe.ui.panels.segmentation import SegmentationPanel
+from loupe.ui.viewer import FrameView
+from loupe.ui.worker import InferenceWorker
+
+logger = logging.getLogger(__name__)
+
+MAX_RECENT = 10
+CAMERA_RESOLUTIONS = ["default", "640x480", "1280x720", "1920x1080"]
+
+
+def settings() -> QSettings:
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "Loupe", "Loupe")
+
+
+class Banner(QWidget):
+    """A dismissible message strip above the view (errors and notices)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 4, 4)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.label, 1)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay.addWidget(close)
+        self.setAutoFillBackground(True)
+        self.hide()
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        colors = {"error": ("#5c1d1d", "#ffd7d7"), "info": ("#1d3b5c", "#d7e9ff")}
+        bg, fg = colors.get(level, colors["info"])
+        self.setStyleSheet(f"background:{bg}; color:{fg};")
+        self.label.setText(text)
+        self.level = level
+        self.show()
+
+
+class CameraDialog(QDialog):
+    def __init__(self, parent=None, device: int = 0, resolution: str = "default") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Open camera")
+        form = QFormLayout(self)
+        self.device = QSpinBox()
+        self.device.setRange(0, 63)
+        self.device.setValue(device)
+        form.addRow("Device index", self.device)
+        self.resolution = QComboBox()
+        self.resolution.addItems(CAMERA_RESOLUTIONS)
+        self.resolution.setEditable(True)
+        self.resolution.setCurrentText(resolution)
+        form.addRow("Resolution", self.resolution)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        form.addRow(bb)
+
+
+def parse_resolution(text: str | None) -> tuple[int | None, int | None]:
+    if not text or text == "default":
+        return None, None
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise ValueError(f"resolution must look like 1280x720, got {text!r}") from None
+
+
+class MainWindow(QMainWindow):
+    frameShown = Signal(object)  # FrameResult, after the view and panels were updated
+    errorShown = Signal(str)
+
+    def __init__(self, providers: str = "auto", ask_task: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("Loupe")
+        self.setAcceptDrops(True)
+        self.providers = providers
+        self.ask_task = ask_task
+        self.settings = settings()
+        self.slot = LatestSlot()
+        self.runner = Runner()
+        self.models: list[LoadedModel] = []
+        self.panels: list[SegmentationPanel | None] = []
+        self.player: Player | None = None
+        self.source_name = ""
+        self.frame_count: int | None = None
+        self.meter = RateMeter()
+        self.shown = 0
+        self.last_result: FrameResult | None = None
+        self._legend_t = 0.0
+
+        self.view = FrameView()
+        self.banner = Banner()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self._make_transport())
+        self.setCentralWidget(central)
+
+        self.panel_tabs = QTabWidget()
+        self.panel_dock = QDockWidget("Panels", self)
+        self.panel_dock.setObjectName("panels")
+        self.panel_dock.setWidget(self.panel_tabs)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel_dock)
+        self.info = QTextBrowser()
+        self.info_dock = QDockWidget("Model", self)
+        self.info_dock.setObjectName("model-info")
+        self.info_dock.setWidget(self.info)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_dock)
+        self._update_info()
+
+        self._make_menus()
+        self._make_status()
+
+        self.worker = InferenceWorker(self.slot, self.runner, self)
+        self.worker.resultReady.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
+        self.worker.failed.connect(self.show_error, Qt.ConnectionType.QueuedConnection)
+        self.worker.start()
+        self._status_timer = QTimer(self)
+        self._status_timer.timeout.connect(self._update_status)
+        self._status_timer.start(250)
+        self.resize(1400, 800)
+        geo = self.settings.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+
+    # --- construction ---------------------------------------------------------------------
+    def _make_transport(self) -> QWidget:
+        bar = QWidget()
+        lay = QHBoxLayout(bar)
+        lay.setContentsMargins(6, 2, 6, 2)
+        self.play_btn = QToolButton()
+        self.play_btn.setText("▶")
+        self.play_btn.setToolTip("Play / pause (Space)")
+        self.play_btn.clicked.connect(self.toggle_play)
+        self.step_btn = QToolButton()
+        self.step_btn.setText("⏭")
+        self.step_btn.setToolTip("Next frame (Right)")
+        self.step_btn.clicked.connect(self.step)
+        self.seek = QSlider(Qt.Orientation.Horizontal)
+        self.seek.setEnabled(False)
+        self.seek.setToolTip("Seek")
+        self.seek.sliderReleased.connect(lambda: self.seek_to(self.seek.value()))
+        self.seek.actionTriggered.connect(self._on_seek_action)
+        self.pos_label = QLabel("no source")
+        self.pos_label.setMinimumWidth(200)
+        self.cam_btn = QToolButton()
+        self.cam_btn.setText("Camera")
+        self.cam_btn.setCheckable(True)
+        self.cam_btn.setToolTip("Start / stop the camera (Ctrl+K)")
+        self.cam_btn.clicked.connect(self._on_camera_button)
+        for w in (self.play_btn, self.step_btn):
+            lay.addWidget(w)
+        lay.addWidget(self.seek, 1)
+        lay.addWidget(self.pos_label)
+        lay.addWidget(self.cam_btn)
+        return bar
+
+    def _make_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+
+        def act(menu, text, slot, shortcut=None):
+            a = QAction(text, self)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+
+        act(m, "&Open file…", self._open_file_dialog, "Ctrl+O")
+        act(m, "Open &folder…", self._open_folder_dialog, "Ctrl+Shift+O")
+        act(m, "Open &model…", self._open_model_dialog, "Ctrl+M")
+        act(m, "Open &camera…", self._open_camera_dialog, "Ctrl+K")
+        self.recent_menu = m.addMenu("&Recent")
+        self._rebuild_recent()
+        m.addSeparator()
+        act(m, "Save &screenshot…", self._save_screenshot_dialog, "Ctrl+S")
+        m.addSeparator()
+        act(m, "&Quit", self.close, "Ctrl+Q")
+        v = self.menuBar().addMenu("&View")
+        act(v, "Play / pause", self.toggle_play, "Space")
+        act(v, "Next frame", self.step, "Right")
+        act(v, "Previous frame", self.step_back, "Left")
+        act(v, "First frame", lambda: self.seek_to(0), "Home")
+        act(v, "Toggle fill / contour", self._toggle_mode, "C")
+        act(v, "Show / hide overlay", self._toggle_overlay, "O")
+        v.addSeparator()
+        v.addAction(self.panel_dock.toggleViewAction())
+        v.addAction(self.info_dock.toggleViewAction())
+
+    def _make_status(self) -> None:
+        sb = self.statusBar()
+        self.st_provider = QLabel("no model")
+        self.st_fps = QLabel("")
+        self.st_latency = QLabel("")
+        self.st_dropped = QLabel("")
+        for w in (self.st_provider, self.st_fps, self.st_latency, self.st_dropped):
+            w.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(w)
+
+    # --- opening things ---------------------------------------------------------------------
+    def open_paths(self, paths: list[str]) -> None:
+        """Models first, then the last media path becomes the source."""
+        media = []
+        for p in paths:
+            if classify_path(p) == "model":
+                self.add_model(p)
+            else:
+                media.append(p)
+        if media:
+            self.open_source(media[-1])
+
+    def open_source(self, spec: str, playing: bool = True, **camera_kw) -> bool:
+        self.banner.hide()
+        try:
+            if camera_kw:
+                from loupe.sources.camera import CameraSource
+
+                source = CameraSource(int(spec.split(":")[-1]), **camera_kw)
+            else:
+                source = open_source(spec)
+        except (SourceError, ValueError) as e:
+            self.show_error(str(e))
+            return False
+        self._stop_player()
+        self.slot.clear()
+        self.slot.dropped = 0
+        self.meter.reset()
+        self.shown = 0
+        self.source_name = source.name
+        self.frame_count = source.frame_count
+        self.seek.setEnabled(bool(self.frame_count) and not source.live)
+        self.seek.setRange(0, max(0, (self.frame_count or 1) - 1))
+        self.seek.setValue(0)
+        self.step_btn.setEnabled(not source.live)
+        self.cam_btn.setChecked(source.live)
+        self.player = Player(
+            source, self.slot,
+            on_error=lambda msg: QTimer.singleShot(0, self, lambda: self.show_error(msg)),
+            on_end=lambda: QTimer.singleShot(0, self, self._on_end),
+        )
+        self.player.start(playing=playing)
+        self._update_play_button()
+        self.setWindowTitle(f"Loupe — {source.name}")
+        if not source.live:
+            self._add_recent(spec)
+        return True
+
+    def add_model(self, path: str) -> bool:
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            engine = Engine(path, providers=self.providers)
+        except ModelError as e:
+            QApplication.restoreOverrideCursor()
+            self.show_error(str(e))
+            return False
+        QApplication.restoreOverrideCursor()
+        if engine.needs_task:
+            if not self._confirm_task(engine):
+                return False
+        try:
+            task = make_task(engine)
+        except (UnsupportedTask, ModelError) as e:
+            self.show_error(str(e))
+            return False
+        lm = LoadedModel(engine, task)
+        self.models.append(lm)
+        panel = None
+        if task.name == "segmentation":
+            panel = SegmentationPanel(task.labels, task.palette, title=engine.card.name or lm.name)
+            panel.set_opacity(float(self.settings.value("segmentation/opacity", 0.5)))
+            panel.set_mode(str(self.settings.value("segmentation/mode", "fill")))
+            panel.settingsChanged.connect(lambda p=panel: self._save_panel_settings(p))
+            self.view.add_overlay(panel.overlay, z=10 + len(self.models))
+            self.panel_tabs.addTab(panel, lm.name)
+        self.panels.append(panel)
+        self.runner.set_models(self.models)
+        self._update_info()
+        self._add_recent(path)
+        if self.player is not None and not self.player.playing and self.last_result is not None:
+            self.slot.put(self.last_result.frame)  # re-run the paused frame with the new model
+        return True
+
+    def remove_models(self) -> None:
+        self.runner.set_models([])
+        for p in self.panels:
+            if p is not None:
+                self.view.vb.removeItem(p.overlay)
+        self.models.clear()
+        self.panels.clear()
+        self.panel_tabs.clear()
+        self._update_info()
+
+    def _confirm_task(self, engine: Engine) -> bool:
+        guess = engine.card.task
+        if not self.ask_task:
+            self.show_error(
+                f"{engine.path.name} has no model card; treating it as {guess}.", level="info"
+            )
+            return True
+        task, ok = QInputDialog.getItem(
+            self, "Model without a card",
+            f"{engine.path.name} carries no Loupe model card.\nWhat does it do? (the answer is saved "
+            f"next to the model as {engine.path.name}.loupe.json; the model file is not changed)",
+            list(TASKS), TASKS.index(guess), False,
+        )
+        if not ok:
+            return False
+        from dataclasses import replace
+
+        card = replace(engine.card, task=task, origin="sidecar")
+        try:
+            write_sidecar(engine.path, card)
+        except OSError as e:
+            self.show_error(f"could not save the card next to the model ({e}); using it for this session", "info")
+        engine.card = card
+        return True
+
+    # --- transport ------------------------------------------------------------------------
+    def toggle_play(self) -> None:
+        if self.player is None:
+            return
+        if self.player.playing:
+            self.player.pause()
+        else:
+            if self.frame_count and self.last_result and self.last_result.frame.index >= self.frame_count - 1:
+                self.player.seek(0)
+            self.player.play()
+        self._update_play_button()
+
+    def step(self) -> None:
+        if self.player is not None:
+            self.player.step()
+            self._update_play_button()
+
+    def step_back(self) -> None:
+        if self.player is not None and self.last_result is not None:
+            self.player.pause()
+            self.player.seek(max(0, self.last_result.frame.index - 1))
+            self._update_play_button()
+
+    def seek_to(self, index: int) -> None:
+        if self.player is not None:
+            self.player.seek(index)
+
+    def _on_seek_action(self, action: int) -> None:
+        if not self.seek.isSliderDown():  # page/arrow clicks on the slider
+            QTimer.singleShot(0, self, lambda: self.seek_to(self.seek.sliderPosition()))
+
+    def _on_end(self) -> None:
+        self._update_play_button()
+        self.statusBar().showMessage("end of file", 3000)
+
+    def _update_play_button(self) -> None:
+        playing = self.player is not None and self.player.playing
+        self.play_btn.setText("⏸" if playing else "▶")
+
+    def _on_camera_button(self, checked: bool) -> None:
+        if checked:
+            self.cam_btn.setChecked(False)
+            self._open_camera_dialog()
+        else:
+            self._stop_player()
+            self.statusBar().showMessage("camera stopped", 3000)
+
+    def _stop_player(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+            self.player = None
+        self.cam_btn.setChecked(False)
+        self._update_play_button()
+
+    # --- results ----------------------------------------------------------------------------
+    def _on_result(self, fr: FrameResult) -> None:
+        if self.player is None:
+            return
+        self.last_result = fr
+        frame = fr.frame
+        self.view.show_frame(frame)
+        now = time.monotonic()
+        update_legend = now - self._legend_t > 0.2
+        if update_legend:
+            self._legend_t = now
+        for panel, mr in zip(self.panels, fr.results):
+            if panel is not None:
+                panel.show_result(mr.result, (frame.height, frame.width), update_legend)
+        lat = (fr.done_at - fr.received_at) * 1e3
+        cap = frame.metadata.get("capture_time")
+        if cap is not None:
+            lat = (time.monotonic() - cap) * 1e3
+        self.meter.add(fr.done_at, lat)
+        self.shown += 1
+        self._update_position(frame)
+        self.frameShown.emit(fr)
+
+    def _update_position(self, frame) -> None:
+        if self.frame_count:
+            if not self.seek.isSliderDown():
+                self.seek.blockSignals(True)
+                self.seek.setValue(frame.index)
+                self.seek.blockSignals(False)
+            self.pos_label.setText(f"frame {frame.index + 1} / {self.frame_count}   {frame.timestamp:7.2f} s")
+        else:
+            self.pos_label.setText(f"frame {frame.index + 1}   {frame.timestamp:7.2f} s")
+        md = frame.metadata
+        if md.get("modality"):
+            c, w = md.get("window_center"), md.get("window_width")
+            parts = [str(md["modality"])]
+            if c is not None and w is not None:
+                parts.append(f"W {float(w):g} / L {float(c):g}")
+            if md.get("pixel_spacing"):
+                ps = md["pixel_spacing"]
+                parts.append(f"{float(ps[0]):.3g}×{float(ps[1]):.3g} mm")
+            if md.get("slice_position_mm") is not None:
+                parts.append(f"z {float(md['slice_position_mm']):.1f} mm")
+            self.view.set_caption("  ".join(parts))
+        else:
+            self.view.set_caption("")
+
+    def _update_status(self) -> None:
+        if self.models:
+            provs = sorted({m.engine.provider for m in self.models})
+            self.st_provider.setText("on " + ", ".join(provs))
+            self.st_provider.setToolTip("\n".join(f"{m.name}: {m.engine.provider_note}" for m in self.models))
+        else:
+            self.st_provider.setText("no model (drop an .onnx)")
+        if self.player is None:
+            self.st_fps.setText("")
+            self.st_latency.setText("")
+            self.st_dropped.setText("")
+            return
+        self.st_fps.setText(f"{self.meter.fps:5.1f} fps")
+        self.st_latency.setText(f"latency p50 {self.meter.latency(50):.0f} ms  p95 {self.meter.latency(95):.0f} ms")
+        self.st_dropped.setText(f"dropped {self.slot.dropped}")
+
+    def _update_info(self) -> None:
+        if not self.models:
+            self.info.setPlainText("No model loaded.\n\nDrop an .onnx file on the window or use File ▸ Open model.")
+            return
+        self.info.setPlainText("\n\n".join(m.engine.describe() for m in self.models))
+
+    # --- errors -----------------------------------------------------------------------------
+    def show_error(self, text: str, level: str = "error") -> None:
+        logger.warning("%s", text)
+        self.banner.show_message(text, level)
+        self._update_play_button()
+        if level == "error":
+            self.errorShown.emit(text)
+
+    # --- drag and drop ----------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # --- dialogs, recent files, settings ----------------------------------------------------
+    def _last_dir(self) -> str:
+        return str(self.settings.value("paths/last_dir", str(Path.home())))
+
+    def _open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open video, image or DICOM", self._last_dir(),
+            "Media (*.mp4 *.mkv *.avi *.mov *.webm *.m4v *.mpg *.ts *.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.dcm);;All files (*)",
+        )
+        if path:
+            self.settings.setValue("paths/last_dir", str(Path(path).parent))
+            self.open_source(path)
+
+    def _open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder of images or DICOM", self._last_dir())
+        if path:
+            self.settings.setValue("paths/last_dir", path)
+            self.open_source(path)
+
+    def _open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", self._last_dir(), "ONNX models (*.onnx)")
+        if path:
+            self.settings.setValue("paths/last_dir", str(Path(path).parent))
+            self.add_model(path)
+
+    def _open_camera_dialog(self) -> None:
+        dlg = CameraDialog(
+            self, int(self.settings.value("camera/device", 0)), str(self.settings.value("camera/resolution", "default"))
+        )
+        if dlg.exec() != QDialog.DialogCode.Accepted:
+            return
+        res = dlg.resolution.currentText()
+        self.settings.setValue("camera/device", dlg.device.value())
+        self.settings.setValue("camera/resolution", res)
+        self.open_camera(dlg.device.value(), res)
+
+    def open_camera(self, device: int, resolution: str | None = None) -> bool:
+        try:
+            w, h = parse_resolution(resolution)
+        except ValueError as e:
+            self.show_error(str(e))
+            return False
+        return self.open_source(f"camera:{device}", width=w, height=h)
+
+    def _save_screenshot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(self._last_dir()) / "loupe.png"), "PNG (*.png)")
+        if path:
+            self.grab().save(path)
+
+    def _add_recent(self, path: str) -> None:
+        path = str(Path(path).resolve()) if not path.startswith("camera:") else path
+        recent = [p for p in self._recent() if p != path]
+        recent.insert(0, path)
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._rebuild_recent()
+
+    def _recent(self) -> list[str]:
+        v = self.settings.value("recent", [])
+        if isinstance(v, str):
+            v = [v]
+        return [str(x) for x in (v or [])]
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self._recent():
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda checked=False, p=p: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _save_panel_settings(self, panel: SegmentationPanel) -> None:
+        self.settings.setValue("segmentation/opacity", panel.opacity.value() / 100.0)
+        self.settings.setValue("segmentation/mode", panel.mode)
+
+    def _toggle_mode(self) -> None:
+        for p in self.panels:
+            if p is not None:
+                p.toggle_mode()
+
+    def _toggle_overlay(self) -> None:
+        for p in self.panels:
+            if p is not None:
+                p.overlay.setVisible(not p.overlay.isVisible())
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self._status_timer.stop()
+        self._stop_player()
+        self.worker.stop()
+        super().closeEvent(event)
+

@@ -1,0 +1,51 @@
+"""The inference worker: one QThread that runs every loaded model on the newest frame.
+
+The UI thread never waits on it: frames arrive through a ``LatestSlot`` (filled by the source's
+reader thread), results leave through a queued signal. Stopping sets a flag checked between frames.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QThread, Signal
+
+from loupe.inference.engine import ModelError
+from loupe.pipeline import LatestSlot, Runner
+
+logger = logging.getLogger(__name__)
+
+
+class InferenceWorker(QThread):
+    resultReady = Signal(object)  # FrameResult
+    failed = Signal(str)
+
+    def __init__(self, slot: LatestSlot, runner: Runner, parent=None) -> None:
+        super().__init__(parent)
+        self.slot = slot
+        self.runner = runner
+        self._stop = False
+        self.processed = 0
+        self.setObjectName("loupe-inference")
+
+    def run(self) -> None:
+        while not self._stop:
+            frame = self.slot.get(timeout=0.05)
+            if frame is None or self._stop:
+                continue
+            try:
+                result = self.runner.process(frame)
+            except ModelError as e:
+                self.failed.emit(str(e))
+                continue
+            except Exception as e:  # never let the thread die silently
+                logger.exception("inference failed")
+                self.failed.emit(f"inference failed: {type(e).__name__}: {e}")
+                continue
+            self.processed += 1
+            self.resultReady.emit(result)
+
+    def stop(self, timeout_ms: int = 3000) -> None:
+        self._stop = True
+        self.slot.close()
+        self.wait(timeout_ms)

@@ -1,0 +1,32 @@
+"""Test set-up: offscreen Qt, quiet OpenCV, isolated settings, tiny ONNX models built here."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import pytest  # noqa: E402
+
+from tests.helpers import make_argmax_model  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory, monkeypatch):
+    """Keep QSettings (recent files, opacity) out of the user's real config."""
+    cfg = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(cfg))
+    try:
+        from PySide6.QtCore import QSettings
+    except ImportError:
+        yield
+        return
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(cfg))
+    yield
+
+
+@pytest.fixture
+def argmax_model(tmp_path):
+    """An ONNX segmenter whose class is the brightest RGB channel (0 red, 1 green, 2 blue)."""
+    return make_argmax_model(tmp_path / "argmax.onnx")

@@ -1,0 +1,63 @@
+"""Tiny ONNX models with known outputs, built with onnx.helper (no torch needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from loupe.inference.card import InputSpec, ModelCard, embed_card
+
+RGB_LABELS = ("red", "green", "blue")
+RGB_PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    model.ir_version = 10  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 writes 14
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_argmax_model(path: Path, card: bool = True, stride: int = 1) -> Path:
+    """logits = the input scaled to [0, 1] (optionally average-pooled by ``stride``): argmax over
+    the logits is the brightest channel of each pixel (block)."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h2", "w2"])
+    if stride == 1:
+        nodes = [helper.make_node("Identity", ["image"], ["logits"])]
+    else:
+        nodes = [helper.make_node("AveragePool", ["image"], ["logits"], kernel_shape=[stride, stride], strides=[stride, stride])]
+    graph = helper.make_graph(nodes, "argmax", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if card:
+        embed_card(
+            model,
+            ModelCard(
+                task="segmentation",
+                name="brightest channel",
+                input=InputSpec(color="RGB", scale=1 / 255, size_multiple=stride),
+                labels=RGB_LABELS,
+                palette=RGB_PALETTE,
+                output={"stride": stride, "kind": "logits"},
+                source={"architecture": "test model: identity", "demo": False},
+            ),
+        )
+    return _save(model, path)
+
+
+def make_fixed_size_model(path: Path, hw: tuple[int, int] = (32, 48)) -> Path:
+    """A card-less model with a fixed input size and 4 output channels (Conv 1x1)."""
+    h, w = hw
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, h, w])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, h, w])
+    wts = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.eye(4, 3, dtype=np.float32).ravel().tolist())
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["out"])], "fixed", [x], [y], [wts])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def expected_argmax_map(rgb: np.ndarray) -> np.ndarray:
+    """What the argmax model should give for an RGB uint8 frame (first max wins on ties)."""
+    return rgb.astype(np.float32).argmax(axis=2).astype(np.uint8)

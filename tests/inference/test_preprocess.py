@@ -1,0 +1,51 @@
+import numpy as np
+
+from loupe.inference.card import InputSpec
+from loupe.inference.preprocess import display_rgb, prepare, to_uint8_window
+from loupe.sources.base import Frame
+
+
+def test_normalisation_and_padding_follow_the_card():
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    rgb[..., 1] = 51
+    spec = InputSpec(color="RGB", scale=1 / 255, mean=(0.5, 0.2, 0.0), std=(0.5, 0.1, 1.0), size_multiple=4)
+    x, geo = prepare(Frame(rgb, 0, 0.0), spec)
+    assert x.shape == (1, 3, 8, 8) and x.dtype == np.float32
+    assert geo.frame_hw == (5, 6) and geo.input_hw == (8, 8)
+    np.testing.assert_allclose(x[0, 0, :5, :6], (1.0 - 0.5) / 0.5, atol=1e-6)
+    np.testing.assert_allclose(x[0, 1, :5, :6], (0.2 - 0.2) / 0.1, atol=1e-5)
+    np.testing.assert_allclose(x[0, 2, :5, :6], 0.0, atol=1e-6)
+    # edge-replicated padding, so the model sees no black border
+    np.testing.assert_allclose(x[0, 0, 7, 7], x[0, 0, 4, 5])
+    assert geo.crop_output((2, 2)) == (2, 2)
+
+
+def test_bgr_models_get_bgr():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0] = 200
+    x, _ = prepare(Frame(rgb, 0, 0.0), InputSpec(color="BGR", scale=1.0))
+    assert x[0, 2].max() == 200 and x[0, 0].max() == 0
+
+
+def test_dicom_frame_feeds_rgb_model_as_its_window():
+    hu = np.array([[-1000.0, 40.0], [240.0, 3000.0]], np.float32)
+    f = Frame(hu, 0, 0.0, {"window_center": 40.0, "window_width": 400.0, "modality": "CT"})
+    rgb = display_rgb(f)
+    assert rgb.shape == (2, 2, 3)
+    assert rgb[0, 0, 0] == 0 and rgb[1, 1, 0] == 255 and abs(int(rgb[0, 1, 0]) - 128) <= 1
+    x, _ = prepare(f, InputSpec(scale=1 / 255))
+    np.testing.assert_allclose(x[0, :, 1, 1], 1.0)
+    # unless the card asks for raw values (HU)
+    xr, _ = prepare(f, InputSpec(color="GRAY", scale=1.0, mean=(0.0,), std=(1.0,), raw_values=True))
+    np.testing.assert_array_equal(xr[0, 0], hu)
+
+
+def test_window_clips():
+    out = to_uint8_window(np.array([-5.0, 0.0, 5.0, 10.0, 50.0]), 0.0, 10.0)
+    assert out.tolist() == [0, 0, 128, 255, 255]
+
+
+def test_fixed_size_resizes():
+    x, geo = prepare(Frame(np.zeros((100, 50, 3), np.uint8), 0, 0.0), InputSpec(fixed_size=(32, 48)))
+    assert x.shape == (1, 3, 32, 48) and geo.mode == "resize"

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from loupe.inference.engine import Engine
+from loupe.sources.base import Frame
+from loupe.tasks.segmentation import (
+    NO_CLASS,
+    SegmentationResult,
+    SegmentationTask,
+    boundary_map,
+    column_name,
+    logits_to_class_map,
+)
+from tests.helpers import expected_argmax_map, make_argmax_model
+
+
+def test_class_map_is_the_brightest_channel_where_it_is(argmax_model):
+    task = SegmentationTask(Engine(argmax_model))
+    rgb = np.zeros((3, 3, 3), np.uint8)
+    rgb[0, :, 0] = 200  # top row red
+    rgb[1, :, 1] = 200  # middle row green
+    rgb[2, :, 2] = 200  # bottom row blue
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0))
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    assert res.class_map.tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+    np.testing.assert_allclose(res.class_area, [1 / 3, 1 / 3, 1 / 3])
+    assert task.columns() == ["area_red", "area_green", "area_blue"]
+    assert task.row(res) == {"area_red": pytest.approx(1 / 3, abs=1e-6), "area_green": pytest.approx(1 / 3, abs=1e-6), "area_blue": pytest.approx(1 / 3, abs=1e-6)}
+
+
+def test_stride_and_padding_map_back_to_the_frame(tmp_path):
+    task = SegmentationTask(Engine(make_argmax_model(tmp_path / "s4.onnx", stride=4)))
+    rng = np.random.default_rng(1)
+    rgb = np.zeros((18, 22, 3), np.uint8)  # not a multiple of 4: padded, then cropped back
+    rgb[:, :11, 0] = 255
+    rgb[:, 11:, 2] = 255
+    rgb[:2, :2] = rng.integers(0, 255, (2, 2, 3))
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0))
+    assert feeds["image"].shape == (1, 3, 20, 24)
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    assert res.class_map.shape == (18, 22)
+    assert (res.class_map[:, :8] == 0).all() and (res.class_map[:, 14:] == 2).all()
+    assert res.class_area[1] == 0
+
+
+def test_display_cap_keeps_aspect(argmax_model):
+    task = SegmentationTask(Engine(argmax_model), display_max_side=100)
+    rgb = np.random.default_rng(0).integers(0, 255, (150, 300, 3), dtype=np.uint8)
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0))
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    assert res.class_map.shape == (50, 100)
+
+
+def test_upsampling_is_bilinear_then_argmax():
+    logits = np.zeros((2, 2, 2), np.float32)
+    logits[0, :, 0] = 1.0  # class 0 on the left column
+    logits[1, :, 1] = 1.0  # class 1 on the right column
+    cm = logits_to_class_map(logits, (4, 8))
+    # align_corners=False: output column x samples input (x + 0.5) / 4 - 0.5; the tie is at x = 3.5
+    assert (cm[:, :4] == 0).all() and (cm[:, 4:] == 1).all()
+    full = np.random.default_rng(0).random((4, 5, 6), dtype=np.float32)
+    assert (logits_to_class_map(full, (5, 6)) == full.argmax(0)).all()
+
+
+def test_boundary_map_marks_only_edges():
+    cm = np.zeros((4, 4), np.uint8)
+    cm[:, 2:] = 1
+    b = boundary_map(cm)
+    assert (b[:, 0] == NO_CLASS).all() and (b[:, 3] == NO_CLASS).all()
+    assert (b[:, 1] == 0).all() and (b[:, 2] == 1).all()
+    assert set(np.unique(b[:, 1:3])) <= {0, 1}
+
+
+def test_result_validates_shapes():
+    with pytest.raises(ValueError, match="class_area"):
+        SegmentationResult(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), np.zeros(3), ("a", "b"))
+    with pytest.raises(ValueError, match="uint8"):
+        SegmentationResult(np.zeros((2, 2), np.int32), np.zeros((2, 2), np.uint8), np.zeros(2), ("a", "b"))
+
+
+def test_column_names_are_safe():
+    assert column_name("traffic light") == "area_traffic_light"
+    assert column_name("Sky / bright") == "area_sky_bright"
+
+
+def test_expected_helper_matches_task_on_random_frame(argmax_model):
+    task = SegmentationTask(Engine(argmax_model))
+    rgb = np.random.default_rng(5).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0))
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    np.testing.assert_array_equal(res.class_map, expected_argmax_map(rgb))
