@@ -63,9 +63,7 @@ def list_clips() -> list[Path]:
     folder = clips_dir()
     if folder is None:
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _CLIP_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _CLIP_SUFFIXES)
 
 
 def clip_path(name: str) -> Path:

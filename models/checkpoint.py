@@ -88,7 +88,9 @@ def unwrap_ddrnet(
         if not augment and name.startswith("seghead_extra."):
             continue
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise CheckpointError(
+                f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
         out[name] = value
 
     model_is_default = model is None
@@ -105,9 +107,7 @@ def unwrap_ddrnet(
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
     if problems:
-        raise CheckpointError(
-            f"checkpoint does not fit {arch} ({variant}): " + "; ".join(problems)
-        )
+        raise CheckpointError(f"checkpoint does not fit {arch} ({variant}): " + "; ".join(problems))
     bad_shapes = [
         f"{k} {list(out[k].shape)} != {list(v.shape)}"
         for k, v in expected.items()

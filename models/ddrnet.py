@@ -125,7 +125,9 @@ class DAPPM(nn.Module):
         # official one and fixes the state_dict order.
         self.scale1 = _pre_act_branch(nn.AvgPool2d(5, stride=2, padding=2), inplanes, branch_planes)
         self.scale2 = _pre_act_branch(nn.AvgPool2d(9, stride=4, padding=4), inplanes, branch_planes)
-        self.scale3 = _pre_act_branch(nn.AvgPool2d(17, stride=8, padding=8), inplanes, branch_planes)
+        self.scale3 = _pre_act_branch(
+            nn.AvgPool2d(17, stride=8, padding=8), inplanes, branch_planes
+        )
         self.scale4 = _pre_act_branch(nn.AdaptiveAvgPool2d((1, 1)), inplanes, branch_planes)
         self.scale0 = _pre_act_branch(None, inplanes, branch_planes)
         self.process1 = _pre_act_branch(None, branch_planes, branch_planes, kernel=3)
@@ -222,8 +224,12 @@ class DualResNet(nn.Module):
         self.layer4 = _make_layer(BasicBlock, planes * 4, planes * 8, layers[3], stride=2)
 
         # low -> high resolution (1x1 compression, then bilinear upsampling in forward)
-        self.compression3 = nn.Sequential(nn.Conv2d(planes * 4, highres, 1, bias=False), _bn(highres))
-        self.compression4 = nn.Sequential(nn.Conv2d(planes * 8, highres, 1, bias=False), _bn(highres))
+        self.compression3 = nn.Sequential(
+            nn.Conv2d(planes * 4, highres, 1, bias=False), _bn(highres)
+        )
+        self.compression4 = nn.Sequential(
+            nn.Conv2d(planes * 8, highres, 1, bias=False), _bn(highres)
+        )
         # high -> low resolution (strided 3x3 convs)
         self.down3 = nn.Sequential(
             nn.Conv2d(highres, planes * 4, 3, stride=2, padding=1, bias=False), _bn(planes * 4)

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from loupe.inference.card import (
     CITYSCAPES_LABELS,
     CITYSCAPES_PALETTE,
@@ -35,6 +33,7 @@ from loupe.inference.card import (
     ModelCard,
     embed_card,
 )
+from torch import nn
 
 from .checkpoint import CheckpointError, load_ddrnet_checkpoint
 from .ddrnet import ddrnet23_slim
@@ -82,10 +81,12 @@ class _FirstOutput(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _single_output(model: nn.Module) -> nn.Module:
-    if getattr(model, "augment", False):
-        return _FirstOutput(model)
-    return model
+def _single_output(model: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """``model`` in eval mode, wrapped to return only its first output if it returns several."""
+    model.eval()
+    with torch.no_grad():
+        probe = model(sample)
+    return _FirstOutput(model).eval() if isinstance(probe, (tuple, list)) else model
 
 
 def export_segmentation(
@@ -104,9 +105,9 @@ def export_segmentation(
     import onnx
 
     out_path = Path(out_path)
-    net = _single_output(model).eval()
     channels = card.input.channels
     sample = torch.zeros(1, channels, int(sample_hw[0]), int(sample_hw[1]))
+    net = _single_output(model, sample)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The legacy exporter is requested on purpose (dynamic H/W, plain ops).
@@ -134,7 +135,6 @@ def export_segmentation(
         proto.ir_version = MAX_IR_VERSION
     if card.name:
         proto.doc_string = card.name
-    proto.producer_name = "loupe_models"
     embed_card(proto, card)
     onnx.checker.check_model(proto)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,7 @@ def verify_onnx(
         mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
         std = torch.tensor(card.input.std).view(1, -1, 1, 1)
         x = (x - mean) / std
-    net = _single_output(model).eval()
+    net = _single_output(model, x)
     with torch.no_grad():
         ref = net(x).numpy()
     opts = ort.SessionOptions()
@@ -260,7 +260,9 @@ def _parser() -> argparse.ArgumentParser:
         help="DDRNet-23-slim, Cityscapes (official checkpoint)",
         description="Export the official DDRNet-23-slim Cityscapes checkpoint (main head only).",
     )
-    d.add_argument("--checkpoint", required=True, help="official .pth file (HRNet FullModel format)")
+    d.add_argument(
+        "--checkpoint", required=True, help="official .pth file (HRNet FullModel format)"
+    )
     d.add_argument("--out", required=True, help="ONNX file to write")
     d.add_argument(
         "--augment-checkpoint",

@@ -106,7 +106,7 @@ def check_layout(state_dict: Mapping[str, torch.Tensor], reference: Mapping[str,
         failures.append(f"missing {len(missing)} keys, first: {missing[:5]}")
     if extra:
         failures.append(f"unexpected {len(extra)} keys, first: {extra[:5]}")
-    for pos, ((gk, gs), (wk, ws)) in enumerate(zip(got, want, strict=False)):
+    for pos, ((gk, _), (wk, _)) in enumerate(zip(got, want, strict=False)):
         if gk != wk:
             failures.append(f"order differs at position {pos}: got {gk!r}, reference {wk!r}")
             break
@@ -149,7 +149,9 @@ def fill_values(name: str, shape: Sequence[int], k: int, *, integer: bool = Fals
     return v.reshape(shape)
 
 
-def fill_state_dict(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fill_state_dict(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     """The reference fill of a model's ``state_dict()`` (buffers included, in its order).
 
     Floating entries become float32 tensors; integer entries (``num_batches_tracked``) are
@@ -229,7 +231,11 @@ INPUT_KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sin(0.013*j)": _sin_0013,
     "sin(0.7*j)": _sin_07,
 }
-_KIND_ALIASES = {"image": "0.5+0.5*sin(0.013*j)", "signed": "sin(0.013*j)", "embedding": "sin(0.7*j)"}
+_KIND_ALIASES = {
+    "image": "0.5+0.5*sin(0.013*j)",
+    "signed": "sin(0.013*j)",
+    "embedding": "sin(0.7*j)",
+}
 
 
 def _kind_key(kind: str) -> str:
@@ -329,7 +335,9 @@ def _compare_codes(a: np.ndarray, codes: Mapping[str, Any], label: str) -> list[
     flat = a.reshape(-1).astype(np.int64)
     first = codes.get("first16")
     if first is not None and flat[: len(first)].tolist() != list(first):
-        failures.append(f"{label}: first16 codes {flat[: len(first)].tolist()}, expected {list(first)}")
+        failures.append(
+            f"{label}: first16 codes {flat[: len(first)].tolist()}, expected {list(first)}"
+        )
     top10 = codes.get("top10")
     if top10 is not None:
         values, counts = np.unique(flat, return_counts=True)
@@ -433,9 +441,7 @@ def compare_output(
     return failures
 
 
-def compare_outputs(
-    outputs: Mapping[str, torch.Tensor], golden: Mapping[str, Any]
-) -> list[str]:
+def compare_outputs(outputs: Mapping[str, torch.Tensor], golden: Mapping[str, Any]) -> list[str]:
     """:func:`compare_output` for every output named in ``golden['outputs']``."""
     failures: list[str] = []
     for name, entry in golden["outputs"].items():

@@ -10,10 +10,10 @@ parked bike on cobblestones, and a close-up of bike wheels. There are no hand-ma
    changes by a total-variation distance above ``CUT_THRESHOLD``.
 2. **Colour.** Frames are blurred (Gaussian, sigma 1.5) and converted to CIE Lab. K-means
    (``N_CLUSTERS`` clusters, k-means++ seeding with a fixed seed, float64, on a fixed strided
-   pixel sample of every 5th frame) quantises the colours; each cluster is named by its
-   centre: L* >= ``BRIGHT_L`` is *bright*, L* <= ``DARK_L`` is *dark*, chroma >=
-   ``WARM_CHROMA`` with a red-to-yellow hue is *warm*, anything else is *other*. Every pixel
-   takes the class of its nearest centre, then a ``MODE_SIZE`` x ``MODE_SIZE`` majority
+   pixel sample: every 6th row/column of every 10th frame) quantises the colours; each cluster is named by its
+   centre: chroma >= ``WARM_CHROMA`` with a red-to-yellow hue is *warm*, else L* >=
+   ``BRIGHT_L`` is *bright*, L* <= ``DARK_L`` is *dark*, anything else is *other*. Every
+   pixel (Lab rounded to whole units) takes the class of its nearest centre, then a ``MODE_SIZE`` x ``MODE_SIZE`` majority
    (mode) filter removes speckle.
 3. **Motion.** Within a shot the camera's translation between consecutive frames is measured
    by phase correlation (kept only where the correlation peak is clear); frames are aligned
@@ -32,14 +32,14 @@ the same labels, bit for bit.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
-import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-LABELS = ("other", "bright (sky, white surfaces)", "dark (shadow, tyres, clothing)",
+LABELS = ("other", "bright (sky, pale surfaces)", "dark (shadow, tyres, clothing)",
           "warm (brick, lights, signs)", "moving")
 PALETTE = ((96, 96, 96), (120, 200, 255), (40, 40, 130), (255, 140, 0), (230, 30, 160))
 OTHER, BRIGHT, DARK, WARM, MOVING = range(5)
@@ -47,6 +47,8 @@ OTHER, BRIGHT, DARK, WARM, MOVING = range(5)
 CUT_THRESHOLD = 0.3
 N_CLUSTERS = 12
 SEED = 0
+SAMPLE_EVERY = 10  # k-means sample: every 10th frame ...
+SAMPLE_STRIDE = 6  # ... every 6th row and column
 BLUR_SIGMA = 1.5
 BRIGHT_L = 64.0
 DARK_L = 26.0
@@ -104,7 +106,7 @@ def detect_shots(frames: np.ndarray, threshold: float = CUT_THRESHOLD) -> list[t
     hists = [_hs_hist(f) for f in frames]
     cuts = [i for i in range(1, len(frames)) if 0.5 * np.abs(hists[i] - hists[i - 1]).sum() > threshold]
     bounds = [0, *cuts, len(frames)]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 # --- colour ----------------------------------------------------------------------------------
@@ -137,8 +139,8 @@ def kmeans(x: np.ndarray, k: int, seed: int = SEED, iters: int = 60) -> np.ndarr
 
 
 def _nearest(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    d = (x * x).sum(1, keepdims=True) - 2.0 * x @ c.T + (c * c).sum(1)[None]
-    return d.argmin(1)
+    """Index of the nearest centre (|x|^2 is the same for every centre, so it is left out)."""
+    return ((c * c).sum(1)[None] - 2.0 * (x @ c.T)).argmin(1)
 
 
 def name_centre(centre: np.ndarray) -> int:
@@ -155,19 +157,39 @@ def name_centre(centre: np.ndarray) -> int:
     return OTHER
 
 
+# Lab values are rounded to whole units and looked up in a table of nearest-centre classes.
+_LAB_LO = np.array([0, -128, -128])
+_LAB_SIZE = (101, 256, 256)
+
+
 @dataclass(frozen=True)
 class ColourModel:
     centres: np.ndarray  # [K, 3] Lab
     classes: np.ndarray  # [K] class index per centre
 
+    @property
+    def table(self) -> np.ndarray:
+        """uint8 ``[101, 256, 256]`` class of the nearest centre for every whole-unit Lab value."""
+        cached = self.__dict__.get("_table")
+        if cached is None:
+            grid = np.stack(np.meshgrid(*[np.arange(n) + lo for n, lo in zip(_LAB_SIZE, _LAB_LO, strict=True)],
+                                        indexing="ij"), -1).reshape(-1, 3).astype(np.float64)
+            idx = np.concatenate([_nearest(chunk, self.centres)
+                                  for chunk in np.array_split(grid, 32)])
+            cached = self.classes[idx].astype(np.uint8).reshape(_LAB_SIZE)
+            object.__setattr__(self, "_table", cached)
+        return cached
+
     def classify(self, lab: np.ndarray) -> np.ndarray:
         """``[H, W, 3]`` Lab -> ``[H, W]`` uint8 class map (before the mode filter)."""
-        idx = _nearest(lab.reshape(-1, 3).astype(np.float64), self.centres)
-        return self.classes[idx].reshape(lab.shape[:2]).astype(np.uint8)
+        q = np.rint(lab).astype(np.int64) - _LAB_LO
+        for c, n in enumerate(_LAB_SIZE):
+            np.clip(q[..., c], 0, n - 1, out=q[..., c])
+        return self.table[q[..., 0], q[..., 1], q[..., 2]]
 
 
 def fit_colours(lab: np.ndarray) -> ColourModel:
-    sample = lab[::5, ::4, ::4].reshape(-1, 3)
+    sample = lab[::SAMPLE_EVERY, ::SAMPLE_STRIDE, ::SAMPLE_STRIDE].reshape(-1, 3)
     centres = kmeans(sample, N_CLUSTERS)
     order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0]))  # stable order by L*
     centres = centres[order]
@@ -216,11 +238,13 @@ def camera_path(lab: np.ndarray) -> np.ndarray:
 def _background(lab: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Aligned frames, their temporal-median background and the mean median residual."""
     aligned = np.stack([_shift(lab[i], -pos[i, 0], -pos[i, 1]) for i in range(len(lab))])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN corners (never in view)
-        bg = np.nanmedian(aligned, axis=0)
-    bg = np.where(np.isnan(bg), 0.0, bg).astype(np.float32)
     valid = ~np.isnan(aligned).any(-1)
+    # temporal median over the frames that see each pixel (NaN sorts last)
+    ordered = np.sort(aligned, axis=0)
+    n = np.maximum(valid.sum(0), 1)[None, ..., None]
+    lo = np.take_along_axis(ordered, (n - 1) // 2, axis=0)[0]
+    hi = np.take_along_axis(ordered, n // 2, axis=0)[0]
+    bg = np.nan_to_num(0.5 * (lo + hi), nan=0.0).astype(np.float32)
     residual = float(np.mean([np.median(_envelope_diff(aligned[i], bg)[valid[i]])
                               for i in range(len(lab))]))
     return aligned, bg, residual
@@ -281,7 +305,7 @@ def make_labels(frames: np.ndarray | None = None) -> ClipLabels:
     """Label every frame of the clip (see the module docstring for the procedure)."""
     if frames is None:
         frames = load_frames()
-    t, h, w = frames.shape[:3]
+    h, w = frames.shape[1:3]
     shots = detect_shots(frames)
     lab = to_lab(frames)
     colour = fit_colours(lab)

@@ -14,14 +14,28 @@ from typing import Any
 # unless the user asked for more.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from loupe.sources.base import Frame, SourceError  # noqa: E402
+import cv2
+import numpy as np
+from loupe.sources._reader import FrameIterator
+from loupe.sources.base import Frame, SourceError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CameraSource", "list_cameras"]
+
+
+def _quiet_opencv_logging() -> None:
+    """The env variable only works before cv2's first import (the app may import it
+    earlier); apply the same level at run time unless the user chose another one."""
+    if os.environ.get("OPENCV_LOG_LEVEL", "").upper() != "ERROR":
+        return
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except Exception:  # pragma: no cover - older or stripped OpenCV builds
+        logger.debug("could not lower OpenCV's log level", exc_info=True)
+
+
+_quiet_opencv_logging()
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
@@ -67,6 +81,7 @@ class CameraSource:
         self._requested_fps = fps
         self._lock = threading.Lock()
         self._closed = False
+        self._reading = False
         self._index = 0
         capture = cv2.VideoCapture(self.device)
         if capture is None or not capture.isOpened():
@@ -129,20 +144,30 @@ class CameraSource:
         failures = 0
         while True:
             with self._lock:
-                if self._closed or self._capture is None:
+                if self._closed or self._capture is None or self._reading:
                     return None
-                ok, image = self._capture.read()
+                self._reading = True
+                capture = self._capture
+            try:
+                ok, image = capture.read()  # blocks up to a frame period, outside the lock
+            finally:
                 captured = time.monotonic()
-                if ok and image is not None and getattr(image, "size", 0):
-                    index = self._index
-                    self._index += 1
-                    break
+                with self._lock:
+                    self._reading = False
+                    closed_meanwhile = self._closed
+                    if closed_meanwhile:
+                        self._capture = None
+            if closed_meanwhile:  # close() came during the read: release here
+                self._release(capture)
+                return None
+            if ok and image is not None and getattr(image, "size", 0):
+                index = self._index
+                self._index += 1
+                break
             failures += 1
             if failures >= self.max_failures:
                 logger.warning("camera %d: %d failed reads in a row", self.device, failures)
-                raise SourceError(
-                    f"Camera {self.device} stopped delivering frames (disconnected?)"
-                )
+                raise SourceError(f"Camera {self.device} stopped delivering frames (disconnected?)")
             if self.retry_delay:
                 time.sleep(self.retry_delay)
         return Frame(
@@ -153,25 +178,28 @@ class CameraSource:
         )
 
     def __iter__(self) -> Iterator[Frame]:
-        while True:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
+        return FrameIterator(self.read)
 
     def seek(self, index: int) -> None:
         """A live camera cannot seek; this does nothing."""
         logger.debug("seek(%s) ignored: %s is live", index, self.name)
 
     def close(self) -> None:
+        """Release the camera. Never blocks: during a read, the reader releases it."""
         with self._lock:
             self._closed = True
+            if self._reading:
+                return
             capture, self._capture = self._capture, None
-        if capture is not None:
-            try:
-                capture.release()
-            except Exception:  # pragma: no cover - releasing must never raise
-                logger.debug("error releasing camera %d", self.device, exc_info=True)
+        self._release(capture)
+
+    def _release(self, capture: Any) -> None:
+        if capture is None:
+            return
+        try:
+            capture.release()
+        except Exception:  # pragma: no cover - releasing must never raise
+            logger.debug("error releasing camera %d", self.device, exc_info=True)
 
     def __enter__(self) -> CameraSource:
         return self

@@ -13,10 +13,10 @@ from types import TracebackType
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from loupe.sources.base import Frame, SourceError  # noqa: E402
+import cv2
+import numpy as np
+from loupe.sources._reader import FrameIterator
+from loupe.sources.base import Frame, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def natural_key(path: str | Path) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders ``img2`` before ``img10`` (case-insensitive)."""
     name = Path(path).name.casefold()
     return tuple(
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in _DIGITS.split(name)
-        if part
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part
     )
 
 
@@ -162,6 +160,9 @@ class ImageSource:
 
     def frame_at(self, index: int) -> Frame:
         """The frame at ``index`` without moving the position."""
+        index = operator.index(index)
+        if not 0 <= index < len(self._files):
+            raise SourceError(f"{self.name} has no image {index} (it has {len(self._files)})")
         path = self._files[index]
         try:
             pixels = read_image(path)
@@ -176,11 +177,7 @@ class ImageSource:
         )
 
     def __iter__(self) -> Iterator[Frame]:
-        while True:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
+        return FrameIterator(self.read)
 
     def seek(self, index: int) -> None:
         index = operator.index(index)

@@ -15,7 +15,7 @@ from typing import Any
 import av
 import av.logging
 import numpy as np
-
+from loupe.sources._reader import FrameIterator
 from loupe.sources.base import Frame, SourceError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,11 @@ class VideoSource:
         self._container_name = ""
         self._open()
         # Decode the first frame now so a file that cannot be decoded fails at open time.
-        first = self._decode_next(0)
+        try:
+            first = self._decode_next(0)
+        except SourceError:
+            self.close()
+            raise
         if first is None:
             self.close()
             raise SourceError(f"{self.name} contains no decodable video frames")
@@ -121,9 +125,7 @@ class VideoSource:
         self._container_name = suffix if suffix in names else names[0]
 
     def _pick_stream(self, container: Any) -> Any:
-        videos = [
-            s for s in container.streams.video if not int(s.disposition) & _ATTACHED_PIC
-        ]
+        videos = [s for s in container.streams.video if not int(s.disposition) & _ATTACHED_PIC]
         if not videos:
             kinds = sorted({s.type for s in container.streams if s.type != "video"})
             held = f" (it holds only {' and '.join(kinds)})" if kinds else ""
@@ -183,16 +185,12 @@ class VideoSource:
         return self._index
 
     def __iter__(self) -> Iterator[Frame]:
-        while True:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
+        return FrameIterator(self.read)
 
     def read(self) -> Frame | None:
         """The next frame, or None at the end of the stream (or once closed)."""
         with self._lock:
-            if self._closed:
+            if self._closed or self._container is None:
                 return None
             if self._pending is not None:
                 frame, self._pending = self._pending, None
@@ -226,7 +224,9 @@ class VideoSource:
             table = self._table()
             if table is not None and index < len(table) and self._seek_pts(table[index], index):
                 return
-            logger.debug("%s: keyframe seek to %d failed, decoding from the start", self.name, index)
+            logger.debug(
+                "%s: keyframe seek to %d failed, decoding from the start", self.name, index
+            )
             self._seek_linear(index)
 
     def close(self) -> None:

@@ -1,0 +1,201 @@
+"""The window, offscreen: drop a video, play it, check the overlay pixel for pixel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from loupe.media import clip_path, dicom_test_file
+from loupe.ui.main_window import MainWindow
+from tests.helpers import expected_argmax_map, make_fixed_size_model
+
+
+def drop(win: MainWindow, paths) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    with warnings.catch_warnings():  # PySide6 marks the QPoint constructor deprecated; it is the one Qt has
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, enter)
+    assert enter.isAccepted(), "the window refuses the drag"
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    win.dropEvent(ev)  # Qt only routes a Drop through a live drag session; deliver it as Qt would
+    assert ev.isAccepted()
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow(ask_task=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def collect(win: MainWindow) -> list:
+    shown: list = []
+    win.frameShown.connect(shown.append)
+    return shown
+
+
+def test_dropped_video_plays_with_the_right_overlay(qtbot, win, argmax_model):
+    drop(win, [argmax_model])
+    assert len(win.models) == 1 and win.panel_tabs.count() == 1
+    shown = collect(win)
+    drop(win, [clip_path("carphone_pristine.mp4")])
+    qtbot.waitUntil(lambda: len(shown) >= 12, timeout=30000)
+    indices = [fr.frame.index for fr in shown]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    for fr in shown:
+        cm = fr.results[0].result.class_map
+        assert cm.shape == (144, 176)
+        np.testing.assert_array_equal(cm, expected_argmax_map(fr.frame.pixels))
+    # the overlay item holds the newest map, coloured by the model's palette
+    panel = win.panels[0]
+    qtbot.waitUntil(lambda: panel.last is shown[-1].results[0].result or len(shown) > 12, timeout=5000)
+    assert panel.overlay.image.dtype == np.uint8
+    assert panel.lut[0].tolist() == [255, 0, 0, 255] and panel.lut[2].tolist() == [0, 0, 255, 255]
+    # hiding a class edits one LUT row, not pixels
+    panel.set_class_visible(1, False)
+    assert panel.lut[1, 3] == 0 and panel.lut[0, 3] == 255
+    # opacity is the overlay item's opacity
+    panel.set_opacity(0.8)
+    assert panel.overlay.opacity() == pytest.approx(0.8)
+    # legend areas are the shown map's fractions
+    qtbot.waitUntil(lambda: panel.table.item(0, 1).text() != "", timeout=5000)
+    # status bar reports provider, fps, latency and drops
+    win._update_status()
+    assert win.st_provider.text().startswith("on ")
+    assert "latency p50" in win.st_latency.text() and win.st_dropped.text().startswith("dropped")
+
+
+def test_pause_step_and_seek(qtbot, win, argmax_model):
+    win.add_model(str(argmax_model))
+    shown = collect(win)
+    assert win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    assert shown[0].frame.index == 0
+    win.step()
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=10000)
+    assert shown[1].frame.index == 1
+    win.seek_to(100)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 100, timeout=10000)
+    assert win.seek.value() == 100
+    assert not win.player.playing
+
+
+def test_corrupt_file_shows_a_message_and_the_app_lives(qtbot, win, tmp_path, argmax_model):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"garbage" * 100)
+    drop(win, [bad])
+    assert win.banner.isVisible() and "broken.mp4" in win.banner.label.text()
+    # still usable afterwards
+    shown = collect(win)
+    win.add_model(str(argmax_model))
+    drop(win, [clip_path("carphone_pristine.mp4")])
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=20000)
+
+
+def test_bad_model_shows_a_message(qtbot, win, tmp_path):
+    bad = tmp_path / "junk.onnx"
+    bad.write_bytes(b"not a model")
+    drop(win, [bad])
+    assert win.banner.isVisible() and "junk.onnx" in win.banner.label.text()
+    assert win.models == []
+
+
+def test_model_whose_shape_does_not_fit_reports_in_window(qtbot, win, tmp_path):
+    # fixed 32x48 input, card-less: inferred, resized to fit; a wrong card would be a clear message
+    path = make_fixed_size_model(tmp_path / "fixed.onnx")
+    win.add_model(str(path))
+    assert win.banner.isVisible() and "no model card" in win.banner.label.text()
+    shown = collect(win)
+    win.open_source(str(clip_path("carphone_pristine.mp4")))
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=20000)
+    assert shown[-1].results[0].result.class_map.shape == (144, 176)
+
+
+def test_dicom_ct_shows_with_its_window(qtbot, win):
+    shown = collect(win)
+    assert win.open_source(str(dicom_test_file("CT_small.dcm")))
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    fr = shown[0]
+    assert fr.frame.metadata["modality"] == "CT"
+    c, w = float(fr.frame.metadata["window_center"]), float(fr.frame.metadata["window_width"])
+    lo, hi = win.view.image.levels
+    assert (lo, hi) == pytest.approx((c - w / 2, c + w / 2))
+    assert win.view.image.image.dtype == np.float32
+    assert "CT" in win.view.text.toPlainText()
+
+
+def test_vanishing_camera_is_reported(qtbot, win, monkeypatch):
+    import cv2
+
+    class FakeCam:
+        def __init__(self, index, *a):
+            self.n = 0
+
+        def isOpened(self):
+            return True
+
+        def set(self, *a):
+            return True
+
+        def get(self, prop):
+            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self):
+            self.n += 1
+            if self.n > 5:
+                return False, None
+            return True, np.full((48, 64, 3), 60 * (self.n % 4), np.uint8)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCam)
+    errors: list = []
+    win.errorShown.connect(errors.append)
+    assert win.open_camera(0, "640x480")
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert "Camera 0" in errors[0]
+    assert win.banner.isVisible()
+
+
+def test_recent_files_persist(qtbot, win, argmax_model):
+    win.open_source(str(clip_path("carphone_pristine.mp4")))
+    other = MainWindow(ask_task=False)
+    qtbot.addWidget(other)
+    assert str(clip_path("carphone_pristine.mp4").resolve()) in other._recent()
+    other.close()
+
+
+def test_screenshot_cli_saves_whole_window(tmp_path, argmax_model):
+    out = tmp_path / "shot.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run(
+        [sys.executable, "-m", "loupe", str(clip_path("carphone_pristine.mp4")), "--model", str(argmax_model),
+         "--screenshot", str(out), "--frames", "5"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert img.width() >= 800 and img.height() >= 500
+
+
+def test_panel_previews_run(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-m", "loupe.ui.panels.segmentation", "--quit"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Error" not in r.stderr and "Exception" not in r.stderr
