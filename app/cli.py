@@ -90,7 +90,14 @@ def cmd_analyze(argv: list[str]) -> int:
             _err(f"--out must end in .csv or .jsonl, got {args.out}")
             return 2
 
-    from loupe.analyze import RowWriter, analyze, columns_for, expand_inputs, is_dicom_input, summary_table
+    from loupe.analyze import (
+        RowWriter,
+        analyze,
+        columns_for,
+        expand_inputs,
+        is_dicom_input,
+        summary_table,
+    )
     from loupe.inference.engine import ModelError
     from loupe.pipeline import load_model
     from loupe.tasks import UnsupportedTask

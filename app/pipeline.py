@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from loupe.inference.engine import Engine
 from loupe.sources.base import Frame
 from loupe.tasks import make_task

@@ -302,13 +302,22 @@ def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.nd
 
 # --- recipe ----------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
+    """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
     cfg = cfg or Config()
-    out = Path(out)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _run(Path(out), cfg, preview)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
 
     clip = labels_bikes.make_labels()
     frames, labels = clip.frames, clip.labels

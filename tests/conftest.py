@@ -7,9 +7,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.helpers import make_argmax_model  # noqa: E402
+from tests.helpers import make_argmax_model
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
-
 from loupe.inference.card import InputSpec, ModelCard, embed_card
+from onnx import TensorProto, helper
 
 RGB_LABELS = ("red", "green", "blue")
 RGB_PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255))

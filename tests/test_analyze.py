@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from loupe.cli import main
 from loupe.media import clip_path, dicom_test_file
+
 from tests.helpers import expected_argmax_map
 
 BASE = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]

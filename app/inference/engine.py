@@ -13,12 +13,11 @@ import ctypes
 import logging
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from loupe.inference.card import (
     CardError,
     InputSpec,
@@ -63,7 +62,7 @@ def _ort():
     return ort
 
 
-@lru_cache(maxsize=None)
+@cache
 def gpu_provider_status() -> dict[str, str | None]:
     """For each GPU provider: None if its libraries load here, else a one-line reason."""
     ort = _ort()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from loupe.inference.card import InputSpec
 from loupe.sources.base import Frame
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, display_size, prepare

@@ -14,12 +14,14 @@ logger = logging.getLogger(__name__)
 
 
 def run_gui(args: argparse.Namespace) -> int:
-    import pyqtgraph as pg
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe")
     app.setOrganizationName("Loupe")
-    pg.setConfigOptions(antialias=False)
+    from loupe.resources import resource_path
+    from PySide6.QtGui import QIcon
+
+    app.setWindowIcon(QIcon(str(resource_path("icon.png"))))
     from loupe.ui.main_window import MainWindow
 
     screenshot = args.screenshot
@@ -46,6 +48,8 @@ def run_gui(args: argparse.Namespace) -> int:
         win.open_camera(args.camera, args.resolution)
     elif paths:
         win.open_paths(paths)
+    if screenshot:
+        win.resize(1400, 820)  # a fixed, README-sized window whatever the saved geometry
     win.show()
 
     rc = [0]

@@ -6,10 +6,21 @@ import logging
 import time
 from pathlib import Path
 
+from loupe.inference.card import TASKS, write_sidecar
+from loupe.inference.engine import Engine, ModelError
+from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
+from loupe.player import Player
+from loupe.sources.base import SourceError
+from loupe.sources.open import classify_path, open_source
+from loupe.tasks import UnsupportedTask, make_task
+from loupe.ui.panels.segmentation import SegmentationPanel
+from loupe.ui.viewer import FrameView
+from loupe.ui.worker import InferenceWorker
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDockWidget,
@@ -21,24 +32,13 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QSlider,
     QSpinBox,
-    QComboBox,
+    QStyle,
     QTabWidget,
     QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.inference.card import TASKS, write_sidecar
-from loupe.inference.engine import Engine, ModelError
-from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
-from loupe.player import Player
-from loupe.sources.base import SourceError
-from loupe.sources.open import classify_path, open_source
-from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui.panels.segmentation import SegmentationPanel
-from loupe.ui.viewer import FrameView
-from loupe.ui.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Banner(QWidget):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.label, 1)
         close = QToolButton()
-        close.setText("✕")
+        close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))
         close.setAutoRaise(True)
         close.clicked.connect(self.hide)
         lay.addWidget(close)
@@ -175,11 +175,11 @@ class MainWindow(QMainWindow):
         lay = QHBoxLayout(bar)
         lay.setContentsMargins(6, 2, 6, 2)
         self.play_btn = QToolButton()
-        self.play_btn.setText("▶")
+        self.play_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
         self.play_btn.setToolTip("Play / pause (Space)")
         self.play_btn.clicked.connect(self.toggle_play)
         self.step_btn = QToolButton()
-        self.step_btn.setText("⏭")
+        self.step_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaSkipForward))
         self.step_btn.setToolTip("Next frame (Right)")
         self.step_btn.clicked.connect(self.step)
         self.seek = QSlider(Qt.Orientation.Horizontal)
@@ -398,7 +398,8 @@ class MainWindow(QMainWindow):
 
     def _update_play_button(self) -> None:
         playing = self.player is not None and self.player.playing
-        self.play_btn.setText("⏸" if playing else "▶")
+        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
+        self.play_btn.setIcon(self.style().standardIcon(icon))
 
     def _on_camera_button(self, checked: bool) -> None:
         if checked:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-
 from loupe.inference.preprocess import window_levels
 from loupe.sources.base import Frame
+from PySide6.QtCore import QRectF, Qt
 
 
 class FrameView(pg.GraphicsLayoutWidget):

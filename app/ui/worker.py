@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QThread, Signal
-
 from loupe.inference.engine import ModelError
 from loupe.pipeline import LatestSlot, Runner
+from PySide6.QtCore import QThread, Signal
 
 logger = logging.getLogger(__name__)
 

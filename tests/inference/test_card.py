@@ -2,7 +2,6 @@ import json
 
 import onnx
 import pytest
-
 from loupe.inference.card import CardError, InputSpec, ModelCard, read_sidecar, write_sidecar
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSlider,
@@ -23,8 +23,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -153,9 +151,8 @@ class SegmentationPanel(QWidget):
 if __name__ == "__main__":  # a preview fed a synthetic result
     import sys
 
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.segmentation import boundary_map
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv)
     cm = np.zeros((120, 200), np.uint8)
