@@ -11,7 +11,9 @@ Keys (values are JSON strings unless noted):
 - ``loupe.name``: plain string, a short display name.
 - ``loupe.input``: ``{"color": "RGB"|"BGR"|"GRAY", "scale": float, "mean": [..], "std": [..],
   "size_multiple": int, "fixed_size": [h, w] | null, "raw_values": bool}``. Pixels are fed as
-  ``(x * scale - mean) / std`` in NCHW float32. ``raw_values`` asks for unwindowed values (e.g. HU).
+  ``(x * scale - mean) / std`` in NCHW float32. ``raw_values`` asks for unwindowed values (e.g. HU);
+  ``window: [center, width]`` states the window a greyscale/DICOM frame is mapped through for the
+  model (instead of the file's own window); the display window never reaches the model.
 - ``loupe.labels``: ``["road", ...]``; ``loupe.palette``: ``[[r, g, b], ...]`` (segmentation).
 - ``loupe.output``: task-specific output meaning, e.g. ``{"stride": 8, "kind": "logits"}``.
 - ``loupe.source``: ``{"architecture": .., "training_data": .., "demo": bool, ...}``.
@@ -45,6 +47,7 @@ class InputSpec:
     size_multiple: int = 1
     fixed_size: tuple[int, int] | None = None
     raw_values: bool = False
+    window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.color not in ("RGB", "BGR", "GRAY"):
@@ -56,16 +59,20 @@ class InputSpec:
             raise CardError(f"loupe.input mean/std need {n} values for {self.color}")
         if any(s == 0 for s in self.std):
             raise CardError("loupe.input std must not contain 0")
+        if self.window is not None and self.window[1] <= 0:
+            raise CardError(f"loupe.input window width must be > 0, got {self.window[1]}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        known = {k: d[k] for k in ("color", "scale", "mean", "std", "size_multiple", "fixed_size", "raw_values") if k in d}
+        known = {k: d[k] for k in ("color", "scale", "mean", "std", "size_multiple", "fixed_size", "raw_values", "window") if k in d}
         if "mean" in known:
             known["mean"] = tuple(float(v) for v in known["mean"])
         if "std" in known:
             known["std"] = tuple(float(v) for v in known["std"])
         if known.get("fixed_size") is not None:
             known["fixed_size"] = (int(known["fixed_size"][0]), int(known["fixed_size"][1]))
+        if known.get("window") is not None:
+            known["window"] = (float(known["window"][0]), float(known["window"][1]))
         if "size_multiple" in known:
             known["size_multiple"] = int(known["size_multiple"])
         if "scale" in known:

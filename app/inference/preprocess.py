@@ -63,17 +63,20 @@ def to_uint8_window(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
     return (f + 0.5).astype(np.uint8)
 
 
-def display_rgb(frame: Frame) -> np.ndarray:
-    """The frame as the RGB uint8 image a user sees (greyscale windowed and repeated)."""
+def display_rgb(frame: Frame, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The frame as an RGB uint8 image: greyscale mapped through ``window`` (center, width),
+    by default the frame's own (file) window, and repeated to three channels."""
     p = frame.pixels
+    if window is not None:
+        lo, hi = window[0] - window[1] / 2.0, window[0] + window[1] / 2.0
+    else:
+        lo, hi = window_levels(frame)
     if p.ndim == 3 and p.shape[2] >= 3:
         rgb = p[:, :, :3]
         if rgb.dtype != np.uint8:
-            lo, hi = window_levels(frame)
             rgb = to_uint8_window(rgb, lo, hi)
         return rgb
     g = p[:, :, 0] if p.ndim == 3 else p
-    lo, hi = window_levels(frame)
     g8 = to_uint8_window(g, lo, hi)
     return cv2.cvtColor(g8, cv2.COLOR_GRAY2RGB)
 
@@ -98,13 +101,11 @@ def prepare(frame: Frame, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
             img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_RGB2GRAY)[:, :, None]
     elif spec.channels == 1:
         if p.ndim == 3 and p.shape[2] >= 3:
-            img = cv2.cvtColor(display_rgb(frame), cv2.COLOR_RGB2GRAY)[:, :, None]
+            img = cv2.cvtColor(display_rgb(frame, spec.window), cv2.COLOR_RGB2GRAY)[:, :, None]
         else:
-            lo, hi = window_levels(frame)
-            g = p[:, :, 0] if p.ndim == 3 else p
-            img = to_uint8_window(g, lo, hi)[:, :, None]
+            img = display_rgb(frame, spec.window)[:, :, :1]
     else:
-        img = display_rgb(frame)
+        img = display_rgb(frame, spec.window)
         if spec.color == "BGR":
             img = img[:, :, ::-1]
     h, w = img.shape[:2]

@@ -14,7 +14,7 @@ from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
 from loupe.ui.panels.segmentation import SegmentationPanel
-from loupe.ui.viewer import FrameView
+from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -130,8 +130,10 @@ class MainWindow(QMainWindow):
         self.shown = 0
         self.last_result: FrameResult | None = None
         self._legend_t = 0.0
+        self._window_restored = False
 
         self.view = FrameView()
+        self.view.windowChanged.connect(self._on_window_changed)
         self.banner = Banner()
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -189,6 +191,12 @@ class MainWindow(QMainWindow):
         self.seek.actionTriggered.connect(self._on_seek_action)
         self.pos_label = QLabel("no source")
         self.pos_label.setMinimumWidth(200)
+        self.window_box = QComboBox()
+        self.window_box.addItems([*WINDOW_PRESETS, "Custom"])
+        self.window_box.setToolTip("Display window for greyscale / DICOM frames (right-drag on the image: "
+                                   "horizontal = width, vertical = level). The model never sees it.")
+        self.window_box.textActivated.connect(self._on_window_preset)
+        self.window_box.setVisible(False)
         self.cam_btn = QToolButton()
         self.cam_btn.setText("Camera")
         self.cam_btn.setCheckable(True)
@@ -198,6 +206,7 @@ class MainWindow(QMainWindow):
             lay.addWidget(w)
         lay.addWidget(self.seek, 1)
         lay.addWidget(self.pos_label)
+        lay.addWidget(self.window_box)
         lay.addWidget(self.cam_btn)
         return bar
 
@@ -270,10 +279,14 @@ class MainWindow(QMainWindow):
         self._stop_player()
         self.slot.clear()
         self.slot.dropped = 0
+        self.worker.skipped = 0
         self.meter.reset()
         self.shown = 0
         self.source_name = source.name
         self.frame_count = source.frame_count
+        self.view.window_override = None
+        self._window_restored = False
+        self.window_box.setCurrentText("From file")
         self.seek.setEnabled(bool(self.frame_count) and not source.live)
         self.seek.setRange(0, max(0, (self.frame_count or 1) - 1))
         self.seek.setValue(0)
@@ -418,11 +431,20 @@ class MainWindow(QMainWindow):
 
     # --- results ----------------------------------------------------------------------------
     def _on_result(self, fr: FrameResult) -> None:
+        self.worker.in_flight = max(0, self.worker.in_flight - 1)
         if self.player is None:
             return
         self.last_result = fr
         frame = fr.frame
         self.view.show_frame(frame)
+        if self.view.is_greyscale != self.window_box.isVisible():
+            self.window_box.setVisible(self.view.is_greyscale)
+        if self.view.is_greyscale and not self._window_restored:
+            self._window_restored = True
+            saved = str(self.settings.value("display/window_preset", "From file"))
+            if saved in WINDOW_PRESETS and (not saved.startswith("CT") or frame.metadata.get("modality") == "CT"):
+                self.window_box.setCurrentText(saved)
+                self.view.apply_preset(saved)
         now = time.monotonic()
         update_legend = now - self._legend_t > 0.2
         if update_legend:
@@ -450,10 +472,12 @@ class MainWindow(QMainWindow):
             self.pos_label.setText(f"frame {frame.index + 1}   {frame.timestamp:7.2f} s")
         md = frame.metadata
         if md.get("modality"):
-            c, w = md.get("window_center"), md.get("window_width")
             parts = [str(md["modality"])]
-            if c is not None and w is not None:
-                parts.append(f"W {float(w):g} / L {float(c):g}")
+            if md.get("series_description"):
+                parts.append(str(md["series_description"]))
+            if self.view.is_greyscale:
+                c, w = self.view.current_window()
+                parts.append(f"W {w:.0f} / L {c:.0f}")
             if md.get("pixel_spacing"):
                 ps = md["pixel_spacing"]
                 parts.append(f"{float(ps[0]):.3g}×{float(ps[1]):.3g} mm")
@@ -462,6 +486,17 @@ class MainWindow(QMainWindow):
             self.view.set_caption("  ".join(parts))
         else:
             self.view.set_caption("")
+
+    def _on_window_preset(self, name: str) -> None:
+        if name in WINDOW_PRESETS:
+            self.view.apply_preset(name)
+            self.settings.setValue("display/window_preset", name)
+
+    def _on_window_changed(self, center: float, width: float, how: str) -> None:
+        if how == "drag":
+            self.window_box.setCurrentText("Custom")
+        if self.last_result is not None:
+            self._update_position(self.last_result.frame)
 
     def _update_status(self) -> None:
         if self.models:
@@ -477,7 +512,7 @@ class MainWindow(QMainWindow):
             return
         self.st_fps.setText(f"{self.meter.fps:5.1f} fps")
         self.st_latency.setText(f"latency p50 {self.meter.latency(50):.0f} ms  p95 {self.meter.latency(95):.0f} ms")
-        self.st_dropped.setText(f"dropped {self.slot.dropped}")
+        self.st_dropped.setText(f"dropped {self.slot.dropped + self.worker.skipped}")
 
     def _update_info(self) -> None:
         if not self.models:

@@ -1,21 +1,68 @@
-"""The frame view: the frame and one overlay item per model, in a pyqtgraph ViewBox."""
+"""The frame view: the frame and one overlay item per model, in a pyqtgraph ViewBox.
+
+Greyscale and DICOM frames are shown with fixed levels from a display window (the file's, a
+preset, or one set by right-dragging: horizontal = width, vertical = level). The display window
+is kept while scrolling and never reaches the model (the card decides what the model sees).
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+
 from loupe.inference.preprocess import window_levels
 from loupe.sources.base import Frame
-from PySide6.QtCore import QRectF, Qt
+
+# name -> (center, width); None = the file's own window; "full" = the frame's min..max
+WINDOW_PRESETS: dict[str, tuple[float, float] | str | None] = {
+    "From file": None,
+    "CT abdomen 350/40": (40.0, 350.0),
+    "CT bone 1000/400": (400.0, 1000.0),
+    "CT brain 100/50": (50.0, 100.0),
+    "CT lung 1400/-500": (-500.0, 1400.0),
+    "Full range": "full",
+}
+
+
+class _ViewBox(pg.ViewBox):
+    """A ViewBox whose right-button drag adjusts the display window of greyscale frames."""
+
+    def __init__(self, view: FrameView, **kw) -> None:
+        super().__init__(**kw)
+        self._view = view
+        self._start: tuple[float, float] | None = None
+
+    def mouseDragEvent(self, ev, axis=None) -> None:
+        if ev.button() == Qt.MouseButton.RightButton and self._view.is_greyscale:
+            ev.accept()
+            if ev.isStart():
+                self._start = self._view.current_window()
+            if self._start is None:
+                return
+            c0, w0 = self._start
+            d = ev.screenPos() - ev.buttonDownScreenPos()
+            width = max(1e-3, w0 * math.exp(d.x() / 200.0))
+            center = c0 - d.y() * w0 / 256.0
+            self._view.set_window(center, width, source="drag")
+            if ev.isFinish():
+                self._start = None
+            return
+        super().mouseDragEvent(ev, axis)
 
 
 class FrameView(pg.GraphicsLayoutWidget):
     """Shows frames; overlays are ImageItems added above the frame (one per panel)."""
 
+    windowChanged = Signal(float, float, str)  # center, width, how ("preset", "drag", "file")
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setBackground("#202124")
-        self.vb = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.vb = _ViewBox(self, lockAspect=True, invertY=True, enableMenu=False)
+        self.addItem(self.vb)
         self.vb.setDefaultPadding(0.0)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.vb.addItem(self.image)
@@ -23,8 +70,10 @@ class FrameView(pg.GraphicsLayoutWidget):
         self.text.setZValue(100)
         self.vb.addItem(self.text, ignoreBounds=True)
         self._shape: tuple[int, ...] | None = None
-        self._levels: tuple[float, float] | None = None
-        self.placeholder = pg.TextItem(
+        self.window_override: tuple[float, float] | None = None
+        self.is_greyscale = False
+        self._last: Frame | None = None
+        self.placeholder: pg.TextItem | None = pg.TextItem(
             "Drop a video, image, folder, DICOM file or .onnx model here", color="#9aa0a6", anchor=(0.5, 0.5)
         )
         self.vb.addItem(self.placeholder)
@@ -36,23 +85,65 @@ class FrameView(pg.GraphicsLayoutWidget):
         item.setZValue(z)
         self.vb.addItem(item)
 
+    # --- display window ------------------------------------------------------------------
+    def current_window(self) -> tuple[float, float]:
+        """(center, width) in use for greyscale frames."""
+        if self.window_override is not None:
+            return self.window_override
+        if self._last is not None:
+            lo, hi = window_levels(self._last)
+            return (lo + hi) / 2.0, hi - lo
+        return 127.5, 255.0
+
+    def set_window(self, center: float, width: float, source: str = "preset") -> None:
+        self.window_override = (float(center), max(float(width), 1e-3))
+        self._apply_levels()
+        self.windowChanged.emit(self.window_override[0], self.window_override[1], source)
+
+    def apply_preset(self, name: str) -> None:
+        preset = WINDOW_PRESETS[name]
+        if preset is None:
+            self.window_override = None
+            self._apply_levels()
+            c, w = self.current_window()
+            self.windowChanged.emit(c, w, "file")
+        elif preset == "full":
+            if self._last is not None:
+                p = self._last.pixels
+                lo, hi = float(np.min(p)), float(np.max(p))
+                self.set_window((lo + hi) / 2.0, max(hi - lo, 1.0), "preset")
+        else:
+            self.set_window(preset[0], preset[1], "preset")
+
+    def _levels(self, frame: Frame) -> tuple[float, float]:
+        if self.window_override is not None:
+            c, w = self.window_override
+            return c - w / 2.0, c + w / 2.0
+        return window_levels(frame)
+
+    def _apply_levels(self) -> None:
+        if self._last is not None and self.is_greyscale:
+            self.image.setLevels(self._levels(self._last))
+
+    # --- frames ----------------------------------------------------------------------------
     def show_frame(self, frame: Frame) -> None:
         p = frame.pixels
         if p.ndim == 3 and p.shape[2] == 4:
             p = p[:, :, :3]
         if p.ndim == 3 and p.shape[2] == 1:
             p = p[:, :, 0]
+        self._last = frame
+        self.is_greyscale = p.ndim == 2
         if p.dtype == np.uint8 and p.ndim == 3:
             levels: tuple[float, float] = (0.0, 255.0)
         else:  # greyscale, DICOM (float32 HU): fixed window levels, no per-frame sampling
-            levels = window_levels(frame)
+            levels = self._levels(frame)
             if p.dtype not in (np.uint8, np.uint16, np.float32):
                 p = p.astype(np.float32)
         if self.placeholder is not None:
             self.vb.removeItem(self.placeholder)
             self.placeholder = None
         self.image.setImage(p, autoLevels=False, levels=levels)
-        self._levels = levels
         if self._shape != p.shape[:2]:
             self._shape = p.shape[:2]
             self.vb.setRange(QRectF(0, 0, p.shape[1], p.shape[0]), padding=0)

@@ -25,6 +25,9 @@ class InferenceWorker(QThread):
         self.runner = runner
         self._stop = False
         self.processed = 0
+        self.in_flight = 0  # results emitted but not yet shown (the window decrements it)
+        self.max_in_flight = 2
+        self.skipped = 0  # results dropped because the UI was behind
         self.setObjectName("loupe-inference")
 
     def run(self) -> None:
@@ -42,6 +45,10 @@ class InferenceWorker(QThread):
                 self.failed.emit(f"inference failed: {type(e).__name__}: {e}")
                 continue
             self.processed += 1
+            if self.in_flight >= self.max_in_flight:  # the UI is behind: keep latency bounded
+                self.skipped += 1
+                continue
+            self.in_flight += 1
             self.resultReady.emit(result)
 
     def stop(self, timeout_ms: int = 3000) -> None:

@@ -48,3 +48,13 @@ def test_window_clips():
 def test_fixed_size_resizes():
     x, geo = prepare(Frame(np.zeros((100, 50, 3), np.uint8), 0, 0.0), InputSpec(fixed_size=(32, 48)))
     assert x.shape == (1, 3, 32, 48) and geo.mode == "resize"
+
+
+def test_card_window_not_display_window_reaches_the_model():
+    hu = np.array([[-160.0, 40.0, 240.0]], np.float32)
+    f = Frame(hu, 0, 0.0, {"window_center": 40.0, "window_width": 400.0, "modality": "CT"})
+    # the card states a brain window 50/100 (0..100 HU): -160 and 240 clip, 40 HU -> 102
+    x, _ = prepare(f, InputSpec(scale=1 / 255, window=(50.0, 100.0)))
+    np.testing.assert_allclose(x[0, 0, 0], [0.0, 102 / 255, 1.0], atol=1e-6)
+    x_file, _ = prepare(f, InputSpec(scale=1 / 255))  # no card window: the file's window
+    np.testing.assert_allclose(x_file[0, 0, 0], [0.0, 128 / 255, 1.0], atol=1e-6)

@@ -199,3 +199,54 @@ def test_panel_previews_run(tmp_path):
     r = subprocess.run([sys.executable, "-m", "loupe.ui.panels.segmentation", "--quit"], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
+
+
+def test_cardless_model_asks_for_the_task_and_saves_a_sidecar(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    path = make_fixed_size_model(tmp_path / "mine.onnx")
+    before = path.read_bytes()
+    asked: list = []
+
+    def fake_get_item(parent, title, label, items, current, editable):
+        asked.append((title, items[current]))
+        return "segmentation", True
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(fake_get_item))
+    w = MainWindow(ask_task=True)
+    qtbot.addWidget(w)
+    assert w.add_model(str(path))
+    assert asked == [("Model without a card", "segmentation")]
+    side = tmp_path / "mine.onnx.loupe.json"
+    assert side.is_file() and path.read_bytes() == before
+    assert w.models[0].engine.card.origin == "sidecar"
+    w.close()
+    # the next time, the sidecar answers and nothing is asked
+    w2 = MainWindow(ask_task=True)
+    qtbot.addWidget(w2)
+    assert w2.add_model(str(path))
+    assert len(asked) == 1
+    w2.close()
+
+
+def test_window_presets_persist_while_scrolling(qtbot, win):
+    shown = collect(win)
+    assert win.open_source(str(dicom_test_file("rtdose.dcm")), playing=False)  # 15 frames
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    assert win.window_box.isVisible()
+    win.window_box.textActivated.emit("CT lung 1400/-500")
+    assert win.view.image.levels == pytest.approx((-1200.0, 200.0))
+    win.step()
+    qtbot.waitUntil(lambda: len(shown) >= 2, timeout=10000)
+    assert shown[-1].frame.index == 1
+    assert win.view.image.levels == pytest.approx((-1200.0, 200.0))  # kept while scrolling
+    assert "W 1400 / L -500" in win.view.text.toPlainText()
+    # a right-drag sets a custom window
+    win.view.set_window(100.0, 50.0, source="drag")
+    assert win.window_box.currentText() == "Custom"
+    assert win.view.image.levels == pytest.approx((75.0, 125.0))
+    # back to the file's own window
+    win.window_box.textActivated.emit("From file")
+    md = shown[-1].frame.metadata
+    c, w = float(md["window_center"]), float(md["window_width"])
+    assert win.view.image.levels == pytest.approx((c - w / 2, c + w / 2))
