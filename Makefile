@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test demo-model bench lint bundle clean
+.PHONY: install run test demo-model bench lint wheel icons bundle bundle-smoke install-desktop uninstall-desktop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,34 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app models tests bench
 
+# A wheel in dist/ (the test suite builds one too, in a temporary folder: tests/test_packaging.py).
+wheel: $(STAMP)
+	$(BIN)/python -m build --wheel --no-isolation --skip-dependency-check --outdir dist .
+
+# Re-render resources/icons/loupe-<N>.png after editing resources/icons/loupe.svg (PNGs are committed).
+icons: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python packaging/render_icons.py
+
+# One-folder CPU bundle without torch: dist/loupe/loupe (CPU heavy: minutes; not part of `make test`).
 bundle: $(STAMP)
-	$(BIN)/python -m pip install --quiet pyinstaller
-	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/loupe.spec
+	$(BIN)/python -m pip install --quiet 'pyinstaller>=6.10'
+	@mkdir -p build/pyinstaller
+	@start=$$(date +%s); \
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/loupe.spec \
+	&& echo $$(( $$(date +%s) - start )) > build/pyinstaller/build_seconds \
+	&& echo "bundle: dist/loupe/loupe built in $$(cat build/pyinstaller/build_seconds) s"
+
+# Build the bundle, then start it offscreen, save a screenshot and check it (packaging/smoke_test.sh).
+bundle-smoke: bundle
+	packaging/smoke_test.sh
+
+# Desktop entry + icons into ~/.local/share for this user (LOUPE_EXEC=/path/to/loupe to choose the
+# program; default: loupe on PATH, else .venv/bin/loupe, else dist/loupe/loupe). Not run in CI.
+install-desktop:
+	packaging/install_desktop.sh
+
+uninstall-desktop:
+	packaging/install_desktop.sh --uninstall
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

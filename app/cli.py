@@ -1,4 +1,4 @@
-"""The ``loupe`` command: the window, ``loupe analyze`` and ``loupe info``."""
+"""The ``loupe`` command: the window, ``loupe analyze``, ``loupe info`` and ``loupe sysinfo``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from loupe import __version__
+
 logger = logging.getLogger("loupe")
 
 USAGE = """loupe [PATH ...] [--model M.onnx]... [--camera N] [--screenshot OUT.png --frames N]
        loupe analyze INPUT... [--model M.onnx]... [--out FILE.csv|FILE.jsonl] [--max-frames N]
-       loupe info M.onnx"""
+       loupe info M.onnx
+       loupe sysinfo [--json]
+       loupe --version"""
 
 
 class TextProgress:
@@ -175,6 +179,27 @@ def cmd_info(argv: list[str]) -> int:
     return 0
 
 
+def cmd_sysinfo(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="loupe sysinfo",
+        description="Print versions, DICOM decoders, ONNX Runtime providers and the GPU (for bug reports).",
+    )
+    ap.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from loupe.sysinfo import format_system_info, system_info
+
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(system_info(), indent=2) + "\n")
+    else:
+        sys.stdout.write(format_system_info() + "\n")
+    return 0
+
+
 def cmd_gui(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="loupe", usage=USAGE, description="Loupe: see what your vision model does, live.")
     ap.add_argument("paths", nargs="*", metavar="PATH", help="video, image, folder, DICOM or .onnx model")
@@ -185,6 +210,7 @@ def cmd_gui(argv: list[str]) -> int:
     ap.add_argument("--frames", type=int, default=30, metavar="N")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
     ap.add_argument("--no-demo", action="store_true", help="start empty instead of on the demo")
+    ap.add_argument("--version", action="version", version=f"loupe {__version__}")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -202,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_analyze(argv[1:])
     if argv and argv[0] == "info":
         return cmd_info(argv[1:])
+    if argv and argv[0] == "sysinfo":
+        return cmd_sysinfo(argv[1:])
     return cmd_gui(argv)
 
 

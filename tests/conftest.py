@@ -30,3 +30,27 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
 def argmax_model(tmp_path):
     """An ONNX segmenter whose class is the brightest RGB channel (0 red, 1 green, 2 blue)."""
     return make_argmax_model(tmp_path / "argmax.onnx")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _qt_teardown():
+    """Close and delete every window (and its threads) while Qt and Python are both alive, so
+    nothing Qt-owned is left for interpreter finalisation to collect."""
+    yield
+    import gc
+    import sys
+
+    if "PySide6.QtWidgets" not in sys.modules:
+        return
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    for w in QApplication.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()
+    gc.collect()

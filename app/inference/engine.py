@@ -90,6 +90,38 @@ def gpu_provider_status() -> dict[str, str | None]:
     return status
 
 
+def trt_cache_dir() -> Path:
+    """Folder for TensorRT's compiled engines: $LOUPE_TRT_CACHE, else the user cache dir + /trt.
+
+    The user cache dir comes from platformdirs (~/.cache/loupe on Linux, honouring
+    XDG_CACHE_HOME; ~/Library/Caches/loupe on macOS; %LOCALAPPDATA%/loupe/Cache on Windows).
+    Nothing is created here: see ``_tensorrt_options``.
+    """
+    env = os.environ.get("LOUPE_TRT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # platformdirs is a dependency; keep working without it anyway
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "loupe"
+    else:
+        base = Path(user_cache_dir("loupe", appauthor=False))
+    return base / "trt"
+
+
+def _tensorrt_options() -> dict[str, Any]:
+    """TensorRT provider options; creates the engine cache folder (only when TensorRT is asked for)."""
+    opts: dict[str, Any] = {"trt_fp16_enable": True}
+    cache = trt_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        logger.warning("TensorRT engine cache disabled: cannot create %s (%s)", cache, e.strerror or e)
+        return opts
+    opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache))
+    return opts
+
+
 def choose_providers(preference: str = "auto") -> list[str]:
     """Providers to ask for, best first. preference: auto | tensorrt | cuda | cpu."""
     preference = preference.lower()
@@ -126,10 +158,7 @@ class Engine:
         provider_args: list[Any] = []
         for p in asked:
             if p == "TensorrtExecutionProvider":
-                cache = Path(os.environ.get("LOUPE_TRT_CACHE", Path.home() / ".cache" / "loupe" / "trt"))
-                provider_args.append(
-                    (p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": True})
-                )
+                provider_args.append((p, _tensorrt_options()))
             else:
                 provider_args.append(p)
         try:

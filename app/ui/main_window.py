@@ -13,6 +13,7 @@ from loupe.player import Player
 from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
+from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
@@ -125,12 +126,14 @@ class MainWindow(QMainWindow):
         self.panels: list[SegmentationPanel | None] = []
         self.player: Player | None = None
         self.source_name = ""
+        self.source_spec = ""
         self.frame_count: int | None = None
         self.meter = RateMeter()
         self.shown = 0
         self.last_result: FrameResult | None = None
         self._legend_t = 0.0
         self._window_restored = False
+        self.analyze_job: AnalyzeJob | None = None
 
         self.view = FrameView()
         self.view.windowChanged.connect(self._on_window_changed)
@@ -228,6 +231,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("&Recent")
         self._rebuild_recent()
         m.addSeparator()
+        self.analyze_action = act(m, "&Analyse to file…", self._analyze_dialog, "Ctrl+E")
         act(m, "Save &screenshot…", self._save_screenshot_dialog, "Ctrl+S")
         m.addSeparator()
         act(m, "&Quit", self.close, "Ctrl+Q")
@@ -283,6 +287,7 @@ class MainWindow(QMainWindow):
         self.meter.reset()
         self.shown = 0
         self.source_name = source.name
+        self.source_spec = spec
         self.frame_count = source.frame_count
         self.view.window_override = None
         self._window_restored = False
@@ -583,6 +588,40 @@ class MainWindow(QMainWindow):
             return False
         return self.open_source(f"camera:{device}", width=w, height=h)
 
+    def _analyze_dialog(self) -> None:
+        if not self.models or not self.source_spec or self.source_spec.startswith("camera:"):
+            self.show_error("Open a file and load a model first: analysis runs every frame of a file.", "info")
+            return
+        default = str(Path(self._last_dir()) / (Path(self.source_spec).stem + "_loupe.csv"))
+        out, _ = QFileDialog.getSaveFileName(self, "Analyse to file", default, "CSV (*.csv);;JSON lines (*.jsonl)")
+        if out:
+            self.analyze_to(out)
+
+    def analyze_to(self, out: str) -> AnalyzeJob:
+        """Every frame of the open file through every model, in order, rows to ``out``."""
+        if self.player is not None:
+            self.player.pause()
+            self._update_play_button()
+        job = AnalyzeJob([self.source_spec], list(self.models), out, self)
+        dlg = progress_dialog(self, job)
+
+        def done(result) -> None:
+            self.analyze_job = None
+            dlg.close()
+            dlg.deleteLater()
+            if isinstance(result, str):
+                self.show_error(result)
+            else:
+                self.show_error(describe(result, out), "error" if result.failed else "info")
+            self.analyze_action.setEnabled(True)
+
+        job.finishedWith.connect(done)
+        job.finished.connect(job.deleteLater)
+        self.analyze_action.setEnabled(False)
+        self.analyze_job = job
+        job.start()
+        return job
+
     def _save_screenshot_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(self._last_dir()) / "loupe.png"), "PNG (*.png)")
         if path:
@@ -623,9 +662,14 @@ class MainWindow(QMainWindow):
                 p.overlay.setVisible(not p.overlay.isVisible())
 
     def closeEvent(self, event) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self._status_timer.stop()
+        # threads first: nothing below may keep a running QThread alive past the window
+        job, self.analyze_job = self.analyze_job, None
+        if job is not None:
+            job.cancel()
+            job.wait(10000)
         self._stop_player()
         self.worker.stop()
+        self._status_timer.stop()
+        self.settings.setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)
 

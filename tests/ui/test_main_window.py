@@ -250,3 +250,19 @@ def test_window_presets_persist_while_scrolling(qtbot, win):
     md = shown[-1].frame.metadata
     c, w = float(md["window_center"]), float(md["window_width"])
     assert win.view.image.levels == pytest.approx((c - w / 2, c + w / 2))
+
+
+def test_analyse_open_file_from_the_window(qtbot, win, argmax_model, tmp_path):
+    import csv
+
+    win.add_model(str(argmax_model))
+    assert win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    out = tmp_path / "rows.csv"
+    job = win.analyze_to(str(out))
+    with qtbot.waitSignal(job.finishedWith, timeout=60000) as sig:
+        pass
+    summary = sig.args[0]
+    assert summary.frames == 120 and not summary.failed
+    rows = list(csv.DictReader(open(out)))
+    assert [int(r["frame"]) for r in rows] == list(range(120))  # every frame, in order
+    assert "120 frames" in win.banner.label.text()
