@@ -1,7 +1,8 @@
 """Segmentation: logits -> a uint8 class map at display resolution, areas per class (Qt-free).
 
 Post-processing follows the official DDRNet evaluation: logits are upsampled bilinearly
-(align_corners=False, which is what ``cv2.resize`` with INTER_LINEAR does) and then argmaxed.
+(align_corners=False, as PyTorch and ``cv2.resize`` INTER_LINEAR do) and then argmaxed, computed
+at display resolution (see ``logits_to_class_map``).
 Here that happens at display resolution (the frame size, capped), inside the worker, so the view
 only colours a ``uint8`` map through a lookup table.
 """
@@ -64,19 +65,26 @@ def boundary_map(class_map: np.ndarray) -> np.ndarray:
 
 
 def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) logits -> (H, W) uint8 argmax of the bilinearly upsampled logits."""
+    """(C, h, w) logits -> (H, W) uint8 argmax of the bilinearly upsampled logits.
+
+    One class plane at a time (a running max), so memory stays at two H x W planes; measured
+    faster than gathering interpolated logits only along class boundaries (bench notes in
+    docs/ARCHITECTURE.md).
+    """
     c = logits.shape[0]
     h, w = out_hw
-    if c == 1:  # a single-channel output is a foreground probability/logit
+    if c == 1:  # a single-channel output is a foreground logit
         up = cv2.resize(np.ascontiguousarray(logits[0]), (w, h), interpolation=cv2.INTER_LINEAR)
         return (up > 0).astype(np.uint8)
     if logits.shape[1:] == (h, w):
         return logits.argmax(0).astype(np.uint8)
     best = cv2.resize(np.ascontiguousarray(logits[0]), (w, h), interpolation=cv2.INTER_LINEAR)
     cls = np.zeros((h, w), np.uint8)
-    for k in range(1, c):  # loop over classes (planes), each step vectorised over pixels
-        up = cv2.resize(np.ascontiguousarray(logits[k]), (w, h), interpolation=cv2.INTER_LINEAR)
-        better = up > best
+    up = np.empty_like(best)
+    better = np.empty((h, w), bool)
+    for k in range(1, c):  # loop over class planes, each step vectorised over pixels
+        cv2.resize(np.ascontiguousarray(logits[k]), (w, h), dst=up, interpolation=cv2.INTER_LINEAR)
+        np.greater(up, best, out=better)
         cls[better] = k
         np.maximum(best, up, out=best)
     return cls

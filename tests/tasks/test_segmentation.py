@@ -89,3 +89,19 @@ def test_expected_helper_matches_task_on_random_frame(argmax_model):
     feeds, ctx = task.prepare(Frame(rgb, 0, 0.0))
     res = task.postprocess(task.engine.run(feeds), ctx)
     np.testing.assert_array_equal(res.class_map, expected_argmax_map(rgb))
+
+
+@pytest.mark.parametrize("c,h,w,out", [(5, 34, 80, (272, 640)), (19, 9, 16, (72, 128)), (3, 7, 5, (50, 37)), (4, 16, 16, (16, 16))])
+def test_running_max_equals_full_bilinear_argmax(c, h, w, out):
+    """The plane-by-plane running max gives exactly what upsampling every map and argmaxing gives."""
+    import cv2
+
+    rng = np.random.default_rng(c * 100 + h)
+    # smooth-ish logits so there are regions and boundaries, plus noise
+    base = rng.normal(size=(c, max(2, h // 3), max(2, w // 3))).astype(np.float32)
+    logits = np.stack([cv2.resize(b, (w, h), interpolation=cv2.INTER_CUBIC) for b in base])
+    logits += 0.05 * rng.normal(size=logits.shape).astype(np.float32)
+    full = np.stack([cv2.resize(p, (out[1], out[0]), interpolation=cv2.INTER_LINEAR) for p in logits]).argmax(0)
+    got = logits_to_class_map(logits, out)
+    mismatch = (got != full).mean()
+    assert mismatch <= 1e-4, f"{mismatch:.2%} of pixels differ"
