@@ -76,8 +76,15 @@ def run_gui(args: argparse.Namespace) -> int:
 
         win.frameShown.connect(on_frame)
         QTimer.singleShot(int(1000 * max(30.0, target * 0.5)), on_end_or_timeout)
-        if win.player is None:  # nothing to play: shoot the window as it is
-            QTimer.singleShot(500, done)
+        if not paths and args.camera is None:  # nothing to play: shoot the window as it is
+            QTimer.singleShot(1000, done)
+        else:  # a source that cannot open: shoot the window with its message, exit 1
+            def on_error(_msg: str) -> None:
+                if win.shown == 0 and win.player is None:
+                    rc[0] = 1
+                    QTimer.singleShot(300, done)
+
+            win.errorShown.connect(on_error)
     signal.signal(signal.SIGINT, lambda *a: app.quit())
     app.exec()
     return rc[0]

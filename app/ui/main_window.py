@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loupe.inference.card import TASKS, write_sidecar
@@ -17,7 +18,7 @@ from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -109,9 +110,24 @@ def parse_resolution(text: str | None) -> tuple[int | None, int | None]:
         raise ValueError(f"resolution must look like 1280x720, got {text!r}") from None
 
 
+class _Bridge(QObject):
+    """Runs callables on the UI thread: emit ``call`` from any thread."""
+
+    call = Signal(object)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    def _run(self, fn) -> None:
+        fn()
+
+
 class MainWindow(QMainWindow):
     frameShown = Signal(object)  # FrameResult, after the view and panels were updated
     errorShown = Signal(str)
+    sourceOpened = Signal(str)
+    modelLoaded = Signal(str)
 
     def __init__(self, providers: str = "auto", ask_task: bool = True) -> None:
         super().__init__()
@@ -132,6 +148,9 @@ class MainWindow(QMainWindow):
         self.shown = 0
         self.last_result: FrameResult | None = None
         self._legend_t = 0.0
+        self._source_gen = 0
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-io")
+        self._bridge = _Bridge(self)
         self._window_restored = False
         self.analyze_job: AnalyzeJob | None = None
 
@@ -268,18 +287,28 @@ class MainWindow(QMainWindow):
         if media:
             self.open_source(media[-1])
 
-    def open_source(self, spec: str, playing: bool = True, **camera_kw) -> bool:
+    def open_source(self, spec: str, playing: bool = True, **camera_kw) -> None:
+        """Open a file, folder or camera off the UI thread; ``sourceOpened`` or ``errorShown`` follows."""
         self.banner.hide()
-        try:
+        self._source_gen += 1
+        gen = self._source_gen
+
+        def work():
             if camera_kw:
                 from loupe.sources.camera import CameraSource
 
-                source = CameraSource(int(spec.split(":")[-1]), **camera_kw)
-            else:
-                source = open_source(spec)
-        except (SourceError, ValueError) as e:
-            self.show_error(str(e))
-            return False
+                return CameraSource(int(spec.split(":")[-1]), **camera_kw)
+            return open_source(spec)
+
+        def done(source) -> None:
+            if gen != self._source_gen:  # a newer open superseded this one
+                source.close()
+                return
+            self._start_source(spec, source, playing)
+
+        self._in_background(work, done)
+
+    def _start_source(self, spec: str, source, playing: bool) -> None:
         self._stop_player()
         self.slot.clear()
         self.slot.dropped = 0
@@ -299,33 +328,31 @@ class MainWindow(QMainWindow):
         self.cam_btn.setChecked(source.live)
         self.player = Player(
             source, self.slot,
-            on_error=lambda msg: QTimer.singleShot(0, self, lambda: self.show_error(msg)),
-            on_end=lambda: QTimer.singleShot(0, self, self._on_end),
+            on_error=lambda msg: self._bridge.call.emit(lambda: self.show_error(msg)),
+            on_end=lambda: self._bridge.call.emit(self._on_end),
         )
         self.player.start(playing=playing)
         self._update_play_button()
         self.setWindowTitle(f"Loupe — {source.name}")
         if not source.live:
             self._add_recent(spec)
-        return True
+        self.sourceOpened.emit(source.name)
 
-    def add_model(self, path: str) -> bool:
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            engine = Engine(path, providers=self.providers)
-        except ModelError as e:
-            QApplication.restoreOverrideCursor()
-            self.show_error(str(e))
-            return False
-        QApplication.restoreOverrideCursor()
-        if engine.needs_task:
-            if not self._confirm_task(engine):
-                return False
+    def add_model(self, path: str) -> None:
+        """Load a model off the UI thread; ``modelLoaded`` or ``errorShown`` follows."""
+        providers = self.providers
+        self.statusBar().showMessage(f"loading {Path(path).name}…")
+        self._in_background(lambda: Engine(path, providers=providers), lambda eng: self._attach_model(path, eng))
+
+    def _attach_model(self, path: str, engine: Engine) -> None:
+        self.statusBar().clearMessage()
+        if engine.needs_task and not self._confirm_task(engine):
+            return
         try:
             task = make_task(engine)
         except (UnsupportedTask, ModelError) as e:
             self.show_error(str(e))
-            return False
+            return
         lm = LoadedModel(engine, task)
         self.models.append(lm)
         panel = None
@@ -342,7 +369,27 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         if self.player is not None and not self.player.playing and self.last_result is not None:
             self.slot.put(self.last_result.frame)  # re-run the paused frame with the new model
-        return True
+        self.modelLoaded.emit(lm.name)
+
+    def _in_background(self, work, done) -> None:
+        """Run ``work()`` on the I/O thread; ``done(result)`` or an error banner on the UI thread."""
+        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
+
+        def finished(fut) -> None:
+            try:
+                result = fut.result()
+            except (SourceError, ModelError, ValueError, OSError) as e:
+                msg = str(e)
+                self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), self.show_error(msg)))
+                return
+            except Exception as e:  # never lose an error silently
+                logger.exception("background open failed")
+                msg = f"{type(e).__name__}: {e}"
+                self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), self.show_error(msg)))
+                return
+            self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), done(result)))
+
+        self._io.submit(work).add_done_callback(finished)
 
     def remove_models(self) -> None:
         self.runner.set_models([])
@@ -580,13 +627,13 @@ class MainWindow(QMainWindow):
         self.settings.setValue("camera/resolution", res)
         self.open_camera(dlg.device.value(), res)
 
-    def open_camera(self, device: int, resolution: str | None = None) -> bool:
+    def open_camera(self, device: int, resolution: str | None = None) -> None:
         try:
             w, h = parse_resolution(resolution)
         except ValueError as e:
             self.show_error(str(e))
-            return False
-        return self.open_source(f"camera:{device}", width=w, height=h)
+            return
+        self.open_source(f"camera:{device}", width=w, height=h)
 
     def _analyze_dialog(self) -> None:
         if not self.models or not self.source_spec or self.source_spec.startswith("camera:"):
@@ -667,8 +714,10 @@ class MainWindow(QMainWindow):
         if job is not None:
             job.cancel()
             job.wait(10000)
+        self._source_gen += 1  # anything still opening is dropped when it lands
         self._stop_player()
         self.worker.stop()
+        self._io.shutdown(wait=True, cancel_futures=True)
         self._status_timer.stop()
         self.settings.setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)

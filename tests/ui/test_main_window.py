@@ -47,7 +47,8 @@ def collect(win: MainWindow) -> list:
 
 
 def test_dropped_video_plays_with_the_right_overlay(qtbot, win, argmax_model):
-    drop(win, [argmax_model])
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        drop(win, [argmax_model])
     assert len(win.models) == 1 and win.panel_tabs.count() == 1
     shown = collect(win)
     drop(win, [clip_path("carphone_pristine.mp4")])
@@ -77,10 +78,15 @@ def test_dropped_video_plays_with_the_right_overlay(qtbot, win, argmax_model):
     assert "latency p50" in win.st_latency.text() and win.st_dropped.text().startswith("dropped")
 
 
+def load(qtbot, win, model) -> None:
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        win.add_model(str(model))
+
+
 def test_pause_step_and_seek(qtbot, win, argmax_model):
-    win.add_model(str(argmax_model))
+    load(qtbot, win, argmax_model)
     shown = collect(win)
-    assert win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     assert shown[0].frame.index == 0
     win.step()
@@ -95,11 +101,12 @@ def test_pause_step_and_seek(qtbot, win, argmax_model):
 def test_corrupt_file_shows_a_message_and_the_app_lives(qtbot, win, tmp_path, argmax_model):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"garbage" * 100)
-    drop(win, [bad])
+    with qtbot.waitSignal(win.errorShown, timeout=10000):
+        drop(win, [bad])
     assert win.banner.isVisible() and "broken.mp4" in win.banner.label.text()
     # still usable afterwards
     shown = collect(win)
-    win.add_model(str(argmax_model))
+    load(qtbot, win, argmax_model)
     drop(win, [clip_path("carphone_pristine.mp4")])
     qtbot.waitUntil(lambda: len(shown) >= 2, timeout=20000)
 
@@ -107,7 +114,8 @@ def test_corrupt_file_shows_a_message_and_the_app_lives(qtbot, win, tmp_path, ar
 def test_bad_model_shows_a_message(qtbot, win, tmp_path):
     bad = tmp_path / "junk.onnx"
     bad.write_bytes(b"not a model")
-    drop(win, [bad])
+    with qtbot.waitSignal(win.errorShown, timeout=10000):
+        drop(win, [bad])
     assert win.banner.isVisible() and "junk.onnx" in win.banner.label.text()
     assert win.models == []
 
@@ -115,7 +123,7 @@ def test_bad_model_shows_a_message(qtbot, win, tmp_path):
 def test_model_whose_shape_does_not_fit_reports_in_window(qtbot, win, tmp_path):
     # fixed 32x48 input, card-less: inferred, resized to fit; a wrong card would be a clear message
     path = make_fixed_size_model(tmp_path / "fixed.onnx")
-    win.add_model(str(path))
+    load(qtbot, win, path)
     assert win.banner.isVisible() and "no model card" in win.banner.label.text()
     shown = collect(win)
     win.open_source(str(clip_path("carphone_pristine.mp4")))
@@ -125,7 +133,7 @@ def test_model_whose_shape_does_not_fit_reports_in_window(qtbot, win, tmp_path):
 
 def test_dicom_ct_shows_with_its_window(qtbot, win):
     shown = collect(win)
-    assert win.open_source(str(dicom_test_file("CT_small.dcm")))
+    win.open_source(str(dicom_test_file("CT_small.dcm")))
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     fr = shown[0]
     assert fr.frame.metadata["modality"] == "CT"
@@ -164,14 +172,15 @@ def test_vanishing_camera_is_reported(qtbot, win, monkeypatch):
     monkeypatch.setattr(cv2, "VideoCapture", FakeCam)
     errors: list = []
     win.errorShown.connect(errors.append)
-    assert win.open_camera(0, "640x480")
+    win.open_camera(0, "640x480")
     qtbot.waitUntil(lambda: bool(errors), timeout=10000)
     assert "Camera 0" in errors[0]
     assert win.banner.isVisible()
 
 
 def test_recent_files_persist(qtbot, win, argmax_model):
-    win.open_source(str(clip_path("carphone_pristine.mp4")))
+    with qtbot.waitSignal(win.sourceOpened, timeout=10000):
+        win.open_source(str(clip_path("carphone_pristine.mp4")))
     other = MainWindow(ask_task=False)
     qtbot.addWidget(other)
     assert str(clip_path("carphone_pristine.mp4").resolve()) in other._recent()
@@ -215,7 +224,7 @@ def test_cardless_model_asks_for_the_task_and_saves_a_sidecar(qtbot, tmp_path, m
     monkeypatch.setattr(QInputDialog, "getItem", staticmethod(fake_get_item))
     w = MainWindow(ask_task=True)
     qtbot.addWidget(w)
-    assert w.add_model(str(path))
+    load(qtbot, w, path)
     assert asked == [("Model without a card", "segmentation")]
     side = tmp_path / "mine.onnx.loupe.json"
     assert side.is_file() and path.read_bytes() == before
@@ -224,14 +233,14 @@ def test_cardless_model_asks_for_the_task_and_saves_a_sidecar(qtbot, tmp_path, m
     # the next time, the sidecar answers and nothing is asked
     w2 = MainWindow(ask_task=True)
     qtbot.addWidget(w2)
-    assert w2.add_model(str(path))
+    load(qtbot, w2, path)
     assert len(asked) == 1
     w2.close()
 
 
 def test_window_presets_persist_while_scrolling(qtbot, win):
     shown = collect(win)
-    assert win.open_source(str(dicom_test_file("rtdose.dcm")), playing=False)  # 15 frames
+    win.open_source(str(dicom_test_file("rtdose.dcm")), playing=False)  # 15 frames
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     assert win.window_box.isVisible()
     win.window_box.textActivated.emit("CT lung 1400/-500")
@@ -255,8 +264,9 @@ def test_window_presets_persist_while_scrolling(qtbot, win):
 def test_analyse_open_file_from_the_window(qtbot, win, argmax_model, tmp_path):
     import csv
 
-    win.add_model(str(argmax_model))
-    assert win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    load(qtbot, win, argmax_model)
+    with qtbot.waitSignal(win.sourceOpened, timeout=10000):
+        win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
     out = tmp_path / "rows.csv"
     job = win.analyze_to(str(out))
     with qtbot.waitSignal(job.finishedWith, timeout=60000) as sig:
@@ -266,3 +276,15 @@ def test_analyse_open_file_from_the_window(qtbot, win, argmax_model, tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert [int(r["frame"]) for r in rows] == list(range(120))  # every frame, in order
     assert "120 frames" in win.banner.label.text()
+
+
+def test_screenshot_of_a_bad_file_shows_the_message_and_exits_1(tmp_path):
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(b"\x1a\x45\xdf\xa3" + b"junk" * 50)
+    out = tmp_path / "shot.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-m", "loupe", str(bad), "--no-demo", "--screenshot", str(out)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1
+    assert out.is_file() and "Traceback" not in r.stderr
+    assert "broken.mkv" in r.stderr
