@@ -1,9 +1,23 @@
 """Whole-file analysis: every frame of every input through every model, one row each (Qt-free).
 
 Rows: ``input, frame, timestamp_s, model, task, latency_ms``, then DICOM columns
-(``series_uid, instance, slice_position_mm``) when an input is DICOM, then each task's columns.
-With several models the columns are the union, empty where they do not apply. Rows are written
-and flushed as they are computed, so an interrupted run keeps what it did.
+(``series_uid, series_description, instance, slice_position_mm, slice_spacing_mm``) when an input
+is DICOM, then each task's columns. With several models the columns are the union, empty where
+they do not apply. Rows are written and flushed as they are computed, so an interrupted run keeps
+what it did.
+
+Inputs: a folder of images expands to its files (natural order). A DICOM folder (as many DICOM
+files as images, or more) expands to one input per series, named ``<folder>#<series uid>`` (the
+``input`` column; ``open_source`` accepts it), in the folder's series order (Series Number, then
+UID); each series is analysed in playing order (along the slice normal). Non-DICOM files in a
+DICOM folder are ignored.
+
+Physical units (segmentation, columns present whenever an input is DICOM, empty where unknown):
+``area_mm2_<class>`` is the class area in mm² (from the frame's pixel spacing, at the frame's own
+resolution); ``volume_ml_<class>`` is a running total within the series: the sum over the
+series' frames so far of area_mm2 x slice_spacing_mm / 1000, so the last row of a series holds
+the series volume (it is empty where the slice spacing is unknown, e.g. a cine loop). The final
+volumes are in the summary (``InputSummary.volume_ml``, ``summary_table``).
 """
 
 from __future__ import annotations
@@ -20,14 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import numpy as np
 from loupe.pipeline import LoadedModel, Runner
 from loupe.sources.base import SourceError
-from loupe.sources.open import classify_path, open_source
+from loupe.sources.open import classify_path, folder_dicom_files, open_source
+from loupe.sources.series import parse_series_spec, scan_series
+from loupe.tasks.segmentation import volume_column
 
 logger = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
-DICOM_COLUMNS = ["series_uid", "instance", "slice_position_mm"]
+DICOM_COLUMNS = ["series_uid", "series_description", "instance", "slice_position_mm", "slice_spacing_mm"]
 
 
 class Progress(Protocol):
@@ -54,6 +71,9 @@ class InputSummary:
     error: str | None = None
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     area_sum: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: model -> class -> volume in mL (segmentation of frames with pixel and slice spacing)
+    volume_ml: dict[str, dict[str, float]] = field(default_factory=dict)
+    series_description: str | None = None
     seconds: float = 0.0
 
 
@@ -89,12 +109,30 @@ def _natural_key(p: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
+def _dicom_series_specs(folder: Path) -> list[str] | None:
+    """``folder#uid`` for each series of a DICOM folder; None if it is not a DICOM folder."""
+    try:
+        files = folder_dicom_files(folder)
+    except SourceError:
+        return None
+    if files is None:
+        return None
+    specs = [s.spec for s in scan_series(folder) if s.spec]
+    logger.info("%s: %d DICOM series", folder, len(specs))
+    return specs
+
+
 def expand_inputs(inputs: Iterable[str]) -> list[str]:
-    """Folders expand to the files they hold (sorted naturally); files and cameras stay."""
+    """Folders expand to the files they hold (sorted naturally), DICOM folders to their series
+    (``folder#uid``); files, series specs and cameras stay."""
     out: list[str] = []
     for spec in inputs:
         p = Path(spec)
         if p.is_dir():
+            series = _dicom_series_specs(p)
+            if series is not None:
+                out.extend(series) if series else out.append(spec)  # none: open_source says why
+                continue
             files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")), key=_natural_key)
             out.extend(str(f) for f in files) if files else out.append(spec)
         else:
@@ -122,11 +160,17 @@ class RowWriter:
 
 
 def columns_for(models: list[LoadedModel], with_dicom: bool) -> list[str]:
+    """The CSV header: base, DICOM (if ``with_dicom``), each task's columns and, with DICOM,
+    the tasks' physical columns (``area_mm2_*``, ``volume_ml_*``)."""
     cols = list(BASE_COLUMNS)
     if with_dicom:
         cols += DICOM_COLUMNS
     for m in models:
-        for c in m.task.columns():
+        task_cols = list(m.task.columns())
+        physical = getattr(m.task, "physical_columns", None)
+        if with_dicom and physical is not None:
+            task_cols += physical()
+        for c in task_cols:
             if c not in cols:
                 cols.append(c)
     return cols
@@ -140,14 +184,24 @@ def analyze(
     progress: Progress | None = None,
     on_error: Callable[[str, str], None] | None = None,
 ) -> Summary:
-    """Analyse every frame of every input; rows go to ``writer`` as they are computed."""
+    """Analyse every frame of every input; rows go to ``writer`` as they are computed.
+
+    A DICOM folder among ``inputs`` is analysed series by series (see the module docstring),
+    whether or not the caller ran ``expand_inputs``.
+    """
     progress = progress or NullProgress()
+    expanded: list[str] = []
+    for spec in inputs:
+        series = _dicom_series_specs(Path(spec)) if Path(spec).is_dir() else None
+        expanded.extend(series if series else [spec])
+    inputs = expanded
     runner = Runner(models)
     summary = Summary([])
     n_inputs = len(inputs)
     for k, spec in enumerate(inputs):
         s = InputSummary(spec)
         summary.inputs.append(s)
+        volumes: dict[tuple[str, Any], np.ndarray] = {}  # (model, series uid) -> running mL
         t_start = time.perf_counter()
         try:
             source = open_source(spec)
@@ -181,9 +235,12 @@ def analyze(
                         acc = s.area_sum.setdefault(mr.model, {})
                         for lab, a in zip(mr.result.labels, mr.result.class_area):
                             acc[lab] = acc.get(lab, 0.0) + float(a)
+                        row.update(_volume_row(s, volumes, fr.frame, mr))
                     if writer:
                         writer.write(row)
                 s.frames += 1
+                if s.series_description is None:
+                    s.series_description = frame.metadata.get("series_description")
                 if total:
                     progress.set_progress((k + min(s.frames / total, 1.0)) / n_inputs)
         except (SourceError, Exception) as e:  # a bad frame mid-file fails this input only
@@ -198,6 +255,29 @@ def analyze(
             break
     progress.set_progress(1.0)
     return summary
+
+
+def _volume_row(
+    s: InputSummary, volumes: dict[tuple[str, Any], np.ndarray], frame: Any, mr: Any
+) -> dict[str, Any]:
+    """Add this frame's slab (area_mm2 x slice spacing) to its series' running volume; the
+    ``volume_ml_*`` values so far (nothing without mm² areas or a slice spacing)."""
+    area_mm2 = getattr(mr.result, "class_area_mm2", None)
+    spacing = frame.metadata.get("slice_spacing_mm")
+    if area_mm2 is None or spacing is None or not (float(spacing) > 0):
+        return {}
+    key = (mr.model, frame.metadata.get("series_uid"))
+    total = volumes.get(key)
+    if total is None or total.shape != area_mm2.shape:
+        total = volumes[key] = np.zeros(area_mm2.shape, np.float64)
+    total += area_mm2 * (float(spacing) / 1000.0)
+    # the input's volume: the sum over its series (normally one)
+    labels = mr.result.labels
+    s.volume_ml[mr.model] = {
+        lab: float(v)
+        for lab, v in zip(labels, sum(t for (m, _), t in volumes.items() if m == mr.model and t.shape == total.shape))
+    }
+    return {volume_column(lab): round(float(v), 6) for lab, v in zip(labels, total)}
 
 
 def _row(spec: str, frame: Any, mr: Any) -> dict[str, Any]:
@@ -217,11 +297,20 @@ def _row(spec: str, frame: Any, mr: Any) -> dict[str, Any]:
     return row
 
 
+def _input_name(s: InputSummary) -> str:
+    series = parse_series_spec(s.path)
+    if series is not None:
+        folder, uid = series
+        return f"{folder.name or folder} [{s.series_description or uid or 'no series UID'}]"
+    return os.path.basename(s.path.rstrip('/')) or s.path
+
+
 def summary_table(summary: Summary, top: int = 4) -> str:
-    """A plain-text table: per input x model, frames, FPS, latency and the largest classes."""
+    """A plain-text table: per input x model, frames, FPS, latency and the largest classes
+    (then, for DICOM series with spacings, the largest class volumes in mL)."""
     lines = [f"{'input':40s} {'model':28s} {'frames':>6s} {'ms/frame':>9s}  largest classes (mean area)"]
     for s in summary.inputs:
-        name = os.path.basename(s.path.rstrip('/')) or s.path
+        name = _input_name(s)
         if s.error:
             lines.append(f"{name[:40]:40s} {'-':28s} {'-':>6s} {'-':>9s}  FAILED: {s.error}")
             continue
@@ -230,11 +319,16 @@ def summary_table(summary: Summary, top: int = 4) -> str:
             areas = s.area_sum.get(model, {})
             best = sorted(areas.items(), key=lambda kv: -kv[1])[:top]
             classes = ", ".join(f"{lab} {100 * v / max(s.frames, 1):.1f}%" for lab, v in best)
+            volumes = sorted(s.volume_ml.get(model, {}).items(), key=lambda kv: -kv[1])[:top]
+            if any(v > 0 for _, v in volumes):
+                classes += "; volume " + ", ".join(f"{lab} {v:.2f} mL" for lab, v in volumes if v > 0)
             lines.append(f"{name[:40]:40s} {model[:28]:28s} {s.frames:6d} {mean_ms:9.1f}  {classes}")
     return "\n".join(lines)
 
 
 def is_dicom_input(spec: str) -> bool:
+    if parse_series_spec(spec) is not None:
+        return True
     p = Path(spec)
     if p.is_dir():
         return any(classify_path(str(f)) == "dicom" for f in p.iterdir() if f.is_file())

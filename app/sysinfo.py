@@ -58,9 +58,9 @@ KEYS = (
 def _guard(fn: Callable[[], str]) -> str:
     try:
         return fn()
-    except ImportError:
+    except ModuleNotFoundError:
         return NOT_INSTALLED
-    except Exception as e:  # a probe must never break the report
+    except Exception as e:  # never break the report; a broken install (ImportError) shows why
         logger.debug("sysinfo probe %s failed", getattr(fn, "__name__", fn), exc_info=True)
         return f"error: {type(e).__name__}: {e}"
 
@@ -252,8 +252,9 @@ def _torch() -> str:
     version = _dist_version("torch")
     if version:
         return version
-    where = "not in the app bundle" if getattr(sys, "frozen", False) else NOT_INSTALLED
-    return f"{where} (fitting needs the pip-installed Loupe: pip install 'loupe[fit]')"
+    if getattr(sys, "frozen", False):
+        return "not in the app bundle (fitting needs the pip-installed Loupe: pip install 'loupe[fit]')"
+    return f"{NOT_INSTALLED} (fitting needs it: pip install 'loupe[fit]')"
 
 
 def system_info() -> dict[str, str]:

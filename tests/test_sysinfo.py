@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import loupe
+import pytest
 from loupe import sysinfo
 from loupe.cli import main
 from loupe.inference import engine
@@ -68,10 +67,19 @@ def test_a_failing_probe_reads_error_not_raises(monkeypatch):
         raise RuntimeError("broken")
 
     monkeypatch.setattr(sysinfo, "_ffmpeg", boom)
-    monkeypatch.setattr(sysinfo, "_onnxruntime", lambda: (_ for _ in ()).throw(ImportError("x")))
+    monkeypatch.setattr(sysinfo, "_onnxruntime", lambda: (_ for _ in ()).throw(ModuleNotFoundError("x")))
+    monkeypatch.setattr(sysinfo, "_pyav", lambda: (_ for _ in ()).throw(ImportError("libavcodec.so.62: cannot open")))
     info = sysinfo.system_info()
     assert info["FFmpeg"] == "error: RuntimeError: broken"
     assert info["ONNX Runtime"] == sysinfo.NOT_INSTALLED
+    assert info["PyAV"] == "error: ImportError: libavcodec.so.62: cannot open"  # broken, not missing
+
+
+def test_torch_is_never_imported_and_named_for_the_bundle(monkeypatch):
+    monkeypatch.setattr(sysinfo, "_dist_version", lambda dist: None)
+    assert sysinfo._torch().startswith("not installed (fitting needs it: pip install 'loupe[fit]')")
+    monkeypatch.setattr(sysinfo.sys, "frozen", True, raising=False)
+    assert sysinfo._torch().startswith("not in the app bundle (fitting needs the pip-installed Loupe")
 
 
 def test_gpu_name_without_nvidia_smi(monkeypatch):

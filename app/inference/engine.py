@@ -55,11 +55,37 @@ class TensorInfo:
         return f"{self.name}: {self.dtype} [{dims}]"
 
 
+@cache
 def _ort():
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)  # the app reports provider problems itself
+    _preload_gpu_libraries(ort)
     return ort
+
+
+def _preload_gpu_libraries(ort) -> None:
+    """Load CUDA/cuDNN from pip wheels (``loupe[gpu]``) and TensorRT from ``tensorrt-cu*`` so the
+    providers find them; ONNX Runtime does not look in site-packages by itself. Quiet when absent."""
+    import contextlib
+    import glob
+    import importlib.util
+    import io
+
+    if importlib.util.find_spec("nvidia") is not None and hasattr(ort, "preload_dlls"):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                ort.preload_dlls()
+            except Exception:  # a partial CUDA install is reported by gpu_provider_status
+                logger.debug("preloading CUDA libraries failed", exc_info=True)
+    spec = importlib.util.find_spec("tensorrt_libs")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            for lib in sorted(glob.glob(os.path.join(folder, "libnv*.so*"))):
+                try:
+                    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    logger.debug("could not preload %s", lib, exc_info=True)
 
 
 @cache
@@ -85,7 +111,7 @@ def gpu_provider_status() -> dict[str, str | None]:
             status[prov] = None
         except OSError as e:
             missing = str(e).split(":")[0].strip()
-            hint = "pip install 'onnxruntime-gpu[cuda,cudnn]'" if prov.startswith("CUDA") else "install TensorRT"
+            hint = "pip install 'loupe[gpu]'" if prov.startswith("CUDA") else "pip install 'tensorrt-cu13>=10,<11'"
             status[prov] = f"{missing} not found ({hint})"
     return status
 

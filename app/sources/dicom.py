@@ -1,13 +1,18 @@
-"""DICOM files (single and multi-frame) and folders of them, through pydicom 3 (Qt-free).
+"""DICOM files (single and multi-frame), through pydicom 3 (Qt-free).
 
 Monochrome frames come out as float32 in modality units (rescale slope/intercept applied,
 e.g. Hounsfield units for CT; MONOCHROME1 inverted so that bright means high); colour frames
 (RGB, YBR_* converted by pydicom, PALETTE COLOR expanded) as RGB uint8 ``H x W x 3``.
+Compressed pixel data (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K, RLE) is
+decoded through pydicom's plugins (pylibjpeg-libjpeg, pylibjpeg-openjpeg, pydicom's own RLE);
+without one, the error names the transfer syntax and the package to install.
+
+Folders and series (grouping by Series Instance UID, order along the slice normal) live in
+``loupe.sources.series``; ``DicomFolderSource`` is importable from here too.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import operator
@@ -33,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DICOM_EXTENSIONS",
-    "DicomFolderSource",
     "DicomSource",
     "decoder_hint",
     "is_dicom_file",
@@ -216,6 +220,95 @@ def _set_transfer_syntax(ds: Dataset) -> None:
         meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
 
 
+def _lookup(ds: Dataset, index: int, sequence: str, keyword: str) -> Any:
+    """A value for frame ``index`` from the per-frame, then the shared functional groups
+    (enhanced multi-frame files), then the top level of the dataset."""
+    groups = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and index < len(per_frame):
+        groups.append(per_frame[index])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for group in groups:
+        items = group.get(sequence)
+        if items:
+            value = items[0].get(keyword)
+            if value is not None and value != "":
+                return value
+    return ds.get(keyword)
+
+
+def _frame_total(ds: Dataset) -> int:
+    count = _int(ds.get("NumberOfFrames"))
+    return count if count and count > 0 else 1
+
+
+def _frame_plane(ds: Dataset, index: int) -> tuple[list[float] | None, list[float] | None]:
+    """Image Position (Patient) and Image Orientation (Patient) of frame ``index``."""
+    position = _floats(_lookup(ds, index, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    orientation = _floats(
+        _lookup(ds, index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+    )
+    return position, orientation
+
+
+def _slice_normal(orientation: Sequence[float] | None) -> np.ndarray | None:
+    """Unit normal of the image plane: row cosines x column cosines; None if degenerate."""
+    if orientation is None:
+        return None
+    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float))
+    norm = float(np.linalg.norm(normal))
+    return normal / norm if norm > 1e-6 else None
+
+
+def _frame_offset(ds: Dataset, index: int, count: int) -> float:
+    """Extra distance along the normal from a Grid Frame Offset Vector (RT dose, old NM)."""
+    offsets = ds.get("GridFrameOffsetVector")
+    if offsets is None or ds.get("PerFrameFunctionalGroupsSequence") or len(offsets) != count:
+        return 0.0
+    try:
+        return float(offsets[index]) - float(offsets[0])
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _frame_position(
+    ds: Dataset, index: int, count: int, normal: np.ndarray | None = None
+) -> float | None:
+    """Slice position of frame ``index`` in mm: its Image Position projected on ``normal``
+    (default: the frame's own plane normal); else the Slice Location; else None."""
+    position, orientation = _frame_plane(ds, index)
+    if normal is None:
+        normal = _slice_normal(orientation)
+    if position is not None and normal is not None:
+        return float(np.dot(position, normal)) + _frame_offset(ds, index, count)
+    return _float(ds.get("SliceLocation"))
+
+
+def _nominal_slice_spacing(ds: Dataset) -> float | None:
+    """Spacing Between Slices, else Slice Thickness (mm), when positive."""
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = _float(_lookup(ds, 0, "PixelMeasuresSequence", keyword))
+        if value is not None and value > 0:
+            return value
+    return None
+
+
+def _slice_spacing(positions: Sequence[float | None], nominal: float | None) -> float | None:
+    """Distance between consecutive slices (mm) for frames at ``positions`` (play order).
+
+    Several frames with known positions: the median of the non-zero steps between
+    consecutive positions; all at one position (a time series, not a volume): None. One
+    frame, or positions unknown: ``nominal`` (Spacing Between Slices / Slice Thickness).
+    """
+    if len(positions) < 2 or any(p is None for p in positions):
+        return nominal
+    steps = np.abs(np.diff(np.asarray(positions, float)))
+    steps = steps[steps > 1e-4]
+    return round(float(np.median(steps)), 6) if steps.size else None
+
+
 # ---------------------------------------------------------------------------- one file
 
 
@@ -234,8 +327,11 @@ class DicomSource:
     ``transfer_syntax_name``, ``window_center``, ``window_width`` (from the file; if absent
     CT gets 40/400 and other data the full range of the first frame; colour 127.5/255),
     ``window_from_file``, ``rescale_slope``, ``rescale_intercept``, ``pixel_spacing``
-    (mm, ``[row, col]``), ``series_uid``, ``instance``, ``slice_position_mm`` (Image
-    Position projected on the slice normal, else Slice Location) and ``frames`` (count).
+    (mm, ``[row, col]``), ``series_uid``, ``series_description``, ``instance``,
+    ``slice_position_mm`` (Image Position projected on the slice normal, else Slice
+    Location), ``slice_spacing_mm`` (median step between the file's frame positions; for a
+    single frame or unknown positions Spacing Between Slices, else Slice Thickness; None
+    when all frames lie at one position, i.e. a time series) and ``frames`` (count).
     Enhanced multi-frame files are read through their functional groups.
     """
 
@@ -266,6 +362,8 @@ class DicomSource:
         self._photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
         self._modality = str(ds.get("Modality", "") or "") or None
         self._fps, self._frame_time = self._timing(ds)
+        self._positions = [_frame_position(ds, i, self._count) for i in range(self._count)]
+        self._slice_spacing = _slice_spacing(self._positions, _nominal_slice_spacing(ds))
         self._default_window: tuple[float, float] | None = None
         first = self._decode(0)
         self._default_window = self._fallback_window(first)
@@ -289,8 +387,7 @@ class DicomSource:
 
     @staticmethod
     def _frame_total(ds: Dataset) -> int:
-        count = _int(ds.get("NumberOfFrames"))
-        return count if count and count > 0 else 1
+        return _frame_total(ds)
 
     @staticmethod
     def _timing(ds: Dataset) -> tuple[float | None, float | None]:
@@ -315,6 +412,17 @@ class DicomSource:
         return self._count
 
     @property
+    def default_window(self) -> tuple[float, float]:
+        """(centre, width) used for frames whose file gives no window."""
+        assert self._default_window is not None
+        return self._default_window
+
+    @property
+    def slice_spacing_mm(self) -> float | None:
+        """Distance between the file's frames along the slice normal (see ``_slice_spacing``)."""
+        return self._slice_spacing
+
+    @property
     def fps(self) -> float | None:
         return self._fps
 
@@ -324,22 +432,7 @@ class DicomSource:
         return self._index
 
     def _lookup(self, index: int, sequence: str, keyword: str) -> Any:
-        """A value from the per-frame, then shared functional groups, then the top level."""
-        ds = self._ds
-        groups = []
-        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-        if per_frame is not None and index < len(per_frame):
-            groups.append(per_frame[index])
-        shared = ds.get("SharedFunctionalGroupsSequence")
-        if shared:
-            groups.append(shared[0])
-        for group in groups:
-            items = group.get(sequence)
-            if items:
-                value = items[0].get(keyword)
-                if value is not None and value != "":
-                    return value
-        return ds.get(keyword)
+        return _lookup(self._ds, index, sequence, keyword)
 
     def _rescale(self, index: int) -> tuple[float, float]:
         slope = _float(self._lookup(index, "PixelValueTransformationSequence", "RescaleSlope"))
@@ -454,23 +547,6 @@ class DicomSource:
         assert self._default_window is not None
         return self._default_window[0], self._default_window[1], False
 
-    def _slice_position(self, index: int) -> float | None:
-        ds = self._ds
-        position = _floats(self._lookup(index, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        orientation = _floats(
-            self._lookup(index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
-        )
-        if position is not None and orientation is not None:
-            normal = np.cross(orientation[:3], orientation[3:])
-            if np.linalg.norm(normal) > 0:
-                value = float(np.dot(position, normal) / np.linalg.norm(normal))
-                offsets = ds.get("GridFrameOffsetVector")
-                per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-                if offsets is not None and not per_frame and len(offsets) == self._count:
-                    value += float(offsets[index]) - float(offsets[0])
-                return value
-        return _float(ds.get("SliceLocation"))
-
     def _metadata(self, index: int, pixels: np.ndarray) -> dict[str, Any]:
         ds = self._ds
         is_color = pixels.ndim == 3
@@ -496,8 +572,10 @@ class DicomSource:
             "rescale_intercept": intercept,
             "pixel_spacing": spacing,
             "series_uid": str(series) if series else None,
+            "series_description": str(ds.get("SeriesDescription", "") or "") or None,
             "instance": _int(ds.get("InstanceNumber")),
-            "slice_position_mm": self._slice_position(index),
+            "slice_position_mm": self._positions[index],
+            "slice_spacing_mm": self._slice_spacing,
             "frames": self._count,
         }
 
@@ -567,180 +645,10 @@ class DicomSource:
         return f"DicomSource({str(self.path)!r}, {self._count} frames)"
 
 
-# ---------------------------------------------------------------------------- folders
+def __getattr__(name: str) -> Any:
+    # DicomFolderSource moved to loupe.sources.series (which imports this module).
+    if name == "DicomFolderSource":
+        from loupe.sources.series import DicomFolderSource
 
-
-class _Entry:
-    __slots__ = ("frames", "instance", "path", "position", "series", "series_number")
-
-    def __init__(self, path: Path, ds: Dataset) -> None:
-        self.path = path
-        series = ds.get("SeriesInstanceUID")
-        self.series = str(series) if series else ""
-        self.series_number = _int(ds.get("SeriesNumber"))
-        self.instance = _int(ds.get("InstanceNumber"))
-        self.frames = DicomSource._frame_total(ds)
-        position = _floats(ds.get("ImagePositionPatient"), 3)
-        orientation = _floats(ds.get("ImageOrientationPatient"), 6)
-        self.position: float | None = None
-        if position is not None and orientation is not None:
-            normal = np.cross(orientation[:3], orientation[3:])
-            norm = float(np.linalg.norm(normal))
-            if norm > 0:
-                self.position = float(np.dot(position, normal) / norm)
-        if self.position is None:
-            self.position = _float(ds.get("SliceLocation"))
-
-    def key(self) -> tuple[Any, ...]:
-        return (
-            self.position is None,
-            self.position or 0.0,
-            self.instance is None,
-            self.instance or 0,
-            natural_key(self.path),
-        )
-
-
-class DicomFolderSource:
-    """All DICOM images in a folder, played file after file.
-
-    Files are grouped by series (ordered by Series Number, then UID) and, within a series,
-    sorted by slice position (mm along the slice normal), then Instance Number, then
-    file name. Multi-frame files contribute all their frames. Files without an image
-    (structured reports, RT structure sets, DICOMDIR) or that cannot be read are skipped
-    (logged). Frames and their metadata are those of ``DicomSource``, with ``index`` and
-    ``timestamp`` (= index, seconds) counted over the whole folder and extra metadata
-    ``file_index`` (position of the file in the play order) and ``frame_in_file``.
-    """
-
-    live: bool = False
-
-    def __init__(self, folder: str | Path, files: Sequence[str | Path] | None = None) -> None:
-        self.path = Path(folder)
-        self.name = self.path.name or str(self.path)
-        self._lock = threading.RLock()
-        self._index = 0
-        self._closed = False
-        self._current: DicomSource | None = None
-        self._current_file = -1
-        if files is None:
-            if not self.path.is_dir():
-                raise SourceError(f"No such folder: {self.path}")
-            files = list_dicom_files(self.path)
-        entries = []
-        skipped = 0
-        for file in files:
-            file = Path(file)
-            try:
-                ds = _read_dataset(file, header_only=True)
-            except SourceError as exc:
-                logger.warning("skipping %s: %s", file, exc)
-                skipped += 1
-                continue
-            if "Rows" not in ds:
-                logger.info("skipping %s: no image", file)
-                skipped += 1
-                continue
-            with _pydicom_warnings_logged():
-                entries.append(_Entry(file, ds))
-        if not entries:
-            why = f" ({skipped} DICOM files without a readable image)" if skipped else ""
-            raise SourceError(f"No DICOM images in folder {self.path}{why}")
-        series_order: dict[str, tuple[Any, ...]] = {}
-        for entry in entries:
-            rank = (entry.series_number is None, entry.series_number or 0, entry.series)
-            series_order[entry.series] = min(series_order.get(entry.series, rank), rank)
-        entries.sort(key=lambda e: (series_order[e.series], e.key()))
-        self._entries = entries
-        self._starts: list[int] = []
-        total = 0
-        for entry in entries:
-            self._starts.append(total)
-            total += entry.frames
-        self._count = total
-
-    @property
-    def files(self) -> list[Path]:
-        """The DICOM files, in playing order."""
-        return [entry.path for entry in self._entries]
-
-    @property
-    def frame_count(self) -> int | None:
-        return self._count
-
-    @property
-    def fps(self) -> float | None:
-        return None
-
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
-    def _source_for(self, file_index: int) -> DicomSource:
-        if self._current is None or self._current_file != file_index:
-            if self._current is not None:
-                self._current.close()
-                self._current = None
-            self._current = DicomSource(self._entries[file_index].path)
-            self._current_file = file_index
-        return self._current
-
-    def frame_at(self, index: int) -> Frame:
-        """Frame ``index`` (over the whole folder) without moving the position."""
-        index = operator.index(index)
-        if not 0 <= index < self._count:
-            raise SourceError(f"{self.name} has no frame {index} (it has {self._count})")
-        with self._lock:
-            file_index = bisect.bisect_right(self._starts, index) - 1
-            local = index - self._starts[file_index]
-            try:
-                frame = self._source_for(file_index).frame_at(local)
-            except SourceError as exc:
-                name = self._entries[file_index].path.name
-                raise SourceError(f"Frame {index} of {self.name} ({name}): {exc}") from exc
-        metadata = dict(frame.metadata, file_index=file_index, frame_in_file=local)
-        return Frame(pixels=frame.pixels, index=index, timestamp=float(index), metadata=metadata)
-
-    def read(self) -> Frame | None:
-        """The next frame, or None after the last one (or once closed)."""
-        with self._lock:
-            if self._closed or self._index >= self._count:
-                return None
-            index = self._index
-            self._index += 1
-            return self.frame_at(index)
-
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
-    def seek(self, index: int) -> None:
-        index = operator.index(index)
-        if not 0 <= index <= self._count:
-            raise SourceError(
-                f"Cannot seek {self.name} to frame {index}: it has {self._count} frames"
-            )
-        with self._lock:
-            self._index = index
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._current is not None:
-                self._current.close()
-                self._current = None
-                self._current_file = -1
-
-    def __enter__(self) -> DicomFolderSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"DicomFolderSource({str(self.path)!r}, {len(self._entries)} files)"
+        return DicomFolderSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

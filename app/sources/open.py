@@ -10,17 +10,24 @@ from loupe.sources.base import Source, SourceError
 from loupe.sources.camera import CameraSource
 from loupe.sources.dicom import (
     DICOM_EXTENSIONS,
-    DicomFolderSource,
     DicomSource,
     is_dicom_file,
     list_dicom_files,
 )
 from loupe.sources.images import IMAGE_EXTENSIONS, ImageSource, list_images
+from loupe.sources.series import DicomFolderSource, open_series, parse_series_spec
 from loupe.sources.video import VideoSource
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODEL_EXTENSIONS", "VIDEO_EXTENSIONS", "classify_path", "open_source", "parse_camera"]
+__all__ = [
+    "MODEL_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "classify_path",
+    "folder_dicom_files",
+    "open_source",
+    "parse_camera",
+]
 
 #: Suffixes taken as video without looking inside (anything FFmpeg reads also works).
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -69,16 +76,24 @@ def classify_path(path: str | Path) -> str:
     return "unknown"
 
 
-def _open_folder(folder: Path) -> Source:
+def folder_dicom_files(folder: str | Path) -> list[Path] | None:
+    """The DICOM files of ``folder`` when it is a DICOM folder (it holds at least as many
+    DICOM files as images, and some), else None. Raises SourceError if it cannot be listed."""
+    folder = Path(folder)
     try:
         images = list_images(folder)
         dicoms = list_dicom_files(folder)
     except OSError as exc:
         raise SourceError(f"Cannot list folder {folder}: {exc.strerror or exc}") from exc
-    if dicoms and len(dicoms) >= len(images):
+    return dicoms if dicoms and len(dicoms) >= len(images) else None
+
+
+def _open_folder(folder: Path) -> Source:
+    dicoms = folder_dicom_files(folder)
+    if dicoms is not None:
         logger.info("opening %s as a DICOM folder (%d files)", folder, len(dicoms))
         return DicomFolderSource(folder, dicoms)
-    if images:
+    if list_images(folder):
         return ImageSource(folder)
     raise SourceError(f"No images or DICOM files in folder {folder}")
 
@@ -88,7 +103,9 @@ def open_source(spec: str | Path | int) -> Source:
 
     * ``"camera:N"``, ``"N"`` or an int: camera N (``CameraSource``);
     * a folder: a ``DicomFolderSource`` when it holds at least as many DICOM files as
-      images, else an ``ImageSource`` of its images;
+      images (it plays the first series and lists them all in ``.series``), else an
+      ``ImageSource`` of its images;
+    * ``"<folder>#<series uid>"``: that series of the folder (``open_series``);
     * a file: DICOM (``DICM`` preamble or a .dcm suffix) -> ``DicomSource``; an image
       suffix -> ``ImageSource``; anything else -> ``VideoSource`` (FFmpeg decides).
 
@@ -100,6 +117,9 @@ def open_source(spec: str | Path | int) -> Source:
             return CameraSource(camera)
     path = Path(str(spec).strip()).expanduser()
     if not path.exists():
+        series = parse_series_spec(path)
+        if series is not None:
+            return open_series(*series)
         raise SourceError(f"No such file: {path}")
     if path.is_dir():
         return _open_folder(path)

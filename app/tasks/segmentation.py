@@ -5,6 +5,12 @@ Post-processing follows the official DDRNet evaluation: logits are upsampled bil
 at display resolution (see ``logits_to_class_map``).
 Here that happens at display resolution (the frame size, capped), inside the worker, so the view
 only colours a ``uint8`` map through a lookup table.
+
+Physical areas: when the frame says its ``pixel_spacing`` (DICOM, mm ``[row, col]``), the result
+also holds ``class_area_mm2`` = area fraction x frame rows x frame cols x row spacing x col spacing,
+i.e. measured at the frame's original resolution whatever the display cap. Volumes
+(``volume_ml_<class>``, area_mm2 x slice spacing / 1000 summed over a series) are added by
+``loupe.analyze``; ``physical_columns()`` names both.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ NO_CLASS = 255  # class-map value drawn transparent (used by the contour map)
 class SegmentationResult:
     """class_map: HxW uint8 class ids at display resolution; contour_map: the same with every
     pixel that is not on a class boundary set to NO_CLASS; class_area: fraction of the frame
-    per class (sums to 1)."""
+    per class (sums to 1); class_area_mm2: area per class in mm² at the frame's original
+    resolution, None when the frame has no pixel spacing."""
 
     class_map: np.ndarray
     contour_map: np.ndarray
     class_area: np.ndarray
     labels: tuple[str, ...]
+    class_area_mm2: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.class_map.dtype != np.uint8 or self.class_map.ndim != 2:
@@ -43,11 +51,53 @@ class SegmentationResult:
             )
         if self.class_area.shape != (len(self.labels),):
             raise ValueError(f"class_area must have shape ({len(self.labels)},), got {self.class_area.shape}")
+        if self.class_area_mm2 is not None and self.class_area_mm2.shape != (len(self.labels),):
+            raise ValueError(
+                f"class_area_mm2 must have shape ({len(self.labels)},), got {self.class_area_mm2.shape}"
+            )
+
+
+@dataclass(frozen=True)
+class SegmentationContext:
+    """What ``postprocess`` needs from ``prepare``: the geometry and the frame's pixel spacing
+    (mm, rows then columns; None when unknown)."""
+
+    geometry: Geometry
+    pixel_spacing: tuple[float, float] | None = None
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_").lower()
 
 
 def column_name(label: str) -> str:
     """``area_<label>`` with the label made column-safe (``traffic light`` -> ``traffic_light``)."""
-    return "area_" + re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_").lower()
+    return "area_" + _safe(label)
+
+
+def area_mm2_column(label: str) -> str:
+    """``area_mm2_<label>``: the class area in mm² (frames with a pixel spacing)."""
+    return "area_mm2_" + _safe(label)
+
+
+def volume_column(label: str) -> str:
+    """``volume_ml_<label>``: the class volume in mL over a series (written by ``analyze``)."""
+    return "volume_ml_" + _safe(label)
+
+
+def pixel_spacing_of(frame: Frame) -> tuple[float, float] | None:
+    """The frame's ``pixel_spacing`` metadata (mm, rows then columns) when it is two positive
+    finite numbers, else None."""
+    value = frame.metadata.get("pixel_spacing")
+    if value is None:
+        return None
+    try:
+        row, col = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
+        return None
+    return row, col
 
 
 def boundary_map(class_map: np.ndarray) -> np.ndarray:
@@ -115,11 +165,17 @@ class SegmentationTask:
             self.labels = tuple(f"class {i}" for i in range(n))
             self.palette = np.array(default_palette(n), np.uint8)
 
-    def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], Geometry]:
+    def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], SegmentationContext]:
         x, geo = prepare(frame, self.card.input)
-        return {self.input_name: x}, geo
+        return {self.input_name: x}, SegmentationContext(geo, pixel_spacing_of(frame))
 
-    def postprocess(self, outputs: list[np.ndarray], geo: Geometry) -> SegmentationResult:
+    def postprocess(
+        self, outputs: list[np.ndarray], ctx: SegmentationContext | Geometry
+    ) -> SegmentationResult:
+        if isinstance(ctx, SegmentationContext):
+            geo, spacing = ctx.geometry, ctx.pixel_spacing
+        else:  # a bare Geometry: no physical units
+            geo, spacing = ctx, None
         logits = outputs[0]
         if logits.ndim == 4:
             logits = logits[0]
@@ -139,10 +195,26 @@ class SegmentationTask:
         n = len(self.labels)
         counts = np.bincount(cm.ravel(), minlength=n)[:n].astype(np.float64)
         area = counts / max(cm.size, 1)
-        return SegmentationResult(cm, boundary_map(cm), area, self.labels)
+        area_mm2 = None
+        if spacing is not None:
+            # pixel counts at display resolution scaled to the frame's own pixel grid
+            frame_pixels = float(geo.frame_hw[0]) * float(geo.frame_hw[1])
+            area_mm2 = counts * (frame_pixels / max(cm.size, 1)) * (spacing[0] * spacing[1])
+        return SegmentationResult(cm, boundary_map(cm), area, self.labels, area_mm2)
 
     def columns(self) -> list[str]:
         return [column_name(label) for label in self.labels]
 
+    def physical_columns(self) -> list[str]:
+        """``area_mm2_<class>`` then ``volume_ml_<class>`` (added by ``analyze`` for DICOM)."""
+        return [area_mm2_column(lab) for lab in self.labels] + [volume_column(lab) for lab in self.labels]
+
     def row(self, result: SegmentationResult) -> dict[str, Any]:
-        return {column_name(lab): round(float(a), 6) for lab, a in zip(result.labels, result.class_area)}
+        """``area_<class>`` fractions, and ``area_mm2_<class>`` when the frame had a spacing."""
+        out: dict[str, Any] = {
+            column_name(lab): round(float(a), 6) for lab, a in zip(result.labels, result.class_area)
+        }
+        if result.class_area_mm2 is not None:
+            for lab, a in zip(result.labels, result.class_area_mm2):
+                out[area_mm2_column(lab)] = round(float(a), 6)
+        return out

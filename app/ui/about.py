@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from loupe import __version__
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
@@ -16,8 +17,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe import __version__
 
 logger = logging.getLogger(__name__)
 

@@ -264,6 +264,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.panel_dock.toggleViewAction())
         v.addAction(self.info_dock.toggleViewAction())
+        h = self.menuBar().addMenu("&Help")
+        act(h, "&About Loupe / system information", self._show_about, "F1")
 
     def _make_status(self) -> None:
         sb = self.statusBar()
@@ -634,6 +636,11 @@ class MainWindow(QMainWindow):
             self.show_error(str(e))
             return
         self.open_source(f"camera:{device}", width=w, height=h)
+
+    def _show_about(self) -> None:
+        from loupe.ui.about import show_about
+
+        show_about(self)
 
     def _analyze_dialog(self) -> None:
         if not self.models or not self.source_spec or self.source_spec.startswith("camera:"):

@@ -1,0 +1,532 @@
+"""Train and export the demo CT model that ships with Loupe: tissue classes by HU range.
+
+Recipe (about 8 minutes on a busy 2-core CPU)::
+
+    python -m loupe_models.demo_ct --out resources/demo_ct.onnx
+
+and a tiny smoke run (seconds, used by the tests)::
+
+    python -m loupe_models.demo_ct --quick --out /tmp/demo_ct.onnx
+
+What the model learns is a *smoothed Hounsfield-unit thresholding*, not anatomy: the labels are
+a fixed function of the HU value of each pixel (:func:`label_hu`), so the network only has to
+read absolute HU levels and clean up noise at its output stride. It is a demo of the DICOM and
+``raw_values`` path of Loupe, not a clinical tool.
+
+Steps:
+
+1. Read the real CT slices that ship with pydicom and pydicom-data through
+   :class:`loupe.sources.dicom.DicomSource` (float32 HU after rescale slope/intercept, as the
+   app reads them). Never downloads anything: files are looked up with ``download=False``.
+2. Label every pixel by its HU value (:data:`HU_CUTS`, see :data:`LABELS_PROCEDURE`).
+3. Hold out: one whole file (:data:`HELDOUT_FILE`, an abdomen slice never seen in training)
+   and, in every training slice, the right quarter of the columns (:data:`HELDOUT_STRIPE`)
+   with a :data:`HELDOUT_GAP`-pixel gap; training crops are cut from the rest only.
+4. Train a narrow DDRNet (:class:`loupe_models.ddrnet.DualResNet`, planes 8, spp_planes 32,
+   head_planes 16) with Adam on random affine crops (rotation, scale, flip) of the training
+   regions; HU gain/offset augmentation is applied *before* labelling (labels stay the exact
+   HU function of the augmented slice), Gaussian blur before labelling, HU noise *after*
+   labelling (the model learns to see through noise). Cross-entropy, mildly class-weighted,
+   on logits upsampled bilinearly to the label size.
+5. Evaluate per-class IoU on the held-out file and on the held-out stripes (full-image pass,
+   only stripe pixels scored), at full resolution, as the app post-processes (bilinear
+   upsampling of the stride-8 logits, argmax).
+6. Export to ONNX with :func:`loupe_models.export.export_segmentation` (opset 17, dynamic
+   batch/height/width, card embedded) and check ONNX Runtime against PyTorch on random input
+   (:func:`loupe_models.export.verify_onnx`) and on the held-out slice.
+
+The model input is what ``loupe.inference.preprocess.prepare`` makes of a DICOM frame for this
+card (``color="RGB"``, ``raw_values=True``): HU repeated to three channels, times
+:data:`HU_SCALE` (mean 0, std 1). :func:`to_input` does exactly that arithmetic.
+
+Everything is seeded; with the same library versions and thread count the run is repeatable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from loupe.inference.card import InputSpec, ModelCard
+from loupe.sources.dicom import DicomSource
+
+from .ddrnet import DualResNet
+from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HELDOUT_FILE",
+    "HU_CUTS",
+    "INPUT",
+    "LABELS",
+    "PALETTE",
+    "TRAIN_FILES",
+    "Config",
+    "CtSlice",
+    "Result",
+    "build_model",
+    "label_hu",
+    "load_slices",
+    "main",
+    "make_card",
+    "run",
+    "to_input",
+    "train_width",
+]
+
+# --- classes -----------------------------------------------------------------------------------
+LABELS = ("air / lung", "fat", "soft tissue / fluid", "bone / calcification")
+PALETTE = ((40, 48, 90), (245, 200, 40), (220, 60, 50), (245, 245, 245))
+#: Class boundaries in HU: class k holds ``HU_CUTS[k-1] <= HU < HU_CUTS[k]``.
+HU_CUTS = (-190.0, -30.0, 200.0)
+LABELS_PROCEDURE = (
+    "No hand labels: each pixel is classed by its own Hounsfield value (DICOM rescale "
+    "slope/intercept applied). HU < -190: air / lung (air is about -1000 HU, aerated lung "
+    "about -900 to -500; out-of-field padding such as -2000 or -3024 counts as air); "
+    "-190 <= HU < -30: fat (the adipose-tissue range used in CT body-composition analysis, "
+    "e.g. Mitsiopoulos et al. 1998, Mourtzakis et al. 2008); -30 <= HU < 200: soft tissue / "
+    "fluid (water 0, CSF about 0-15, muscle -29 to +150 in the same protocols, brain 20-45, "
+    "blood and enhanced organs up to about 200); HU >= 200: bone / calcification (cancellous "
+    "bone about +200 to +400, cortical bone +500 to +1900, also dense contrast and metal). "
+    "The -300..-190 band (partial-volume lung) is counted as air and contrast-filled vessels "
+    "above 200 HU as bone: the classes are HU ranges, not organs."
+)
+
+#: The card's input: HU repeated to 3 channels, divided by 1000 (raw values, no window).
+HU_SCALE = 1.0 / 1000.0
+INPUT = InputSpec(color="RGB", scale=HU_SCALE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                  size_multiple=8, raw_values=True)
+
+# --- data --------------------------------------------------------------------------------------
+#: Training slices (pydicom / pydicom-data test files), all CT with HU after rescale. The lossy
+#: 693_UNCI / 693_J2KI and the lossless 693_J2KR copy hold the same slice as 693_UNCR and are
+#: not used; the 16x16 CT files of pydicom's DICOMDIR tests are too small to be useful.
+TRAIN_FILES = (
+    "CT_small.dcm",  # pydicom: thorax at the spine, 128x128, lung, fat, muscle, bone
+    "693_UNCR.dcm",  # pydicom-data: head, 512x512, -3024 outside the field of view
+    "bad_sequence.dcm",  # pydicom-data: lower thorax / spine, 512x512 (JPEG lossless)
+    "eCT_Supplemental.dcm",  # pydicom-data: enhanced CT, 2 frames of a masked brain
+    "J2K_pixelrep_mismatch.dcm",  # pydicom-data: head at the skull base (JPEG 2000)
+)
+#: Held-out file: never used in training (abdomen with bowel gas, fat, kidneys, spine, table).
+HELDOUT_FILE = "explicit_VR-UN.dcm"
+HELDOUT_STRIPE = 0.25  # right quarter of the columns of every training slice is held out ...
+HELDOUT_GAP = 8  # ... with this many columns before it used for neither training nor scoring
+PLANES, SPP_PLANES, HEAD_PLANES = 8, 32, 16
+SEED = 0
+RECIPE = "python -m loupe_models.demo_ct"
+
+
+@dataclass(frozen=True)
+class Config:
+    steps: int = 900
+    batch: int = 8
+    crop: int = 112
+    scale: tuple[float, float] = (0.6, 1.6)  # output pixels per source pixel (log-uniform)
+    hu_gain: tuple[float, float] = (0.92, 1.08)  # before labelling
+    hu_offset: float = 40.0  # +- HU, before labelling
+    hu_noise: float = 25.0  # max sigma of the HU noise added after labelling
+    blur_p: float = 0.3  # chance of a Gaussian blur (sigma 0.5-1.2 px) before labelling
+    body_p: float = 0.75  # chance that a crop is centred on a body pixel (HU > -500)
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    class_weight_power: float = 0.5  # weights ~ frequency ** -power (normalised)
+    threads: int = 2
+    seed: int = SEED
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(steps=8, batch=2, crop=64)
+
+
+@dataclass(frozen=True)
+class CtSlice:
+    name: str  # file name
+    frame: int
+    hu: np.ndarray  # float32 H x W, as DicomSource reads it
+
+
+@dataclass
+class Result:
+    out: Path
+    train_slices: list[str]
+    heldout_file: str
+    iou: dict[str, float]  # held-out file
+    miou: float
+    region_iou: dict[str, float]  # held-out stripes of the training slices
+    region_miou: float
+    train_iou: dict[str, float]  # training regions (fit), for comparison
+    onnx_max_abs_diff: float
+    size_bytes: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def label_hu(hu: np.ndarray) -> np.ndarray:
+    """HU -> uint8 class ids (0 air / lung, 1 fat, 2 soft tissue / fluid, 3 bone)."""
+    return np.digitize(np.asarray(hu, np.float32), np.asarray(HU_CUTS, np.float32)).astype(np.uint8)
+
+
+def to_input(hu: np.ndarray, spec: InputSpec = INPUT) -> np.ndarray:
+    """``[..., H, W]`` HU -> ``[..., 3, H, W]`` float32 model input.
+
+    The same float32 arithmetic as ``loupe.inference.preprocess.prepare`` for a raw-values RGB
+    card: ``x * (scale / std) - mean / std``, the grey plane repeated to three channels.
+    """
+    a = np.float32(spec.scale) / np.asarray(spec.std, np.float32)
+    b = np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)
+    x = np.asarray(hu, np.float32)[..., None, :, :] * a[:, None, None]
+    x -= b[:, None, None]
+    return x
+
+
+def testdata_path(name: str) -> Path:
+    """A pydicom / pydicom-data test file, never downloaded."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        raise FileNotFoundError(
+            f"{name} is not installed locally (it ships with pydicom-data: pip install "
+            "pydicom-data); this recipe never downloads"
+        )
+    return Path(str(path))
+
+
+def load_slices(names: Sequence[str]) -> list[CtSlice]:
+    """Every frame of the named test files, read by Loupe's DicomSource (HU, float32)."""
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            with DicomSource(testdata_path(name)) as src:
+                if src.dataset.get("Modality") != "CT":
+                    raise ValueError(f"{name} is not CT (Modality {src.dataset.get('Modality')})")
+                for i in range(src.frame_count or 1):
+                    px = src.frame_at(i).pixels
+                    out.append(CtSlice(name, i, np.ascontiguousarray(px, np.float32)))
+    return out
+
+
+def train_width(width: int) -> int:
+    """Columns ``[0, train_width)`` of a training slice may be used for training."""
+    return round(width * (1.0 - HELDOUT_STRIPE)) - HELDOUT_GAP
+
+
+def stripe_start(width: int) -> int:
+    """Columns ``[stripe_start, width)`` are the held-out stripe."""
+    return round(width * (1.0 - HELDOUT_STRIPE))
+
+
+class CropSampler:
+    """Random affine crops of the training regions; labels are computed after warping."""
+
+    def __init__(self, regions: Sequence[tuple[str, np.ndarray]], cfg: Config) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.files = sorted({name for name, _ in regions})
+        self.regions = {f: [r for n, r in regions if n == f] for f in self.files}
+        self.body = {
+            f: [np.argwhere(r > -500.0) for r in rs] for f, rs in self.regions.items()
+        }
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """(HU input with noise, labels of the noise-free HU), both ``crop x crop``."""
+        cfg, rng = self.cfg, self.rng
+        f = self.files[int(rng.integers(len(self.files)))]
+        k = int(rng.integers(len(self.regions[f])))
+        src, body = self.regions[f][k], self.body[f][k]
+        h, w = src.shape
+        if len(body) and rng.random() < cfg.body_p:
+            cy, cx = (float(v) for v in body[int(rng.integers(len(body)))])
+        else:
+            cy, cx = float(rng.uniform(0, h - 1)), float(rng.uniform(0, w - 1))
+        s = math.exp(rng.uniform(math.log(cfg.scale[0]), math.log(cfg.scale[1])))
+        angle = float(rng.uniform(-180.0, 180.0))
+        m = cv2.getRotationMatrix2D((cx, cy), angle, s)
+        c = cfg.crop
+        m[0, 2] += (c - 1) / 2.0 - cx
+        m[1, 2] += (c - 1) / 2.0 - cy
+        hu = cv2.warpAffine(src, m, (c, c), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
+        if rng.random() < 0.5:
+            hu = hu[:, ::-1]
+        if rng.random() < cfg.blur_p:
+            hu = cv2.GaussianBlur(np.ascontiguousarray(hu), (0, 0), float(rng.uniform(0.5, 1.2)))
+        hu = hu * np.float32(rng.uniform(*cfg.hu_gain)) + np.float32(
+            rng.uniform(-cfg.hu_offset, cfg.hu_offset))
+        lab = label_hu(hu)
+        sigma = float(rng.uniform(0.0, cfg.hu_noise))
+        noisy = hu + rng.normal(0.0, sigma, hu.shape).astype(np.float32)
+        return np.ascontiguousarray(noisy, np.float32), np.ascontiguousarray(lab)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.sample() for _ in range(self.cfg.batch)]
+        x = torch.from_numpy(to_input(np.stack([p[0] for p in pairs])))
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        return x, y
+
+
+# --- model -------------------------------------------------------------------------------------
+def build_model(num_classes: int = len(LABELS)) -> DualResNet:
+    return DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
+                      head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
+
+
+def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) -> torch.Tensor:
+    freq = sum(np.bincount(lab.ravel(), minlength=num_classes) for lab in labels)
+    freq = np.maximum(np.asarray(freq, np.float64) / np.sum(freq), 1e-4)
+    w = freq ** -power
+    return torch.tensor(w / (w * freq).sum(), dtype=torch.float32)  # mean weight per pixel = 1
+
+
+def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, min(50, cfg.steps // 10))
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 2% of the peak
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, cfg.steps - warmup)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    t0 = time.perf_counter()
+    running = 0.0
+    for step in range(cfg.steps):
+        x, y = sampler.batch()
+        logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y, weight=weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
+        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+            logger.info("step %d/%d loss %.3f (%.0f s)", step + 1, cfg.steps, running,
+                        time.perf_counter() - t0)
+    model.eval()
+
+
+@torch.no_grad()
+def predict(model: DualResNet, hu: np.ndarray) -> np.ndarray:
+    """``H x W`` HU -> ``H x W`` uint8 class map, padded to a multiple of 8 like the app."""
+    model.eval()
+    h, w = hu.shape
+    th, tw = -(-h // 8) * 8, -(-w // 8) * 8
+    padded = cv2.copyMakeBorder(hu, 0, th - h, 0, tw - w, cv2.BORDER_REPLICATE)
+    x = torch.from_numpy(to_input(padded[None]))
+    logits = F.interpolate(model(x), size=(th, tw), mode="bilinear", align_corners=False)
+    return logits[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
+
+
+def confusion(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    idx = target.ravel().astype(np.int64) * num_classes + pred.ravel().astype(np.int64)
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """IoU per class (NaN for a class absent from both prediction and target)."""
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
+def _named(iou: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(LABELS, iou, strict=True) if not np.isnan(v)}
+
+
+# --- export ------------------------------------------------------------------------------------
+def make_card(train_names: Sequence[str], iou: dict[str, float], miou: float,
+              region_iou: dict[str, float], region_miou: float, steps: int) -> ModelCard:
+    return ModelCard(
+        task="segmentation",
+        name="Loupe demo CT tissue classes (HU ranges)",
+        input=INPUT,
+        labels=LABELS,
+        palette=PALETTE,
+        output={"stride": 8, "kind": "logits"},
+        source={
+            "architecture": f"DDRNet-23-slim, width-reduced (DualResNet planes={PLANES}, "
+                            f"spp_planes={SPP_PLANES}, head_planes={HEAD_PLANES}, "
+                            "layers=(2, 2, 2, 2))",
+            "training_data": "CT slices shipped with pydicom / pydicom-data: "
+                             + ", ".join(train_names)
+                             + f" (left {1 - HELDOUT_STRIPE:.0%} of the columns of each); "
+                             f"{steps} steps of random affine crops with HU augmentation",
+            "demo": True,
+            "labels_procedure": LABELS_PROCEDURE,
+            "hu_thresholds": {"air / lung": f"< {HU_CUTS[0]:g}",
+                              "fat": f"{HU_CUTS[0]:g} .. {HU_CUTS[1]:g}",
+                              "soft tissue / fluid": f"{HU_CUTS[1]:g} .. {HU_CUTS[2]:g}",
+                              "bone / calcification": f">= {HU_CUTS[2]:g}"},
+            "heldout": f"heldout_iou: the whole file {HELDOUT_FILE} (never trained on); "
+                       "heldout_region_iou: the right quarter of every training slice "
+                       f"(columns never in a training crop, {HELDOUT_GAP}-px gap), scored on a "
+                       "full-image pass",
+            "heldout_iou": {k: round(v, 4) for k, v in iou.items()},
+            "heldout_miou": round(miou, 4),
+            "heldout_region_iou": {k: round(v, 4) for k, v in region_iou.items()},
+            "heldout_region_miou": round(region_miou, 4),
+            "recipe": RECIPE,
+            "note": "learned HU thresholds, not anatomy: the labels are a fixed function of "
+                    "each pixel's HU value; CT only (MR intensities are not calibrated)",
+        },
+    )
+
+
+def verify_on_slice(model: DualResNet, path: Path, hu: np.ndarray) -> float:
+    """Max |onnxruntime - torch| logits on one real slice (CPU provider)."""
+    import onnxruntime as ort
+
+    x = to_input(hu[None])
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    if got.shape != ref.shape:
+        raise RuntimeError(f"onnxruntime output {got.shape} != torch {ref.shape}")
+    diff = float(np.max(np.abs(got.astype(np.float64) - ref)))
+    limit = VERIFY_ATOL + VERIFY_RTOL * float(np.max(np.abs(ref)))
+    if diff > limit:
+        raise RuntimeError(f"onnxruntime and torch differ by {diff:.3g} (limit {limit:.3g})")
+    return diff
+
+
+def colourise(classes: np.ndarray) -> np.ndarray:
+    return np.asarray(PALETTE, np.uint8)[classes]
+
+
+def window_rgb(hu: np.ndarray, centre: float = 40.0, width: float = 400.0) -> np.ndarray:
+    g = np.clip((hu - (centre - width / 2)) / width * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+
+
+def save_preview(path: Path, model: DualResNet, slices: Sequence[CtSlice], size: int = 256) -> None:
+    """One row per slice: CT (W400/L40) | HU labels | model classes over the CT (PNG)."""
+    rows = []
+    for s in slices:
+        img, lab, pred = window_rgb(s.hu), colourise(label_hu(s.hu)), colourise(predict(model, s.hu))
+        over = cv2.addWeighted(img, 0.5, pred, 0.5, 0.0)
+        row = [cv2.resize(a, (size, size), interpolation=cv2.INTER_NEAREST) for a in (img, lab, over)]
+        rows.append(np.concatenate(row, 1))
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
+# --- recipe ------------------------------------------------------------------------------------
+def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
+    """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
+    cfg = cfg or Config()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _run(Path(out), cfg, preview)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+
+    train_slices = load_slices(TRAIN_FILES)
+    held = load_slices([HELDOUT_FILE])
+    regions = [(s.name, np.ascontiguousarray(s.hu[:, :train_width(s.hu.shape[1])]))
+               for s in train_slices]
+    times["data"] = time.perf_counter() - t0
+    logger.info("read %d training slices (%s) and %d held-out in %.1f s", len(train_slices),
+                ", ".join(f"{s.name}#{s.frame} {s.hu.shape[1]}x{s.hu.shape[0]}" for s in train_slices),
+                len(held), times["data"])
+
+    t1 = time.perf_counter()
+    model = build_model()
+    weights = class_weights([label_hu(r) for _, r in regions], len(LABELS), cfg.class_weight_power)
+    logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
+    train(model, CropSampler(regions, cfg), weights, cfg)
+    times["train"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    n = len(LABELS)
+    conf_held = sum(confusion(predict(model, s.hu), label_hu(s.hu), n) for s in held)
+    conf_stripe = np.zeros((n, n), np.int64)
+    conf_train = np.zeros((n, n), np.int64)
+    for s in train_slices:
+        pred, lab = predict(model, s.hu), label_hu(s.hu)
+        w = s.hu.shape[1]
+        a, b = train_width(w), stripe_start(w)
+        conf_train += confusion(pred[:, :a], lab[:, :a], n)
+        conf_stripe += confusion(pred[:, b:], lab[:, b:], n)
+    iou_held, iou_stripe = iou_from_confusion(conf_held), iou_from_confusion(conf_stripe)
+    iou_train = iou_from_confusion(conf_train)
+    times["eval"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    names = list(dict.fromkeys(s.name for s in train_slices))
+    card = make_card(names, _named(iou_held), float(np.nanmean(iou_held)), _named(iou_stripe),
+                     float(np.nanmean(iou_stripe)), cfg.steps)
+    export_segmentation(model, out, card, sample_hw=(cfg.crop, cfg.crop))
+    check = verify_onnx(model, out, hw=(264, 520), card=card)
+    if not check.ok:
+        raise RuntimeError(f"onnxruntime and torch differ by {check.max_abs_diff:.3g} on random "
+                           f"input (limit {check.limit:.3g})")
+    diff = verify_on_slice(model, out, held[0].hu)  # 512x512, not a training size
+    times["export"] = time.perf_counter() - t3
+    if preview is not None:
+        save_preview(Path(preview), model, [train_slices[0], *held])
+    times["total"] = time.perf_counter() - t0
+    return Result(out, [f"{s.name}#{s.frame}" for s in train_slices], HELDOUT_FILE,
+                  _named(iou_held), float(np.nanmean(iou_held)), _named(iou_stripe),
+                  float(np.nanmean(iou_stripe)), _named(iou_train), max(diff, check.max_abs_diff),
+                  out.stat().st_size, times)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="resources/demo_ct.onnx", help="ONNX file to write")
+    p.add_argument("--quick", action="store_true", help="a few training steps only (smoke test)")
+    p.add_argument("--steps", type=int, help="override the number of training steps")
+    p.add_argument("--preview", help="write a PNG: CT | HU labels | model, for CT_small and "
+                                     "the held-out slice")
+    return p
+
+
+def _fmt(iou: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in iou.items())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = Config.quick() if args.quick else Config()
+    if args.steps is not None:
+        cfg = Config(**{**cfg.__dict__, "steps": args.steps})
+    r = run(args.out, cfg, preview=args.preview)
+    print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); trained on {', '.join(r.train_slices)}")
+    print(f"held-out file {r.heldout_file} IoU: {_fmt(r.iou)}; mean {r.miou:.3f}")
+    print(f"held-out stripes IoU: {_fmt(r.region_iou)}; mean {r.region_miou:.3f}")
+    print(f"training regions IoU (fit): {_fmt(r.train_iou)}")
+    print(f"onnxruntime vs torch: max abs diff {r.onnx_max_abs_diff:.2e}")
+    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
