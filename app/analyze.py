@@ -271,12 +271,13 @@ def _volume_row(
     if total is None or total.shape != area_mm2.shape:
         total = volumes[key] = np.zeros(area_mm2.shape, np.float64)
     total += area_mm2 * (float(spacing) / 1000.0)
-    # the input's volume: the sum over its series (normally one)
     labels = mr.result.labels
-    s.volume_ml[mr.model] = {
-        lab: float(v)
-        for lab, v in zip(labels, sum(t for (m, _), t in volumes.items() if m == mr.model and t.shape == total.shape))
-    }
+    # the input's volume: the sum over its series (one, unless a file list mixes series)
+    input_total = np.zeros(total.shape, np.float64)
+    for (model, _), series_total in volumes.items():
+        if model == mr.model and series_total.shape == total.shape:
+            input_total += series_total
+    s.volume_ml[mr.model] = {lab: float(v) for lab, v in zip(labels, input_total)}
     return {volume_column(lab): round(float(v), 6) for lab, v in zip(labels, total)}
 
 

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.sources.dicom import DicomSource
+from torch import nn
 
 from .ddrnet import DualResNet
 from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
@@ -125,6 +126,8 @@ HELDOUT_FILE = "explicit_VR-UN.dcm"
 HELDOUT_STRIPE = 0.25  # right quarter of the columns of every training slice is held out ...
 HELDOUT_GAP = 8  # ... with this many columns before it used for neither training nor scoring
 PLANES, SPP_PLANES, HEAD_PLANES = 8, 32, 16
+#: The network clamps its input to this HU range (labels are unchanged by it).
+CLAMP_HU = (-1100.0, 1500.0)
 SEED = 0
 RECIPE = "python -m loupe_models.demo_ct"
 
@@ -279,9 +282,26 @@ class CropSampler:
 
 
 # --- model -------------------------------------------------------------------------------------
-def build_model(num_classes: int = len(LABELS)) -> DualResNet:
-    return DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
-                      head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
+class ClampedInput(nn.Module):
+    """A network behind a fixed clamp of its input to ``[low, high]`` (model units).
+
+    Every value below ``CLAMP_HU[0]`` is air and every value above ``CLAMP_HU[1]`` is bone
+    whatever the exact number, so the clamp changes no label; it keeps out-of-field padding
+    (-2000, -3024 HU, ...) and metal from dominating the first layers. Exported as ``Clip``.
+    """
+
+    def __init__(self, net: nn.Module, low: float, high: float) -> None:
+        super().__init__()
+        self.net, self.low, self.high = net, float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.clamp(self.low, self.high))
+
+
+def build_model(num_classes: int = len(LABELS)) -> ClampedInput:
+    net = DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
+                     head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
+    return ClampedInput(net, CLAMP_HU[0] * HU_SCALE, CLAMP_HU[1] * HU_SCALE)
 
 
 def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) -> torch.Tensor:
@@ -291,7 +311,7 @@ def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) 
     return torch.tensor(w / (w * freq).sum(), dtype=torch.float32)  # mean weight per pixel = 1
 
 
-def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
+def train(model: nn.Module, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(50, cfg.steps // 10))
 
@@ -321,7 +341,7 @@ def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: C
 
 
 @torch.no_grad()
-def predict(model: DualResNet, hu: np.ndarray) -> np.ndarray:
+def predict(model: nn.Module, hu: np.ndarray) -> np.ndarray:
     """``H x W`` HU -> ``H x W`` uint8 class map, padded to a multiple of 8 like the app."""
     model.eval()
     h, w = hu.shape
@@ -388,7 +408,7 @@ def make_card(train_names: Sequence[str], iou: dict[str, float], miou: float,
     )
 
 
-def verify_on_slice(model: DualResNet, path: Path, hu: np.ndarray) -> float:
+def verify_on_slice(model: nn.Module, path: Path, hu: np.ndarray) -> float:
     """Max |onnxruntime - torch| logits on one real slice (CPU provider)."""
     import onnxruntime as ort
 
@@ -417,7 +437,7 @@ def window_rgb(hu: np.ndarray, centre: float = 40.0, width: float = 400.0) -> np
     return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
 
 
-def save_preview(path: Path, model: DualResNet, slices: Sequence[CtSlice], size: int = 256) -> None:
+def save_preview(path: Path, model: nn.Module, slices: Sequence[CtSlice], size: int = 256) -> None:
     """One row per slice: CT (W400/L40) | HU labels | model classes over the CT (PNG)."""
     rows = []
     for s in slices:

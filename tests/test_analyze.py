@@ -143,3 +143,129 @@ def test_info_prints_card_and_providers(argmax_model, capsys):
     out = capsys.readouterr().out
     assert "task: segmentation" in out and "labels (3): red, green, blue" in out
     assert "providers: " in out and "CPUExecutionProvider" in out
+
+
+# ---------------------------------------------------------------------------- DICOM series
+
+
+def write_rgb_slices(folder: Path, red_columns: list[int], *, uid: str, step: float | None = 2.0,
+                     thickness: float | None = None) -> None:
+    """100 x 100 RGB DICOM slices with PixelSpacing [0.5, 0.25]: the first ``n`` columns red,
+    the rest blue (the argmax model gives class red / blue), ``step`` mm apart."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb.dcm", download=False))
+    for k, n in enumerate(red_columns):
+        img = np.zeros((100, 100, 3), np.uint8)
+        img[:, :n] = (250, 0, 0)
+        img[:, n:] = (0, 0, 250)
+        ds.PixelData = img.tobytes()
+        ds.PlanarConfiguration = 0
+        ds.PixelSpacing = [0.5, 0.25]
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = len(red_columns) - k  # against position order
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        if step is not None:
+            ds.ImagePositionPatient = [0.0, 0.0, k * step]
+        if thickness is not None:
+            ds.SliceThickness = thickness
+        ds.save_as(folder / f"rgb{len(red_columns) - k}.dcm")
+
+
+def test_dicom_folder_analyses_every_series_in_playing_order(tmp_path, argmax_model):
+    from tests.test_dicom_series import UID_A, UID_B, two_series
+
+    folder = tmp_path / "study"
+    two_series(folder)  # B: 3 slices 10 mm apart, then A: 4 slices 2.5 mm apart (+ junk)
+    out = tmp_path / "rows.csv"
+    rc = main(["analyze", str(folder), "--model", str(argmax_model), "--out", str(out), "--quiet"])
+    assert rc == 0  # the README and the RT plan are not images of a series: ignored
+    rows = read_csv(out)
+    header = list(rows[0].keys())
+    assert header[len(BASE):len(BASE) + 5] == [
+        "series_uid", "series_description", "instance", "slice_position_mm", "slice_spacing_mm",
+    ]  # fmt: skip
+    assert header[-6:] == [
+        "area_mm2_red", "area_mm2_green", "area_mm2_blue",
+        "volume_ml_red", "volume_ml_green", "volume_ml_blue",
+    ]  # fmt: skip
+    assert [r["input"] for r in rows] == [f"{folder}#{UID_B}"] * 3 + [f"{folder}#{UID_A}"] * 4
+    assert [r["series_uid"] for r in rows] == [UID_B] * 3 + [UID_A] * 4
+    assert [r["series_description"] for r in rows] == ["Axial B"] * 3 + ["Axial A"] * 4
+    assert [int(r["frame"]) for r in rows] == [0, 1, 2, 0, 1, 2, 3]
+    assert [int(r["instance"]) for r in rows] == [3, 2, 1, 4, 3, 1, 2]
+    for uid, step in ((UID_B, 10.0), (UID_A, 2.5)):
+        mine = [r for r in rows if r["series_uid"] == uid]
+        z = [float(r["slice_position_mm"]) for r in mine]
+        assert all(b - a == pytest.approx(step) for a, b in zip(z, z[1:]))
+        assert {float(r["slice_spacing_mm"]) for r in mine} == {step}
+        # greyscale CT feeds the RGB model as three equal channels: class 0 (red) everywhere
+        area = 128 * 128 * 0.661468**2
+        assert [float(r["area_mm2_red"]) for r in mine] == pytest.approx([area] * len(mine), rel=1e-5)
+        volumes = [float(r["volume_ml_red"]) for r in mine]  # running total within the series
+        expected = [area * step * (k + 1) / 1000 for k in range(len(mine))]
+        assert volumes == pytest.approx(expected, rel=1e-5)
+
+
+def test_area_mm2_and_volume_are_exact(tmp_path, argmax_model, capsys):
+    folder = tmp_path / "rgb"
+    write_rgb_slices(folder, [20, 40, 60], uid="1.2.3.4")
+    out = tmp_path / "rows.jsonl"
+    assert main(["analyze", str(folder), "--model", str(argmax_model), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["input"] for r in rows] == [f"{folder}#1.2.3.4"] * 3
+    assert [r["slice_position_mm"] for r in rows] == [0.0, 2.0, 4.0]
+    assert [r["area_mm2_red"] for r in rows] == [100 * 20 * 0.125, 100 * 40 * 0.125, 100 * 60 * 0.125]
+    assert [r["area_mm2_blue"] for r in rows] == [100 * 80 * 0.125, 100 * 60 * 0.125, 100 * 40 * 0.125]
+    assert [r["slice_spacing_mm"] for r in rows] == [2.0] * 3
+    assert [r["volume_ml_red"] for r in rows] == pytest.approx([0.5, 1.5, 3.0])
+    assert [r["volume_ml_blue"] for r in rows] == pytest.approx([2.0, 3.5, 4.5])
+    assert rows[-1]["volume_ml_green"] == 0
+
+    assert main(["analyze", str(folder), "--model", str(argmax_model), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "volume blue 4.50 mL, red 3.00 mL" in table and "rgb [" in table
+
+
+def test_mm2_columns_are_empty_for_inputs_without_spacing(tmp_path, argmax_model):
+    write_rgb_slices(tmp_path / "one", [25], uid="1.2.3.5", step=None, thickness=3.0)
+    png = tmp_path / "plain.png"
+    cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "rows.csv"
+    rc = main(["analyze", str(png), str(tmp_path / "one" / "rgb1.dcm"), "--model", str(argmax_model),
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    image_row, dicom_row = read_csv(out)
+    assert image_row["area_mm2_red"] == "" and image_row["volume_ml_red"] == ""
+    assert image_row["series_uid"] == ""
+    assert float(dicom_row["area_mm2_red"]) == 100 * 25 * 0.125
+    # one slice: its Slice Thickness is the spacing, its slab the volume
+    assert float(dicom_row["slice_spacing_mm"]) == 3.0
+    assert float(dicom_row["volume_ml_red"]) == pytest.approx(100 * 25 * 0.125 * 3.0 / 1000)
+
+
+def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, argmax_model):
+    from loupe.analyze import analyze, expand_inputs
+    from loupe.pipeline import load_model
+
+    from tests.test_dicom_series import UID_A, UID_B, two_series
+
+    two_series(tmp_path / "ct")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("b10.png", "b2.png"):
+        cv2.imwrite(str(images / name), np.zeros((4, 4, 3), np.uint8))
+    assert expand_inputs([str(tmp_path / "ct"), str(images)]) == [
+        f"{tmp_path / 'ct'}#{UID_B}", f"{tmp_path / 'ct'}#{UID_A}",
+        str(images / "b2.png"), str(images / "b10.png"),
+    ]  # fmt: skip
+    # analyze() itself splits a DICOM folder (callers that skip expand_inputs, e.g. the window)
+    model = load_model(str(argmax_model), display_max_side=None)
+    summary = analyze([str(tmp_path / "ct")], [model])
+    assert [s.path for s in summary.inputs] == [f"{tmp_path / 'ct'}#{UID_B}", f"{tmp_path / 'ct'}#{UID_A}"]
+    assert [s.frames for s in summary.inputs] == [3, 4] and summary.exit_code == 0
+    assert summary.inputs[0].series_description == "Axial B"
+    assert summary.inputs[1].volume_ml["argmax"]["red"] == pytest.approx(4 * 128 * 128 * 0.661468**2 * 2.5 / 1000, rel=1e-5)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +230,133 @@ def test_missing_decoder_found_while_decoding(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize(
+    ("compressed", "plain", "atol"),
+    [
+        ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm", 0),  # JPEG-LS lossless
+        ("emri_small_jpeg_ls_lossless.dcm", "emri_small.dcm", 0),  # JPEG-LS, 10 frames
+        ("MR_small_jp2klossless.dcm", "MR_small.dcm", 0),  # JPEG 2000 lossless
+        ("emri_small_jpeg_2k_lossless.dcm", "emri_small.dcm", 0),  # JPEG 2000, 10 frames
+        ("MR_small_RLE.dcm", "MR_small.dcm", 0),  # RLE (pydicom's own decoder)
+        ("SC_rgb_rle.dcm", "SC_rgb.dcm", 0),  # RLE colour
+        ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb.dcm", 0),  # JPEG lossless SV1, RGB
+        ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb.dcm", 8),  # JPEG baseline, YBR_FULL -> RGB
+        ("SC_ybr_full_uncompressed.dcm", "SC_rgb.dcm", 8),  # YBR_FULL, uncompressed
+    ],
+)
+def test_compressed_and_ybr_decode_like_the_uncompressed(
+    compressed: str, plain: str, atol: int
+) -> None:
+    with DicomSource(data_file(compressed)) as source, DicomSource(data_file(plain)) as ref:
+        assert source.frame_count == ref.frame_count
+        frames, expected = list(source), list(ref)
+    stored = frames[0].metadata["transfer_syntax"], frames[0].metadata["photometric"]
+    assert stored != (expected[0].metadata["transfer_syntax"], expected[0].metadata["photometric"])
+    for frame, want in zip(frames, expected, strict=True):
+        assert frame.pixels.dtype == want.pixels.dtype and frame.pixels.shape == want.pixels.shape
+        if atol:
+            diff = np.abs(frame.pixels.astype(np.int32) - want.pixels.astype(np.int32))
+            assert diff.max() <= atol and diff.mean() < 2
+        else:
+            np.testing.assert_array_equal(frame.pixels, want.pixels)
+    if frames[0].pixels.ndim == 3:  # colour comes out RGB, whatever the stored photometric
+        red = frames[0].pixels[5, 50].astype(int)  # SC_rgb's top band is pure red
+        assert np.abs(red - [255, 0, 0]).max() <= atol
+        assert frames[0].metadata["window_center"] == 127.5
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "syntax"),
+    [
+        ("JPEGLSNearLossless_16.dcm", (50, 10), "1.2.840.10008.1.2.4.81"),
+        ("JPEG-LL.dcm", (1024, 256), "1.2.840.10008.1.2.4.70"),
+        ("JPGLosslessP14SV1_1s_1f_8b.dcm", (768, 1024), "1.2.840.10008.1.2.4.70"),
+        ("JPGExtended.dcm", (1024, 256), "1.2.840.10008.1.2.4.51"),
+    ],
+)
+def test_more_compressed_syntaxes_decode(name: str, shape: tuple[int, int], syntax: str) -> None:
+    ds, raw = raw_pixels(name)
+    frame = DicomSource(data_file(name)).read()
+    assert frame is not None and frame.metadata["transfer_syntax"] == syntax
+    assert frame.pixels.shape == shape and frame.pixels.dtype == np.float32
+    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    np.testing.assert_allclose(frame.pixels, raw * slope + intercept, rtol=1e-6)
+
+
+_HIDE_DECODERS = """
+import json, sys
+
+HIDDEN = {"pylibjpeg", "libjpeg", "openjpeg", "rle", "PIL", "gdcm", "jpeg_ls", "pyjpegls"}
+
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Hide())
+from loupe.sources.base import SourceError
+from loupe.sources.dicom import DicomSource
+
+messages = {}
+for path in sys.argv[1:]:
+    try:
+        DicomSource(path).read()
+        messages[path] = None
+    except SourceError as exc:
+        messages[path] = str(exc)
+loaded = sorted(n for n in sys.modules if n.split(".")[0] in HIDDEN)
+sys.stdout.write(json.dumps({"messages": messages, "loaded": loaded}))
+"""
+
+
+def test_missing_decoders_name_the_syntax_and_the_package() -> None:
+    """With every optional decoder hidden (before pydicom is imported): JPEG 2000, JPEG-LS and
+    JPEG files fail with a message naming the transfer syntax and what to install; RLE still
+    decodes (pydicom's own decoder)."""
+    names = [
+        "US1_J2KR.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "JPEGLSNearLossless_16.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "MR_small_RLE.dcm",
+    ]
+    paths = {name: str(data_file(name)) for name in names}
+    done = subprocess.run(
+        [sys.executable, "-c", _HIDE_DECODERS, *paths.values()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["loaded"] == []
+    messages = {name: result["messages"][path] for name, path in paths.items()}
+    expected = {
+        "US1_J2KR.dcm": (
+            "JPEG 2000 Image Compression (Lossless Only) (1.2.840.10008.1.2.4.90)",
+            "pylibjpeg-openjpeg",
+        ),
+        "MR_small_jpeg_ls_lossless.dcm": (
+            "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)",
+            "pylibjpeg-libjpeg",
+        ),
+        "JPEGLSNearLossless_16.dcm": (
+            "JPEG-LS Lossy (Near-Lossless) Image Compression (1.2.840.10008.1.2.4.81)",
+            "pylibjpeg-libjpeg",
+        ),
+        "SC_rgb_jpeg_dcmtk.dcm": ("JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50)", "pylibjpeg-libjpeg"),
+    }
+    for name, (syntax, package) in expected.items():
+        message = messages[name]
+        assert message is not None, f"{name} decoded with the decoders hidden"
+        assert name in message and syntax in message and f"install {package}" in message
+    assert "pyjpegls" in messages["MR_small_jpeg_ls_lossless.dcm"]
+    assert messages["MR_small_RLE.dcm"] is None
+
+
+@pytest.mark.parametrize(
     "content",
     [os.urandom(4096), b"", b"DICM" * 10, b"\x89PNG\r\n\x1a\n" + b"\0" * 100],
     ids=["random", "empty", "short", "png"],
@@ -338,15 +468,19 @@ def test_folder_without_positions_uses_instance_then_name(tmp_path: Path) -> Non
 
 
 def test_folder_with_multiframe_files(tmp_path: Path) -> None:
+    """Two multi-frame files of different series: the folder plays one series at a time."""
     shutil.copy(data_file("rtdose.dcm"), tmp_path / "dose.dcm")
     shutil.copy(data_file("emri_small.dcm"), tmp_path / "mri.dcm")
     source = DicomFolderSource(tmp_path)
-    assert source.frame_count == 25
+    assert [s.frame_count for s in source.series] == [15, 10]  # Series Number order
+    assert source.frame_count == 15
     frames = list(source)
-    assert len(frames) == 25
-    assert [f.index for f in frames] == list(range(25))
-    counts = {f.metadata["frame_in_file"] for f in frames}
-    assert max(counts) == 14
+    assert [f.index for f in frames] == list(range(15))
+    assert [f.metadata["frame_in_file"] for f in frames] == list(range(15))
+    other = DicomFolderSource(tmp_path, series_uid=source.series[1].uid)
+    frames = list(other)
+    assert len(frames) == 10 and {f.metadata["file_index"] for f in frames} == {0}
+    assert [f.metadata["frame_in_file"] for f in frames] == list(range(10))
 
 
 def test_folder_without_dicom_images(tmp_path: Path) -> None:

@@ -105,3 +105,47 @@ def test_running_max_equals_full_bilinear_argmax(c, h, w, out):
     got = logits_to_class_map(logits, out)
     mismatch = (got != full).mean()
     assert mismatch <= 1e-4, f"{mismatch:.2%} of pixels differ"
+
+
+@pytest.mark.parametrize("cap", [None, 50])
+def test_areas_in_mm2_at_the_frame_resolution(argmax_model, cap):
+    """mm² = pixels of the ORIGINAL frame x row spacing x col spacing, even when the class map
+    is at a capped display resolution (cap 50: a 20 x 50 map for a 40 x 100 frame)."""
+    rgb = np.zeros((40, 100, 3), np.uint8)
+    rgb[:, :30] = (250, 0, 0)  # 40 x 30 red
+    rgb[:, 30:] = (0, 0, 250)  # 40 x 70 blue
+    task = SegmentationTask(Engine(argmax_model), display_max_side=cap)
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0, {"pixel_spacing": [0.5, 0.25]}))
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    assert res.class_map.shape == ((40, 100) if cap is None else (20, 50))
+    assert res.class_area_mm2 is not None
+    assert res.class_area_mm2.tolist() == [40 * 30 * 0.125, 0.0, 40 * 70 * 0.125]
+    row = task.row(res)
+    assert row["area_mm2_red"] == 150.0 and row["area_mm2_blue"] == 350.0
+    assert row["area_mm2_green"] == 0.0 and row["area_red"] == pytest.approx(0.3)
+    assert task.physical_columns() == [
+        "area_mm2_red", "area_mm2_green", "area_mm2_blue",
+        "volume_ml_red", "volume_ml_green", "volume_ml_blue",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("spacing", [None, [0.0, 1.0], ["a", 1], [1.0], [float("nan"), 1.0]])
+def test_no_mm2_without_a_usable_spacing(argmax_model, spacing):
+    task = SegmentationTask(Engine(argmax_model))
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    md = {} if spacing is None else {"pixel_spacing": spacing}
+    feeds, ctx = task.prepare(Frame(rgb, 0, 0.0, md))
+    res = task.postprocess(task.engine.run(feeds), ctx)
+    assert res.class_area_mm2 is None
+    assert not any(k.startswith("area_mm2") for k in task.row(res))
+
+
+def test_postprocess_takes_a_bare_geometry(argmax_model):
+    task = SegmentationTask(Engine(argmax_model))
+    feeds, ctx = task.prepare(Frame(np.zeros((4, 4, 3), np.uint8), 0, 0.0, {"pixel_spacing": [1, 1]}))
+    res = task.postprocess(task.engine.run(feeds), ctx.geometry)
+    assert res.class_area_mm2 is None and res.class_area.tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="class_area_mm2"):
+        SegmentationResult(
+            np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), np.zeros(2), ("a", "b"), np.zeros(3)
+        )

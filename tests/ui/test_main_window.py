@@ -273,7 +273,8 @@ def test_analyse_open_file_from_the_window(qtbot, win, argmax_model, tmp_path):
         pass
     summary = sig.args[0]
     assert summary.frames == 120 and not summary.failed
-    rows = list(csv.DictReader(open(out)))
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["frame"]) for r in rows] == list(range(120))  # every frame, in order
     assert "120 frames" in win.banner.label.text()
 
