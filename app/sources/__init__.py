@@ -14,7 +14,10 @@ from loupe.sources.base import Frame, Source, SourceError
 _LAZY = {
     "CameraSource": "loupe.sources.camera",
     "list_cameras": "loupe.sources.camera",
-    "DicomFolderSource": "loupe.sources.dicom",
+    "DicomFolderSource": "loupe.sources.series",
+    "DicomSeriesSource": "loupe.sources.series",
+    "scan_series": "loupe.sources.series",
+    "open_series": "loupe.sources.series",
     "DicomSource": "loupe.sources.dicom",
     "ImageSource": "loupe.sources.images",
     "VideoSource": "loupe.sources.video",

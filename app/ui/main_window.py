@@ -213,6 +213,10 @@ class MainWindow(QMainWindow):
         self.seek.actionTriggered.connect(self._on_seek_action)
         self.pos_label = QLabel("no source")
         self.pos_label.setMinimumWidth(200)
+        self.series_box = QComboBox()
+        self.series_box.setToolTip("This folder holds several DICOM series: pick one")
+        self.series_box.setVisible(False)
+        self.series_box.activated.connect(self._on_series_picked)
         self.window_box = QComboBox()
         self.window_box.addItems([*WINDOW_PRESETS, "Custom"])
         self.window_box.setToolTip("Display window for greyscale / DICOM frames (right-drag on the image: "
@@ -228,6 +232,7 @@ class MainWindow(QMainWindow):
             lay.addWidget(w)
         lay.addWidget(self.seek, 1)
         lay.addWidget(self.pos_label)
+        lay.addWidget(self.series_box)
         lay.addWidget(self.window_box)
         lay.addWidget(self.cam_btn)
         return bar
@@ -333,6 +338,10 @@ class MainWindow(QMainWindow):
             on_error=lambda msg: self._bridge.call.emit(lambda: self.show_error(msg)),
             on_end=lambda: self._bridge.call.emit(self._on_end),
         )
+        for p in self.panels:
+            if p is not None:
+                p.reset_series()
+        self._update_series_box(source)
         self.player.start(playing=playing)
         self._update_play_button()
         self.setWindowTitle(f"Loupe — {source.name}")
@@ -503,8 +512,12 @@ class MainWindow(QMainWindow):
         update_legend = now - self._legend_t > 0.2
         if update_legend:
             self._legend_t = now
+        md = frame.metadata
         for panel, mr in zip(self.panels, fr.results):
             if panel is not None:
+                if mr.result.class_area_mm2 is not None:
+                    panel.record_slice(frame.index, mr.result, md.get("slice_spacing_mm"),
+                                       md.get("series_frames") or self.frame_count)
                 panel.show_result(mr.result, (frame.height, frame.width), update_legend)
         lat = (fr.done_at - fr.received_at) * 1e3
         cap = frame.metadata.get("capture_time")
@@ -540,6 +553,23 @@ class MainWindow(QMainWindow):
             self.view.set_caption("  ".join(parts))
         else:
             self.view.set_caption("")
+
+    def _update_series_box(self, source) -> None:
+        series = list(getattr(source, "series", None) or [])
+        self.series_box.blockSignals(True)
+        self.series_box.clear()
+        for info in series:
+            self.series_box.addItem(info.label, info.spec)
+        current = getattr(source, "info", None)
+        if current is not None:
+            self.series_box.setCurrentIndex(max(0, self.series_box.findData(current.spec)))
+        self.series_box.blockSignals(False)
+        self.series_box.setVisible(len(series) > 1)
+
+    def _on_series_picked(self, i: int) -> None:
+        spec = self.series_box.itemData(i)
+        if spec and spec != self.source_spec:
+            self.open_source(spec, playing=False)
 
     def _on_window_preset(self, name: str) -> None:
         if name in WINDOW_PRESETS:

@@ -289,3 +289,34 @@ def test_screenshot_of_a_bad_file_shows_the_message_and_exits_1(tmp_path):
     assert r.returncode == 1
     assert out.is_file() and "Traceback" not in r.stderr
     assert "broken.mkv" in r.stderr
+
+
+def test_dicom_folder_series_picker_and_physical_legend(qtbot, win, tmp_path, argmax_model):
+    from tests.test_analyze import write_rgb_slices
+    from tests.test_dicom_series import two_series
+
+    folder = tmp_path / "study"
+    two_series(folder)
+    write_rgb_slices(folder, [25, 50, 75], uid="1.2.3.999")  # a third series, with spacing
+    load(qtbot, win, argmax_model)
+    with qtbot.waitSignal(win.sourceOpened, timeout=20000):
+        win.open_source(str(folder))
+    assert win.series_box.isVisible() and win.series_box.count() == 3
+    rgb = win.series_box.findData(f"{folder}#1.2.3.999")
+    assert rgb >= 0
+    shown = collect(win)
+    with qtbot.waitSignal(win.sourceOpened, timeout=20000):
+        win.series_box.activated.emit(rgb)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    win.step()
+    win.step()
+    qtbot.waitUntil(lambda: len(shown) >= 3, timeout=10000)
+    panel = win.panels[0]
+    res = shown[-1].results[0].result
+    # slice 3: 75 red columns of 100 rows at 0.5 x 0.25 mm
+    assert res.class_area_mm2[0] == pytest.approx(75 * 100 * 0.125)
+    panel.update_legend(res)
+    assert not panel.table.isColumnHidden(2) and not panel.table.isColumnHidden(3)
+    assert float(panel.table.item(0, 2).text()) == pytest.approx(937.5)
+    # volume over the three slices, 2 mm apart: (25 + 50 + 75) * 100 * 0.125 mm² * 2 mm = 3.75 mL
+    assert float(panel.table.item(0, 3).text()) == pytest.approx(3.75)

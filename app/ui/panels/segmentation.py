@@ -70,11 +70,14 @@ class SegmentationPanel(QWidget):
         form.addRow("Mode", self.mode_box)
         lay.addLayout(form)
 
-        self.table = QTableWidget(len(self.labels), 2)
-        self.table.setHorizontalHeaderLabels(["class", "area %"])
+        self.table = QTableWidget(len(self.labels), 4)
+        self.table.setHorizontalHeaderLabels(["class", "area %", "mm²", "mL"])
+        self.table.setColumnHidden(2, True)
+        self.table.setColumnHidden(3, True)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        for col in (1, 2, 3):
+            self.table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         for k, lab in enumerate(self.labels):
@@ -84,14 +87,19 @@ class SegmentationPanel(QWidget):
             it.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
             it.setCheckState(Qt.CheckState.Checked)
             self.table.setItem(k, 0, it)
-            a = QTableWidgetItem("")
-            a.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(k, 1, a)
+            for col in (1, 2, 3):
+                a = QTableWidgetItem("")
+                a.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(k, col, a)
         self.table.itemChanged.connect(self._on_item)
         lay.addWidget(self.table, 1)
-        hint = QLabel("Tick a class to show or hide it.")
-        hint.setStyleSheet("color: gray")
-        lay.addWidget(hint)
+        self.hint = QLabel("Tick a class to show or hide it.")
+        self.hint.setStyleSheet("color: gray")
+        self.hint.setWordWrap(True)
+        lay.addWidget(self.hint)
+        self.slice_mm2: dict[int, np.ndarray] = {}  # frame index -> mm² per class (a series)
+        self.slice_spacing_mm: float | None = None
+        self.series_frames: int | None = None
         self._apply_lut()
 
     # --- view of a result ------------------------------------------------------------------
@@ -107,10 +115,46 @@ class SegmentationPanel(QWidget):
         if update_legend:
             self.update_legend(result)
 
+    def reset_series(self) -> None:
+        """A new source: forget the per-slice areas behind the volume column."""
+        self.slice_mm2.clear()
+        self.slice_spacing_mm = None
+        self.series_frames = None
+
+    def record_slice(self, index: int, result: SegmentationResult, slice_spacing_mm, series_frames) -> None:
+        """Keep this slice's mm² so the legend can show the volume over the slices seen."""
+        if result.class_area_mm2 is None:
+            return
+        self.slice_mm2[index] = result.class_area_mm2
+        self.slice_spacing_mm = float(slice_spacing_mm) if slice_spacing_mm else None
+        self.series_frames = int(series_frames) if series_frames else None
+
+    def volume_ml(self) -> np.ndarray | None:
+        if not self.slice_mm2 or not self.slice_spacing_mm:
+            return None
+        return np.sum(list(self.slice_mm2.values()), axis=0) * self.slice_spacing_mm / 1000.0
+
     def update_legend(self, result: SegmentationResult) -> None:
         self.table.blockSignals(True)
-        for k, a in enumerate(result.class_area[: self.table.rowCount()]):
+        n = self.table.rowCount()
+        for k, a in enumerate(result.class_area[:n]):
             self.table.item(k, 1).setText(f"{100 * a:.1f}")
+        has_mm2 = result.class_area_mm2 is not None
+        self.table.setColumnHidden(2, not has_mm2)
+        if has_mm2:
+            for k, a in enumerate(result.class_area_mm2[:n]):
+                self.table.item(k, 2).setText(f"{a:.1f}")
+        vol = self.volume_ml()
+        self.table.setColumnHidden(3, vol is None)
+        if vol is not None:
+            for k, v in enumerate(vol[:n]):
+                self.table.item(k, 3).setText(f"{v:.2f}")
+            seen = len(self.slice_mm2)
+            total = f" of {self.series_frames}" if self.series_frames else ""
+            self.hint.setText(
+                f"mL: volume over the {seen}{total} slices shown so far "
+                f"({self.slice_spacing_mm:g} mm apart). Tick a class to show or hide it."
+            )
         self.table.blockSignals(False)
 
     # --- controls --------------------------------------------------------------------------
