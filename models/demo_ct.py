@@ -126,8 +126,9 @@ HELDOUT_FILE = "explicit_VR-UN.dcm"
 HELDOUT_STRIPE = 0.25  # right quarter of the columns of every training slice is held out ...
 HELDOUT_GAP = 8  # ... with this many columns before it used for neither training nor scoring
 PLANES, SPP_PLANES, HEAD_PLANES = 8, 32, 16
-#: The network clamps its input to this HU range (labels are unchanged by it).
-CLAMP_HU = (-1100.0, 1500.0)
+#: Fixed input windows (centre, width) in HU, one per input channel: lung W1500/L-600, soft
+#: tissue W500/L0 (wider than the usual W400/L40 so that -190 lies inside), bone W1800/L400.
+WINDOWS_HU = ((-600.0, 1500.0), (0.0, 500.0), (400.0, 1800.0))
 SEED = 0
 RECIPE = "python -m loupe_models.demo_ct"
 
@@ -282,26 +283,33 @@ class CropSampler:
 
 
 # --- model -------------------------------------------------------------------------------------
-class ClampedInput(nn.Module):
-    """A network behind a fixed clamp of its input to ``[low, high]`` (model units).
+class HUWindows(nn.Module):
+    """A network behind three fixed CT display windows (the first thing in the exported graph).
 
-    Every value below ``CLAMP_HU[0]`` is air and every value above ``CLAMP_HU[1]`` is bone
-    whatever the exact number, so the clamp changes no label; it keeps out-of-field padding
-    (-2000, -3024 HU, ...) and metal from dominating the first layers. Exported as ``Clip``.
+    The input is HU times :data:`HU_SCALE` in each of three (equal) channels, as the card
+    prescribes; channel ``k`` is mapped through window ``WINDOWS_HU[k]`` (centre, width) to
+    ``[-1, 1]`` (clamped). The windows are standard radiology ones, not the class cut-offs, and
+    keep out-of-field padding (-2000, -3024 HU, ...) and metal from dominating the first
+    layers. Exported as Mul/Add/Clip.
     """
 
-    def __init__(self, net: nn.Module, low: float, high: float) -> None:
+    def __init__(self, net: nn.Module, windows: Sequence[tuple[float, float]]) -> None:
         super().__init__()
-        self.net, self.low, self.high = net, float(low), float(high)
+        self.net = net
+        centre = torch.tensor([c for c, _ in windows], dtype=torch.float32)
+        width = torch.tensor([w for _, w in windows], dtype=torch.float32)
+        # x * gain + bias == 2 * (HU - (centre - width / 2)) / width - 1, with HU = x / HU_SCALE
+        self.register_buffer("gain", (2.0 / (width * HU_SCALE)).view(1, -1, 1, 1))
+        self.register_buffer("bias", (-2.0 * centre / width).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.clamp(self.low, self.high))
+        return self.net((x * self.gain + self.bias).clamp(-1.0, 1.0))
 
 
-def build_model(num_classes: int = len(LABELS)) -> ClampedInput:
+def build_model(num_classes: int = len(LABELS)) -> HUWindows:
     net = DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
                      head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
-    return ClampedInput(net, CLAMP_HU[0] * HU_SCALE, CLAMP_HU[1] * HU_SCALE)
+    return HUWindows(net, WINDOWS_HU)
 
 
 def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) -> torch.Tensor:

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         self.last_result: FrameResult | None = None
         self._legend_t = 0.0
         self._source_gen = 0
+        self._accept_after = 0.0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-io")
         self._bridge = _Bridge(self)
         self._window_restored = False
@@ -317,6 +318,7 @@ class MainWindow(QMainWindow):
 
     def _start_source(self, spec: str, source, playing: bool) -> None:
         self._stop_player()
+        self._accept_after = time.monotonic()  # results of the old source still in flight are dropped
         self.slot.clear()
         self.slot.dropped = 0
         self.worker.skipped = 0
@@ -495,7 +497,7 @@ class MainWindow(QMainWindow):
     # --- results ----------------------------------------------------------------------------
     def _on_result(self, fr: FrameResult) -> None:
         self.worker.in_flight = max(0, self.worker.in_flight - 1)
-        if self.player is None:
+        if self.player is None or fr.received_at < self._accept_after:
             return
         self.last_result = fr
         frame = fr.frame
