@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import numpy as np
+
 from loupe.pipeline import LoadedModel, Runner
 from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source

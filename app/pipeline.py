@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from loupe.inference.engine import Engine
 from loupe.sources.base import Frame
 from loupe.tasks import make_task
@@ -74,7 +75,7 @@ class Runner:
         for m in self._models:
             t = time.perf_counter()
             feeds, ctx = m.task.prepare(frame)
-            outputs = m.engine.run(feeds)
+            outputs = None if feeds is None else m.engine.run(feeds)  # None: e.g. history filling
             res = m.task.postprocess(outputs, ctx)
             out.append(ModelResult(m.name, m.task.name, res, (time.perf_counter() - t) * 1e3))
         return FrameResult(frame, tuple(out), t0, time.monotonic())

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from loupe.inference.card import InputSpec, ModelCard, embed_card
 from onnx import TensorProto, helper
+
+from loupe.inference.card import InputSpec, ModelCard, embed_card
 
 RGB_LABELS = ("red", "green", "blue")
 RGB_PALETTE = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
@@ -60,3 +61,46 @@ def make_fixed_size_model(path: Path, hw: tuple[int, int] = (32, 48)) -> Path:
 def expected_argmax_map(rgb: np.ndarray) -> np.ndarray:
     """What the argmax model should give for an RGB uint8 frame (first max wins on ties)."""
     return rgb.astype(np.float32).argmax(axis=2).astype(np.uint8)
+
+
+def make_density_model(path: Path, count_scale: float = 4.0, display_max: float = 0.5) -> Path:
+    """density = 2x2 average of the red channel in [0, 1] (stride 2): with count_scale 4 the count
+    is the sum of red / 255 over the frame, e.g. the number of pure-red pixels."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("density", TensorProto.FLOAT, ["n", 1, "h2", "w2"])
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [0])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [1])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Slice", ["image", "starts", "ends", "axes"], ["red"]),
+        helper.make_node("AveragePool", ["red"], ["density"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    graph = helper.make_graph(nodes, "density", [x], [y], [starts, ends, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    embed_card(model, ModelCard(
+        task="density", name="red counter",
+        input=InputSpec(color="RGB", scale=1 / 255, size_multiple=2),
+        output={"stride": 2, "count_scale": count_scale, "display_max": display_max},
+        source={"architecture": "test model: average pool", "demo": False},
+    ))
+    return _save(model, path)
+
+
+def make_copy_last_model(path: Path, past: int = 4, calibration=(20.0, 40.0), threshold: float = 0.5) -> Path:
+    """An anomaly 'predictor' that predicts the last past frame (the copy-last-frame baseline)."""
+    x = helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["n", 3 * past, "h", "w"])
+    y = helper.make_tensor_value_info("pred", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [3 * (past - 1)])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [3 * past])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph([helper.make_node("Slice", ["frames", "starts", "ends", "axes"], ["pred"])],
+                              "copylast", [x], [y], [starts, ends, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    embed_card(model, ModelCard(
+        task="anomaly", name="copy last frame",
+        input=InputSpec(color="RGB", scale=1 / 127.5, mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0)),
+        output={"past_frames": past, "output_range": [-1, 1], "color": "RGB",
+                "calibration": {"psnr_min": calibration[0], "psnr_max": calibration[1]}, "threshold": threshold},
+        source={"architecture": "test model: copy the last frame", "demo": False},
+    ))
+    return _save(model, path)

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from loupe.cli import main
 from loupe.media import clip_path, dicom_test_file
-
 from tests.helpers import expected_argmax_map
 
 BASE = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
@@ -250,7 +250,6 @@ def test_mm2_columns_are_empty_for_inputs_without_spacing(tmp_path, argmax_model
 def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, argmax_model):
     from loupe.analyze import analyze, expand_inputs
     from loupe.pipeline import load_model
-
     from tests.test_dicom_series import UID_A, UID_B, two_series
 
     two_series(tmp_path / "ct")
@@ -269,3 +268,35 @@ def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, arg
     assert [s.frames for s in summary.inputs] == [3, 4] and summary.exit_code == 0
     assert summary.inputs[0].series_description == "Axial B"
     assert summary.inputs[1].volume_ml["argmax"]["red"] == pytest.approx(4 * 128 * 128 * 0.661468**2 * 2.5 / 1000, rel=1e-5)
+
+
+def test_density_and_anomaly_columns_with_segmentation(tmp_path, argmax_model):
+    from loupe.sources.open import open_source
+    from loupe.tasks.anomaly import psnr
+    from tests.helpers import make_copy_last_model, make_density_model
+
+    dens = make_density_model(tmp_path / "dens.onnx")
+    anom = make_copy_last_model(tmp_path / "anom.onnx", past=4)
+    out = tmp_path / "rows.csv"
+    clip = str(clip_path("carphone_pristine.mp4"))
+    rc = main(["analyze", clip, "--model", str(argmax_model), "--model", str(dens), "--model", str(anom),
+               "--max-frames", "8", "--out", str(out), "--quiet"])
+    assert rc == 0
+    rows = read_csv(out)
+    assert len(rows) == 24
+    cols = list(rows[0].keys())
+    assert cols[:6] == BASE and {"area_red", "count", "roi_count", "psnr", "score", "flagged"} <= set(cols)
+    by_model = {m: [r for r in rows if r["model"] == m] for m in ("argmax", "dens", "anom")}
+    # union columns: empty where they do not apply
+    assert by_model["argmax"][0]["count"] == "" and by_model["dens"][0]["area_red"] == ""
+    src = open_source(clip)
+    frames = [f.pixels for _, f in zip(range(8), src)]
+    src.close()
+    for r, f in zip(by_model["dens"], frames):
+        assert float(r["count"]) == pytest.approx(f[:, :, 0].sum() / 255.0, rel=1e-4)
+    anom_rows = by_model["anom"]
+    assert all(r["psnr"] == "" for r in anom_rows[:4])  # 4 past frames needed
+    for t in range(4, 8):
+        expect = psnr(frames[t - 1] / 255.0, frames[t] / 255.0)
+        assert float(anom_rows[t]["psnr"]) == pytest.approx(expect, abs=0.02)
+        assert anom_rows[t]["flagged"] in ("0", "1")

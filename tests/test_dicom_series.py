@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+
 from loupe.sources import series as series_module
 from loupe.sources.base import SourceError
 from loupe.sources.open import open_source
@@ -22,7 +24,6 @@ from loupe.sources.series import (
     scan_series,
     series_spec,
 )
-from pydicom.data import get_testdata_file
 
 UID_A = "1.2.826.0.1.3680043.8.498.1001"
 UID_B = "1.2.826.0.1.3680043.8.498.1002"

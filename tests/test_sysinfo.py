@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import loupe
 import pytest
+
+import loupe
 from loupe import sysinfo
 from loupe.cli import main
 from loupe.inference import engine

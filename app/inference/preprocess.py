@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from loupe.inference.card import InputSpec
 from loupe.sources.base import Frame
 
@@ -88,8 +89,12 @@ def _target_hw(h: int, w: int, spec: InputSpec) -> tuple[tuple[int, int], str]:
     return (-(-h // m) * m, -(-w // m) * m), "pad"
 
 
-def prepare(frame: Frame, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
-    """NCHW float32 model input for one frame, and the geometry to map outputs back."""
+def prepare(frame: Frame, spec: InputSpec, pad: str = "edge") -> tuple[np.ndarray, Geometry]:
+    """NCHW float32 model input for one frame, and the geometry to map outputs back.
+
+    ``pad``: how the bottom/right margin up to the size multiple is filled: ``edge`` (replicated,
+    so a segmenter sees no black border) or ``zero`` (black: adds nothing a density model would
+    count)."""
     p = frame.pixels
     if spec.raw_values:
         img = p.astype(np.float32, copy=False)
@@ -115,7 +120,8 @@ def prepare(frame: Frame, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
         if img.ndim == 2:
             img = img[:, :, None]
     elif mode == "pad" and (th, tw) != (h, w):
-        img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, cv2.BORDER_REPLICATE)
+        border = cv2.BORDER_CONSTANT if pad == "zero" else cv2.BORDER_REPLICATE
+        img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, border, value=0)
         if img.ndim == 2:
             img = img[:, :, None]
     c = img.shape[2]

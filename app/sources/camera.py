@@ -16,6 +16,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2
 import numpy as np
+
 from loupe.sources._reader import FrameIterator
 from loupe.sources.base import Frame, SourceError
 

@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
-from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
+
+from loupe.sources._reader import FrameIterator
+from loupe.sources.base import Frame, SourceError
+from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 
 logger = logging.getLogger(__name__)
 

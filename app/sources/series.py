@@ -29,6 +29,8 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
+
 from loupe.sources._reader import FrameIterator
 from loupe.sources.base import Frame, SourceError
 from loupe.sources.dicom import (
@@ -46,7 +48,6 @@ from loupe.sources.dicom import (
     list_dicom_files,
 )
 from loupe.sources.images import natural_key
-from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any
 import av
 import av.logging
 import numpy as np
+
 from loupe.sources._reader import FrameIterator
 from loupe.sources.base import Frame, SourceError
 

@@ -24,6 +24,15 @@ def make_task(engine: Engine, display_max_side: int | None = 1280) -> Task:
         from loupe.tasks.segmentation import SegmentationTask
 
         return SegmentationTask(engine, display_max_side=display_max_side)
+    if task == "density":
+        from loupe.tasks.density import DensityTask
+
+        return DensityTask(engine, display_max_side=display_max_side)
+    if task == "anomaly":
+        from loupe.tasks.anomaly import AnomalyTask
+
+        return AnomalyTask(engine, display_max_side=display_max_side)
     raise UnsupportedTask(
-        f"{engine.path.name} is a {task} model; this version of Loupe has a panel for segmentation only"
+        f"{engine.path.name} is a {task} model; this version of Loupe has panels for segmentation, "
+        "density and anomaly"
     )

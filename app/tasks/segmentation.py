@@ -2,9 +2,8 @@
 
 Post-processing follows the official DDRNet evaluation: logits are upsampled bilinearly
 (align_corners=False, as PyTorch and ``cv2.resize`` INTER_LINEAR do) and then argmaxed, computed
-at display resolution (see ``logits_to_class_map``).
-Here that happens at display resolution (the frame size, capped), inside the worker, so the view
-only colours a ``uint8`` map through a lookup table.
+at display resolution (the frame size, capped; see ``logits_to_class_map``), inside the worker,
+so the view only colours a ``uint8`` map through a lookup table.
 
 Physical areas: when the frame says its ``pixel_spacing`` (DICOM, mm ``[row, col]``), the result
 also holds ``class_area_mm2`` = area fraction x frame rows x frame cols x row spacing x col spacing,
@@ -21,6 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, display_size, prepare

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from loupe import __version__
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
@@ -17,6 +16,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from loupe import __version__
 
 logger = logging.getLogger(__name__)
 

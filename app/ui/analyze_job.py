@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from loupe.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
-from loupe.pipeline import LoadedModel
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
+
+from loupe.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
+from loupe.pipeline import LoadedModel
 
 logger = logging.getLogger(__name__)
 

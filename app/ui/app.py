@@ -18,8 +18,9 @@ def run_gui(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe")
     app.setOrganizationName("Loupe")
-    from loupe.resources import resource_path
     from PySide6.QtGui import QIcon
+
+    from loupe.resources import resource_path
 
     app.setWindowIcon(QIcon(str(resource_path("icon.png"))))
     from loupe.ui.main_window import MainWindow

@@ -7,17 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from loupe.inference.card import TASKS, write_sidecar
-from loupe.inference.engine import Engine, ModelError
-from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
-from loupe.player import Player
-from loupe.sources.base import SourceError
-from loupe.sources.open import classify_path, open_source
-from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
-from loupe.ui.panels.segmentation import SegmentationPanel
-from loupe.ui.viewer import WINDOW_PRESETS, FrameView
-from loupe.ui.worker import InferenceWorker
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -41,6 +30,18 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from loupe.inference.card import TASKS, write_sidecar
+from loupe.inference.engine import Engine, ModelError
+from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
+from loupe.player import Player
+from loupe.sources.base import SourceError
+from loupe.sources.open import classify_path, open_source
+from loupe.tasks import UnsupportedTask, make_task
+from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
+from loupe.ui.panels.segmentation import SegmentationPanel
+from loupe.ui.viewer import WINDOW_PRESETS, FrameView
+from loupe.ui.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+
 from loupe.inference.preprocess import window_levels
 from loupe.sources.base import Frame
-from PySide6.QtCore import QRectF, Qt, Signal
 
 # name -> (center, width); None = the file's own window; "full" = the frame's min..max
 WINDOW_PRESETS: dict[str, tuple[float, float] | str | None] = {

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
+from PySide6.QtCore import QThread, Signal
+
 from loupe.inference.engine import ModelError
 from loupe.pipeline import LatestSlot, Runner
-from PySide6.QtCore import QThread, Signal
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@ import json
 
 import onnx
 import pytest
+
 from loupe.inference.card import CardError, InputSpec, ModelCard, read_sidecar, write_sidecar
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from loupe.inference.engine import Engine, ModelError, choose_providers, gpu_provider_status
 
+from loupe.inference.engine import Engine, ModelError, choose_providers, gpu_provider_status
 from tests.helpers import make_fixed_size_model
 
 

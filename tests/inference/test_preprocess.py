@@ -1,4 +1,5 @@
 import numpy as np
+
 from loupe.inference.card import InputSpec
 from loupe.inference.preprocess import display_rgb, prepare, to_uint8_window
 from loupe.sources.base import Frame

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from loupe.inference.card import CITYSCAPES_LABELS, CITYSCAPES_PALETTE, ModelCard
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError, load_ddrnet_checkpoint

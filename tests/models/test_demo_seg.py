@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from loupe.inference.card import ModelCard
 from loupe_models import demo_seg, labels_bikes
 from loupe_models.labels_bikes import LABELS, MOVING, PALETTE

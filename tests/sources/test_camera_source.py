@@ -11,6 +11,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
+
 from loupe.sources import camera as camera_module
 from loupe.sources.base import SourceError
 from loupe.sources.camera import CameraSource, list_cameras

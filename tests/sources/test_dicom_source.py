@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from loupe.sources import dicom as dicom_module
-from loupe.sources.base import SourceError
-from loupe.sources.dicom import DicomFolderSource, DicomSource, is_dicom_file, list_dicom_files
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.pixels.decoders.base import get_decoder
+
+from loupe.sources import dicom as dicom_module
+from loupe.sources.base import SourceError
+from loupe.sources.dicom import DicomFolderSource, DicomSource, is_dicom_file, list_dicom_files
 
 
 def data_file(name: str) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from loupe.sources.base import SourceError
 from loupe.sources.images import ImageSource, natural_key, read_image
 

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import cv2
-import loupe.sources
 import numpy as np
 import pytest
+from pydicom.data import get_testdata_file
+
+import loupe.sources
 from loupe.media import clip_path
 from loupe.sources.base import SourceError
 from loupe.sources.camera import CameraSource
@@ -17,7 +19,6 @@ from loupe.sources.dicom import DicomFolderSource, DicomSource
 from loupe.sources.images import ImageSource
 from loupe.sources.open import classify_path, open_source, parse_camera
 from loupe.sources.video import VideoSource
-from pydicom.data import get_testdata_file
 
 
 def ct_small() -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from loupe.media import clip_path
 from loupe.sources.base import Frame, SourceError
 from loupe.sources.video import VideoSource

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from loupe.inference.engine import Engine
 from loupe.sources.base import Frame
 from loupe.tasks.segmentation import (
@@ -10,7 +11,6 @@ from loupe.tasks.segmentation import (
     column_name,
     logits_to_class_map,
 )
-
 from tests.helpers import expected_argmax_map, make_argmax_model
 
 

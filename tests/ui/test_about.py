@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import loupe
-from loupe.ui.about import DESCRIPTION, AboutDialog, show_about
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog, QLabel, QPlainTextEdit, QWidget
+
+import loupe
+from loupe.ui.about import DESCRIPTION, AboutDialog, show_about
 
 REPORT = "Loupe: 0.1.0\nGPU:   none found (test)"
 

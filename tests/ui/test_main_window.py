@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
-from loupe.media import clip_path, dicom_test_file
-from loupe.ui.main_window import MainWindow
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
+from loupe.media import clip_path, dicom_test_file
+from loupe.ui.main_window import MainWindow
 from tests.helpers import expected_argmax_map, make_fixed_size_model
 
 

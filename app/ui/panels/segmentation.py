@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
@@ -23,6 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -195,8 +196,9 @@ class SegmentationPanel(QWidget):
 if __name__ == "__main__":  # a preview fed a synthetic result
     import sys
 
-    from loupe.tasks.segmentation import boundary_map
     from PySide6.QtWidgets import QApplication
+
+    from loupe.tasks.segmentation import boundary_map
 
     app = QApplication.instance() or QApplication(sys.argv)
     cm = np.zeros((120, 200), np.uint8)
