@@ -39,6 +39,8 @@ from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
 from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
+from loupe.ui.panels.anomaly import AnomalyPanel
+from loupe.ui.panels.density import DensityPanel
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
@@ -369,14 +371,12 @@ class MainWindow(QMainWindow):
             return
         lm = LoadedModel(engine, task)
         self.models.append(lm)
-        panel = None
-        if task.name == "segmentation":
-            panel = SegmentationPanel(task.labels, task.palette, title=engine.card.name or lm.name)
-            panel.set_opacity(float(self.settings.value("segmentation/opacity", 0.5)))
-            panel.set_mode(str(self.settings.value("segmentation/mode", "fill")))
-            panel.settingsChanged.connect(lambda p=panel: self._save_panel_settings(p))
-            self.view.add_overlay(panel.overlay, z=10 + len(self.models))
+        panel = self._make_panel(lm)
+        if panel is not None:
+            panel.attach(self.view.vb)
+            panel.overlay.setZValue(10 + len(self.models))
             self.panel_tabs.addTab(panel, lm.name)
+            self.panel_tabs.setCurrentWidget(panel)
         self.panels.append(panel)
         self.runner.set_models(self.models)
         self._update_info()
@@ -405,11 +405,38 @@ class MainWindow(QMainWindow):
 
         self._io.submit(work).add_done_callback(finished)
 
+    def _make_panel(self, lm: LoadedModel):
+        task, card = lm.task, lm.engine.card
+        title = card.name or lm.name
+        if task.name == "segmentation":
+            panel = SegmentationPanel(task.labels, task.palette, title=title)
+            panel.set_opacity(float(self.settings.value("segmentation/opacity", 0.5)))
+            panel.set_mode(str(self.settings.value("segmentation/mode", "fill")))
+            panel.settingsChanged.connect(lambda p=panel: self._save_panel_settings(p))
+            return panel
+        if task.name == "density":
+            panel = DensityPanel(title, display_max=task.display_max)
+            panel.roiChanged.connect(task.set_roi)
+            return panel
+        if task.name == "anomaly":
+            panel = AnomalyPanel(title, threshold=task.threshold)
+            panel.seekRequested.connect(self.seek_to)
+            panel.thresholdChanged.connect(lambda v, t=task: setattr(t, "threshold", v))
+
+            def recalibrate(lo: float, hi: float, t=task, p=panel) -> None:
+                t.set_calibration(lo, hi)
+                p.apply_calibration(lo, hi)
+                self.show_error(f"{lm.name}: recalibrated on the marked span: PSNR {lo:.1f}–{hi:.1f} dB", "info")
+
+            panel.calibrationRequested.connect(recalibrate)
+            return panel
+        return None
+
     def remove_models(self) -> None:
         self.runner.set_models([])
         for p in self.panels:
             if p is not None:
-                self.view.vb.removeItem(p.overlay)
+                p.detach()
         self.models.clear()
         self.panels.clear()
         self.panel_tabs.clear()
@@ -515,13 +542,9 @@ class MainWindow(QMainWindow):
         update_legend = now - self._legend_t > 0.2
         if update_legend:
             self._legend_t = now
-        md = frame.metadata
         for panel, mr in zip(self.panels, fr.results):
             if panel is not None:
-                if mr.result.class_area_mm2 is not None:
-                    panel.record_slice(frame.index, mr.result, md.get("slice_spacing_mm"),
-                                       md.get("series_frames") or self.frame_count)
-                panel.show_result(mr.result, (frame.height, frame.width), update_legend)
+                panel.update_from(mr.result, frame, update_legend)
         lat = (fr.done_at - fr.received_at) * 1e3
         cap = frame.metadata.get("capture_time")
         if cap is not None:
@@ -740,10 +763,10 @@ class MainWindow(QMainWindow):
 
     def _toggle_mode(self) -> None:
         for p in self.panels:
-            if p is not None:
+            if isinstance(p, SegmentationPanel):
                 p.toggle_mode()
 
-    def _toggle_overlay(self) -> None:
+    def _toggle_overlay(self) -> None:  # every panel's overlay
         for p in self.panels:
             if p is not None:
                 p.overlay.setVisible(not p.overlay.isVisible())

@@ -203,9 +203,10 @@ def test_screenshot_cli_saves_whole_window(tmp_path, argmax_model):
     assert img.width() >= 800 and img.height() >= 500
 
 
-def test_panel_previews_run(tmp_path):
+@pytest.mark.parametrize("panel", ["segmentation", "density", "anomaly"])
+def test_panel_previews_run(panel):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-m", "loupe.ui.panels.segmentation", "--quit"], capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run([sys.executable, "-m", f"loupe.ui.panels.{panel}", "--quit"], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
 
@@ -330,3 +331,44 @@ def test_dicom_folder_series_picker_and_physical_legend(qtbot, win, tmp_path, ar
     assert float(panel.table.item(0, 2).text()) == pytest.approx(937.5)
     # volume over the three slices, 2 mm apart: (25 + 50 + 75) * 100 * 0.125 mm² * 2 mm = 3.75 mL
     assert float(panel.table.item(0, 3).text()) == pytest.approx(3.75)
+
+
+def test_density_and_anomaly_panels_beside_segmentation(qtbot, win, tmp_path, argmax_model):
+    from tests.helpers import make_copy_last_model, make_density_model
+
+    dens = make_density_model(tmp_path / "dens.onnx")
+    anom = make_copy_last_model(tmp_path / "anom.onnx", past=2, calibration=(20.0, 40.0))
+    for m in (argmax_model, dens, anom):
+        load(qtbot, win, m)
+    assert win.panel_tabs.count() == 3
+    shown = collect(win)
+    win.open_source(str(clip_path("carphone_pristine.mp4")))
+    qtbot.waitUntil(lambda: len(shown) >= 8, timeout=30000)
+    win.player.pause()
+    fr = shown[-1]
+    seg, den, ano = (mr.result for mr in fr.results)
+    np.testing.assert_array_equal(seg.class_map, expected_argmax_map(fr.frame.pixels))
+    assert den.count == pytest.approx(fr.frame.pixels[:, :, 0].sum() / 255.0, rel=1e-4)
+    assert ano.psnr is not None and 0.0 <= ano.score <= 1.0
+    dpanel, apanel = win.panels[1], win.panels[2]
+    qtbot.waitUntil(lambda: dpanel.last is not None and apanel.last is not None, timeout=5000)
+    # density: fixed colour range from the card, count on the frame and plotted
+    assert dpanel.overlay.levels[1] == pytest.approx(0.5)
+    assert dpanel.count_text.toPlainText().startswith("count ")
+    dpanel.refresh_plot()
+    assert len(dpanel.curve.getData()[0]) >= 1
+    # a region of interest reaches the task and gets its own count
+    dpanel.set_roi_points(np.array([[0, 0], [88, 0], [88, 144], [0, 144]], float))
+    assert win.models[1].task.roi is not None
+    # anomaly: threshold line drives flagged spans; clicking a span seeks there
+    apanel.set_threshold(0.0)
+    assert apanel.spans.count() >= 1 and win.models[2].task.threshold == 0.0
+    first = apanel.spans.item(0)
+    with qtbot.waitSignal(apanel.seekRequested, timeout=2000) as sig:
+        apanel.spans.itemClicked.emit(first)
+    assert sig.args[0] == first.data(Qt.ItemDataRole.UserRole)
+    # recalibration on a span re-scores the history and the task
+    cal = apanel.calibration_from_span(min(apanel.frames), max(apanel.frames))
+    assert cal is not None and cal[0] <= cal[1]
+    apanel.calibrationRequested.emit(*cal)
+    assert (win.models[2].task.psnr_min, win.models[2].task.psnr_max) == cal

@@ -104,6 +104,21 @@ class SegmentationPanel(QWidget):
         self._apply_lut()
 
     # --- view of a result ------------------------------------------------------------------
+    def attach(self, view_box) -> None:
+        view_box.addItem(self.overlay)
+        self._view_box = view_box
+
+    def detach(self) -> None:
+        if getattr(self, "_view_box", None) is not None:
+            self._view_box.removeItem(self.overlay)
+
+    def update_from(self, result: SegmentationResult, frame, slow: bool) -> None:
+        """The window's per-result call: ``slow`` is True at most a few times a second (legend)."""
+        if result.class_area_mm2 is not None:
+            md = frame.metadata
+            self.record_slice(frame.index, result, md.get("slice_spacing_mm"), md.get("series_frames"))
+        self.show_result(result, (frame.height, frame.width), slow)
+
     def show_result(self, result: SegmentationResult, frame_hw: tuple[int, int], update_legend: bool = True) -> None:
         self.last = result
         img = result.class_map if self.mode == "fill" else result.contour_map

@@ -1,0 +1,202 @@
+"""Density panel: heatmap over the frame with a fixed colour range, the count on the frame and
+over time, and a region of interest with its own count. A thin view over ``DensityResult``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loupe.tasks.density import DensityResult
+
+
+def heat_lut(name: str = "inferno") -> np.ndarray:
+    """256 x 4 RGBA: the colour map with alpha rising from 0, so empty areas stay clear."""
+    cmap = pg.colormap.get(name)
+    lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
+    lut[:, 3] = np.clip(np.linspace(0, 255 * 4, 256), 0, 255).astype(np.uint8)
+    return lut
+
+
+class DensityPanel(QWidget):
+    """Controls, count and plot for one density model; owns its heatmap and ROI items."""
+
+    roiChanged = Signal(object)  # polygon (N x 2 frame pixels) or None
+    settingsChanged = Signal()
+
+    def __init__(self, title: str = "", display_max: float | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setLookupTable(heat_lut())
+        self.overlay.setOpacity(0.6)
+        self.count_text = pg.TextItem("", color="#ffffff", anchor=(1, 0), fill=pg.mkBrush(0, 0, 0, 160))
+        self.count_text.setZValue(101)
+        self.roi: pg.PolyLineROI | None = None
+        self.levels_max: float | None = display_max
+        self._frames: list[int] = []
+        self._counts: list[float] = []
+        self._roi_counts: list[float] = []
+        self._frame_hw: tuple[int, int] | None = None
+        self.last: DensityResult | None = None
+        self._view_box: pg.ViewBox | None = None
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addWidget(QLabel(f"<b>{title or 'Density'}</b>"))
+        self.count_label = QLabel("count —")
+        self.count_label.setStyleSheet("font-size: 20px")
+        lay.addWidget(self.count_label)
+        form = QFormLayout()
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.valueChanged.connect(lambda v: (self.overlay.setOpacity(v / 100), self.settingsChanged.emit()))
+        form.addRow("Opacity", self.opacity)
+        self.range_box = QDoubleSpinBox()
+        self.range_box.setDecimals(5)
+        self.range_box.setRange(1e-6, 1e6)
+        self.range_box.setToolTip("Density drawn at the top of the colour range (fixed: frames stay comparable)")
+        self.range_box.valueChanged.connect(self._on_range)
+        form.addRow("Colour range max", self.range_box)
+        lay.addLayout(form)
+        row = QHBoxLayout()
+        self.roi_btn = QPushButton("Region of interest")
+        self.roi_btn.setCheckable(True)
+        self.roi_btn.setToolTip("Add an editable polygon over the frame; drag its corners, click an edge to add one")
+        self.roi_btn.toggled.connect(self._toggle_roi)
+        row.addWidget(self.roi_btn)
+        lay.addLayout(row)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLabel("bottom", "frame")
+        self.plot.setLabel("left", "count")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.curve = self.plot.plot(pen=pg.mkPen("#c2185b", width=2), name="count")
+        self.roi_curve = self.plot.plot(pen=pg.mkPen("#1565c0", width=2, style=Qt.PenStyle.DashLine), name="region")
+        self.plot.setMinimumHeight(150)
+        lay.addWidget(self.plot, 1)
+        if display_max:
+            self._set_levels(display_max)
+
+    def attach(self, view_box: pg.ViewBox) -> None:
+        """Add the heatmap and count label to the frame view."""
+        self._view_box = view_box
+        view_box.addItem(self.overlay)
+        view_box.addItem(self.count_text, ignoreBounds=True)
+
+    def detach(self) -> None:
+        if self._view_box is not None:
+            for item in (self.overlay, self.count_text, self.roi):
+                if item is not None:
+                    self._view_box.removeItem(item)
+
+    # --- view of a result ------------------------------------------------------------------
+    def update_from(self, result: DensityResult, frame, slow: bool) -> None:
+        self.show_result(result, (frame.height, frame.width), frame.index, slow)
+
+    def reset_series(self) -> None:
+        self.clear_history()
+
+    def show_result(self, result: DensityResult, frame_hw: tuple[int, int], index: int, update_plot: bool = True) -> None:
+        self.last = result
+        if self.levels_max is None:
+            self._set_levels(result.display_max)
+        self.overlay.setImage(result.density, autoLevels=False, levels=(0.0, self.levels_max))
+        h, w = frame_hw
+        self._frame_hw = frame_hw
+        self.overlay.setRect(QRectF(0, 0, w, h))
+        txt = f"count {result.count:.1f}"
+        if result.roi_count is not None:
+            txt += f"   region {result.roi_count:.1f}"
+        self.count_text.setText(txt)
+        self.count_text.setPos(w, 0)
+        self.count_label.setText(txt)
+        if self._frames and index <= self._frames[-1]:  # a seek back: start a new trace
+            self.clear_history()
+        self._frames.append(index)
+        self._counts.append(result.count)
+        self._roi_counts.append(np.nan if result.roi_count is None else result.roi_count)
+        if update_plot:
+            self.refresh_plot()
+
+    def refresh_plot(self) -> None:
+        self.curve.setData(self._frames, self._counts)
+        if any(np.isfinite(self._roi_counts)):
+            self.roi_curve.setData(self._frames, self._roi_counts, connect="finite")
+
+    def clear_history(self) -> None:
+        self._frames.clear()
+        self._counts.clear()
+        self._roi_counts.clear()
+
+    # --- controls --------------------------------------------------------------------------
+    def _set_levels(self, vmax: float) -> None:
+        self.levels_max = float(vmax)
+        self.range_box.blockSignals(True)
+        self.range_box.setValue(self.levels_max)
+        self.range_box.blockSignals(False)
+
+    def _on_range(self, v: float) -> None:
+        self.levels_max = float(v)
+        self.overlay.setLevels((0.0, self.levels_max))
+        self.settingsChanged.emit()
+
+    def _toggle_roi(self, on: bool) -> None:
+        if self._view_box is None:
+            return
+        if on:
+            h, w = self._frame_hw or (100, 100)
+            pts = [(w * 0.25, h * 0.25), (w * 0.75, h * 0.25), (w * 0.75, h * 0.75), (w * 0.25, h * 0.75)]
+            self.set_roi_points(np.array(pts))
+        else:
+            self.set_roi_points(None)
+
+    def set_roi_points(self, points: np.ndarray | None) -> None:
+        """Show (or remove) the region polygon and announce it."""
+        if self.roi is not None and self._view_box is not None:
+            self._view_box.removeItem(self.roi)
+            self.roi = None
+        if points is not None and self._view_box is not None:
+            self.roi = pg.PolyLineROI([tuple(p) for p in points], closed=True, pen=pg.mkPen("#00e5ff", width=2))
+            self.roi.setZValue(50)
+            self._view_box.addItem(self.roi)
+            self.roi.sigRegionChangeFinished.connect(lambda *_: self.roiChanged.emit(self.roi_points()))
+        self.roi_btn.blockSignals(True)
+        self.roi_btn.setChecked(points is not None)
+        self.roi_btn.blockSignals(False)
+        self.roiChanged.emit(self.roi_points())
+
+    def roi_points(self) -> np.ndarray | None:
+        """The polygon in frame pixels (x, y), or None."""
+        if self.roi is None:
+            return None
+        pts = [self.roi.mapToParent(h["item"].pos()) for h in self.roi.handles]
+        return np.array([[p.x(), p.y()] for p in pts], float)
+
+
+if __name__ == "__main__":  # a preview fed synthetic results
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    view = pg.GraphicsLayoutWidget()
+    panel = DensityPanel("preview", display_max=1.0)
+    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    yy, xx = np.mgrid[0:120, 0:200]
+    for i in range(20):
+        d = np.exp(-((xx - 60 - 3 * i) ** 2 + (yy - 60) ** 2) / 200.0).astype(np.float32)
+        panel.show_result(DensityResult(d, float(d.sum()), None, 1.0), d.shape, i)
+    panel.show()
+    view.show()
+    if "--quit" not in sys.argv:
+        app.exec()

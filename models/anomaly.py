@@ -1,0 +1,627 @@
+"""Future-frame predictors for video anomaly detection, their scores and their ONNX export.
+
+Two predictors share one interface: input ``N x 3T x H x W`` (``T`` past frames, oldest first,
+3 channels each, values ``x/127.5 - 1`` in [-1, 1]), output the predicted next frame
+``N x 3 x H x W``, ``tanh``, in [-1, 1]. A frame is anomalous when it is badly predicted:
+low PSNR between the prediction and the real frame (Liu et al., "Future Frame Prediction for
+Anomaly Detection - A New Baseline", CVPR 2018).
+
+- :class:`PredictionUNet` is the generator of feiyuhuahuo/Anomaly_Prediction
+  (``models/unet.py``, ``UNet(input_channels=12, output_channel=3)``): its ``state_dict`` has
+  the official names, order and shapes, so the official checkpoints (``ckpt['net_g']``)
+  load strictly. BGR frames (cv2), resized to 256x256. Any H, W run (the up blocks pad).
+- :class:`TemporalAttentionPredictor` is a small CT-D2GAN-style predictor (Feng et al.,
+  "Convolutional Transformer based Dual Discriminator GAN for Video Anomaly Detection",
+  ACM MM 2021, without the GAN): a convolutional encoder shared over the ``T`` past frames,
+  multi-head self-attention across the ``T`` frame embeddings at every spatial position of
+  the 1/8 map (with a learned temporal position embedding), and a convolutional decoder with
+  skip connections from the last frame's encoder features. Its output is
+  ``tanh(atanh(last frame) + residual)`` with the residual head initialised to zero, so an
+  untrained model copies the last frame exactly and training only has to learn the change.
+  H and W must be multiples of 8. Trained by :mod:`loupe_models.fit_anomaly`.
+
+The score helpers (:func:`psnr`, :func:`regularity`, :func:`anomaly_score`, ...) in the
+section "scores" are pure numpy: they use no torch and can move to the app unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loupe.inference.card import InputSpec, ModelCard, embed_card
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "INPUT_NAME",
+    "MAX_IR_VERSION",
+    "OUTPUT_NAME",
+    "AnomalyExportError",
+    "OnnxCheck",
+    "PredictionUNet",
+    "TemporalAttentionPredictor",
+    "anomaly_score",
+    "anomaly_unet",
+    "calibrate",
+    "export_predictor",
+    "minmax_normalise",
+    "predictor_card",
+    "psnr",
+    "psnr_frames",
+    "regularity",
+    "verify_predictor_onnx",
+]
+
+#: Highest ONNX IR version written (as :mod:`loupe_models.export`).
+MAX_IR_VERSION = 10
+#: Default anomaly threshold written to the card (``anomaly = 1 - regularity``).
+DEFAULT_THRESHOLD = 0.5
+INPUT_NAME = "frames"
+OUTPUT_NAME = "pred_frame"
+#: |onnxruntime - torch| allowed by :func:`verify_predictor_onnx` (outputs lie in [-1, 1]).
+VERIFY_ATOL = 1e-4
+
+
+# ==========================================================================================
+# scores (pure numpy; no torch below this line until the "models" section)
+# ==========================================================================================
+def psnr(
+    pred: np.ndarray, real: np.ndarray, data_range: float = 1.0, *, batch: bool = False
+) -> float | np.ndarray:
+    """Peak signal-to-noise ratio ``10*log10(data_range**2 / mse)`` in dB.
+
+    ``batch=False``: one value over the whole arrays. ``batch=True``: one value per entry of
+    the first axis (per frame). Identical inputs give ``inf``. For predictor outputs in
+    [-1, 1] use ``data_range=2.0`` (equal to the official ``psnr_error``, which maps both
+    frames to [0, 1] by ``(x+1)/2`` first); for uint8 frames ``data_range=255``.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    r = np.asarray(real, dtype=np.float64)
+    if p.shape != r.shape:
+        raise ValueError(f"psnr: shapes differ, {p.shape} vs {r.shape}")
+    if data_range <= 0:
+        raise ValueError(f"psnr: data_range must be > 0, got {data_range}")
+    d2 = np.square(p - r)
+    if batch:
+        if p.ndim < 1 or p.shape[0] == 0:
+            return np.zeros((0,), np.float64)
+        mse = d2.reshape(p.shape[0], -1).mean(axis=1)
+    else:
+        mse = np.asarray(d2.mean())
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(float(data_range) ** 2 / mse)
+    return out if batch else float(out)
+
+
+def psnr_frames(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR of ``N x 3 x H x W`` predictor outputs against real frames, both in
+    [-1, 1] (the official ``psnr_error`` per frame)."""
+    return np.asarray(psnr(pred, real, data_range=2.0, batch=True))
+
+
+def minmax_normalise(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``(v - min) / (max - min)`` over the finite values (per video, as the official
+    evaluation); a constant sequence maps to 1, ``+inf`` to 1, ``-inf``/NaN to 0."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.where(v == np.inf, 1.0, 0.0)
+    lo, hi = float(v[finite].min()), float(v[finite].max())
+    if hi <= lo:
+        out = np.ones_like(v)
+    else:
+        out = (v - lo) / (hi - lo)
+    out = np.where(v == np.inf, 1.0, out)
+    return np.where(np.isnan(v) | (v == -np.inf), 0.0, out)
+
+
+def regularity(
+    psnr_db: float | Sequence[float] | np.ndarray,
+    p_min: float | None = None,
+    p_max: float | None = None,
+) -> float | np.ndarray:
+    """Regularity ``s = (P - P_min) / (P_max - P_min)`` of PSNR values ``P`` (dB).
+
+    With ``p_min``/``p_max`` given (the card's calibration) ``s`` is not clipped (values
+    outside the calibrated range give ``s < 0`` or ``s > 1``). With both None the range is
+    the per-video minimum and maximum of ``psnr_db`` (:func:`minmax_normalise`, the official
+    evaluation). A scalar in gives a float out.
+    """
+    scalar = np.ndim(psnr_db) == 0
+    v = np.asarray(psnr_db, dtype=np.float64)
+    if p_min is None and p_max is None:
+        out = minmax_normalise(np.atleast_1d(v))
+        return float(out[0]) if scalar else out
+    if p_min is None or p_max is None:
+        raise ValueError("regularity: give both p_min and p_max, or neither (per-video min-max)")
+    if not p_max > p_min:
+        raise ValueError(f"regularity: p_max ({p_max}) must exceed p_min ({p_min})")
+    with np.errstate(invalid="ignore"):
+        out = (v - float(p_min)) / (float(p_max) - float(p_min))
+    return float(out) if scalar else out
+
+
+def anomaly_score(
+    psnr_db: float | Sequence[float] | np.ndarray,
+    p_min: float | None = None,
+    p_max: float | None = None,
+) -> float | np.ndarray:
+    """``clip(1 - regularity, 0, 1)``: 0 = well predicted (normal), 1 = anomalous.
+
+    ``p_min``/``p_max`` from the card's ``calibration`` (``psnr_min``/``psnr_max``), or both
+    None for the per-video min-max normalisation. NaN PSNR scores 1.
+    """
+    s = regularity(psnr_db, p_min, p_max)
+    a = np.clip(1.0 - np.asarray(s, dtype=np.float64), 0.0, 1.0)
+    a = np.where(np.isnan(a), 1.0, a)
+    return float(a) if np.ndim(psnr_db) == 0 else a
+
+
+def calibrate(
+    normal_psnr: Sequence[float] | np.ndarray,
+    low_percentile: float = 1.0,
+    high_percentile: float = 99.0,
+) -> dict[str, float]:
+    """Card calibration from PSNR values (dB) of predictions on normal frames.
+
+    ``psnr_max`` is the ``high_percentile`` of the normal PSNRs and ``psnr_min`` lies as far
+    below their ``low_percentile`` as ``psnr_max`` lies above it:
+    ``psnr_min = p_low - (p_high - p_low)``. So every normal frame in the central range
+    scores an anomaly in [0, 0.5] (the frame at ``p_low`` scores exactly 0.5, the default
+    threshold), and a frame predicted as much worse than the worst normal frame as the
+    normal spread scores 1. Percentiles (not min/max) keep one odd frame from setting the
+    range. The spread is at least 0.5 dB (then ``psnr_max = p_low + 0.5``). Returned keys:
+    ``psnr_min``, ``psnr_max``, ``psnr_low`` (= ``p_low``), ``psnr_median``, ``frames``.
+    """
+    v = np.asarray(normal_psnr, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("calibrate: no finite PSNR values")
+    p_lo, p_med, p_hi = (float(x) for x in np.percentile(v, [low_percentile, 50.0, high_percentile]))
+    spread = max(p_hi - p_lo, 0.5)  # at least 0.5 dB, so the range never collapses
+    return {
+        "psnr_min": p_lo - spread,
+        "psnr_max": p_lo + spread,
+        "psnr_low": p_lo,
+        "psnr_median": p_med,
+        "frames": int(v.size),
+    }
+
+
+# ==========================================================================================
+# models
+# ==========================================================================================
+class _DoubleConv(nn.Module):
+    """(conv3x3 no bias -> BN -> ReLU) x 2; the official ``double_conv`` (key ``conv.*``)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class _InBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv = _DoubleConv(in_ch, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class _DownBlock(nn.Module):
+    """2x2 max-pool then a double conv (keys ``mpconv.1.conv.*``)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.mpconv = nn.Sequential(nn.MaxPool2d(2), _DoubleConv(in_ch, out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mpconv(x)
+
+
+class _UpBlock(nn.Module):
+    """ConvTranspose2d(k=2, s=2) halving the channels, zero-pad (centred) to the skip size,
+    concatenate ``[skip, upsampled]``, double conv."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, in_ch // 2, 2, stride=2)
+        self.conv = _DoubleConv(in_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        dy = skip.size(2) - x.size(2)
+        dx = skip.size(3) - x.size(3)
+        x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class PredictionUNet(nn.Module):
+    """The future-frame generator of Liu et al. 2018 as in feiyuhuahuo/Anomaly_Prediction.
+
+    ``input_channels`` = 3 x past frames (12 for the official 4), oldest first, BGR,
+    ``x/127.5 - 1``; returns the predicted next frame ``tanh`` in [-1, 1] (BGR).
+    Widths 64-128-256-512, three max-pool downsamplings, three transposed-conv upsamplings.
+    """
+
+    def __init__(self, input_channels: int = 12, output_channel: int = 3) -> None:
+        super().__init__()
+        if input_channels < 1 or output_channel < 1:
+            raise ValueError("input_channels and output_channel must be >= 1")
+        self.input_channels = int(input_channels)
+        self.inc = _InBlock(input_channels, 64)
+        self.down1 = _DownBlock(64, 128)
+        self.down2 = _DownBlock(128, 256)
+        self.down3 = _DownBlock(256, 512)
+        self.up1 = _UpBlock(512, 256)
+        self.up2 = _UpBlock(256, 128)
+        self.up3 = _UpBlock(128, 64)
+        self.outc = nn.Conv2d(64, output_channel, kernel_size=3, padding=1)
+
+    @property
+    def past_frames(self) -> int:
+        return self.input_channels // 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        y = self.up1(x4, x3)
+        y = self.up2(y, x2)
+        y = self.up3(y, x1)
+        return torch.tanh(self.outc(y))
+
+
+def anomaly_unet(input_channels: int = 12, output_channel: int = 3) -> PredictionUNet:
+    """The official configuration ``UNet(input_channels=12, output_channel=3)``."""
+    return PredictionUNet(input_channels, output_channel)
+
+
+class _ConvAct(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
+        )
+
+
+class _TemporalSelfAttention(nn.Module):
+    """Pre-norm transformer block over the time axis of ``[B, T, D]`` token sequences:
+    ``x + MHA(LN(x))`` then ``x + MLP(LN(x))``. Written with plain Linear/matmul/softmax so
+    the legacy ONNX exporter sees ordinary ops (no fused attention kernels)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = max(1, round(dim * mlp_ratio))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, T, head_dim]
+        att = torch.softmax((q @ k.transpose(-2, -1)) * (self.head_dim**-0.5), dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.mlp(self.norm2(x))
+
+
+class TemporalAttentionPredictor(nn.Module):
+    """Small CT-D2GAN-style next-frame predictor (no GAN).
+
+    Input ``N x 3T x H x W`` (T past frames, oldest first, [-1, 1]); output ``N x 3 x H x W``
+    in [-1, 1]. H, W multiples of 8.
+
+    - encoder (shared over the T frames): conv3x3 at 1/1 (``width``), two convs at 1/2
+      (``2*width``), 1/4 (``4*width``) and 1/8 (``embed_dim``, default ``4*width``), each
+      stage starting with a stride-2 conv; LeakyReLU(0.1).
+    - temporal attention: at every 1/8 position the T embeddings plus a learned temporal
+      position embedding pass ``depth`` pre-norm transformer blocks (``heads`` heads)
+      attending across time; a 1x1 conv fuses the T outputs into one map.
+    - decoder: bilinear x2 upsampling, concatenation with the last frame's encoder features
+      of that scale, two convs; at 1/1 a 3x3 conv gives the residual ``r``.
+    - output ``tanh(atanh(clamp(last, +-(1 - 1e-3))) + r)``; the residual conv starts at
+      zero, so the untrained model returns the last frame (the copy baseline).
+    """
+
+    LAST_CLAMP = 1.0 - 1e-3
+
+    def __init__(
+        self,
+        past_frames: int = 4,
+        width: int = 16,
+        embed_dim: int | None = None,
+        heads: int = 4,
+        depth: int = 1,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        if past_frames < 1:
+            raise ValueError(f"past_frames must be >= 1, got {past_frames}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        c = int(width)
+        d = int(embed_dim) if embed_dim is not None else 4 * c
+        self.past = int(past_frames)
+        self.width = c
+        self.embed_dim = d
+        self.residual = bool(residual)
+        self.config = {
+            "past_frames": self.past, "width": c, "embed_dim": d, "heads": int(heads),
+            "depth": int(depth), "residual": self.residual,
+        }  # fmt: skip
+        # encoder (shared over frames)
+        self.enc0 = _ConvAct(3, c)
+        self.enc1 = nn.Sequential(_ConvAct(c, 2 * c, 2), _ConvAct(2 * c, 2 * c))
+        self.enc2 = nn.Sequential(_ConvAct(2 * c, 4 * c, 2), _ConvAct(4 * c, 4 * c))
+        self.enc3 = nn.Sequential(_ConvAct(4 * c, d, 2), _ConvAct(d, d))
+        # temporal attention
+        self.time_embed = nn.Parameter(torch.zeros(1, self.past, d))
+        nn.init.trunc_normal_(self.time_embed, std=0.02)
+        self.blocks = nn.ModuleList(_TemporalSelfAttention(d, heads) for _ in range(depth))
+        self.fuse = nn.Sequential(nn.Conv2d(self.past * d, d, 1), nn.LeakyReLU(0.1, inplace=True))
+        # decoder
+        self.dec2 = nn.Sequential(_ConvAct(d + 4 * c, 4 * c), _ConvAct(4 * c, 4 * c))
+        self.dec1 = nn.Sequential(_ConvAct(4 * c + 2 * c, 2 * c), _ConvAct(2 * c, 2 * c))
+        self.dec0 = nn.Sequential(_ConvAct(2 * c + c, c), _ConvAct(c, c))
+        self.head = nn.Conv2d(c, 3, 3, padding=1)
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @property
+    def past_frames(self) -> int:
+        return self.past
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, ch, h, w = x.shape
+        t = self.past
+        if ch != 3 * t:
+            raise ValueError(f"expected {3 * t} input channels ({t} frames), got {ch}")
+        frames = x.reshape(n * t, 3, h, w)
+        f0 = self.enc0(frames)
+        f1 = self.enc1(f0)
+        f2 = self.enc2(f1)
+        f3 = self.enc3(f2)  # [N*T, D, h8, w8]
+        d, h8, w8 = f3.shape[1], f3.shape[2], f3.shape[3]
+        tokens = f3.reshape(n, t, d, h8 * w8).permute(0, 3, 1, 2).reshape(-1, t, d)
+        tokens = tokens + self.time_embed
+        for block in self.blocks:
+            tokens = block(tokens)
+        z = tokens.reshape(n, h8 * w8, t * d).permute(0, 2, 1).reshape(n, t * d, h8, w8)
+        z = self.fuse(z)
+
+        def last(f: torch.Tensor) -> torch.Tensor:  # the newest frame's features
+            return f.reshape(n, t, f.shape[1], f.shape[2], f.shape[3])[:, -1]
+
+        y = F.interpolate(z, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.dec2(torch.cat([y, last(f2)], dim=1))
+        y = F.interpolate(y, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.dec1(torch.cat([y, last(f1)], dim=1))
+        y = F.interpolate(y, size=f0.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.dec0(torch.cat([y, last(f0)], dim=1))
+        r = self.head(y)
+        if not self.residual:
+            return torch.tanh(r)
+        base = x[:, 3 * (t - 1) :].clamp(-self.LAST_CLAMP, self.LAST_CLAMP)
+        # atanh written out: the legacy ONNX exporter has no symbolic for aten::atanh
+        return torch.tanh(0.5 * torch.log((1.0 + base) / (1.0 - base)) + r)
+
+
+# ==========================================================================================
+# export
+# ==========================================================================================
+class AnomalyExportError(RuntimeError):
+    """Export or post-export verification failed."""
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """ONNX Runtime vs PyTorch on one input (see :func:`verify_predictor_onnx`)."""
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    max_abs_diff: float
+    limit: float = VERIFY_ATOL
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.limit
+
+
+def _past_frames(model: nn.Module) -> int:
+    past = getattr(model, "past_frames", None)
+    if past is None:
+        raise AnomalyExportError(f"{type(model).__name__} has no past_frames attribute")
+    return int(past)
+
+
+def predictor_card(
+    *,
+    name: str,
+    past_frames: int = 4,
+    color: str = "RGB",
+    fixed_size: tuple[int, int] | None = None,
+    size_multiple: int = 8,
+    calibration: Mapping[str, Any] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    source: Mapping[str, Any] | None = None,
+    output_extra: Mapping[str, Any] | None = None,
+) -> ModelCard:
+    """The Loupe card (``loupe.inference.card.ModelCard``, task ``anomaly``) of a predictor.
+
+    Input: ``color`` order, ``x/127.5 - 1`` (scale 1/127.5, mean 1, std 1), ``fixed_size``
+    (h, w) or padding to ``size_multiple``. ``loupe.output``: ``past_frames``,
+    ``output_range`` [-1, 1], ``color``, ``calibration`` (``psnr_min``/``psnr_max`` in dB of
+    PSNR on [-1, 1] frames with data range 2), ``threshold`` on ``clip(1 - s, 0, 1)``.
+    """
+    output: dict[str, Any] = {
+        "past_frames": int(past_frames),
+        "output_range": [-1.0, 1.0],
+        "color": color,
+        "score": "psnr",
+        "psnr_data_range": 2.0,
+        "threshold": float(threshold),
+    }
+    if calibration is not None:
+        cal = {k: float(v) if isinstance(v, (int, float)) else v for k, v in calibration.items()}
+        if "psnr_min" not in cal or "psnr_max" not in cal:
+            raise AnomalyExportError("calibration needs psnr_min and psnr_max")
+        output["calibration"] = cal
+    if output_extra:
+        output.update(output_extra)
+    return ModelCard(
+        task="anomaly",
+        name=name,
+        input=InputSpec(
+            color=color,
+            scale=1.0 / 127.5,
+            mean=(1.0, 1.0, 1.0),
+            std=(1.0, 1.0, 1.0),
+            size_multiple=int(size_multiple),
+            fixed_size=(int(fixed_size[0]), int(fixed_size[1])) if fixed_size else None,
+        ),
+        output=output,
+        source=dict(source or {}),
+    )
+
+
+def export_predictor(
+    model: nn.Module,
+    out_path: str | Path,
+    card_info: Any,
+    sample_hw: tuple[int, int] | None = None,
+    opset: int = 17,
+    verify: bool = True,
+) -> tuple[Path, OnnxCheck | None]:
+    """Export a predictor ``frames [N, 3T, H, W] -> pred_frame [N, 3, H, W]`` to ONNX.
+
+    ``card_info`` is a ``ModelCard`` or a mapping of :func:`predictor_card` keyword
+    arguments (``past_frames`` defaults to the model's). Batch, height and width are dynamic
+    (both models run at any multiple of 8); ``sample_hw`` defaults to the card's fixed size
+    or 64x64. The IR version is capped at :data:`MAX_IR_VERSION`. With ``verify`` ONNX
+    Runtime is checked against PyTorch at another size (and batch 2); a difference above
+    ``VERIFY_ATOL`` raises :class:`AnomalyExportError` after the file is written.
+    Returns the path and the check.
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    past = _past_frames(model)
+    if isinstance(card_info, ModelCard):
+        card = card_info
+    else:
+        kwargs = dict(card_info)
+        kwargs.setdefault("past_frames", past)
+        card = predictor_card(**kwargs)
+    if card.task != "anomaly":
+        raise AnomalyExportError(f"card task must be 'anomaly', got {card.task!r}")
+    card_past = int(card.output.get("past_frames", past))
+    if card_past != past:
+        raise AnomalyExportError(f"card says {card_past} past frames, the model takes {past}")
+    if sample_hw is None:
+        sample_hw = card.input.fixed_size or (64, 64)
+    model.eval()
+    sample = torch.zeros(1, 3 * past, int(sample_hw[0]), int(sample_hw[1]))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(
+                model,
+                (sample,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={
+                    INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                    OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                },
+                do_constant_folding=True,
+            )
+    proto = onnx.load_from_string(buf.getvalue())
+    if proto.ir_version > MAX_IR_VERSION:
+        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
+        proto.ir_version = MAX_IR_VERSION
+    if card.name:
+        proto.doc_string = card.name
+    embed_card(proto, card)
+    onnx.checker.check_model(proto)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out_path))
+    logger.info("wrote %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
+    check = None
+    if verify:
+        h, w = int(sample_hw[0]), int(sample_hw[1])
+        check = verify_predictor_onnx(model, out_path, hw=(h + 16, w + 8), batch=2)
+        if not check.ok:
+            raise AnomalyExportError(
+                f"onnxruntime and torch differ by {check.max_abs_diff:.3g} at "
+                f"{check.input_shape} (limit {check.limit:.3g}); {out_path} should not be used"
+            )
+        logger.info("onnxruntime vs torch at %s: max abs diff %.2e", check.input_shape,
+                    check.max_abs_diff)
+    return out_path, check
+
+
+def verify_predictor_onnx(
+    model: nn.Module,
+    onnx_path: str | Path,
+    hw: tuple[int, int] = (72, 88),
+    batch: int = 1,
+    seed: int = 0,
+) -> OnnxCheck:
+    """ONNX Runtime (CPU) vs PyTorch on smooth random frames in [-1, 1] of size ``hw``."""
+    import onnxruntime as ort
+
+    past = _past_frames(model)
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(batch, 3 * past, max(1, hw[0] // 8), max(1, hw[1] // 8), generator=g)
+    x = F.interpolate(low, size=hw, mode="bilinear", align_corners=False) * 2 - 1
+    x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    if got.shape != ref.shape:
+        raise AnomalyExportError(f"onnxruntime output shape {got.shape} != torch {ref.shape}")
+    diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+    return OnnxCheck(tuple(x.shape), tuple(ref.shape), diff)
