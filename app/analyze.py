@@ -184,8 +184,12 @@ def analyze(
     max_frames: int | None = None,
     progress: Progress | None = None,
     on_error: Callable[[str, str], None] | None = None,
+    calibrate_per_video: bool = False,
 ) -> Summary:
     """Analyse every frame of every input; rows go to ``writer`` as they are computed.
+
+    ``calibrate_per_video``: anomaly scores use the papers' per-video min-max normalisation of
+    the PSNRs (which needs the whole input), so each input's rows are written when it ends.
 
     A DICOM folder among ``inputs`` is analysed series by series (see the module docstring),
     whether or not the caller ran ``expand_inputs``.
@@ -211,6 +215,10 @@ def analyze(
             if on_error:
                 on_error(spec, s.error)
             continue
+        for m in models:
+            if hasattr(m.task, "reset"):
+                m.task.reset()  # no history carried from one input to the next
+        pending: list[dict[str, Any]] | None = [] if calibrate_per_video else None
         total = source.frame_count
         if max_frames is not None:
             total = min(total, max_frames) if total else max_frames
@@ -237,7 +245,9 @@ def analyze(
                         for lab, a in zip(mr.result.labels, mr.result.class_area):
                             acc[lab] = acc.get(lab, 0.0) + float(a)
                         row.update(_volume_row(s, volumes, fr.frame, mr))
-                    if writer:
+                    if pending is not None:
+                        pending.append(row)
+                    elif writer:
                         writer.write(row)
                 s.frames += 1
                 if s.series_description is None:
@@ -251,11 +261,32 @@ def analyze(
                 on_error(spec, s.error)
         finally:
             source.close()
+            if pending:
+                _rescore_per_video(pending, models)
+                if writer:
+                    for row in pending:
+                        writer.write(row)
             s.seconds = time.perf_counter() - t_start
         if summary.cancelled:
             break
     progress.set_progress(1.0)
     return summary
+
+
+def _rescore_per_video(rows: list[dict[str, Any]], models: list[LoadedModel]) -> None:
+    """Replace each anomaly model's ``score``/``flagged`` by the per-video min-max normalisation."""
+    from loupe.tasks.anomaly import per_video_scores
+
+    for m in models:
+        if m.task.name != "anomaly":
+            continue
+        mine = [r for r in rows if r.get("model") == m.name and r.get("psnr") is not None]
+        if not mine:
+            continue
+        scores = per_video_scores(np.array([r["psnr"] for r in mine], np.float64))
+        for r, sc in zip(mine, scores):
+            r["score"] = round(float(sc), 6)
+            r["flagged"] = int(sc >= m.task.threshold)
 
 
 def _volume_row(

@@ -78,6 +78,8 @@ def cmd_analyze(argv: list[str]) -> int:
     ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    ap.add_argument("--calibrate-per-video", action="store_true",
+                    help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     try:
         args = ap.parse_args(argv)
@@ -135,7 +137,8 @@ def cmd_analyze(argv: list[str]) -> int:
             cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
             stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
             writer = RowWriter(stream, fmt or "csv", cols)
-        summary = analyze(inputs, models, writer, args.max_frames, progress, on_error)
+        summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
+                          calibrate_per_video=args.calibrate_per_video)
     except KeyboardInterrupt:
         if progress:
             progress.finish()

@@ -135,15 +135,16 @@ RECIPE = "python -m loupe_models.demo_ct"
 
 @dataclass(frozen=True)
 class Config:
-    steps: int = 900
-    batch: int = 8
-    crop: int = 112
-    scale: tuple[float, float] = (0.6, 1.6)  # output pixels per source pixel (log-uniform)
+    steps: int = 2000
+    batch: int = 4
+    crop: int = 224  # even: a mosaic is 2 x 2 crops of crop // 2
+    scale: tuple[float, float] = (0.4, 1.5)  # output pixels per source pixel (log-uniform)
     hu_gain: tuple[float, float] = (0.92, 1.08)  # before labelling
     hu_offset: float = 40.0  # +- HU, before labelling
     hu_noise: float = 25.0  # max sigma of the HU noise added after labelling
     blur_p: float = 0.3  # chance of a Gaussian blur (sigma 0.5-1.2 px) before labelling
-    body_p: float = 0.75  # chance that a crop is centred on a body pixel (HU > -500)
+    body_p: float = 0.5  # chance that a crop is centred on a body pixel (HU > -500)
+    mosaic_p: float = 0.5  # chance that a sample is a 2 x 2 mosaic of four smaller crops
     lr: float = 3e-3
     weight_decay: float = 1e-5
     class_weight_power: float = 0.5  # weights ~ frequency ** -power (normalised)
@@ -245,8 +246,8 @@ class CropSampler:
             f: [np.argwhere(r > -500.0) for r in rs] for f, rs in self.regions.items()
         }
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """(HU input with noise, labels of the noise-free HU), both ``crop x crop``."""
+    def sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(HU input with noise, labels of the noise-free HU), both ``size x size``."""
         cfg, rng = self.cfg, self.rng
         f = self.files[int(rng.integers(len(self.files)))]
         k = int(rng.integers(len(self.regions[f])))
@@ -259,10 +260,9 @@ class CropSampler:
         s = math.exp(rng.uniform(math.log(cfg.scale[0]), math.log(cfg.scale[1])))
         angle = float(rng.uniform(-180.0, 180.0))
         m = cv2.getRotationMatrix2D((cx, cy), angle, s)
-        c = cfg.crop
-        m[0, 2] += (c - 1) / 2.0 - cx
-        m[1, 2] += (c - 1) / 2.0 - cy
-        hu = cv2.warpAffine(src, m, (c, c), flags=cv2.INTER_LINEAR,
+        m[0, 2] += (size - 1) / 2.0 - cx
+        m[1, 2] += (size - 1) / 2.0 - cy
+        hu = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT_101)
         if rng.random() < 0.5:
             hu = hu[:, ::-1]
@@ -275,8 +275,23 @@ class CropSampler:
         noisy = hu + rng.normal(0.0, sigma, hu.shape).astype(np.float32)
         return np.ascontiguousarray(noisy, np.float32), np.ascontiguousarray(lab)
 
+    def item(self) -> tuple[np.ndarray, np.ndarray]:
+        """One crop, or (with ``mosaic_p``) a 2 x 2 mosaic of half-size crops of random slices.
+
+        Labels are a pixel-wise function of HU, so a mosaic is as valid a sample as a crop; it
+        stops the network from tying classes to the kind of slice around them (no fat in heads).
+        """
+        c = self.cfg.crop
+        if self.rng.random() >= self.cfg.mosaic_p:
+            return self.sample(c)
+        h = c // 2
+        parts = [self.sample(h) for _ in range(4)]
+        hu = np.block([[parts[0][0], parts[1][0]], [parts[2][0], parts[3][0]]])
+        lab = np.block([[parts[0][1], parts[1][1]], [parts[2][1], parts[3][1]]])
+        return hu, lab
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [self.sample() for _ in range(self.cfg.batch)]
+        pairs = [self.item() for _ in range(self.cfg.batch)]
         x = torch.from_numpy(to_input(np.stack([p[0] for p in pairs])))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         return x, y

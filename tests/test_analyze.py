@@ -300,3 +300,21 @@ def test_density_and_anomaly_columns_with_segmentation(tmp_path, argmax_model):
         expect = psnr(frames[t - 1] / 255.0, frames[t] / 255.0)
         assert float(anom_rows[t]["psnr"]) == pytest.approx(expect, abs=0.02)
         assert anom_rows[t]["flagged"] in ("0", "1")
+
+
+def test_calibrate_per_video_uses_the_inputs_own_psnr_range(tmp_path):
+    from tests.helpers import make_copy_last_model
+
+    anom = make_copy_last_model(tmp_path / "anom.onnx", past=2, calibration=(0.0, 1.0))
+    out = tmp_path / "rows.jsonl"
+    clip = str(clip_path("carphone_pristine.mp4"))
+    assert main(["analyze", clip, "--model", str(anom), "--max-frames", "12", "--calibrate-per-video",
+                 "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12
+    scored = [r for r in rows if r["psnr"] is not None]
+    p = np.array([r["psnr"] for r in scored])
+    s = np.array([r["score"] for r in scored])
+    np.testing.assert_allclose(s, 1 - (p - p.min()) / (p.max() - p.min()), atol=1e-5)
+    assert s.min() == pytest.approx(0.0) and s.max() == pytest.approx(1.0)
+    assert all(r["flagged"] == int(r["score"] >= 0.5) for r in scored)
