@@ -203,7 +203,7 @@ class AnomalyPanel(QWidget):
         if ev.button() != Qt.MouseButton.LeftButton or not self.frames:
             return
         pos = self.plot.getPlotItem().vb.mapSceneToView(ev.scenePos())
-        self.seekRequested.emit(int(round(min(max(pos.x(), 0), max(self.frames)))))
+        self.seekRequested.emit(round(min(max(pos.x(), 0.0), float(max(self.frames)))))
 
     def _toggle_mark(self, on: bool) -> None:
         if on and self.frames:
