@@ -494,7 +494,7 @@ def predictor_card(
         "threshold": float(threshold),
     }
     if calibration is not None:
-        cal = {k: float(v) if isinstance(v, (int, float)) else v for k, v in calibration.items()}
+        cal = {k: v.item() if isinstance(v, np.generic) else v for k, v in calibration.items()}
         if "psnr_min" not in cal or "psnr_max" not in cal:
             raise AnomalyExportError("calibration needs psnr_min and psnr_max")
         output["calibration"] = cal

@@ -58,9 +58,10 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.sources.dicom import DicomSource
-from torch import nn
 
 from .ddrnet import DualResNet
 from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
@@ -82,6 +83,7 @@ __all__ = [
     "load_slices",
     "main",
     "make_card",
+    "pad_to_multiple",
     "run",
     "to_input",
     "train_width",
@@ -363,15 +365,23 @@ def train(model: nn.Module, sampler: CropSampler, weights: torch.Tensor, cfg: Co
     model.eval()
 
 
+def pad_to_multiple(hu: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Pad bottom/right by edge replication to a multiple of ``multiple``, as the app does."""
+    h, w = hu.shape
+    th, tw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (th, tw) == (h, w):
+        return hu
+    return cv2.copyMakeBorder(np.ascontiguousarray(hu), 0, th - h, 0, tw - w, cv2.BORDER_REPLICATE)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, hu: np.ndarray) -> np.ndarray:
-    """``H x W`` HU -> ``H x W`` uint8 class map, padded to a multiple of 8 like the app."""
+    """``H x W`` HU -> ``H x W`` uint8 class map, as the app computes it (padding to a multiple
+    of 8, stride-8 logits upsampled bilinearly over the padded input, argmax, crop)."""
     model.eval()
     h, w = hu.shape
-    th, tw = -(-h // 8) * 8, -(-w // 8) * 8
-    padded = cv2.copyMakeBorder(hu, 0, th - h, 0, tw - w, cv2.BORDER_REPLICATE)
-    x = torch.from_numpy(to_input(padded[None]))
-    logits = F.interpolate(model(x), size=(th, tw), mode="bilinear", align_corners=False)
+    x = torch.from_numpy(to_input(pad_to_multiple(hu, INPUT.size_multiple)[None]))
+    logits = F.interpolate(model(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
     return logits[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
 
 

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
 
 from . import labels_bikes

@@ -228,13 +228,16 @@ class ContextualModule(nn.Module):
             F.interpolate(stage(feats), size=(h, w), mode="bilinear", align_corners=False)
             for stage in self.scales
         ]
-        weights = [torch.sigmoid(self.weight_net(feats - s)) for s in scales]
-        num = scales[0] * weights[0]
-        den = weights[0]
-        for s, wt in zip(scales[1:], weights[1:]):
-            num = num + s * wt
-            den = den + wt
-        fused = num / den
+        # Official: w_i = sigmoid(z_i), fused = sum_i(s_i * w_i) / sum_i(w_i) with
+        # z_i = weight_net(feats - s_i). The same value is a softmax over the scales of
+        # log(w_i) = -softplus(-z_i); written that way it stays accurate when every w_i is tiny
+        # (ONNX Runtime's Sigmoid loses relative accuracy below about -10 and returns 0 below
+        # -18, which turns the official ratio into noise or 0/0 after export).
+        log_w = torch.stack([-F.softplus(-self.weight_net(feats - s)) for s in scales], dim=0)
+        a = torch.softmax(log_w, dim=0)
+        fused = scales[0] * a[0]
+        for i in range(1, len(scales)):
+            fused = fused + scales[i] * a[i]
         return F.relu(self.bottleneck(torch.cat([fused, feats], dim=1)))
 
 

@@ -1,0 +1,465 @@
+"""Export M-SFANet / M-SegNet crowd-density checkpoints to ONNX with an embedded Loupe card.
+
+CLI::
+
+    python -m loupe_models.export_density m-sfanet --variant shanghaitech \\
+        --checkpoint checkpoint_best_MSFANet_A.pth --out msfanet_a.onnx [--size 384x576]
+    python -m loupe_models.export_density m-segnet --variant ucf-qnrf \\
+        --checkpoint best_M-SegNet_UCF_QNRF.pth --out msegnet_qnrf.onnx [--size 384x576]
+
+- **M-SFANet** exports at one fixed input size only: its context module uses adaptive average
+  pools to 1/2/3/6 cells on the 1/8 feature, which the TorchScript exporter supports only when
+  the (static) feature size is divisible by the pool size, i.e. H and W multiples of 48.
+  ``--size`` is that fixed size (default 384x576); the card says ``fixed_size`` and the app
+  resizes every frame to it. Batch stays dynamic.
+- **M-SegNet** exports with dynamic batch/height/width (its max-unpooling is a scatter, see
+  :func:`loupe_models.density.max_unpool2d_scatter`); the card says ``size_multiple`` 16 (the
+  official pre-processing rounds H, W to multiples of 16, and the UCF-QNRF model needs it; the
+  ShanghaiTech model would run at any size) and the app pads. ``--size`` is the trace size and
+  the first verification size; a second, larger size is verified too.
+
+Card: task ``density``; input RGB, ``/255``, ImageNet mean/std; ``loupe.output`` is
+``{"stride": 2, "count_scale": 1.0, "kind": "density", "outputs": [...]}`` with outputs
+``["density", "attention"]`` (ShanghaiTech) or ``["density"]`` (UCF-QNRF, already ``abs``).
+The count is the sum of the density map **at model resolution** times ``count_scale``; when the
+app resizes a frame to ``fixed_size`` (M-SFANet) the number of people does not change, so the
+sum is taken as is (the app handles the display mapping; no area factor belongs in the card).
+
+After writing, the file is run in ONNX Runtime (CPU) and compared with PyTorch on a random
+normalised image; every output must satisfy
+``max|onnx - torch| <= VERIFY_ATOL + VERIFY_RTOL * max|torch|``.
+
+Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
+from torch import nn
+
+from .checkpoint import CheckpointError
+from .density import (
+    ARCHITECTURES,
+    VARIANTS,
+    build_density_model,
+    display_name,
+    load_density_checkpoint,
+)
+from .export import MAX_IR_VERSION, ExportError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "SFANET_SIZE_MULTIPLE",
+    "SEGNET_SIZE_MULTIPLE",
+    "VERIFY_ATOL",
+    "VERIFY_RTOL",
+    "DensityCheck",
+    "OutputCheck",
+    "density_card",
+    "export_density",
+    "main",
+    "verify_density_onnx",
+]
+
+#: Default ``--size``: M-SFANet's fixed export size, M-SegNet's trace / first check size.
+DEFAULT_SIZE = (384, 576)
+#: M-SFANet ONNX sizes: adaptive pools 1/2/3/6 on the 1/8 feature -> multiples of 8 * 6.
+SFANET_SIZE_MULTIPLE = 48
+#: M-SegNet: official pre-processing (and the UCF-QNRF model) need multiples of 16.
+SEGNET_SIZE_MULTIPLE = 16
+#: ``max|onnx - torch| <= VERIFY_ATOL + VERIFY_RTOL * max|torch|`` per output. Density maps of
+#: real checkpoints hold values of 1e-3..1e-1 per pixel, so the floor is small and the bound
+#: scales with the output; float32 op-order noise is ~1e-6 of the peak (the reference run saw
+#: 6e-8 absolute at peaks of ~0.2), wrong resize modes or concat orders move outputs by O(peak).
+VERIFY_ATOL = 1e-6
+VERIFY_RTOL = 1e-4
+INPUT_NAME = "image"
+
+_TRAINING_DATA = {
+    "shanghaitech": "ShanghaiTech (official checkpoint, part A or B)",
+    "ucf-qnrf": "UCF-QNRF (official checkpoint)",
+}
+_ARCHITECTURE = {
+    ("m-sfanet", "shanghaitech"): "M-SFANet: VGG16-bn front end, ASPP (dilations 1/6/12/18) + "
+    "context-aware module, dual-path decoder (attention + density), output stride 2",
+    ("m-sfanet", "ucf-qnrf"): "M-SFANet*: VGG19 front end (no BN), ASPP (dilations 1/12/24/36) "
+    "+ context-aware module + reg_layer, density decoder, abs output, output stride 2",
+    ("m-segnet", "shanghaitech"): "M-SegNet: first 10 convs of VGG16-bn, max-unpooling decoder, "
+    "dual path (attention + density), output stride 2",
+    ("m-segnet", "ucf-qnrf"): "M-SegNet*: VGG19 front end (no BN), max-unpooling decoder + "
+    "reg_layer, density only, abs output, output stride 2",
+}
+_CODE = "Pongpisit-Thanasutives/Variations-of-SFANet-for-Crowd-Counting"
+
+
+def _norm(arch: str, variant: str) -> tuple[str, str]:
+    a = arch.lower().replace("_", "-")
+    v = variant.lower().replace("_", "-")
+    if a not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}")
+    if v not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    return a, v
+
+
+def _output_names(variant: str) -> list[str]:
+    return ["density", "attention"] if variant == "shanghaitech" else ["density"]
+
+
+def check_size(arch: str, hw: Sequence[int]) -> tuple[int, int]:
+    """``(h, w)`` if valid for ``arch`` (multiples of 48 for M-SFANet, 16 for M-SegNet)."""
+    a, _ = _norm(arch, "shanghaitech")
+    m = SFANET_SIZE_MULTIPLE if a == "m-sfanet" else SEGNET_SIZE_MULTIPLE
+    h, w = int(hw[0]), int(hw[1])
+    if h <= 0 or w <= 0 or h % m or w % m:
+        label = "M-SFANet (ONNX export of its adaptive pools)" if a == "m-sfanet" else "M-SegNet"
+        raise ValueError(f"{label} needs H and W multiples of {m}, got {h}x{w}")
+    return h, w
+
+
+def density_card(
+    arch: str,
+    variant: str,
+    *,
+    fixed_size: tuple[int, int] | None = None,
+    checkpoint_name: str = "",
+) -> ModelCard:
+    """The card of an official M-SFANet / M-SegNet checkpoint.
+
+    M-SFANet: ``fixed_size`` (default :data:`DEFAULT_SIZE`, multiples of 48) is written to the
+    card; the app resizes frames to it and takes the density sum at that resolution as the
+    count. M-SegNet: dynamic size, ``size_multiple`` 16, ``fixed_size`` must be None.
+    """
+    a, v = _norm(arch, variant)
+    if a == "m-sfanet":
+        fixed = check_size(a, fixed_size if fixed_size is not None else DEFAULT_SIZE)
+        spec = InputSpec(
+            color="RGB",
+            scale=1.0 / 255.0,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            size_multiple=SFANET_SIZE_MULTIPLE,
+            fixed_size=fixed,
+        )
+    else:
+        if fixed_size is not None:
+            raise ValueError("M-SegNet exports with dynamic H/W; fixed_size must be None")
+        spec = InputSpec(
+            color="RGB",
+            scale=1.0 / 255.0,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            size_multiple=SEGNET_SIZE_MULTIPLE,
+        )
+    source: dict[str, object] = {
+        "architecture": _ARCHITECTURE[(a, v)],
+        "training_data": _TRAINING_DATA[v],
+        "demo": False,
+        "code": _CODE,
+    }
+    if checkpoint_name:
+        source["checkpoint"] = checkpoint_name
+    return ModelCard(
+        task="density",
+        name=display_name(a, v),
+        input=spec,
+        output={
+            "stride": 2,
+            "count_scale": 1.0,
+            "kind": "density",
+            "outputs": _output_names(v),
+        },
+        source=source,
+    )
+
+
+class _AsTuple(nn.Module):
+    """Always returns a tuple (one entry per ONNX output)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def export_density(
+    model: nn.Module,
+    out_path: str | Path,
+    card: ModelCard,
+    sample_hw: tuple[int, int] | None = None,
+    opset: int = 17,
+) -> Path:
+    """Export a density network ``NCHW image -> density[, attention]`` with ``card``.
+
+    With ``card.input.fixed_size`` the graph has that fixed H x W (dynamic batch) and
+    ``sample_hw`` must be None or equal to it; otherwise batch, height and width are dynamic
+    and ``sample_hw`` (default :data:`DEFAULT_SIZE`) is the trace size. Output names come from
+    ``card.output['outputs']``. The IR version is capped at ``MAX_IR_VERSION``.
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    fixed = card.input.fixed_size
+    if fixed is not None:
+        if sample_hw is not None and tuple(sample_hw) != tuple(fixed):
+            raise ExportError(f"sample size {sample_hw} differs from the card's fixed size {fixed}")
+        hw = tuple(fixed)
+    else:
+        hw = tuple(sample_hw) if sample_hw is not None else DEFAULT_SIZE
+    names = list(card.output.get("outputs", ["density"]))
+    model.eval()
+    net = _AsTuple(model).eval()
+    sample = torch.zeros(1, card.input.channels, int(hw[0]), int(hw[1]))
+    with torch.no_grad():
+        probe = net(sample)
+    if len(probe) != len(names):
+        raise ExportError(f"model returns {len(probe)} outputs, card names {names}")
+    if fixed is not None:
+        dyn = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    else:
+        dyn = {
+            INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            **{n: {0: "batch", 2: "out_height", 3: "out_width"} for n in names},
+        }
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The legacy exporter is requested on purpose (dynamic H/W, plain ops).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
+        with torch.no_grad():
+            try:
+                torch.onnx.export(
+                    net,
+                    (sample,),
+                    buf,
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=names,
+                    dynamic_axes=dyn,
+                    do_constant_folding=True,
+                )
+            except Exception as e:  # exporter errors come in many types
+                raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
+    proto = onnx.load_from_string(buf.getvalue())
+    if proto.ir_version > MAX_IR_VERSION:
+        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
+        proto.ir_version = MAX_IR_VERSION
+    if card.name:
+        proto.doc_string = card.name
+    embed_card(proto, card)
+    onnx.checker.check_model(proto)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out_path))
+    logger.info("wrote %s (%.1f MB)", out_path, out_path.stat().st_size / 1e6)
+    return out_path
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """ONNX Runtime vs PyTorch for one output."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+    max_abs_ref: float
+    sum_torch: float
+    sum_onnx: float
+
+    @property
+    def limit(self) -> float:
+        return VERIFY_ATOL + VERIFY_RTOL * self.max_abs_ref
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.limit
+
+
+@dataclass(frozen=True)
+class DensityCheck:
+    """Result of :func:`verify_density_onnx`."""
+
+    input_shape: tuple[int, ...]
+    outputs: tuple[OutputCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outputs)
+
+    def summary(self) -> str:
+        shape = "x".join(str(d) for d in self.input_shape)
+        parts = [
+            f"{o.name} max abs diff {o.max_abs_diff:.2e} (limit {o.limit:.2e}, peak "
+            f"{o.max_abs_ref:.3g}, sum torch {o.sum_torch:.6g} onnx {o.sum_onnx:.6g})"
+            for o in self.outputs
+        ]
+        return f"at {shape}: " + "; ".join(parts)
+
+
+def verify_density_onnx(
+    model: nn.Module,
+    onnx_path: str | Path,
+    hw: tuple[int, int],
+    card: ModelCard | None = None,
+    seed: int = 0,
+    batch: int = 1,
+) -> DensityCheck:
+    """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same random image
+    of size ``hw``, normalised with the card's mean/std, and compare every output."""
+    import onnxruntime as ort
+
+    g = torch.Generator().manual_seed(seed)
+    channels = card.input.channels if card is not None else 3
+    x = torch.rand(batch, channels, int(hw[0]), int(hw[1]), generator=g)
+    if card is not None:
+        mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
+        std = torch.tensor(card.input.std).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    model.eval()
+    with torch.no_grad():
+        ref = _AsTuple(model)(x)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    if len(got) != len(ref):
+        raise ExportError(f"onnxruntime gives {len(got)} outputs, torch {len(ref)}")
+    checks = []
+    for name, r_t, o in zip(names, ref, got):
+        r = r_t.numpy().astype(np.float64)
+        if o.shape != r.shape:
+            raise ExportError(f"onnxruntime output {name} shape {o.shape} != torch {r.shape}")
+        o64 = o.astype(np.float64)
+        checks.append(
+            OutputCheck(
+                name=name,
+                shape=tuple(o.shape),
+                max_abs_diff=float(np.max(np.abs(o64 - r))),
+                max_abs_ref=float(np.max(np.abs(r))),
+                sum_torch=float(r.sum()),
+                sum_onnx=float(o64.sum()),
+            )
+        )
+    return DensityCheck(tuple(x.shape), tuple(checks))
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 384x576), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _second_size(hw: tuple[int, int]) -> tuple[int, int]:
+    """Another valid M-SegNet size, to show that H and W are dynamic."""
+    return hw[0] + 2 * SEGNET_SIZE_MULTIPLE, hw[1] + 4 * SEGNET_SIZE_MULTIPLE
+
+
+def _run(args: argparse.Namespace) -> int:
+    arch, variant = _norm(args.model, args.variant)
+    size = args.size if args.size is not None else DEFAULT_SIZE
+    try:
+        size = check_size(arch, size)
+    except ValueError as e:
+        print(f"error: --size: {e}", file=sys.stderr)
+        return 2
+    ckpt = Path(args.checkpoint)
+    try:
+        sd = load_density_checkpoint(ckpt, arch, variant)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model = build_density_model(arch, variant)
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    if arch == "m-sfanet":
+        card = density_card(arch, variant, fixed_size=size, checkpoint_name=ckpt.name)
+        out = export_density(model, args.out, card)
+        check_sizes = [size]
+    else:
+        card = density_card(arch, variant, checkpoint_name=ckpt.name)
+        out = export_density(model, args.out, card, sample_hw=size)
+        check_sizes = [size, _second_size(size)]
+    checks = [verify_density_onnx(model, out, hw, card=card) for hw in check_sizes]
+    size_mb = out.stat().st_size / 1e6
+    text = "; ".join(c.summary() for c in checks)
+    if not all(c.ok for c in checks):
+        print(
+            f"error: onnxruntime and torch differ {text}; {out} was written but should not "
+            "be used",
+            file=sys.stderr,
+        )
+        return 1
+    geometry = (
+        f"fixed {size[0]}x{size[1]}"
+        if card.input.fixed_size
+        else f"dynamic H/W, multiples of {card.input.size_multiple}"
+    )
+    print(
+        f"exported {card.name} -> {out} ({size_mb:.1f} MB, opset 17, {geometry}); "
+        f"onnxruntime vs torch {text}"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m loupe_models.export_density",
+        description="Export an official M-SFANet / M-SegNet checkpoint to ONNX with an "
+        "embedded Loupe model card (task 'density').",
+    )
+    p.add_argument("model", choices=ARCHITECTURES, help="architecture")
+    p.add_argument(
+        "--variant",
+        required=True,
+        choices=VARIANTS,
+        help="shanghaitech (VGG16-bn, density + attention; file holds ['model']) or ucf-qnrf "
+        "(VGG19, abs(density); file is the state dict)",
+    )
+    p.add_argument("--checkpoint", required=True, help="official .pth file")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument(
+        "--size",
+        type=_parse_size,
+        default=None,
+        help="HxW. m-sfanet: the fixed export size, multiples of 48 (default 384x576); "
+        "m-segnet: trace and first check size, multiples of 16 (default 384x576)",
+    )
+    p.set_defaults(run=_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # usage error (2) or --help (0); argparse already printed
+        return int(e.code) if isinstance(e.code, int) else 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""M-SFANet / M-SegNet: official layout, golden outputs, scatter unpooling, checkpoint loading
+and ONNX export with a density card."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from loupe_models import golden
+from loupe_models.checkpoint import CheckpointError
+from loupe_models.density import (
+    ContextualModule,
+    MSegNet,
+    MSFANet,
+    build_density_model,
+    load_density_checkpoint,
+    max_unpool2d_scatter,
+    unwrap_density_checkpoint,
+)
+from loupe_models.export_density import (
+    VERIFY_ATOL,
+    VERIFY_RTOL,
+    density_card,
+    export_density,
+    main,
+)
+
+MODELS = [
+    pytest.param("m-sfanet", "shanghaitech", "m_sfanet_shanghaitech", id="m-sfanet-sht"),
+    pytest.param("m-sfanet", "ucf-qnrf", "m_sfanet_ucf_qnrf", id="m-sfanet-qnrf"),
+    pytest.param("m-segnet", "shanghaitech", "m_segnet_shanghaitech", id="m-segnet-sht"),
+    pytest.param("m-segnet", "ucf-qnrf", "m_segnet_ucf_qnrf", id="m-segnet-qnrf"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(4, before))
+    yield
+    torch.set_num_threads(before)
+
+
+def _empty_state_dict(arch: str, variant: str) -> dict[str, torch.Tensor]:
+    """Uninitialised tensors with the model's names and shapes (cheap, for key checks)."""
+    with torch.device("meta"):
+        sd = build_density_model(arch, variant).state_dict()
+    return {k: torch.empty(tuple(v.shape), dtype=v.dtype) for k, v in sd.items()}
+
+
+def _ort_session(path):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _close_enough(got: np.ndarray, ref: np.ndarray, label: str) -> None:
+    assert got.shape == ref.shape, label
+    diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+    limit = VERIFY_ATOL + VERIFY_RTOL * float(np.max(np.abs(ref)))
+    assert diff <= limit, f"{label}: max abs diff {diff:.3g} > {limit:.3g}"
+
+
+# --------------------------------------------------------------------------------------
+# layout
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("arch", "variant", "name"), MODELS)
+def test_state_dict_layout_matches_official(arch, variant, name):
+    ref = golden.load_reference(name)
+    model = build_density_model(arch, variant)
+    sd = model.state_dict()
+    assert list(sd) == list(ref["state_dict"])  # names and order
+    assert {k: list(v.shape) for k, v in sd.items()} == ref["state_dict"]
+    assert golden.check_layout(sd, ref) == []
+    assert sum(p.numel() for p in model.parameters()) == ref["total_params"]
+    summary = ref["state_dict_summary"]
+    assert len(sd) == summary["entries"]
+    assert len(list(model.parameters())) == summary["parameter_entries"]
+    assert len(list(model.buffers())) == summary["buffer_entries"]
+    if variant == "shanghaitech":
+        assert "conv_out.bn.running_var" in sd  # built although unused
+
+
+def test_classes_and_bad_arguments():
+    assert isinstance(build_density_model("m-sfanet", "ucf-qnrf"), MSFANet)
+    assert isinstance(build_density_model("M_SegNet", "UCF_QNRF"), MSegNet)
+    with pytest.raises(ValueError, match="unknown variant"):
+        MSFANet("jhu-crowd")
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_density_model("csrnet", "shanghaitech")
+
+
+def test_forward_shapes_and_size_rules():
+    torch.manual_seed(0)
+    with torch.no_grad():
+        seg = MSegNet("shanghaitech").eval()
+        d, a = seg(torch.rand(1, 3, 50, 70))  # any size, like the official model
+        assert d.shape == a.shape == (1, 1, 25, 35)
+        qnrf = MSegNet("ucf-qnrf").eval()
+        out = qnrf(torch.rand(2, 3, 32, 48))
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 16, 24)
+        assert bool((out >= 0).all())  # abs
+        with pytest.raises(ValueError, match="multiples of 16"):
+            qnrf(torch.rand(1, 3, 40, 48))
+        sfa = MSFANet("shanghaitech").eval()
+        with pytest.raises(ValueError, match="multiples of 16, got 520x520"):
+            sfa(torch.rand(1, 3, 520, 520))
+        d, a = sfa(torch.rand(1, 3, 48, 64))
+        assert d.shape == a.shape == (1, 1, 24, 32)
+        assert bool(((a > 0) & (a < 1)).all())  # sigmoid attention
+
+
+# --------------------------------------------------------------------------------------
+# golden outputs
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "variant", "name"), MODELS)
+def test_golden_outputs(arch, variant, name):
+    gold = golden.load_golden(name)
+    model = build_density_model(arch, variant)
+    sd = golden.fill_state_dict(model)
+    assert golden.check_fill(sd, gold["fill_check"]) == []
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    x = golden.golden_input_for(gold)
+    assert golden.check_input(x, gold["input"]) == []
+    with torch.no_grad():
+        out = model(x)
+    if variant == "shanghaitech":
+        assert isinstance(out, tuple) and len(out) == 2
+        outputs = {"density": out[0], "attention": out[1]}
+    else:
+        assert isinstance(out, torch.Tensor)
+        outputs = {"density": out}
+    assert set(outputs) == set(gold["outputs"])
+    failures = golden.compare_outputs(outputs, gold)
+    assert failures == [], "\n".join(failures)
+
+
+# --------------------------------------------------------------------------------------
+# scatter unpooling and the context module
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 3, 8, 12), (1, 5, 7, 9), (3, 4, 16, 2), (1, 1, 3, 3)])
+@pytest.mark.parametrize("ties", [False, True], ids=["ties-free", "ties"])
+def test_scatter_unpool_equals_max_unpool2d(shape, ties):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=g)
+    if ties:
+        x = torch.randint(-2, 3, shape, generator=g).float()
+    pooled, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+    values = torch.randn(pooled.shape, generator=g)  # decoder features, not the pooled maxima
+    want = F.max_unpool2d(values, idx, 2, 2, 0, output_size=x.shape)
+    got = max_unpool2d_scatter(values, idx, x.shape)
+    assert got.shape == want.shape == x.shape
+    assert torch.equal(got, want)
+
+
+def test_scatter_unpool_exports_with_dynamic_size():
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            p, i = F.max_pool2d(x, 2, 2, return_indices=True)
+            return max_unpool2d_scatter(p * 2.0 - 1.0, i, x.shape)
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Net(), (torch.rand(1, 2, 8, 8),), buf, dynamo=False, opset_version=17,
+            input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}},
+        )
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    assert "ScatterElements" in {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    for shape in [(1, 2, 8, 8), (3, 2, 10, 14), (1, 2, 7, 5)]:
+        x = torch.randn(*shape)
+        got = sess.run(None, {"x": x.numpy()})[0]
+        p, i = F.max_pool2d(x, 2, 2, return_indices=True)
+        want = F.max_unpool2d(p * 2.0 - 1.0, i, 2, 2, 0, output_size=x.shape).numpy()
+        np.testing.assert_array_equal(got, want)
+
+
+def _official_can(can: ContextualModule, feats: torch.Tensor) -> torch.Tensor:
+    """The official context-module formula (sigmoid weights, weighted mean)."""
+    h, w = feats.shape[2:]
+    ms = [F.interpolate(s(feats), size=(h, w), mode="bilinear", align_corners=False) for s in can.scales]
+    ws = [torch.sigmoid(can.weight_net(feats - m)) for m in ms]
+    fused = (ms[0] * ws[0] + ms[1] * ws[1] + ms[2] * ws[2] + ms[3] * ws[3]) / (
+        ws[0] + ws[1] + ws[2] + ws[3]
+    )
+    return F.relu(can.bottleneck(torch.cat([fused, feats], 1)))
+
+
+def test_context_module_matches_official_formula_and_onnx():
+    """The softmax-of-log-sigmoid form equals the official sigmoid-weighted mean, and stays
+    right in ONNX Runtime when every weight is tiny (ORT's Sigmoid returns 0 below -18)."""
+    torch.manual_seed(0)
+    can = ContextualModule(8, 8).eval()
+    feats = torch.rand(2, 8, 12, 18) * 3
+    with torch.no_grad():
+        ref64 = _official_can(can.double(), feats.double())
+        can.float()
+        torch.testing.assert_close(can(feats).double(), ref64, rtol=1e-5, atol=1e-6)
+        # very negative weight logits: official float32 sigmoids underflow to 0 -> 0/0
+        can.weight_net.bias.fill_(-120.0)
+        ref64 = _official_can(can.double(), feats.double())
+        can.float()
+        assert torch.isnan(_official_can(can, feats)).any()
+        got = can(feats)
+        torch.testing.assert_close(got.double(), ref64, rtol=1e-4, atol=1e-5)
+        can.weight_net.bias.fill_(-25.0)
+        ref = can(feats).numpy()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(can, (feats,), buf, dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: feats.numpy()})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
+
+
+# --------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------
+def test_unwrap_layouts_and_errors():
+    sht = _empty_state_dict("m-segnet", "shanghaitech")
+    # ShanghaiTech file: {'epoch', 'model', 'optimizer', 'mae', 'mse'}
+    wrapped = {"epoch": 3, "model": sht, "optimizer": {"state": {}}, "mae": 61.2, "mse": 99.0}
+    sd = unwrap_density_checkpoint(wrapped, "m-segnet", "shanghaitech")
+    assert list(sd) == list(sht)
+    qnrf = _empty_state_dict("m-segnet", "ucf-qnrf")
+    assert list(unwrap_density_checkpoint(qnrf, "m-segnet", "ucf-qnrf")) == list(qnrf)
+
+    with pytest.raises(CheckpointError, match=r"fits M-SegNet\* \(UCF-QNRF\): use m-segnet --variant ucf-qnrf"):
+        unwrap_density_checkpoint(qnrf, "m-segnet", "shanghaitech")
+    with pytest.raises(CheckpointError, match=r"fits M-SegNet \(ShanghaiTech\)"):
+        unwrap_density_checkpoint(wrapped, "m-sfanet", "shanghaitech")
+
+    broken = dict(sht)
+    del broken["conv_out.bn.running_var"]
+    broken["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"1 missing keys: conv_out\.bn\.running_var") as info:
+        unwrap_density_checkpoint({"model": broken}, "m-segnet", "shanghaitech")
+    assert "1 unexpected keys: extra.weight" in str(info.value)
+    assert "M-SegNet (ShanghaiTech)" in str(info.value)
+
+    bad_shape = dict(qnrf)
+    bad_shape["conv_out.conv.bias"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match=r"1 shape mismatches: conv_out\.conv\.bias \[2\] != \[1\]"):
+        unwrap_density_checkpoint(bad_shape, "m-segnet", "ucf-qnrf")
+    with pytest.raises(CheckpointError, match="not a tensor"):
+        unwrap_density_checkpoint({"model": {"a": 1}}, "m-segnet", "shanghaitech")
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        unwrap_density_checkpoint([1, 2], "m-segnet", "shanghaitech")
+
+
+def test_load_checkpoint_file_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_density_checkpoint(tmp_path / "none.pth", "m-sfanet", "ucf-qnrf")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint bad.pth"):
+        load_density_checkpoint(bad, "m-sfanet", "ucf-qnrf")
+    small = tmp_path / "small.pth"
+    torch.save({"model": {"vgg.conv1_1.conv.weight": torch.zeros(64, 3, 3, 3)}}, small)
+    with pytest.raises(CheckpointError, match=r"246 missing keys"):
+        load_density_checkpoint(small, "m-sfanet", "shanghaitech")
+
+
+# --------------------------------------------------------------------------------------
+# cards and CLI arguments
+# --------------------------------------------------------------------------------------
+def test_density_cards():
+    card = density_card("m-sfanet", "shanghaitech", checkpoint_name="ckpt_A.pth")
+    assert card.task == "density" and card.name == "M-SFANet (ShanghaiTech)"
+    assert card.input.fixed_size == (384, 576)
+    assert card.input.color == "RGB" and card.input.scale == pytest.approx(1 / 255)
+    assert card.input.mean == IMAGENET_MEAN and card.input.std == IMAGENET_STD
+    assert card.output == {
+        "stride": 2, "count_scale": 1.0, "kind": "density", "outputs": ["density", "attention"]
+    }
+    assert card.source["demo"] is False and card.source["checkpoint"] == "ckpt_A.pth"
+    assert "ShanghaiTech" in card.source["training_data"]
+    assert ModelCard.from_metadata(card.to_metadata()) == card
+
+    card = density_card("m-sfanet", "ucf-qnrf", fixed_size=(480, 720))
+    assert card.input.fixed_size == (480, 720) and card.output["outputs"] == ["density"]
+    with pytest.raises(ValueError, match="multiples of 48"):
+        density_card("m-sfanet", "ucf-qnrf", fixed_size=(512, 512))
+
+    card = density_card("m-segnet", "ucf-qnrf")
+    assert card.input.fixed_size is None and card.input.size_multiple == 16
+    assert card.name == "M-SegNet* (UCF-QNRF)" and card.source["training_data"].startswith("UCF-QNRF")
+    with pytest.raises(ValueError, match="dynamic"):
+        density_card("m-segnet", "ucf-qnrf", fixed_size=(384, 576))
+
+
+def test_cli_argument_errors(tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    ckpt = tmp_path / "missing.pth"
+    rc = main(["m-sfanet", "--variant", "shanghaitech", "--checkpoint", str(ckpt), "--out", str(out), "--size", "512x512"])
+    assert rc == 2 and "multiples of 48" in capsys.readouterr().err
+    rc = main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint not found" in err and "Traceback" not in err
+    assert main(["m-segnet", "--variant", "jhu", "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+    assert main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out), "--size", "big"]) == 2
+    capsys.readouterr()
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------
+# round trip: official file -> load -> ONNX with card -> onnxruntime
+# --------------------------------------------------------------------------------------
+def _card_of(path) -> ModelCard:
+    proto = onnx.load(str(path), load_external_data=False)
+    assert proto.ir_version <= 10
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    return ModelCard.from_metadata({p.key: p.value for p in proto.metadata_props})
+
+
+@pytest.mark.slow
+def test_round_trip_m_sfanet_shanghaitech(tmp_path, capsys):
+    model = MSFANet("shanghaitech")
+    filled = golden.fill_state_dict(model)
+    ckpt = tmp_path / "checkpoint_best_MSFANet_A.pth"
+    torch.save({"epoch": 412, "model": filled, "optimizer": {"state": {}, "param_groups": []},
+                "mae": 59.7, "mse": 95.7}, ckpt)
+    out = tmp_path / "msfanet.onnx"
+
+    rc = main(["m-sfanet", "--variant", "shanghaitech", "--checkpoint", str(ckpt), "--out", str(out), "--size", "96x144"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    line = captured.out.strip()
+    assert "M-SFANet (ShanghaiTech)" in line and "fixed 96x144" in line and "max abs diff" in line
+
+    card = _card_of(out)
+    assert card == density_card("m-sfanet", "shanghaitech", fixed_size=(96, 144),
+                                checkpoint_name=ckpt.name)
+    assert card.input.fixed_size == (96, 144)
+
+    sess = _ort_session(out)
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    assert sess.get_inputs()[0].shape[1:] == [3, 96, 144]  # fixed H, W; batch dynamic
+    assert [o.name for o in sess.get_outputs()] == ["density", "attention"]
+
+    loaded = load_density_checkpoint(ckpt, "m-sfanet", "shanghaitech")
+    model.load_state_dict(loaded, strict=True)
+    model.eval()
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(2, 3, 96, 144, generator=g) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        density, attention = model(x)
+    got = sess.run(None, {"image": x.numpy()})
+    _close_enough(got[0], density.numpy(), "density")
+    _close_enough(got[1], attention.numpy(), "attention")
+    assert got[0].shape == (2, 1, 48, 72)
+    assert abs(float(got[0].sum()) - float(density.sum())) <= 1e-4 * float(density.abs().sum())
+
+
+@pytest.mark.slow
+def test_round_trip_m_segnet_ucf_qnrf_dynamic(tmp_path, capsys):
+    model = MSegNet("ucf-qnrf")
+    filled = golden.fill_state_dict(model)
+    ckpt = tmp_path / "best_M-SegNet_UCF_QNRF.pth"
+    torch.save(filled, ckpt)  # UCF-QNRF files are the state dict itself
+    out = tmp_path / "msegnet.onnx"
+
+    rc = main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out), "--size", "64x96"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "at 1x3x64x96" in captured.out and "at 1x3x96x160" in captured.out
+
+    card = _card_of(out)
+    assert card == density_card("m-segnet", "ucf-qnrf", checkpoint_name=ckpt.name)
+    assert card.output["outputs"] == ["density"]
+
+    sess = _ort_session(out)
+    assert [o.name for o in sess.get_outputs()] == ["density"]
+    model.load_state_dict(load_density_checkpoint(ckpt, "m-segnet", "ucf-qnrf"), strict=True)
+    model.eval()
+    g = torch.Generator().manual_seed(5)
+    for shape in [(1, 3, 64, 96), (2, 3, 80, 48)]:
+        x = torch.rand(*shape, generator=g) * 4 - 2
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run(None, {"image": x.numpy()})[0]
+        assert got.shape == (shape[0], 1, shape[2] // 2, shape[3] // 2)
+        assert float(got.min()) >= 0.0
+        _close_enough(got, ref, f"density {shape}")
+
+
+def test_export_density_rejects_mismatched_sample(tmp_path):
+    card = density_card("m-sfanet", "ucf-qnrf", fixed_size=(96, 96))
+    with pytest.raises(RuntimeError, match="differs from the card's fixed size"):
+        export_density(MSFANet("ucf-qnrf"), tmp_path / "x.onnx", card, sample_hw=(48, 48))
