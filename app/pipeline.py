@@ -112,7 +112,15 @@ class LatestSlot:
             if not self._has:
                 return None
             item, self._item, self._has = self._item, None, False
+            self._cond.notify_all()  # a lockstep producer waits for the slot to empty
             return item
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Block until the item was taken (or closed); True if the slot is empty."""
+        with self._cond:
+            if self._has and not self.closed:
+                self._cond.wait_for(lambda: not self._has or self.closed, timeout)
+            return not self._has
 
     def clear(self) -> None:
         with self._cond:

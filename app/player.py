@@ -26,6 +26,7 @@ class Player:
         on_end: Callable[[], None] = lambda: None,
         realtime: bool = True,
         loop: bool = False,
+        lockstep: bool = False,
     ) -> None:
         self.source = source
         self.slot = slot
@@ -33,6 +34,7 @@ class Player:
         self.on_end = on_end
         self.realtime = realtime
         self.loop = loop
+        self.lockstep = lockstep  # wait for each frame to be taken: no drops (screenshots, exports)
         self.speed = 1.0
         self.frames_read = 0
         self._cond = threading.Condition()
@@ -148,4 +150,7 @@ class Player:
                             self._cond.wait(due - now)
                     elif now - due > 0.5:  # far behind (e.g. after a stall): re-anchor
                         anchor = (now, frame.timestamp)
+            if self.lockstep:
+                while not self._stop and not self.slot.wait_empty(0.1):
+                    pass
             self.slot.put(frame)

@@ -184,7 +184,10 @@ class ASPP(nn.Module):
         self.aspp2 = _ASPPBranch(inplanes, 256, 3, d[1], bn)
         self.aspp3 = _ASPPBranch(inplanes, 256, 3, d[2], bn)
         self.aspp4 = _ASPPBranch(inplanes, 256, 3, d[3], bn)
-        pool: list[nn.Module] = [nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(inplanes, 256, 1, bias=False)]
+        pool: list[nn.Module] = [
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Conv2d(inplanes, 256, 1, bias=False),
+        ]
         if bn:
             pool.append(nn.BatchNorm2d(256))
         pool.append(nn.ReLU())
@@ -216,7 +219,9 @@ class ContextualModule(nn.Module):
     ) -> None:
         super().__init__()
         self.scales = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d((s, s)), nn.Conv2d(features, features, 1, bias=False))
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d((s, s)), nn.Conv2d(features, features, 1, bias=False)
+            )
             for s in sizes
         )
         self.bottleneck = nn.Conv2d(features * 2, out_features, kernel_size=1)
@@ -509,9 +514,7 @@ def _listing(keys: Sequence[str]) -> str:
 
 
 def _fits(sd: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> bool:
-    return set(sd) == set(expected) and all(
-        tuple(sd[k].shape) == s for k, s in expected.items()
-    )
+    return set(sd) == set(expected) and all(tuple(sd[k].shape) == s for k, s in expected.items())
 
 
 def unwrap_density_checkpoint(ckpt: object, arch: str, variant: str) -> dict[str, torch.Tensor]:
@@ -527,7 +530,9 @@ def unwrap_density_checkpoint(ckpt: object, arch: str, variant: str) -> dict[str
     a, v = _check_arch(arch), _check_variant(variant)
     name = display_name(a, v)
     if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"checkpoint holds a {type(ckpt).__name__}, expected a dict of tensors")
+        raise CheckpointError(
+            f"checkpoint holds a {type(ckpt).__name__}, expected a dict of tensors"
+        )
     if "model" in ckpt and isinstance(ckpt["model"], Mapping):
         logger.info("checkpoint: state dict under 'model' (ShanghaiTech layout)")
         ckpt = ckpt["model"]
@@ -576,5 +581,7 @@ def load_density_checkpoint(path: str | Path, arch: str, variant: str) -> dict[s
     Raises CheckpointError (a ValueError) when the file cannot be read or does not fit.
     """
     sd = unwrap_density_checkpoint(read_checkpoint(path), arch, variant)
-    logger.info("loaded %d %s entries from %s", len(sd), display_name(arch, variant), Path(path).name)
+    logger.info(
+        "loaded %d %s entries from %s", len(sd), display_name(arch, variant), Path(path).name
+    )
     return sd

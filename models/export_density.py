@@ -46,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
 from torch import nn
+
+from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
 
 from .checkpoint import CheckpointError
 from .density import (
@@ -63,8 +64,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_SIZE",
-    "SFANET_SIZE_MULTIPLE",
     "SEGNET_SIZE_MULTIPLE",
+    "SFANET_SIZE_MULTIPLE",
     "VERIFY_ATOL",
     "VERIFY_RTOL",
     "DensityCheck",
@@ -404,8 +405,7 @@ def _run(args: argparse.Namespace) -> int:
     text = "; ".join(c.summary() for c in checks)
     if not all(c.ok for c in checks):
         print(
-            f"error: onnxruntime and torch differ {text}; {out} was written but should not "
-            "be used",
+            f"error: onnxruntime and torch differ {text}; {out} was written but should not be used",
             file=sys.stderr,
         )
         return 1

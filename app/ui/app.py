@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from loupe.ui.main_window import MainWindow
 
     screenshot = args.screenshot
-    win = MainWindow(providers=args.providers, ask_task=not screenshot)
+    win = MainWindow(providers=args.providers, ask_task=not screenshot, lockstep=bool(screenshot))
     models = list(args.model)
     paths = list(args.paths)
     if not paths and args.camera is None and not args.no_demo:
@@ -51,6 +51,7 @@ def run_gui(args: argparse.Namespace) -> int:
         win.open_paths(paths)
     if screenshot:
         win.resize(1400, 820)  # a fixed, README-sized window whatever the saved geometry
+        win.resizeDocks([win.panel_dock, win.info_dock], [580, 200], Qt.Orientation.Vertical)
     win.show()
 
     rc = [0]

@@ -132,12 +132,13 @@ class MainWindow(QMainWindow):
     sourceOpened = Signal(str)
     modelLoaded = Signal(str)
 
-    def __init__(self, providers: str = "auto", ask_task: bool = True) -> None:
+    def __init__(self, providers: str = "auto", ask_task: bool = True, lockstep: bool = False) -> None:
         super().__init__()
         self.setWindowTitle("Loupe")
         self.setAcceptDrops(True)
         self.providers = providers
         self.ask_task = ask_task
+        self.lockstep = lockstep  # every frame shown, none dropped (screenshot mode)
         self.settings = settings()
         self.slot = LatestSlot()
         self.runner = Runner()
@@ -151,6 +152,7 @@ class MainWindow(QMainWindow):
         self.shown = 0
         self.last_result: FrameResult | None = None
         self._legend_t = 0.0
+        self._slow_stale = False
         self._source_gen = 0
         self._accept_after = 0.0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-io")
@@ -193,6 +195,7 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start(250)
         self.resize(1400, 800)
+        self.resizeDocks([self.panel_dock, self.info_dock], [560, 200], Qt.Orientation.Vertical)
         geo = self.settings.value("window/geometry")
         if geo is not None:
             self.restoreGeometry(geo)
@@ -342,6 +345,7 @@ class MainWindow(QMainWindow):
             source, self.slot,
             on_error=lambda msg: self._bridge.call.emit(lambda: self.show_error(msg)),
             on_end=lambda: self._bridge.call.emit(self._on_end),
+            realtime=not self.lockstep, lockstep=self.lockstep,
         )
         for p in self.panels:
             if p is not None:
@@ -539,9 +543,10 @@ class MainWindow(QMainWindow):
                 self.window_box.setCurrentText(saved)
                 self.view.apply_preset(saved)
         now = time.monotonic()
-        update_legend = now - self._legend_t > 0.2
+        update_legend = now - self._legend_t > 0.2  # legends and plots at display rate
         if update_legend:
             self._legend_t = now
+        self._slow_stale = not update_legend
         for panel, mr in zip(self.panels, fr.results):
             if panel is not None:
                 panel.update_from(mr.result, frame, update_legend)
@@ -609,6 +614,11 @@ class MainWindow(QMainWindow):
             self._update_position(self.last_result.frame)
 
     def _update_status(self) -> None:
+        if self._slow_stale and self.last_result is not None:  # legends/plots catch up with the last frame
+            self._slow_stale = False
+            for panel, mr in zip(self.panels, self.last_result.results):
+                if panel is not None:
+                    panel.refresh_slow(mr.result, self.last_result.frame)
         if self.models:
             provs = sorted({m.engine.provider for m in self.models})
             self.st_provider.setText("on " + ", ".join(provs))

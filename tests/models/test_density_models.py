@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
@@ -103,18 +104,16 @@ def test_forward_shapes_and_size_rules():
         seg = MSegNet("shanghaitech").eval()
         d, a = seg(torch.rand(1, 3, 50, 70))  # any size, like the official model
         assert d.shape == a.shape == (1, 1, 25, 35)
+        assert bool(((a > 0) & (a < 1)).all())  # sigmoid attention
         qnrf = MSegNet("ucf-qnrf").eval()
         out = qnrf(torch.rand(2, 3, 32, 48))
         assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 16, 24)
         assert bool((out >= 0).all())  # abs
         with pytest.raises(ValueError, match="multiples of 16"):
             qnrf(torch.rand(1, 3, 40, 48))
-        sfa = MSFANet("shanghaitech").eval()
+        sfa = MSFANet("shanghaitech").eval()  # shapes at 384x384: test_golden_outputs
         with pytest.raises(ValueError, match="multiples of 16, got 520x520"):
             sfa(torch.rand(1, 3, 520, 520))
-        d, a = sfa(torch.rand(1, 3, 48, 64))
-        assert d.shape == a.shape == (1, 1, 24, 32)
-        assert bool(((a > 0) & (a < 1)).all())  # sigmoid attention
 
 
 # --------------------------------------------------------------------------------------
@@ -172,12 +171,19 @@ def test_scatter_unpool_exports_with_dynamic_size():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Net(), (torch.rand(1, 2, 8, 8),), buf, dynamo=False, opset_version=17,
-            input_names=["x"], output_names=["y"],
+            Net(),
+            (torch.rand(1, 2, 8, 8),),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["y"],
             dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}},
         )
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    assert "ScatterElements" in {n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert "ScatterElements" in {
+        n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node
+    }
     for shape in [(1, 2, 8, 8), (3, 2, 10, 14), (1, 2, 7, 5)]:
         x = torch.randn(*shape)
         got = sess.run(None, {"x": x.numpy()})[0]
@@ -189,7 +195,10 @@ def test_scatter_unpool_exports_with_dynamic_size():
 def _official_can(can: ContextualModule, feats: torch.Tensor) -> torch.Tensor:
     """The official context-module formula (sigmoid weights, weighted mean)."""
     h, w = feats.shape[2:]
-    ms = [F.interpolate(s(feats), size=(h, w), mode="bilinear", align_corners=False) for s in can.scales]
+    ms = [
+        F.interpolate(s(feats), size=(h, w), mode="bilinear", align_corners=False)
+        for s in can.scales
+    ]
     ws = [torch.sigmoid(can.weight_net(feats - m)) for m in ms]
     fused = (ms[0] * ws[0] + ms[1] * ws[1] + ms[2] * ws[2] + ms[3] * ws[3]) / (
         ws[0] + ws[1] + ws[2] + ws[3]
@@ -237,7 +246,9 @@ def test_unwrap_layouts_and_errors():
     qnrf = _empty_state_dict("m-segnet", "ucf-qnrf")
     assert list(unwrap_density_checkpoint(qnrf, "m-segnet", "ucf-qnrf")) == list(qnrf)
 
-    with pytest.raises(CheckpointError, match=r"fits M-SegNet\* \(UCF-QNRF\): use m-segnet --variant ucf-qnrf"):
+    with pytest.raises(
+        CheckpointError, match=r"fits M-SegNet\* \(UCF-QNRF\): use m-segnet --variant ucf-qnrf"
+    ):
         unwrap_density_checkpoint(qnrf, "m-segnet", "shanghaitech")
     with pytest.raises(CheckpointError, match=r"fits M-SegNet \(ShanghaiTech\)"):
         unwrap_density_checkpoint(wrapped, "m-sfanet", "shanghaitech")
@@ -252,7 +263,9 @@ def test_unwrap_layouts_and_errors():
 
     bad_shape = dict(qnrf)
     bad_shape["conv_out.conv.bias"] = torch.zeros(2)
-    with pytest.raises(CheckpointError, match=r"1 shape mismatches: conv_out\.conv\.bias \[2\] != \[1\]"):
+    with pytest.raises(
+        CheckpointError, match=r"1 shape mismatches: conv_out\.conv\.bias \[2\] != \[1\]"
+    ):
         unwrap_density_checkpoint(bad_shape, "m-segnet", "ucf-qnrf")
     with pytest.raises(CheckpointError, match="not a tensor"):
         unwrap_density_checkpoint({"model": {"a": 1}}, "m-segnet", "shanghaitech")
@@ -283,7 +296,10 @@ def test_density_cards():
     assert card.input.color == "RGB" and card.input.scale == pytest.approx(1 / 255)
     assert card.input.mean == IMAGENET_MEAN and card.input.std == IMAGENET_STD
     assert card.output == {
-        "stride": 2, "count_scale": 1.0, "kind": "density", "outputs": ["density", "attention"]
+        "stride": 2,
+        "count_scale": 1.0,
+        "kind": "density",
+        "outputs": ["density", "attention"],
     }
     assert card.source["demo"] is False and card.source["checkpoint"] == "ckpt_A.pth"
     assert "ShanghaiTech" in card.source["training_data"]
@@ -296,7 +312,9 @@ def test_density_cards():
 
     card = density_card("m-segnet", "ucf-qnrf")
     assert card.input.fixed_size is None and card.input.size_multiple == 16
-    assert card.name == "M-SegNet* (UCF-QNRF)" and card.source["training_data"].startswith("UCF-QNRF")
+    assert card.name == "M-SegNet* (UCF-QNRF)" and card.source["training_data"].startswith(
+        "UCF-QNRF"
+    )
     with pytest.raises(ValueError, match="dynamic"):
         density_card("m-segnet", "ucf-qnrf", fixed_size=(384, 576))
 
@@ -304,13 +322,40 @@ def test_density_cards():
 def test_cli_argument_errors(tmp_path, capsys):
     out = tmp_path / "x.onnx"
     ckpt = tmp_path / "missing.pth"
-    rc = main(["m-sfanet", "--variant", "shanghaitech", "--checkpoint", str(ckpt), "--out", str(out), "--size", "512x512"])
+    rc = main(
+        [
+            "m-sfanet",
+            "--variant",
+            "shanghaitech",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--size",
+            "512x512",
+        ]
+    )
     assert rc == 2 and "multiples of 48" in capsys.readouterr().err
     rc = main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "checkpoint not found" in err and "Traceback" not in err
     assert main(["m-segnet", "--variant", "jhu", "--checkpoint", str(ckpt), "--out", str(out)]) == 2
-    assert main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out), "--size", "big"]) == 2
+    assert (
+        main(
+            [
+                "m-segnet",
+                "--variant",
+                "ucf-qnrf",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--size",
+                "big",
+            ]
+        )
+        == 2
+    )
     capsys.readouterr()
     assert not out.exists()
 
@@ -330,19 +375,40 @@ def test_round_trip_m_sfanet_shanghaitech(tmp_path, capsys):
     model = MSFANet("shanghaitech")
     filled = golden.fill_state_dict(model)
     ckpt = tmp_path / "checkpoint_best_MSFANet_A.pth"
-    torch.save({"epoch": 412, "model": filled, "optimizer": {"state": {}, "param_groups": []},
-                "mae": 59.7, "mse": 95.7}, ckpt)
+    torch.save(
+        {
+            "epoch": 412,
+            "model": filled,
+            "optimizer": {"state": {}, "param_groups": []},
+            "mae": 59.7,
+            "mse": 95.7,
+        },
+        ckpt,
+    )
     out = tmp_path / "msfanet.onnx"
 
-    rc = main(["m-sfanet", "--variant", "shanghaitech", "--checkpoint", str(ckpt), "--out", str(out), "--size", "96x144"])
+    rc = main(
+        [
+            "m-sfanet",
+            "--variant",
+            "shanghaitech",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--size",
+            "96x144",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     line = captured.out.strip()
     assert "M-SFANet (ShanghaiTech)" in line and "fixed 96x144" in line and "max abs diff" in line
 
     card = _card_of(out)
-    assert card == density_card("m-sfanet", "shanghaitech", fixed_size=(96, 144),
-                                checkpoint_name=ckpt.name)
+    assert card == density_card(
+        "m-sfanet", "shanghaitech", fixed_size=(96, 144), checkpoint_name=ckpt.name
+    )
     assert card.input.fixed_size == (96, 144)
 
     sess = _ort_session(out)
@@ -354,7 +420,9 @@ def test_round_trip_m_sfanet_shanghaitech(tmp_path, capsys):
     model.load_state_dict(loaded, strict=True)
     model.eval()
     g = torch.Generator().manual_seed(3)
-    x = (torch.rand(2, 3, 96, 144, generator=g) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = (
+        torch.rand(2, 3, 96, 144, generator=g) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    ) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         density, attention = model(x)
     got = sess.run(None, {"image": x.numpy()})
@@ -372,7 +440,19 @@ def test_round_trip_m_segnet_ucf_qnrf_dynamic(tmp_path, capsys):
     torch.save(filled, ckpt)  # UCF-QNRF files are the state dict itself
     out = tmp_path / "msegnet.onnx"
 
-    rc = main(["m-segnet", "--variant", "ucf-qnrf", "--checkpoint", str(ckpt), "--out", str(out), "--size", "64x96"])
+    rc = main(
+        [
+            "m-segnet",
+            "--variant",
+            "ucf-qnrf",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--size",
+            "64x96",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "at 1x3x64x96" in captured.out and "at 1x3x96x160" in captured.out

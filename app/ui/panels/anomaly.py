@@ -129,6 +129,14 @@ class AnomalyPanel(QWidget):
             self._view_box.removeItem(self.overlay)
 
     # --- view of a result ------------------------------------------------------------------
+    def refresh_slow(self, result: AnomalyResult, frame) -> None:
+        from loupe.inference.preprocess import display_rgb
+
+        self.refresh()
+        if result.predicted is not None:
+            self.real_img.setImage(display_rgb(frame), autoLevels=False, levels=(0, 255))
+            self.pred_img.setImage(result.predicted, autoLevels=False, levels=(0, 255))
+
     def update_from(self, result: AnomalyResult, frame, slow: bool) -> None:
         from loupe.inference.preprocess import display_rgb
 

@@ -100,6 +100,9 @@ class DensityPanel(QWidget):
                     self._view_box.removeItem(item)
 
     # --- view of a result ------------------------------------------------------------------
+    def refresh_slow(self, result: DensityResult, frame) -> None:
+        self.refresh_plot()
+
     def update_from(self, result: DensityResult, frame, slow: bool) -> None:
         self.show_result(result, (frame.height, frame.width), frame.index, slow)
 

@@ -112,6 +112,10 @@ class SegmentationPanel(QWidget):
         if getattr(self, "_view_box", None) is not None:
             self._view_box.removeItem(self.overlay)
 
+    def refresh_slow(self, result: SegmentationResult, frame) -> None:
+        """Bring the legend up to date with the last shown result."""
+        self.update_legend(result)
+
     def update_from(self, result: SegmentationResult, frame, slow: bool) -> None:
         """The window's per-result call: ``slow`` is True at most a few times a second (legend)."""
         if result.class_area_mm2 is not None:
