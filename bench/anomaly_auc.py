@@ -465,7 +465,7 @@ def run(args, work: Path) -> list[KindResult]:
     print("  model:card = the card's calibration (live score); model:video = analyze --calibrate-per-video;")
     print("  baseline = mean |frame t - frame t-1|, min-max per video (no model);")
     print("  two-sided = |PSNR - median| (model) or |diff - median| (baseline): a freeze is anomalous by being")
-    print("  too regular (copy-last is perfect on it), which the one-sided scores rank as the MOST normal.")
+    print("  too regular (predicting 'no change' is perfect on it), which one-sided scores rank as the MOST normal.")
     print()
     print(f"span flagged (frames at or above the threshold: in the span, verdict, false positives outside it; "
           f"model threshold {task.threshold:g}, baseline 0.5)")
