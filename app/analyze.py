@@ -273,6 +273,21 @@ def analyze(
     return summary
 
 
+def parse_seconds_span(text: str) -> tuple[float, float | None]:
+    """``"START:END"`` in seconds (either side may be empty) -> (start, end or None)."""
+    parts = text.strip().split(":")
+    if len(parts) != 2:
+        raise ValueError(f"a span is START:END in seconds, got {text!r}")
+    try:
+        start = float(parts[0]) if parts[0].strip() else 0.0
+        end = float(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise ValueError(f"a span is START:END in seconds, got {text!r}") from None
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError(f"span {text!r}: need 0 <= START < END")
+    return start, end
+
+
 def _rescore_per_video(rows: list[dict[str, Any]], models: list[LoadedModel]) -> None:
     """Replace each anomaly model's ``score``/``flagged`` by the per-video min-max normalisation."""
     from loupe.tasks.anomaly import per_video_scores

@@ -223,6 +223,25 @@ def cmd_gui(argv: list[str]) -> int:
     return run_gui(args)
 
 
+FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly"}
+
+
+def cmd_fit(argv: list[str]) -> int:
+    """``loupe fit KIND ...``: fit a model on your own footage (needs torch: ``loupe[fit]``)."""
+    if not argv or argv[0] not in FIT_KINDS:
+        _err(f"usage: loupe fit {{{','.join(FIT_KINDS)}}} CLIP [options]   (e.g. loupe fit anomaly clip.mp4 --normal 0:10 --out model.onnx)")
+        return 2
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        _err("fitting needs PyTorch: pip install 'loupe[fit]' (the app bundle views and runs models only)")
+        return 2
+    import importlib
+
+    module = importlib.import_module(FIT_KINDS[argv[0]])
+    return int(module.main(argv[1:]) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -231,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_analyze(argv[1:])
     if argv and argv[0] == "info":
         return cmd_info(argv[1:])
+    if argv and argv[0] == "fit":
+        return cmd_fit(argv[1:])
     if argv and argv[0] == "sysinfo":
         return cmd_sysinfo(argv[1:])
     return cmd_gui(argv)

@@ -336,6 +336,21 @@ class _TemporalSelfAttention(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def _warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp ``img`` [N, C, H, W] by ``flow`` [N, 2, H, W] (x, y, in pixels):
+    ``out(p) = img(p + flow(p))``, bilinear, border padding. The pixel grid is built with
+    ``cumsum`` of ones so H and W stay dynamic in the ONNX graph."""
+    ones = torch.ones_like(flow[:, :1])  # [N, 1, H, W]
+    xs = torch.cumsum(ones, dim=3) - 0.5  # pixel centres 0.5 .. W-0.5
+    ys = torch.cumsum(ones, dim=2) - 0.5
+    w = xs[:, :, :, -1:] + 0.5
+    h = ys[:, :, -1:, :] + 0.5
+    gx = (xs + flow[:, :1]) * (2.0 / w) - 1.0  # align_corners=False normalisation
+    gy = (ys + flow[:, 1:2]) * (2.0 / h) - 1.0
+    grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class TemporalAttentionPredictor(nn.Module):
     """Small CT-D2GAN-style next-frame predictor (no GAN).
 
@@ -364,6 +379,7 @@ class TemporalAttentionPredictor(nn.Module):
         heads: int = 4,
         depth: int = 1,
         residual: bool = True,
+        flow: bool = False,
     ) -> None:
         super().__init__()
         if past_frames < 1:
@@ -378,8 +394,9 @@ class TemporalAttentionPredictor(nn.Module):
         self.residual = bool(residual)
         self.config = {
             "past_frames": self.past, "width": c, "embed_dim": d, "heads": int(heads),
-            "depth": int(depth), "residual": self.residual,
+            "depth": int(depth), "residual": self.residual, "flow": bool(flow),
         }  # fmt: skip
+        self.flow = bool(flow) and self.residual
         # encoder (shared over frames)
         self.enc0 = _ConvAct(3, c)
         self.enc1 = nn.Sequential(_ConvAct(c, 2 * c, 2), _ConvAct(2 * c, 2 * c))
@@ -394,7 +411,7 @@ class TemporalAttentionPredictor(nn.Module):
         self.dec2 = nn.Sequential(_ConvAct(d + 4 * c, 4 * c), _ConvAct(4 * c, 4 * c))
         self.dec1 = nn.Sequential(_ConvAct(4 * c + 2 * c, 2 * c), _ConvAct(2 * c, 2 * c))
         self.dec0 = nn.Sequential(_ConvAct(2 * c + c, c), _ConvAct(c, c))
-        self.head = nn.Conv2d(c, 3, 3, padding=1)
+        self.head = nn.Conv2d(c, 5 if self.flow else 3, 3, padding=1)
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -433,7 +450,11 @@ class TemporalAttentionPredictor(nn.Module):
         r = self.head(y)
         if not self.residual:
             return torch.tanh(r)
-        base = x[:, 3 * (t - 1) :].clamp(-self.LAST_CLAMP, self.LAST_CLAMP)
+        base = x[:, 3 * (t - 1) :]
+        if self.flow:
+            base = _warp(base, r[:, 3:5])
+            r = r[:, :3]
+        base = base.clamp(-self.LAST_CLAMP, self.LAST_CLAMP)
         # atanh written out: the legacy ONNX exporter has no symbolic for aten::atanh
         return torch.tanh(0.5 * torch.log((1.0 + base) / (1.0 - base)) + r)
 

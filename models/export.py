@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from loupe.inference.card import (
     CITYSCAPES_LABELS,
     CITYSCAPES_PALETTE,
@@ -33,7 +35,6 @@ from loupe.inference.card import (
     ModelCard,
     embed_card,
 )
-from torch import nn
 
 from .checkpoint import CheckpointError, load_ddrnet_checkpoint
 from .ddrnet import ddrnet23_slim

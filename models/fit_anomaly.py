@@ -65,7 +65,6 @@ from .anomaly import (
     TemporalAttentionPredictor,
     calibrate,
     export_predictor,
-    predictor_card,
     psnr_frames,
 )
 

@@ -159,6 +159,7 @@ class MainWindow(QMainWindow):
         self._bridge = _Bridge(self)
         self._window_restored = False
         self.analyze_job: AnalyzeJob | None = None
+        self.fit_job = None
 
         self.view = FrameView()
         self.view.windowChanged.connect(self._on_window_changed)
@@ -266,6 +267,8 @@ class MainWindow(QMainWindow):
         act(m, "Save &screenshot…", self._save_screenshot_dialog, "Ctrl+S")
         m.addSeparator()
         act(m, "&Quit", self.close, "Ctrl+Q")
+        fit = self.menuBar().addMenu("F&it")
+        self.learn_action = act(fit, "&Learn normal from this clip…", self._learn_normal, "Ctrl+L")
         v = self.menuBar().addMenu("&View")
         act(v, "Play / pause", self.toggle_play, "Space")
         act(v, "Next frame", self.step, "Right")
@@ -703,6 +706,73 @@ class MainWindow(QMainWindow):
             return
         self.open_source(f"camera:{device}", width=w, height=h)
 
+    def _learn_normal(self) -> None:
+        from loupe.ui.learn_normal import ask_span, models_dir, torch_available
+
+        if not torch_available():
+            self.show_error("Learning needs PyTorch: install Loupe with pip install 'loupe[fit]' "
+                            "(the app bundle views and runs models only).")
+            return
+        if not self.source_spec or self.source_spec.startswith("camera:"):
+            self.show_error("Open a video file first: the predictor learns from a span of it.", "info")
+            return
+        duration = None
+        if self.frame_count and self.last_result is not None and self.last_result.frame.index > 0:
+            f = self.last_result.frame
+            duration = f.timestamp / f.index * self.frame_count
+        marked = None
+        for p, m in zip(self.panels, self.models):
+            if isinstance(p, AnomalyPanel) and p.calib.isVisible() and self.last_result is not None:
+                lo, hi = p.calib.getRegion()  # frames -> seconds at the nominal rate
+                fps = (self.last_result.frame.index / self.last_result.frame.timestamp
+                       if self.last_result.frame.timestamp > 0 else 25.0)
+                marked = (max(0.0, lo / fps), hi / fps)
+        try:
+            answer = ask_span(self, duration, marked)
+        except ValueError as e:
+            self.show_error(str(e))
+            return
+        if answer is None:
+            return
+        start, end, minutes = answer
+        out = models_dir() / f"{Path(self.source_spec).stem}_normal_{time.strftime('%Y%m%d_%H%M%S')}.onnx"
+        self.learn(self.source_spec, start, end, minutes, out)
+
+    def learn(self, clip: str, start: float, end: float | None, minutes: float, out: Path):
+        """Fit a predictor on [start, end) s of ``clip`` on a worker thread; load it when done."""
+        from loupe.ui.fit_job import FitDialog, FitJob
+        from loupe.ui.learn_normal import make_fit
+
+        if self.player is not None:
+            self.player.pause()
+            self._update_play_button()
+        job = FitJob(make_fit(clip, start, end, minutes, out), self)
+        dlg = FitDialog("Learn normal from this clip", job, self)
+
+        def done(res) -> None:
+            self.fit_job = None
+            verdict = "better" if res.heldout_psnr > res.baseline_psnr else "NOT better"
+            self.show_error(
+                f"Learned normal from {res.frames} frames in {res.seconds:.0f} s: held-out prediction PSNR "
+                f"{res.heldout_psnr:.2f} dB vs {res.baseline_psnr:.2f} dB for copying the last frame "
+                f"({verdict}). Saved {res.path} and loaded it.", "info")
+            self.add_model(str(res.path))
+            self.learn_action.setEnabled(True)
+
+        def failed(msg: str) -> None:
+            self.fit_job = None
+            self.show_error(f"Learning failed: {msg}")
+            self.learn_action.setEnabled(True)
+
+        job.finishedWith.connect(done)
+        job.failedWith.connect(failed)
+        job.finished.connect(job.deleteLater)
+        self.learn_action.setEnabled(False)
+        self.fit_job = job
+        job.start()
+        dlg.show()
+        return job
+
     def _show_about(self) -> None:
         from loupe.ui.about import show_about
 
@@ -783,6 +853,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         # threads first: nothing below may keep a running QThread alive past the window
+        fit, self.fit_job = self.fit_job, None
+        if fit is not None:
+            fit.cancel()
+            fit.wait(30000)
         job, self.analyze_job = self.analyze_job, None
         if job is not None:
             job.cancel()

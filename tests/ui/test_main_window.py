@@ -372,3 +372,21 @@ def test_density_and_anomaly_panels_beside_segmentation(qtbot, win, tmp_path, ar
     assert cal is not None and cal[0] <= cal[1]
     apanel.calibrationRequested.emit(*cal)
     assert (win.models[2].task.psnr_min, win.models[2].task.psnr_max) == cal
+
+
+@pytest.mark.slow
+def test_learn_normal_fits_saves_and_loads_a_predictor(qtbot, win, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import loupe_models.fit_anomaly as fa
+
+    quick = fa.FitConfig.quick()
+    monkeypatch.setattr(fa, "FitConfig", lambda **kw: quick)  # a smoke-sized fit
+    with qtbot.waitSignal(win.sourceOpened, timeout=10000):
+        win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    out = tmp_path / "learned.onnx"
+    job = win.learn(str(clip_path("carphone_pristine.mp4")), 0.0, 1.0, 0.1, out)
+    with qtbot.waitSignal(win.modelLoaded, timeout=180000):
+        pass
+    assert out.is_file() and job.cancelled is False
+    assert win.models[-1].task.name == "anomaly"
+    assert "held-out prediction PSNR" in win.banner.label.text()
