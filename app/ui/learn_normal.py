@@ -51,7 +51,7 @@ def make_fit(clip: str, start: float, end: float | None, minutes: float, out: Pa
         from loupe_models.fit_anomaly import FitConfig, decode_span, fit_card_info, fit_predictor
 
         report(0.0, {"status": f"decoding {Path(clip).name} {start:g}–{'' if end is None else f'{end:g}'} s…"})
-        frames, fps = decode_span(clip, start, end, size=size)
+        frames, _fps = decode_span(clip, start, end, size=size)
         cfg = FitConfig(time_budget_s=60.0 * minutes)
         t0 = time.perf_counter()
         steps = [0]

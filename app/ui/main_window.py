@@ -721,7 +721,7 @@ class MainWindow(QMainWindow):
             f = self.last_result.frame
             duration = f.timestamp / f.index * self.frame_count
         marked = None
-        for p, m in zip(self.panels, self.models):
+        for p in self.panels:
             if isinstance(p, AnomalyPanel) and p.calib.isVisible() and self.last_result is not None:
                 lo, hi = p.calib.getRegion()  # frames -> seconds at the nominal rate
                 fps = (self.last_result.frame.index / self.last_result.frame.timestamp
