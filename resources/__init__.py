@@ -44,3 +44,9 @@ def icon_path(size: int | None = None) -> Path:
 def icon_paths() -> list[Path]:
     """All icon PNGs that are installed, smallest first (for a multi-size QIcon)."""
     return [p for p in (resource_path(f"icons/loupe-{s}.png") for s in ICON_SIZES) if p.is_file()]
+
+
+def demo_models() -> list[Path]:
+    """Every bundled demo model (``demo_*.onnx``), sorted by name."""
+    root = Path(str(files(__name__)))
+    return sorted(root.glob("demo_*.onnx"))

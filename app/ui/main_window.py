@@ -260,6 +260,14 @@ class MainWindow(QMainWindow):
         act(m, "Open &folder…", self._open_folder_dialog, "Ctrl+Shift+O")
         act(m, "Open &model…", self._open_model_dialog, "Ctrl+M")
         act(m, "Open &camera…", self._open_camera_dialog, "Ctrl+K")
+        demos = m.addMenu("&Demo models")
+        from loupe.resources import demo_models
+
+        for path in demo_models():
+            a = demos.addAction(path.stem.replace("demo_", "").replace("_", " "))
+            a.setToolTip(str(path))
+            a.triggered.connect(lambda checked=False, p=str(path): self.add_model(p))
+        demos.setEnabled(bool(demos.actions()))
         self.recent_menu = m.addMenu("&Recent")
         self._rebuild_recent()
         m.addSeparator()
