@@ -380,6 +380,7 @@ class TemporalAttentionPredictor(nn.Module):
         depth: int = 1,
         residual: bool = True,
         flow: bool = False,
+        motion_skips: bool = False,
     ) -> None:
         super().__init__()
         if past_frames < 1:
@@ -395,7 +396,10 @@ class TemporalAttentionPredictor(nn.Module):
         self.config = {
             "past_frames": self.past, "width": c, "embed_dim": d, "heads": int(heads),
             "depth": int(depth), "residual": self.residual, "flow": bool(flow),
+            "motion_skips": bool(motion_skips),
         }  # fmt: skip
+        self.motion_skips = bool(motion_skips) and self.past > 1
+        k = 2 if self.motion_skips else 1
         self.flow = bool(flow) and self.residual
         # encoder (shared over frames)
         self.enc0 = _ConvAct(3, c)
@@ -408,9 +412,9 @@ class TemporalAttentionPredictor(nn.Module):
         self.blocks = nn.ModuleList(_TemporalSelfAttention(d, heads) for _ in range(depth))
         self.fuse = nn.Sequential(nn.Conv2d(self.past * d, d, 1), nn.LeakyReLU(0.1, inplace=True))
         # decoder
-        self.dec2 = nn.Sequential(_ConvAct(d + 4 * c, 4 * c), _ConvAct(4 * c, 4 * c))
-        self.dec1 = nn.Sequential(_ConvAct(4 * c + 2 * c, 2 * c), _ConvAct(2 * c, 2 * c))
-        self.dec0 = nn.Sequential(_ConvAct(2 * c + c, c), _ConvAct(c, c))
+        self.dec2 = nn.Sequential(_ConvAct(d + k * 4 * c, 4 * c), _ConvAct(4 * c, 4 * c))
+        self.dec1 = nn.Sequential(_ConvAct(4 * c + k * 2 * c, 2 * c), _ConvAct(2 * c, 2 * c))
+        self.dec0 = nn.Sequential(_ConvAct(2 * c + k * c, c), _ConvAct(c, c))
         self.head = nn.Conv2d(c, 5 if self.flow else 3, 3, padding=1)
         if self.residual:
             nn.init.zeros_(self.head.weight)
@@ -439,7 +443,10 @@ class TemporalAttentionPredictor(nn.Module):
         z = self.fuse(z)
 
         def last(f: torch.Tensor) -> torch.Tensor:  # the newest frame's features
-            return f.reshape(n, t, f.shape[1], f.shape[2], f.shape[3])[:, -1]
+            f = f.reshape(n, t, f.shape[1], f.shape[2], f.shape[3])
+            if self.motion_skips:  # and how they changed since the frame before
+                return torch.cat([f[:, -1], f[:, -1] - f[:, -2]], dim=1)
+            return f[:, -1]
 
         y = F.interpolate(z, size=f2.shape[-2:], mode="bilinear", align_corners=False)
         y = self.dec2(torch.cat([y, last(f2)], dim=1))

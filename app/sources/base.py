@@ -50,6 +50,46 @@ class Frame:
         return self.pixels.ndim == 3 and self.pixels.shape[2] >= 3
 
 
+class FrameIterator(Iterator[Frame]):
+    """Yields ``read()`` results until it returns None. Unlike a generator it stays usable after
+    ``read()`` raised SourceError, so a caller that reported the error (a damaged image, a bad
+    packet) can continue with ``next(it)`` from the source's current position."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read) -> None:
+        self._read = read
+
+    def __iter__(self) -> FrameIterator:
+        return self
+
+    def __next__(self) -> Frame:
+        frame = self._read()
+        if frame is None:
+            raise StopIteration
+        return frame
+
+
+class ReaderSource:
+    """Shared plumbing for the concrete sources: iteration through ``read()`` (an iterator that
+    stays usable after a SourceError) and use as a context manager (``close()`` on exit)."""
+
+    def read(self) -> Frame | None:  # pragma: no cover - every source implements it
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - every source implements it
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        return FrameIterator(self.read)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+
 class Source(Protocol):
     """What the worker and ``analyze`` need from a source.
 

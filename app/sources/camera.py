@@ -6,8 +6,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 # OpenCV prints a warning for every camera index it fails to open; keep probing quiet
@@ -17,8 +15,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2
 import numpy as np
 
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +47,7 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-class CameraSource:
+class CameraSource(ReaderSource):
     """Frames from a local camera; ``live`` (the newest frame wins), no frame count.
 
     Frames are RGB uint8 ``H x W x 3``. Timestamps are seconds since the camera was opened,
@@ -178,9 +175,6 @@ class CameraSource:
             metadata={"device": self.device, "capture_time": captured},
         )
 
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
     def seek(self, index: int) -> None:
         """A live camera cannot seek; this does nothing."""
         logger.debug("seek(%s) ignored: %s is live", index, self.name)
@@ -201,17 +195,6 @@ class CameraSource:
             capture.release()
         except Exception:  # pragma: no cover - releasing must never raise
             logger.debug("error releasing camera %d", self.device, exc_info=True)
-
-    def __enter__(self) -> CameraSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"CameraSource({self.device})"

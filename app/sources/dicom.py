@@ -20,7 +20,6 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -31,8 +30,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 
 logger = logging.getLogger(__name__)
@@ -313,7 +311,7 @@ def _slice_spacing(positions: Sequence[float | None], nominal: float | None) -> 
 # ---------------------------------------------------------------------------- one file
 
 
-class DicomSource:
+class DicomSource(ReaderSource):
     """The frames of one DICOM file (single or multi-frame).
 
     Frames: float32 ``H x W`` for monochrome data in modality units (rescale applied; for
@@ -614,9 +612,6 @@ class DicomSource:
             self._index += 1
             return self.frame_at(index)
 
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
     def seek(self, index: int) -> None:
         index = operator.index(index)
         if not 0 <= index <= self._count:
@@ -630,17 +625,6 @@ class DicomSource:
         with self._lock:
             self._closed = True
             self._cached = None
-
-    def __enter__(self) -> DicomSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"DicomSource({str(self.path)!r}, {self._count} frames)"

@@ -7,17 +7,15 @@ import operator
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2
 import numpy as np
 
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-class ImageSource:
+class ImageSource(ReaderSource):
     """One image file or a folder of images (natural order: ``img2`` before ``img10``).
 
     Frames: RGB uint8 ``H x W x 3`` or greyscale ``H x W`` (uint8/uint16 kept). There is no
@@ -177,9 +175,6 @@ class ImageSource:
             metadata={"path": str(path), "file_name": path.name},
         )
 
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
     def seek(self, index: int) -> None:
         index = operator.index(index)
         if not 0 <= index <= len(self._files):
@@ -192,17 +187,6 @@ class ImageSource:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-
-    def __enter__(self) -> ImageSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ImageSource({str(self.path)!r}, {len(self._files)} images)"

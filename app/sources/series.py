@@ -22,17 +22,15 @@ import bisect
 import logging
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.dicom import (
     DicomSource,
     _float,
@@ -298,7 +296,7 @@ def scan_series(source: str | Path | Iterable[str | Path]) -> list[SeriesInfo]:
 # ---------------------------------------------------------------------------- sources
 
 
-class DicomSeriesSource:
+class DicomSeriesSource(ReaderSource):
     """The frames of one DICOM series, file after file in ``SeriesInfo`` order.
 
     Frames and their metadata are those of ``DicomSource`` (float32 modality units or RGB
@@ -429,9 +427,6 @@ class DicomSeriesSource:
             self._index += 1
             return self.frame_at(index)
 
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
     def seek(self, index: int) -> None:
         index = operator.index(index)
         if not 0 <= index <= self._count:
@@ -448,17 +443,6 @@ class DicomSeriesSource:
                 self._current.close()
                 self._current = None
                 self._current_file = -1
-
-    def __enter__(self) -> DicomSeriesSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

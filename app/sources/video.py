@@ -9,15 +9,13 @@ import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import av
 import av.logging
 import numpy as np
 
-from loupe.sources._reader import FrameIterator
-from loupe.sources.base import Frame, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def _ffmpeg_reason(exc: BaseException) -> str:
     return str(reason) if reason else str(exc)
 
 
-class VideoSource:
+class VideoSource(ReaderSource):
     """Frames of the first video stream of a media file, decoded by FFmpeg (PyAV).
 
     Frames are RGB uint8 ``H x W x 3`` (display rotation from the file applied); timestamps
@@ -185,9 +183,6 @@ class VideoSource:
         """Index of the frame the next read returns."""
         return self._index
 
-    def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
-
     def read(self) -> Frame | None:
         """The next frame, or None at the end of the stream (or once closed)."""
         with self._lock:
@@ -241,17 +236,6 @@ class VideoSource:
                 except Exception:  # pragma: no cover - closing must never raise
                     logger.debug("error closing %s", self.name, exc_info=True)
                 self._container = None
-
-    def __enter__(self) -> VideoSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"VideoSource({str(self.path)!r})"
