@@ -15,10 +15,11 @@ Anomaly Detection - A New Baseline", CVPR 2018).
   ACM MM 2021, without the GAN): a convolutional encoder shared over the ``T`` past frames,
   multi-head self-attention across the ``T`` frame embeddings at every spatial position of
   the 1/8 map (with a learned temporal position embedding), and a convolutional decoder with
-  skip connections from the last frame's encoder features. Its output is
-  ``tanh(atanh(last frame) + residual)`` with the residual head initialised to zero, so an
-  untrained model copies the last frame exactly and training only has to learn the change.
-  H and W must be multiples of 8. Trained by :mod:`loupe_models.fit_anomaly`.
+  skip connections from the last frame's encoder features (and their change since the
+  frame before). Its output is ``tanh(atanh(warp(last frame, flow)) + residual)`` with the
+  flow/residual head initialised to zero, so an untrained model copies the last frame and
+  training only has to learn the change. H and W must be multiples of 8. Trained by
+  :mod:`loupe_models.fit_anomaly`.
 
 The score helpers (:func:`psnr`, :func:`regularity`, :func:`anomaly_score`, ...) in the
 section "scores" are pure numpy: they use no torch and can move to the app unchanged.
@@ -363,10 +364,19 @@ class TemporalAttentionPredictor(nn.Module):
     - temporal attention: at every 1/8 position the T embeddings plus a learned temporal
       position embedding pass ``depth`` pre-norm transformer blocks (``heads`` heads)
       attending across time; a 1x1 conv fuses the T outputs into one map.
-    - decoder: bilinear x2 upsampling, concatenation with the last frame's encoder features
-      of that scale, two convs; at 1/1 a 3x3 conv gives the residual ``r``.
-    - output ``tanh(atanh(clamp(last, +-(1 - 1e-3))) + r)``; the residual conv starts at
-      zero, so the untrained model returns the last frame (the copy baseline).
+    - decoder: bilinear x2 upsampling, concatenation with the skip features of that scale,
+      two convs; at 1/1 a 3x3 conv gives the head output. Skips: the last frame's encoder
+      features, and with ``motion_skips`` also their change since the frame before
+      (``f[T-1] - f[T-2]``), a local motion cue at every scale.
+    - output, ``residual=True``: ``tanh(atanh(clamp(base, +-(1 - 1e-3))) + r)`` with ``r``
+      the 3 residual channels of the head and ``base`` the last frame, or with ``flow``
+      the last frame backward-warped (bilinear, border) by the 2 flow channels of the head
+      (pixels). The head starts at zero, so the untrained model returns the last frame
+      (the copy baseline) and training learns the change. ``residual=False``: ``tanh`` of
+      the head output.
+
+    Defaults are those of :mod:`loupe_models.fit_anomaly` (width 8, 2 heads, flow and
+    motion skips: about 0.1 M parameters).
     """
 
     LAST_CLAMP = 1.0 - 1e-3
@@ -374,13 +384,13 @@ class TemporalAttentionPredictor(nn.Module):
     def __init__(
         self,
         past_frames: int = 4,
-        width: int = 16,
+        width: int = 8,
         embed_dim: int | None = None,
-        heads: int = 4,
+        heads: int = 2,
         depth: int = 1,
         residual: bool = True,
-        flow: bool = False,
-        motion_skips: bool = False,
+        flow: bool = True,
+        motion_skips: bool = True,
     ) -> None:
         super().__init__()
         if past_frames < 1:

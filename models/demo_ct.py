@@ -385,8 +385,9 @@ def pad_to_multiple(hu: np.ndarray, multiple: int = 8) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: nn.Module, hu: np.ndarray) -> np.ndarray:
-    """``H x W`` HU -> ``H x W`` uint8 class map, as the app computes it (padding to a multiple
-    of 8, stride-8 logits upsampled bilinearly over the padded input, argmax, crop)."""
+    """``H x W`` HU -> ``H x W`` uint8 class map: padding to a multiple of 8, stride-8 logits
+    upsampled bilinearly over the padded input, argmax, crop. For sizes that are multiples of
+    8 (every slice used here) this is exactly what the app computes."""
     model.eval()
     h, w = hu.shape
     x = torch.from_numpy(to_input(pad_to_multiple(hu, INPUT.size_multiple)[None]))

@@ -3,6 +3,8 @@ and the quick training recipe (carded ONNX that the app can run on a real CT sli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -108,6 +110,7 @@ def test_padding_matches_app_preprocessing(ct_small):
 
 
 @pytest.mark.slow
+@needs_data
 def test_the_card_input_is_the_one_the_recipe_uses(quick_onnx):
     card = _card(quick_onnx)
     assert card.input == demo_ct.INPUT
@@ -162,3 +165,21 @@ def test_quick_onnx_runs_in_the_app_on_a_real_ct_slice(quick_onnx, ct_small):
     # any multiple of 8, padded or not: stride-8 logits for 4 classes
     (logits,) = model.engine.run({"image": demo_ct.to_input(np.zeros((1, 96, 136), np.float32))})
     assert logits.shape == (1, len(LABELS), 12, 17)
+
+
+@pytest.mark.slow
+def test_shipped_model_follows_the_hu_labels_on_ct_small(ct_small):
+    from loupe.pipeline import Runner, load_model
+
+    shipped = Path(demo_ct.__file__).resolve().parents[1] / "resources" / "demo_ct.onnx"
+    if not shipped.is_file():
+        pytest.skip("resources/demo_ct.onnx not built (python -m loupe_models.demo_ct)")
+    card = _card(shipped)
+    assert card.input == demo_ct.INPUT and card.labels == LABELS
+    assert card.source["heldout_miou"] > 0.6
+    model = load_model(str(shipped), providers="cpu", threads=1)
+    res = Runner([model]).process(ct_small).results[0].result
+    labels = demo_ct.label_hu(ct_small.pixels)
+    assert (res.class_map == labels).mean() > 0.75
+    truth = np.bincount(labels.ravel(), minlength=4) / labels.size
+    np.testing.assert_allclose(res.class_area, truth, atol=0.08)
