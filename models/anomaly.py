@@ -55,13 +55,16 @@ __all__ = [
     "TemporalAttentionPredictor",
     "anomaly_score",
     "anomaly_unet",
+    "anomaly_unet_card",
     "calibrate",
     "export_predictor",
+    "load_anomaly_unet_checkpoint",
     "minmax_normalise",
     "predictor_card",
     "psnr",
     "psnr_frames",
     "regularity",
+    "unwrap_anomaly_unet",
     "verify_predictor_onnx",
 ]
 
@@ -299,6 +302,44 @@ class PredictionUNet(nn.Module):
 def anomaly_unet(input_channels: int = 12, output_channel: int = 3) -> PredictionUNet:
     """The official configuration ``UNet(input_channels=12, output_channel=3)``."""
     return PredictionUNet(input_channels, output_channel)
+
+
+def unwrap_anomaly_unet(ckpt: object) -> dict[str, torch.Tensor]:
+    """The generator state dict of an official Anomaly_Prediction checkpoint object:
+    ``ckpt['net_g']`` (train.py; the file also holds ``net_d`` and optimizer states), an
+    older ``ckpt['net']``, or the state dict itself. Checked against the official layout;
+    raises ``CheckpointError`` naming missing / unexpected / mis-shaped keys."""
+    from .checkpoint import CheckpointError
+
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f"checkpoint holds a {type(ckpt).__name__}, expected a dict")
+    for key in ("net_g", "net"):
+        if key in ckpt and isinstance(ckpt[key], Mapping):
+            ckpt = ckpt[key]
+            break
+    sd = {str(k): v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
+    want = anomaly_unet().state_dict()
+    missing = [k for k in want if k not in sd]
+    extra = [k for k in sd if k not in want]
+    shape = [k for k in want if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys ({', '.join(missing[:5])})")
+        if extra:
+            parts.append(f"unexpected {len(extra)} keys ({', '.join(extra[:5])})")
+        if shape:
+            parts.append(f"{len(shape)} keys of another shape ({', '.join(shape[:5])})")
+        raise CheckpointError("not an Anomaly_Prediction UNet(12, 3) generator: " + "; ".join(parts))
+    return {k: sd[k] for k in want}
+
+
+def load_anomaly_unet_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth`` (``torch.load(weights_only=True)``) and return the
+    generator's state dict, ready for ``anomaly_unet().load_state_dict(sd, strict=True)``."""
+    from .checkpoint import read_checkpoint
+
+    return unwrap_anomaly_unet(read_checkpoint(path))
 
 
 class _ConvAct(nn.Sequential):
@@ -551,6 +592,31 @@ def predictor_card(
         ),
         output=output,
         source=dict(source or {}),
+    )
+
+
+def anomaly_unet_card(
+    checkpoint_name: str = "", calibration: Mapping[str, Any] | None = None
+) -> ModelCard:
+    """The card of an official future-frame U-Net: BGR, 256x256, ``x/127.5 - 1``, 4 past
+    frames. Without ``calibration`` the app normalises PSNR per video (min-max), as the
+    official evaluation does."""
+    source: dict[str, Any] = {
+        "architecture": "future-frame prediction U-Net (Liu et al. 2018; "
+        "feiyuhuahuo/Anomaly_Prediction models/unet.py, UNet(12, 3))",
+        "training_data": "official checkpoint (UCSD Ped2 or CUHK Avenue)",
+        "demo": False,
+    }
+    if checkpoint_name:
+        source["checkpoint"] = checkpoint_name
+    return predictor_card(
+        name="Future-frame prediction U-Net (Liu et al. 2018)",
+        past_frames=4,
+        color="BGR",
+        fixed_size=(256, 256),
+        size_multiple=8,
+        calibration=calibration,
+        source=source,
     )
 
 

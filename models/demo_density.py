@@ -168,8 +168,9 @@ class SlimMSegNet(MSegNet):
     convolutions of VGG16-bn (4 stages, 2/2/3/3 convs, each pooled with indices), two SegNet
     decoders (attention and density) that max-unpool (scatter form) back to 1/2 resolution and
     concatenate the pooled encoder features, ``attention = sigmoid(bn(conv))`` and
-    ``density = conv_out(attention * features)``. ``forward`` is inherited and returns
-    ``(density, attention)``, both N x 1 x H/2 x W/2.
+    ``density = conv_out(attention * features)``, here followed by a ReLU so that the map is
+    non-negative (the official UCF-QNRF variant takes ``abs`` for the same reason). ``forward``
+    returns ``(density, attention)``, both N x 1 x H/2 x W/2.
     """
 
     def __init__(self, width_div: int = WIDTH_DIV) -> None:
@@ -185,6 +186,12 @@ class SlimMSegNet(MSegNet):
         self.conv_out = ConvBlock(widths[0] // 2, 1, 1, activation=None, use_bn=False,
                                   build_bn=True)
 
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        density, attention = super().forward(x)
+        # Non-negative map: a linear head (as in the official ShanghaiTech model) leaves a
+        # small +/- offset on every background pixel, which adds up over a whole frame.
+        return F.relu(density), attention
+
 
 def build_model() -> SlimMSegNet:
     return SlimMSegNet(WIDTH_DIV)
@@ -194,7 +201,7 @@ def architecture_text() -> str:
     w = ", ".join(str(64 * k // WIDTH_DIV) for k in (1, 2, 4, 8))
     return (f"M-SegNet (ShanghaiTech layout), every width / {WIDTH_DIV}: first 10 convs of "
             f"VGG16-bn (stage widths {w}), SegNet max-unpooling decoders, attention + density "
-            "heads, output stride 2")
+            "heads (ReLU on the density), output stride 2")
 
 
 # --- backgrounds -----------------------------------------------------------------------------
