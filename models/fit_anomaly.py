@@ -301,9 +301,9 @@ def _predict_psnr(
     targets = list(targets)
     for i in range(0, len(targets), chunk):
         x, y = _windows(data, targets[i : i + chunk], past)
-        pred = model(x).numpy()
-        got.append(psnr_frames(pred, y.numpy()))
-        base.append(psnr_frames(x[:, -3:].numpy(), y.numpy()))
+        pred = model(x).cpu().numpy()
+        got.append(psnr_frames(pred, y.cpu().numpy()))
+        base.append(psnr_frames(x[:, -3:].cpu().numpy(), y.cpu().numpy()))
     if not got:
         return np.zeros((0,)), np.zeros((0,))
     return np.concatenate(got), np.concatenate(base)
@@ -412,14 +412,16 @@ def _fit(
         "fit: %d frames at %dx%d, %d training / %d held-out windows, %d skipped at cuts",
         len(small), w, h, len(train_t), len(held_t), skipped,
     )
-    data = torch.from_numpy(small).permute(0, 3, 1, 2).contiguous()  # [N, 3, h, w] uint8
+    # a GPU when torch sees one (the window's "Learn normal" and `loupe fit anomaly` alike)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = torch.from_numpy(small).permute(0, 3, 1, 2).contiguous().to(device)  # [N, 3, h, w] uint8
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = TemporalAttentionPredictor(
         past_frames=past, width=cfg.width, heads=cfg.heads, depth=cfg.depth, flow=cfg.flow,
         motion_skips=cfg.motion_skips,
-    )
+    ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     budget = max(1e-3, float(cfg.time_budget_s))
     crop = cfg.crop
@@ -433,7 +435,7 @@ def _fit(
         by_steps = step / cfg.steps if cfg.steps else 0.0
         return min(1.0, max(by_time, by_steps))
 
-    if cfg.threads <= 0:
+    if cfg.threads <= 0 and device.type == "cpu":
         torch.set_num_threads(_pick_threads(model, data, train_t, past, crop, cfg))
 
     model.train()
@@ -453,7 +455,7 @@ def _fit(
         reverse = rng.random(cfg.batch) < 0.5 if cfg.augment else None
         x, y = _windows(data, batch_t.tolist(), past, reverse)
         if cfg.static_prob > 0:
-            still = torch.from_numpy(rng.random(cfg.batch) < cfg.static_prob)
+            still = torch.from_numpy(rng.random(cfg.batch) < cfg.static_prob).to(device)
             if bool(still.any()):
                 x = torch.where(still[:, None, None, None], y.repeat(1, past, 1, 1), x)
         if crop is not None:
@@ -487,6 +489,7 @@ def _fit(
     n_cal = max(1, min(len(train_t), int(cfg.calibration_windows)))
     cal_t = [train_t[i] for i in np.linspace(0, len(train_t) - 1, n_cal).round().astype(int)]
     train_psnr, train_base = _predict_psnr(model, data, sorted(set(cal_t)), past)
+    model = model.cpu()  # export and the result live on the CPU
     normal = np.concatenate([train_psnr, held_psnr])
     calibration: dict[str, Any] = dict(calibrate(normal))
     calibration["source"] = (
