@@ -1,0 +1,171 @@
+"""Demo density model: the synthetic scene generator and the quick training recipe."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from loupe.inference.card import ModelCard
+from loupe.inference.engine import Engine
+from loupe.sources.base import Frame
+from loupe.tasks.density import DensityTask
+from loupe_models import demo_density as dd
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, before))
+    yield
+    torch.set_num_threads(before)
+
+
+def background(hw: tuple[int, int] = (96, 128), seed: int = 5) -> np.ndarray:
+    """A cluttered stand-in for a video frame (no decoding needed)."""
+    noise = np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0)
+
+
+# --- fast checks -----------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_scene_generator_is_deterministic_and_sums_to_the_count(seed):
+    bg = background()
+    a = dd.render_scene(bg, np.random.default_rng(seed))
+    b = dd.render_scene(bg.copy(), np.random.default_rng(seed))
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.points, b.points)
+    np.testing.assert_array_equal(a.density, b.density)
+    assert a.image.shape == bg.shape and a.image.dtype == np.uint8
+    assert a.density.shape == (48, 64) and a.density.dtype == np.float32
+    assert 0 <= a.count <= dd.MAX_OBJECTS
+    assert a.density.sum(dtype=np.float64) == pytest.approx(a.count, abs=1e-4)
+    assert (a.density >= 0).all()
+    h, w = bg.shape[:2]
+    assert ((a.points >= 0) & (a.points < [w, h])).all()  # every counted head is in the image
+    assert ((a.heights >= dd.HEIGHT_RANGE[0]) & (a.heights <= dd.HEIGHT_RANGE[1])).all()
+
+
+def test_scene_with_a_given_count_draws_figures():
+    bg = background((128, 160))
+    s = dd.render_scene(bg, np.random.default_rng(7), count=25)
+    assert s.count == 25
+    assert s.density.sum(dtype=np.float64) == pytest.approx(25.0, abs=1e-4)
+    assert np.abs(s.image.astype(int) - bg).mean() > 5  # something was drawn
+    empty = dd.render_scene(bg, np.random.default_rng(7), count=0)
+    assert empty.count == 0 and not empty.density.any()
+    other = dd.render_scene(bg, np.random.default_rng(8), count=25)
+    assert not np.array_equal(other.points, s.points)
+
+
+def test_density_map_normalises_every_object_inside_the_map():
+    pts = np.array([[0.2, 0.3], [127.9, 95.9], [65.0, 49.0], [10.0, 90.0]])
+    sig = np.array([3.0, 3.0, 1.0, 0.8])
+    m = dd.density_map(pts, sig, (96, 128))
+    assert m.shape == (48, 64)
+    assert m.sum(dtype=np.float64) == pytest.approx(4.0, abs=1e-5)  # corners lose nothing
+    one = dd.density_map(pts[2:3], sig[2:3], (96, 128))
+    assert np.unravel_index(one.argmax(), one.shape) == (24, 32)  # (65, 49) / stride 2 - 0.5
+    assert one.sum(dtype=np.float64) == pytest.approx(1.0, abs=1e-6)
+    assert not dd.density_map(np.zeros((0, 2)), np.zeros(0), (32, 32)).any()
+
+
+def test_sigma_grows_with_size_and_display_max_is_fixed():
+    assert dd.sigma_for(5) == dd.MIN_SIGMA
+    assert dd.sigma_for(40) == pytest.approx(40 * dd.SIGMA_RATIO)
+    assert dd.display_max() == dd.display_max() > 0
+
+
+def test_split_holds_out_the_start_of_each_clip_with_a_gap():
+    train, held = dd.split_frames(250)
+    assert held == list(range(50))
+    assert min(train) - max(held) > dd.HELDOUT_GAP
+    assert max(train) == 249 and not set(train) & set(held)
+    train, held = dd.split_frames(3)
+    assert held == [0] and train == []  # too short to train on
+
+
+def test_slim_msegnet_is_a_narrow_msegnet():
+    model = dd.build_model().eval()
+    params = sum(p.numel() for p in model.parameters())
+    assert params < 1_000_000
+    assert model.outputs == ("density", "attention")
+    assert model.vgg.conv4_3.conv.out_channels == 512 // dd.WIDTH_DIV
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        density, attention = model(x)
+    assert density.shape == attention.shape == (2, 1, 32, 48)
+    assert (density >= 0).all() and ((attention >= 0) & (attention <= 1)).all()
+
+
+# --- the quick recipe ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick_onnx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_density") / "demo_density.onnx"
+    assert dd.main(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+def _card(path) -> ModelCard:
+    proto = onnx.load(str(path))
+    assert proto.ir_version <= 10
+    return ModelCard.from_metadata({p.key: p.value for p in proto.metadata_props})
+
+
+@pytest.mark.slow
+def test_quick_recipe_exports_a_carded_onnx(quick_onnx):
+    card = _card(quick_onnx)
+    assert card.task == "density"
+    assert card.is_demo and card.source["demo"] is True
+    assert card.output["kind"] == "density" and card.output["stride"] == 2
+    assert card.output["count_scale"] == pytest.approx(1.0 / dd.DENSITY_SCALE)
+    assert card.output["outputs"] == ["density", "attention"]
+    assert card.output["display_max"] == dd.display_max()
+    assert card.input.size_multiple == 16 and card.input.fixed_size is None
+    assert card.input.color == "RGB"
+    assert card.source["counts"] == "synthetic blob-people on real video backgrounds"
+    for key in ("heldout_mae", "heldout_rmse", "heldout_mean_count", "architecture",
+                "training_data"):
+        assert key in card.source, key
+    assert card.source["heldout_mae"] >= 0 and card.source["heldout_rmse"] >= 0
+    assert card.source["recipe"] == "python -m loupe_models.demo_density"
+    assert quick_onnx.stat().st_size <= 8 * 1024 * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(1, 3, 96, 128), (2, 3, 272, 640)])
+def test_quick_onnx_runs_at_any_multiple_of_16(quick_onnx, shape):
+    sess = ort.InferenceSession(str(quick_onnx), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    assert [o.name for o in sess.get_outputs()] == ["density", "attention"]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    density, attention = sess.run(None, {"image": x})
+    n, _, h, w = shape
+    assert density.shape == attention.shape == (n, 1, h // 2, w // 2)
+    assert np.isfinite(density).all() and (density >= 0).all()
+
+
+@pytest.mark.slow
+def test_app_count_is_the_map_sum_times_count_scale(quick_onnx):
+    engine = Engine(quick_onnx, providers="cpu")
+    task = DensityTask(engine)
+    bg = background((150, 200), seed=9)  # not multiples of 16: the app zero-pads
+    scene = dd.render_scene(bg, np.random.default_rng(11), count=20)
+    feeds, geo = task.prepare(Frame(scene.image, 0, 0.0))
+    result = task.postprocess(engine.run(feeds), geo)
+
+    x = dd.normalise(dd.pad_to_multiple(scene.image)[None]).numpy()
+    assert x.shape == (1, 3, 160, 208)
+    np.testing.assert_allclose(feeds["image"], x, atol=1e-5)
+    sess = ort.InferenceSession(str(quick_onnx), providers=["CPUExecutionProvider"])
+    dmap = sess.run(["density"], {"image": x})[0][0, 0, : math.ceil(150 / 2), : math.ceil(200 / 2)]
+    expected = float(dmap.sum(dtype=np.float64)) / dd.DENSITY_SCALE
+    assert result.count == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert task.count_scale == pytest.approx(1.0 / dd.DENSITY_SCALE)
+    assert result.display_max == dd.display_max()
+    assert result.density.shape == (150, 200)
