@@ -655,8 +655,10 @@ def make_card(heldout: dict[str, float], bikes: dict[int, float], n_train: int,
 #: one of two nearly equal values by a float32 rounding difference now and then (ONNX Runtime and
 #: PyTorch sum convolutions in different orders), and max-unpooling then puts that value one pixel
 #: off: a few output pixels differ by a fraction of the peak while the count does not move. A
-#: wrong export differs almost everywhere.
-MAX_OFF_SHARE = 0.01
+#: wrong export differs almost everywhere. Flat (e.g. saturated) image regions hold many near
+#: ties; the attention map, which is not counted, reached 0.98% on bikes.mp4 frame 0, so it gets
+#: a wider margin than the density map.
+MAX_OFF_SHARE = {"density": 0.01, "attention": 0.05}
 #: The count (map sum x count_scale) must agree to this many objects.
 COUNT_ATOL = 0.01
 
@@ -674,7 +676,7 @@ class OnnxCheck:
 
     @property
     def ok(self) -> bool:
-        return (all(v <= MAX_OFF_SHARE for v in self.off_share.values())
+        return (all(v <= MAX_OFF_SHARE.get(k, 0.01) for k, v in self.off_share.items())
                 and abs(self.count_torch - self.count_onnx) <= COUNT_ATOL)
 
     def summary(self) -> str:

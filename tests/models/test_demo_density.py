@@ -13,9 +13,11 @@ import torch
 
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine
+from loupe.resources import resource_path
 from loupe.sources.base import Frame
 from loupe.tasks.density import DensityTask
 from loupe_models import demo_density as dd
+from loupe_models.export_density import export_density
 
 
 @pytest.fixture(autouse=True)
@@ -150,22 +152,80 @@ def test_quick_onnx_runs_at_any_multiple_of_16(quick_onnx, shape):
     assert np.isfinite(density).all() and (density >= 0).all()
 
 
-@pytest.mark.slow
-def test_app_count_is_the_map_sum_times_count_scale(quick_onnx):
-    engine = Engine(quick_onnx, providers="cpu")
+def app_count(path, image: np.ndarray) -> tuple[float, float]:
+    """(the app's DensityTask count, the sum of the ONNX density map over the frame x
+    count_scale, computed here from the zero-padded input)."""
+    engine = Engine(path, providers="cpu")
     task = DensityTask(engine)
-    bg = background((150, 200), seed=9)  # not multiples of 16: the app zero-pads
-    scene = dd.render_scene(bg, np.random.default_rng(11), count=20)
-    feeds, geo = task.prepare(Frame(scene.image, 0, 0.0))
+    feeds, geo = task.prepare(Frame(image, 0, 0.0))
     result = task.postprocess(engine.run(feeds), geo)
-
-    x = dd.normalise(dd.pad_to_multiple(scene.image)[None]).numpy()
-    assert x.shape == (1, 3, 160, 208)
-    np.testing.assert_allclose(feeds["image"], x, atol=1e-5)
-    sess = ort.InferenceSession(str(quick_onnx), providers=["CPUExecutionProvider"])
-    dmap = sess.run(["density"], {"image": x})[0][0, 0, : math.ceil(150 / 2), : math.ceil(200 / 2)]
-    expected = float(dmap.sum(dtype=np.float64)) / dd.DENSITY_SCALE
-    assert result.count == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert task.count_scale == pytest.approx(1.0 / dd.DENSITY_SCALE)
     assert result.display_max == dd.display_max()
-    assert result.density.shape == (150, 200)
+    assert result.density.shape == image.shape[:2]
+
+    h, w = image.shape[:2]
+    x = dd.normalise(dd.pad_to_multiple(image)[None]).numpy()
+    assert x.shape == (1, 3, -(-h // 16) * 16, -(-w // 16) * 16)
+    np.testing.assert_allclose(feeds["image"], x, atol=1e-5)  # the app zero-pads the same way
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dmap = sess.run(["density"], {"image": x})[0][0, 0, : math.ceil(h / 2), : math.ceil(w / 2)]
+    return result.count, float(dmap.sum(dtype=np.float64)) * task.count_scale
+
+
+@pytest.mark.slow
+def test_app_count_is_the_map_sum_times_count_scale(quick_onnx):
+    bg = background((150, 200), seed=9)  # not multiples of 16: the app zero-pads
+    scene = dd.render_scene(bg, np.random.default_rng(11), count=20)
+    count, expected = app_count(quick_onnx, scene.image)
+    assert count == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_app_count_of_a_live_map(tmp_path):
+    """The quick model may still predict an all-zero map; this one (untrained, positive output
+    bias) does not, with the recipe's card."""
+    torch.manual_seed(0)
+    model = dd.build_model().eval()
+    with torch.no_grad():
+        model.conv_out.conv.bias.fill_(0.05)
+    stats = {"scenes": 1, "mae": 0.0, "rmse": 0.0, "mean_count": 0.0, "relative_error": 0.0,
+             "empty_mean_count": float("nan")}
+    path = export_density(model, tmp_path / "live.onnx", dd.make_card(stats, {0: 0.0}, 0, 0),
+                          sample_hw=(64, 96))
+    image = dd.render_scene(background((100, 140), seed=3), np.random.default_rng(4)).image
+    count, expected = app_count(path, image)
+    assert count > 1.0
+    assert count == pytest.approx(expected, rel=1e-4)
+
+
+SHIPPED = resource_path("demo_density.onnx")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="resources/demo_density.onnx not built")
+def test_shipped_model_counts_synthetic_figures():
+    card = _card(SHIPPED)
+    assert card.task == "density" and card.is_demo
+    assert card.source["recipe"] == "python -m loupe_models.demo_density"
+    assert SHIPPED.stat().st_size <= 8 * 1024 * 1024
+    # a held-out background: bikes.mp4 frame 0 (blurred random noise is far from any video
+    # frame, and its colour speckles pass for heads)
+    bg = dd._read_clip("bikes.mp4", 1)[0][48:224, 192:448]
+    errors = []
+    for seed, n in ((0, 0), (1, 12), (2, 35), (3, 55)):
+        scene = dd.render_scene(bg, np.random.default_rng(100 + seed), count=n)
+        count, expected = app_count(SHIPPED, scene.image)
+        assert count == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        errors.append(abs(count - n))
+    assert np.mean(errors) < max(6.0, 3 * card.source["heldout_mae"]), errors
+
+
+def test_onnx_check_tolerates_a_few_unpool_flips_but_not_a_count_change():
+    def check(density_off: float, attention_off: float, onnx_count: float) -> dd.OnnxCheck:
+        return dd.OnnxCheck("x", (1, 3, 16, 16), {"density": 0.1, "attention": 0.1},
+                            {"density": density_off, "attention": attention_off}, 10.0, onnx_count)
+
+    assert check(0.004, 0.02, 10.001).ok
+    assert not check(0.02, 0.0, 10.0).ok  # density off almost everywhere: a broken export
+    assert not check(0.0, 0.2, 10.0).ok
+    assert not check(0.0, 0.0, 10.05).ok  # the count moved
