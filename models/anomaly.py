@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loupe.inference.card import InputSpec, ModelCard, embed_card
+from loupe.inference.card import InputSpec, ModelCard
+from loupe_models.export import MAX_IR_VERSION, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ __all__ = [
     "verify_predictor_onnx",
 ]
 
-#: Highest ONNX IR version written (as :mod:`loupe_models.export`).
-MAX_IR_VERSION = 10
 #: Default anomaly threshold written to the card (``anomaly = 1 - regularity``).
 DEFAULT_THRESHOLD = 0.5
 INPUT_NAME = "frames"
@@ -638,7 +637,6 @@ def export_predictor(
     ``VERIFY_ATOL`` raises :class:`AnomalyExportError` after the file is written.
     Returns the path and the check.
     """
-    import onnx
 
     out_path = Path(out_path)
     past = _past_frames(model)
@@ -678,17 +676,7 @@ def export_predictor(
                 },
                 do_constant_folding=True,
             )
-    proto = onnx.load_from_string(buf.getvalue())
-    if proto.ir_version > MAX_IR_VERSION:
-        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
-        proto.ir_version = MAX_IR_VERSION
-    if card.name:
-        proto.doc_string = card.name
-    embed_card(proto, card)
-    onnx.checker.check_model(proto)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(out_path))
-    logger.info("wrote %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
+    save_with_card(buf.getvalue(), card, out_path)
     check = None
     if verify:
         h, w = int(sample_hw[0]), int(sample_hw[1])

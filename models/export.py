@@ -90,6 +90,24 @@ def _single_output(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     return _FirstOutput(model).eval() if isinstance(probe, (tuple, list)) else model
 
 
+def save_with_card(onnx_bytes: bytes, card: ModelCard, out_path: Path) -> Path:
+    """Finish an export: cap the IR version for ONNX Runtime, embed the card, check, save."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    if proto.ir_version > MAX_IR_VERSION:
+        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
+        proto.ir_version = MAX_IR_VERSION
+    if card.name:
+        proto.doc_string = card.name
+    embed_card(proto, card)
+    onnx.checker.check_model(proto)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out_path))
+    logger.info("wrote %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
+    return out_path
+
+
 def export_segmentation(
     model: nn.Module,
     out_path: str | Path,
@@ -103,7 +121,6 @@ def export_segmentation(
     spatial axes. A model returning ``(main, aux)`` is exported with the main output only.
     The IR version is capped at :data:`MAX_IR_VERSION`. Returns the written path.
     """
-    import onnx
 
     out_path = Path(out_path)
     channels = card.input.channels
@@ -130,17 +147,7 @@ def export_segmentation(
                 },
                 do_constant_folding=True,
             )
-    proto = onnx.load_from_string(buf.getvalue())
-    if proto.ir_version > MAX_IR_VERSION:
-        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
-        proto.ir_version = MAX_IR_VERSION
-    if card.name:
-        proto.doc_string = card.name
-    embed_card(proto, card)
-    onnx.checker.check_model(proto)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(out_path))
-    logger.info("wrote %s (%.1f MB)", out_path, out_path.stat().st_size / 1e6)
+    save_with_card(buf.getvalue(), card, out_path)
     return out_path
 
 

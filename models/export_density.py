@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
+from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard
 
 from .checkpoint import CheckpointError
 from .density import (
@@ -58,7 +58,7 @@ from .density import (
     display_name,
     load_density_checkpoint,
 )
-from .export import MAX_IR_VERSION, ExportError
+from .export import ExportError, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,6 @@ def export_density(
     and ``sample_hw`` (default :data:`DEFAULT_SIZE`) is the trace size. Output names come from
     ``card.output['outputs']``. The IR version is capped at ``MAX_IR_VERSION``.
     """
-    import onnx
 
     out_path = Path(out_path)
     fixed = card.input.fixed_size
@@ -260,17 +259,7 @@ def export_density(
                 )
             except Exception as e:  # exporter errors come in many types
                 raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
-    proto = onnx.load_from_string(buf.getvalue())
-    if proto.ir_version > MAX_IR_VERSION:
-        logger.info("lowering ONNX IR version %d -> %d", proto.ir_version, MAX_IR_VERSION)
-        proto.ir_version = MAX_IR_VERSION
-    if card.name:
-        proto.doc_string = card.name
-    embed_card(proto, card)
-    onnx.checker.check_model(proto)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(out_path))
-    logger.info("wrote %s (%.1f MB)", out_path, out_path.stat().st_size / 1e6)
+    save_with_card(buf.getvalue(), card, out_path)
     return out_path
 
 
