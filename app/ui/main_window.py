@@ -277,6 +277,7 @@ class MainWindow(QMainWindow):
         act(m, "&Quit", self.close, "Ctrl+Q")
         fit = self.menuBar().addMenu("F&it")
         self.learn_action = act(fit, "&Learn normal from this clip…", self._learn_normal, "Ctrl+L")
+        self.hnerv_action = act(fit, "Fit &HNeRV on this clip…", self._fit_hnerv, "Ctrl+H")
         v = self.menuBar().addMenu("&View")
         act(v, "Play / pause", self.toggle_play, "Space")
         act(v, "Next frame", self.step, "Right")
@@ -444,6 +445,13 @@ class MainWindow(QMainWindow):
                 self.show_error(f"{lm.name}: recalibrated on the marked span: PSNR {lo:.1f}–{hi:.1f} dB", "info")
 
             panel.calibrationRequested.connect(recalibrate)
+            return panel
+        if task.name == "compression":
+            from loupe.ui.panels.compression import CompressionPanel
+
+            panel = CompressionPanel(title, output=card.output, model_path=str(lm.engine.path),
+                                     clip=lambda: self.source_spec)
+            panel.seekRequested.connect(self.seek_to)
             return panel
         return None
 
@@ -746,6 +754,11 @@ class MainWindow(QMainWindow):
         out = models_dir() / f"{Path(self.source_spec).stem}_normal_{time.strftime('%Y%m%d_%H%M%S')}.onnx"
         self.learn(self.source_spec, start, end, minutes, out)
 
+    def _fit_hnerv(self) -> None:
+        from loupe.ui.fit_hnerv import ask_and_fit
+
+        ask_and_fit(self)
+
     def learn(self, clip: str, start: float, end: float | None, minutes: float, out: Path):
         """Fit a predictor on [start, end) s of ``clip`` on a worker thread; load it when done."""
         from loupe.ui.fit_job import FitDialog, FitJob
@@ -869,6 +882,9 @@ class MainWindow(QMainWindow):
         if job is not None:
             job.cancel()
             job.wait(10000)
+        for p in self.panels:  # panels that run their own worker (compression report)
+            if p is not None and hasattr(p, "shutdown"):
+                p.shutdown()
         self._source_gen += 1  # anything still opening is dropped when it lands
         self._stop_player()
         self.worker.stop()

@@ -1,0 +1,217 @@
+""""Fit HNeRV on this clip": ask a parameter budget and a time limit (showing the time estimate
+first, and saying plainly when the clip needs a GPU), fit on a worker thread with progress, PSNR
+so far, ETA and cancel, then load the fitted compression model into the window.
+
+The fitting is ``loupe_models.fit_hnerv`` (the same code as ``loupe fit hnerv``); torch is only
+imported once the user asks for it, and never at all without the ``[fit]`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QWidget,
+)
+
+logger = logging.getLogger(__name__)
+
+BUDGETS = (("0.1M", 0.1e6), ("0.3M", 0.3e6), ("1M", 1.0e6), ("1.5M", 1.5e6), ("3M", 3.0e6))
+NO_TORCH = ("Fitting needs PyTorch: install Loupe with pip install 'loupe[fit]' "
+            "(the app bundle views and runs models only).")
+
+
+def format_params(params: float) -> str:
+    return f"{params / 1e6:g}M"
+
+
+def format_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+class FitHNeRVDialog(QDialog):
+    """Budget and time limit; the estimate is computed off the UI thread as the budget changes."""
+
+    estimated = Signal(int, object)  # request number, FitEstimate or an error string
+
+    def __init__(self, clip: str, parent: QWidget | None = None,
+                 estimate: Callable[[str, float], Any] | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Fit HNeRV on this clip")
+        self.setMinimumWidth(480)
+        self.clip = clip
+        self._estimate = estimate
+        self._request = 0
+        self.last_estimate = None
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"Fit a neural representation of <b>{Path(clip).name}</b>: one decoder and an embedding "
+                           "per frame, quantised and entropy-coded into a file whose size gives the bits per pixel."))
+        self.budget = QComboBox()
+        for text, value in BUDGETS:
+            self.budget.addItem(text + " parameters", value)
+        self.budget.setCurrentIndex(1)
+        self.budget.setToolTip("Decoder size: more parameters, more bits, better frames, slower fitting")
+        self.budget.currentIndexChanged.connect(self._ask_estimate)
+        form.addRow("Parameter budget", self.budget)
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0.2, 600.0)
+        self.minutes.setDecimals(1)
+        self.minutes.setValue(10.0)
+        self.minutes.setSuffix(" min")
+        self.minutes.setToolTip("Fitting stops at this time limit (then quantises, codes and exports)")
+        form.addRow("Time limit", self.minutes)
+        self.estimate_label = QLabel("estimating the fitting time…")
+        self.estimate_label.setWordWrap(True)
+        form.addRow("Estimate", self.estimate_label)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        self.estimated.connect(self._on_estimate)
+        self._ask_estimate()
+
+    @property
+    def params(self) -> float:
+        return float(self.budget.currentData())
+
+    def _ask_estimate(self, *_) -> None:
+        self._request += 1
+        n, clip, params = self._request, self.clip, self.params
+        self.estimate_label.setText("estimating the fitting time…")
+        self.estimate_label.setStyleSheet("")
+        est = self._estimate
+
+        def work() -> None:
+            try:
+                fn = est
+                if fn is None:
+                    from loupe_models.fit_hnerv import estimate as fn
+                answer: Any = fn(clip, params)
+            except Exception as e:  # shown in the dialog
+                answer = f"{type(e).__name__}: {e}" if not isinstance(e, (ValueError, OSError)) else str(e)
+            with contextlib.suppress(RuntimeError):  # the dialog is gone
+                self.estimated.emit(n, answer)
+
+        threading.Thread(target=work, name="loupe-hnerv-estimate", daemon=True).start()
+
+    def _on_estimate(self, n: int, est: Any) -> None:
+        if n != self._request:
+            return
+        if isinstance(est, str):
+            self.estimate_label.setText(f"could not estimate: {est}")
+            self.estimate_label.setStyleSheet("color: #b71c1c")
+            return
+        self.last_estimate = est
+        h, w = est.size
+        text = (f"about {format_seconds(est.seconds)} for {est.frames} frames at {w}x{h} "
+                f"with {format_params(self.params)} parameters.")
+        if est.message:
+            text += " " + est.message
+        if est.needs_gpu:
+            text = "<b>This clip needs a GPU</b> at this budget: " + text + \
+                   " On this CPU the time limit will stop the fitting early and the frames will be poor."
+            self.estimate_label.setStyleSheet("color: #b71c1c")
+        else:
+            self.estimate_label.setStyleSheet("")
+            if est.seconds > 60 * self.minutes.value():
+                text += f" The {self.minutes.value():g} min limit stops it before that."
+        self.estimate_label.setText(text)
+
+
+def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callable | None = None):
+    """The fitting function for a FitJob: PSNR so far in the status line; returns HNeRVFitResult."""
+
+    def fit(report):
+        fn = fit_fn
+        if fn is None:
+            from loupe_models.fit_hnerv import fit_hnerv_clip as fn
+
+        def progress(fraction: float, info: dict) -> bool:
+            info = dict(info)
+            parts = [str(info["status"])] if info.get("status") else []
+            if info.get("epoch") is not None:
+                parts.append(f"epoch {info['epoch']}")
+            if info.get("psnr") is not None:
+                parts.append(f"PSNR so far {float(info['psnr']):.2f} dB")
+            info["status"] = " · ".join(parts) or "fitting…"
+            return report(fraction, info)
+
+        report(0.0, {"status": f"decoding {Path(clip).name}…"})
+        return fn(clip, out, params=params, minutes=minutes, report=progress)
+
+    return fit
+
+
+def start_fit(win, clip: str, params: float, minutes: float, out: Path, fit_fn: Callable | None = None):
+    """Run the fitting in a FitJob with a FitDialog; load the model into ``win`` when done."""
+    from loupe.ui.fit_job import FitDialog, FitJob
+
+    if win.player is not None:
+        win.player.pause()
+        win._update_play_button()
+    job = FitJob(make_fit(clip, out, params, minutes, fit_fn), win)
+    dlg = FitDialog(f"Fit HNeRV ({format_params(params)}) on {Path(clip).name}", job, win)
+
+    def done(res) -> None:
+        win.fit_job = None
+        win.hnerv_action.setEnabled(True)
+        win.show_error(
+            f"Fitted HNeRV on {res.frames} frames in {format_seconds(res.seconds)} ({res.epochs} epochs): "
+            f"PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.4f} at {res.bpp:.4f} bpp ({res.bits / 8 / 1024:.1f} KiB, "
+            f"decoder included). Saved {res.onnx_path} and loaded it.", "info")
+        win.add_model(str(res.onnx_path))
+
+    def failed(msg: str) -> None:
+        win.fit_job = None
+        win.hnerv_action.setEnabled(True)
+        win.show_error(f"Fitting HNeRV failed: {msg}")
+
+    job.finishedWith.connect(done)
+    job.failedWith.connect(failed)
+    job.finished.connect(job.deleteLater)
+    win.hnerv_action.setEnabled(False)
+    win.fit_job = job
+    job.start()
+    dlg.show()
+    win.hnerv_dialog = dlg
+    return job
+
+
+def ask_and_fit(win) -> None:
+    """The menu action: checks, the dialog, then ``start_fit``."""
+    from loupe.ui.learn_normal import models_dir, torch_available
+
+    if not torch_available():
+        win.show_error(NO_TORCH)
+        return
+    if not win.source_spec or win.source_spec.startswith("camera:"):
+        win.show_error("Open a video file first: HNeRV is fitted on the frames of one clip.", "info")
+        return
+    if win.fit_job is not None:
+        win.show_error("A fitting is already running; wait for it or cancel it first.", "info")
+        return
+    dlg = FitHNeRVDialog(win.source_spec, win)
+    if dlg.exec() != QDialog.DialogCode.Accepted:
+        return
+    params, minutes = dlg.params, dlg.minutes.value()
+    stem = Path(win.source_spec).stem
+    out = models_dir() / f"{stem}_hnerv_{format_params(params)}_{time.strftime('%Y%m%d_%H%M%S')}.onnx"
+    start_fit(win, win.source_spec, params, minutes, out)

@@ -1,0 +1,710 @@
+"""Compression panel: how well a neural video representation (HNeRV) reconstructs the clip, and
+how it compares with H.264 / H.265 at the same bits. A thin view over two things:
+
+- the live ``CompressionResult`` of each shown frame (original vs neural reconstruction, PSNR,
+  SSIM, bpp) — the error map is the overlay on the frame view;
+- a ``CompressionReport`` built on demand ("Compare with H.264/H.265", on a worker thread with
+  progress and cancel): the four streams side by side or two under a split slider, per-frame
+  PSNR/SSIM plots linked to the frame slider, pooled figures, a rate-distortion plot, the five
+  worst frames of each method and CSV export.
+
+Every number comes from the task or the report (loupe.quality); the panel only shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QThread, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loupe.ui.panels.density import heat_lut
+
+logger = logging.getLogger(__name__)
+
+STREAMS = ("original", "neural", "h264", "h265")
+STREAM_NAMES = {"original": "original", "neural": "neural (HNeRV)", "h264": "H.264", "h265": "H.265"}
+METHOD_COLORS = {"neural": "#d84315", "h264": "#1565c0", "h265": "#2e7d32"}
+CODEC_SIZES = (0.5, 1.0, 2.0)
+
+
+def method_color(method: str) -> str:
+    return METHOD_COLORS.get(str(method).split("@")[0], "#6a1b9a")
+
+
+def compose_split(left: np.ndarray, right: np.ndarray, x: float) -> np.ndarray:
+    """One image: columns left of ``x`` from ``left``, the rest from ``right`` (same shape)."""
+    if left.shape != right.shape:
+        raise ValueError(f"split view needs same-size frames, got {left.shape} and {right.shape}")
+    cut = int(min(max(round(x), 0), left.shape[1]))
+    out = right.copy()
+    out[:, :cut] = left[:, :cut]
+    return out
+
+
+def target_of(rgb: np.ndarray, output: dict) -> np.ndarray:
+    """The card's comparison target of a source frame: the crop, resized to ``size`` (INTER_AREA)."""
+    crop = output.get("crop")
+    if crop:
+        t, lft, h, w = (int(v) for v in crop)
+        rgb = rgb[t:t + h, lft:lft + w]
+    size = output.get("size")
+    if size and tuple(rgb.shape[:2]) != (int(size[0]), int(size[1])):
+        rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    f = _num(v)
+    return "—" if not math.isfinite(f) else f"{f:.{digits}f}"
+
+
+class ReportJob(QThread):
+    """``build(progress, cancelled) -> report`` on a worker thread; progress at display rate."""
+
+    progressed = Signal(float, str)
+    finishedWith = Signal(object)
+    failedWith = Signal(str)
+
+    def __init__(self, build: Callable[[Callable, Callable[[], bool]], Any], parent=None) -> None:
+        super().__init__(parent)
+        self._build = build
+        self._cancel = False
+
+    def cancel(self) -> None:
+        self._cancel = True
+
+    def is_cancelled(self) -> bool:
+        return self._cancel
+
+    def _progress(self, fraction: float, *info: Any) -> bool:
+        text = ""
+        if info:
+            i = info[0]
+            text = str(i.get("status", "")) if isinstance(i, dict) else str(i)
+        self.progressed.emit(float(fraction), text)
+        return not self._cancel
+
+    def run(self) -> None:
+        try:
+            report = self._build(self._progress, self.is_cancelled)
+        except Exception as e:  # shown in the panel, never a crash
+            if self._cancel:
+                self.failedWith.emit("cancelled")
+                return
+            logger.info("report failed: %s", e, exc_info=not isinstance(e, (ValueError, OSError)))
+            name = type(e).__name__
+            self.failedWith.emit(str(e) if name in ("AlignmentError", "ValueError", "SourceError") else f"{name}: {e}")
+            return
+        if self._cancel or report is None:
+            self.failedWith.emit("cancelled")
+            return
+        self.finishedWith.emit(report)
+
+
+class ReportView:
+    """The panel's reading of a CompressionReport (one place knows its attribute names)."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.methods: list[str] = [str(m) for m in _get(report, "methods", default=[])]
+        self.index = np.asarray(_get(report, "indices", "frame_indices", default=[]), int)
+        if self.index.size == 0:
+            self.index = np.arange(self.frame_count())
+
+    def frame_count(self) -> int:
+        n = _get(self.report, "frame_count", "n_frames", default=None)
+        if n is None:
+            per = self.per_frame(self.methods[0], "psnr") if self.methods else []
+            n = len(per)
+        return int(n() if callable(n) else n)
+
+    def per_frame(self, method: str, metric: str) -> np.ndarray:
+        return np.asarray(self.report.per_frame(method, metric), float)
+
+    def pooled(self, method: str) -> dict:
+        return dict(self.report.pooled(method))
+
+    def bpp(self, method: str) -> float:
+        return _num(self.report.bpp(method))
+
+    def worst(self, method: str, n: int = 5) -> list[tuple[int, float]]:
+        return [(int(i), float(v)) for i, v in self.report.worst(method, n)]
+
+    def frame(self, stream: str, index: int) -> np.ndarray | None:
+        try:
+            return self.report.frame(stream, int(index))
+        except (KeyError, IndexError, ValueError):
+            return None
+
+    def streams(self) -> list[str]:
+        return list(_get(self.report, "streams", default=STREAMS))
+
+    def sizes(self, codec: str) -> list[str]:
+        """Methods of one codec at every size, ordered by bpp (for the rate-distortion curve)."""
+        ms = [m for m in self.methods if m.split("@")[0] == codec]
+        return sorted(ms, key=self.bpp)
+
+    def matched(self, codec: str) -> str | None:
+        """The method of ``codec`` at the neural representation's bits (the grid shows that one)."""
+        ms = [m for m in self.methods if m.split("@")[0] == codec]
+        exact = [m for m in ms if m == codec or m.endswith("@1") or m.endswith("@1.0")]
+        return exact[0] if exact else (ms[0] if ms else None)
+
+
+class CompressionPanel(QWidget):
+    seekRequested = Signal(int)  # frame index
+    reportReady = Signal(object)  # the CompressionReport, on the UI thread
+    reportFailed = Signal(str)
+
+    def __init__(self, title: str = "", output: dict | None = None, model_path: str = "",
+                 clip: Callable[[], str] | None = None, build_report: Callable | None = None,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.output = dict(output or {})
+        self.model_path = model_path
+        self._clip = clip or (lambda: "")
+        self._build_report = build_report  # injectable: tests, or None -> loupe.compression_report
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setLookupTable(heat_lut("inferno"))
+        self.overlay.setOpacity(0.0)
+        self._view_box: pg.ViewBox | None = None
+        self.last = None
+        self.index = 0
+        self.original: np.ndarray | None = None
+        self.neural: np.ndarray | None = None
+        self.report = None
+        self.view: ReportView | None = None
+        self.report_clip = ""
+        self.job: ReportJob | None = None
+        self._plot_items: list = []
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(4)
+        lay.addWidget(QLabel(f"<b>{title or 'Compression'}</b>"))
+        self.live_label = QLabel("PSNR —   SSIM —   bpp —")
+        self.live_label.setStyleSheet("font-size: 16px")
+        self.live_label.setToolTip("This frame: PSNR and SSIM on the YUV 4:2:0 planes as FFmpeg computes them; "
+                                   "bpp of the entropy-coded representation (decoder included)")
+        lay.addWidget(self.live_label)
+
+        row = QHBoxLayout()
+        self.compare_btn = QPushButton("Compare with H.264/H.265")
+        self.compare_btn.setToolTip("Encode the clip with libx264 and libx265 at the neural version's bits "
+                                    f"(and at {', '.join(f'{s:g}x' for s in CODEC_SIZES)} of them), decode, "
+                                    "check alignment, measure every frame")
+        self.compare_btn.clicked.connect(lambda: self.compare())
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(14)
+        self.progress.hide()
+        self.csv_btn = QPushButton("Export CSV…")
+        self.csv_btn.setEnabled(False)
+        self.csv_btn.clicked.connect(self._export_dialog)
+        row.addWidget(self.compare_btn)
+        row.addWidget(self.cancel_btn)
+        row.addWidget(self.csv_btn)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.hide()
+        lay.addWidget(self.status)
+
+        # --- the frames: 2 x 2 grid or a split view --------------------------------------
+        mode_row = QHBoxLayout()
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(["Side by side", "Split"])
+        self.mode_box.setToolTip("Four streams side by side, or two under a split you drag")
+        self.mode_box.currentIndexChanged.connect(self._on_mode)
+        self.left_box = QComboBox()
+        self.right_box = QComboBox()
+        for box, default in ((self.left_box, "original"), (self.right_box, "neural")):
+            for s in STREAMS:
+                box.addItem(STREAM_NAMES[s], s)
+            box.setCurrentIndex(STREAMS.index(default))
+            box.currentIndexChanged.connect(lambda *_: self.refresh_frames())
+        self.left_box.setToolTip("Left of the divider")
+        self.right_box.setToolTip("Right of the divider")
+        mode_row.addWidget(self.mode_box)
+        self.split_controls = QWidget()
+        sc = QHBoxLayout(self.split_controls)
+        sc.setContentsMargins(0, 0, 0, 0)
+        sc.addWidget(QLabel("left"))
+        sc.addWidget(self.left_box)
+        sc.addWidget(QLabel("right"))
+        sc.addWidget(self.right_box)
+        self.split_controls.hide()
+        mode_row.addWidget(self.split_controls, 1)
+        lay.addLayout(mode_row)
+
+        self.frames_stack = QStackedWidget()
+        grid = pg.GraphicsLayoutWidget()
+        grid.ci.setSpacing(2)
+        grid.ci.setContentsMargins(0, 0, 0, 0)
+        self.boxes: dict[str, pg.ViewBox] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.captions: dict[str, pg.TextItem] = {}
+        for i, s in enumerate(STREAMS):
+            vb = grid.addViewBox(row=i // 2, col=i % 2, lockAspect=True, invertY=True, enableMenu=False)
+            img = pg.ImageItem(axisOrder="row-major")
+            vb.addItem(img)
+            cap = pg.TextItem(STREAM_NAMES[s], color="w", fill=pg.mkBrush(0, 0, 0, 160))
+            cap.setZValue(5)
+            vb.addItem(cap, ignoreBounds=True)
+            self.boxes[s], self.images[s], self.captions[s] = vb, img, cap
+        first = self.boxes[STREAMS[0]]
+        for s in STREAMS[1:]:  # one zoom and pan for all four
+            self.boxes[s].setXLink(first)
+            self.boxes[s].setYLink(first)
+        self.grid = grid
+        self.frames_stack.addWidget(grid)
+        split = pg.GraphicsLayoutWidget()
+        split.ci.setContentsMargins(0, 0, 0, 0)
+        self.split_vb = split.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.split_img = pg.ImageItem(axisOrder="row-major")
+        self.split_vb.addItem(self.split_img)
+        self.divider = pg.InfiniteLine(0, angle=90, movable=True, pen=pg.mkPen("#ffeb3b", width=2),
+                                       hoverPen=pg.mkPen("#fff59d", width=3))
+        self.divider.setZValue(10)
+        self.divider.sigPositionChanged.connect(lambda *_: self._compose_split())
+        self.split_vb.addItem(self.divider, ignoreBounds=True)
+        self.split_left_cap = pg.TextItem("", color="w", fill=pg.mkBrush(0, 0, 0, 160), anchor=(0, 0))
+        self.split_right_cap = pg.TextItem("", color="w", fill=pg.mkBrush(0, 0, 0, 160), anchor=(1, 0))
+        for c in (self.split_left_cap, self.split_right_cap):
+            c.setZValue(11)
+            self.split_vb.addItem(c, ignoreBounds=True)
+        self.split = split
+        self.split_composed: np.ndarray | None = None
+        self._split_w = 0
+        self._split_range: tuple[int, int] | None = None
+        self._grid_hw: tuple[int, int] | None = None
+        self.frames_stack.addWidget(split)
+        self.frames_stack.setMinimumHeight(170)
+
+        # --- per-frame plots -----------------------------------------------------------
+        self.psnr_plot = self._make_plot("PSNR (dB)")
+        self.ssim_plot = self._make_plot("SSIM")
+        self.ssim_plot.setXLink(self.psnr_plot)
+        self.psnr_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", colCount=3)
+        self.lines = []
+        for p in (self.psnr_plot, self.ssim_plot):
+            line = pg.InfiniteLine(0, angle=90, movable=False, pen=pg.mkPen("#6a1b9a", width=1.5))
+            p.addItem(line, ignoreBounds=True)
+            self.lines.append(line)
+            p.scene().sigMouseClicked.connect(lambda ev, p=p: self._on_plot_click(p, ev))
+        self.psnr_curves: dict[str, pg.PlotDataItem] = {}
+        self.ssim_curves: dict[str, pg.PlotDataItem] = {}
+
+        # --- pooled, rate-distortion, worst frames ---------------------------------------
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(["method", "PSNR pooled", "PSNR mean", "SSIM mean", "RGB PSNR", "bpp"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setToolTip("PSNR pooled: PSNR of the mean MSE over frames (FFmpeg 'average'); PSNR mean: "
+                              "mean of per-frame PSNR; SSIM: FFmpeg's 'All'; RGB PSNR: 8-bit RGB, neural only")
+        self.rd_plot = pg.PlotWidget(background="w")
+        self.rd_plot.setLabel("bottom", "bits per pixel")
+        self.rd_plot.setLabel("left", "PSNR pooled (dB)")
+        self.rd_plot.showGrid(x=True, y=True, alpha=0.3)
+        self.rd_plot.addLegend(offset=(-4, -4), labelTextSize="8pt")
+        self.worst_list = QListWidget()
+        self.worst_list.setToolTip("The five lowest-PSNR frames of each method; click to go there")
+        self.worst_list.itemClicked.connect(self._on_worst)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Pooled")
+        self.tabs.addTab(self.rd_plot, "Rate–distortion")
+        self.tabs.addTab(self.worst_list, "Worst frames")
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.frames_stack)
+        splitter.addWidget(self.psnr_plot)
+        splitter.addWidget(self.ssim_plot)
+        splitter.addWidget(self.tabs)
+        splitter.setChildrenCollapsible(False)
+        splitter.setSizes([300, 120, 100, 170])
+        self.splitter = splitter
+        lay.addWidget(splitter, 1)
+        self._show_placeholders()
+
+    def _make_plot(self, ylabel: str) -> pg.PlotWidget:
+        p = pg.PlotWidget(background="w")
+        p.setLabel("left", ylabel)
+        p.setLabel("bottom", "frame")
+        p.showGrid(x=True, y=True, alpha=0.3)
+        p.getAxis("left").enableAutoSIPrefix(False)
+        p.setMinimumHeight(80)
+        p.setToolTip("Click to go to a frame")
+        return p
+
+    # --- panel interface (main window) ---------------------------------------------------
+    def attach(self, view_box: pg.ViewBox) -> None:
+        self._view_box = view_box
+        view_box.addItem(self.overlay)
+
+    def detach(self) -> None:
+        self.shutdown()
+        if self._view_box is not None:
+            self._view_box.removeItem(self.overlay)
+
+    def shutdown(self) -> None:
+        """Stop a report being built (window closing or model removed)."""
+        job, self.job = self.job, None
+        if job is not None:
+            job.cancel()
+            job.wait(30000)
+
+    def update_from(self, result, frame, slow: bool) -> None:
+        from loupe.inference.preprocess import display_rgb
+
+        self.last = result
+        self.index = int(frame.index)
+        orig = _get(result, "original", "target", default=None)
+        if orig is None:
+            orig = target_of(display_rgb(frame), self.output)
+        self.original = orig
+        self.neural = _get(result, "reconstruction", "recon", "decoded", default=None)
+        err = _get(result, "error", default=None)
+        if err is None and self.neural is not None and self.original.shape == self.neural.shape:
+            err = np.mean(np.abs(self.original.astype(np.int16) - self.neural.astype(np.int16)), axis=2).astype(np.float32)
+        if err is not None:
+            self.overlay.setImage(err, autoLevels=False, levels=(0.0, 32.0))
+            crop = self.output.get("crop")
+            if crop:
+                t, lft, h, w = (float(v) for v in crop)
+            else:
+                t, lft, h, w = 0.0, 0.0, float(frame.height), float(frame.width)
+            self.overlay.setRect(QRectF(lft, t, w, h))
+        if slow:
+            self.refresh()
+
+    def refresh_slow(self, result, frame) -> None:
+        self.refresh()
+
+    def reset_series(self) -> None:
+        """A new source: a report of another clip no longer applies."""
+        if self.report is not None and self._clip() != self.report_clip:
+            self.set_report(None)
+
+    # --- drawing -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        r = self.last
+        if r is not None:
+            psnr, ssim, bpp = _get(r, "psnr"), _get(r, "ssim"), _get(r, "bpp", default=self.output.get("bpp"))
+            rgb = _get(r, "psnr_rgb", default=None)
+            txt = f"PSNR {_fmt(psnr)} dB   SSIM {_fmt(ssim, 4)}   {_fmt(bpp, 3)} bpp"
+            if rgb is not None:
+                txt += f"   (RGB PSNR {_fmt(rgb)} dB)"
+            self.live_label.setText(f"frame {self.index}:  {txt}")
+        for line in self.lines:
+            line.setValue(self.index)
+        self.refresh_frames()
+
+    def stream_frame(self, stream: str) -> np.ndarray | None:
+        """The current frame of one stream (original/neural live; codecs from the report)."""
+        if self.view is not None and stream in ("h264", "h265"):
+            m = self.view.matched(stream)
+            return None if m is None else self.view.frame(m, self.index)
+        if stream == "original":
+            return self.original
+        if stream == "neural":
+            return self.neural
+        return None
+
+    def refresh_frames(self) -> None:
+        if self.mode_box.currentIndex() == 0:
+            for s in STREAMS:
+                img = self.stream_frame(s)
+                if img is None:
+                    self.images[s].clear()
+                    continue
+                if s == "original" and self._grid_hw != img.shape[:2]:  # new size: fit it (links do the rest)
+                    self._grid_hw = img.shape[:2]
+                    self.boxes[s].setRange(QRectF(0, 0, img.shape[1], img.shape[0]), padding=0)
+                self.images[s].setImage(img, autoLevels=False, levels=(0, 255))
+                self.images[s].setRect(QRectF(0, 0, img.shape[1], img.shape[0]))
+                self._caption(s)
+        else:
+            self._compose_split()
+
+    def _caption(self, s: str) -> None:
+        text = STREAM_NAMES[s]
+        if self.view is not None and s != "original":
+            m = s if s == "neural" else self.view.matched(s)
+            if m is not None and m in self.view.methods:
+                psnr = self.view.per_frame(m, "psnr")
+                k = np.nonzero(self.view.index == self.index)[0]
+                if k.size:
+                    text += f"  {psnr[k[0]]:.2f} dB"
+        elif s == "neural" and self.last is not None:
+            text += f"  {_fmt(_get(self.last, 'psnr'))} dB"
+        self.captions[s].setText(text)
+
+    def _compose_split(self) -> None:
+        ls, rs = self.left_box.currentData(), self.right_box.currentData()
+        a, b = self.stream_frame(ls), self.stream_frame(rs)
+        if a is None or b is None or a.shape != b.shape:
+            self.split_img.clear()
+            missing = [STREAM_NAMES[s] for s, x in ((ls, a), (rs, b)) if x is None]
+            self.split_left_cap.setText(f"{', '.join(missing)}: press Compare" if missing else "sizes differ")
+            self.split_right_cap.setText("")
+            self.split_composed = None
+            return
+        w = a.shape[1]
+        if self._split_w != w:  # first frame (or new size): divider in the middle
+            self._split_w = w
+            self.divider.blockSignals(True)
+            self.divider.setValue(w / 2)
+            self.divider.blockSignals(False)
+            self.divider.setBounds((0, w))
+        self.split_composed = compose_split(a, b, self.divider.value())
+        self.split_img.setImage(self.split_composed, autoLevels=False, levels=(0, 255))
+        if self._split_range != a.shape[:2]:
+            self._split_range = a.shape[:2]
+            self.split_vb.setRange(QRectF(0, 0, w, a.shape[0]), padding=0)
+        self.split_left_cap.setText(STREAM_NAMES[ls])
+        self.split_left_cap.setPos(0, 0)
+        self.split_right_cap.setText(STREAM_NAMES[rs])
+        self.split_right_cap.setPos(w, 0)
+
+    def _on_mode(self, i: int) -> None:
+        self.frames_stack.setCurrentIndex(i)
+        self.split_controls.setVisible(i == 1)
+        self.refresh_frames()
+
+    def set_split(self, left: str, right: str, x: float | None = None) -> None:
+        self.mode_box.setCurrentIndex(1)
+        self.left_box.setCurrentIndex(STREAMS.index(left))
+        self.right_box.setCurrentIndex(STREAMS.index(right))
+        if x is not None:
+            self.divider.setValue(x)
+        self.refresh_frames()
+
+    def _show_placeholders(self) -> None:
+        for s in ("h264", "h265"):
+            self.captions[s].setText(f"{STREAM_NAMES[s]}: press Compare")
+
+    # --- the report ----------------------------------------------------------------------
+    def compare(self, codecs=("h264", "h265"), sizes=CODEC_SIZES, max_frames: int | None = None) -> ReportJob | None:
+        """Build a report of the open clip on a worker thread; ``reportReady`` or ``reportFailed``."""
+        if self.job is not None:
+            return self.job
+        clip = self._clip()
+        if not clip or clip.startswith("camera:"):
+            self._fail("Open the clip this model was fitted on first: the comparison encodes that file.")
+            return None
+        build = self._build_report
+        if build is None:
+            from loupe.compression_report import build_report as build
+        model = self.model_path
+        kw = {} if max_frames is None else {"max_frames": max_frames}
+
+        def work(progress, cancelled):
+            return build(model, clip, codecs=tuple(codecs), sizes=tuple(sizes), progress=progress,
+                         cancelled=cancelled, **kw)
+
+        job = ReportJob(work, self)
+        job.progressed.connect(self._on_progress)
+        job.finishedWith.connect(lambda rep, c=clip: self._on_report(rep, c))
+        job.failedWith.connect(self._fail)
+        job.finished.connect(self._job_done)
+        self.job = job
+        self.compare_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.show()
+        self._status(f"encoding {clip.rsplit('/', 1)[-1]} with {', '.join(c.upper().replace('H', 'H.') for c in codecs)}…")
+        job.start()
+        return job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.cancel_btn.setEnabled(False)
+            self._status("cancelling…")
+
+    def _job_done(self) -> None:
+        job, self.job = self.job, None
+        if job is not None:
+            job.deleteLater()
+        self.compare_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.progress.hide()
+
+    def _on_progress(self, fraction: float, text: str) -> None:
+        self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
+        if text:
+            self._status(text)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #b71c1c; font-weight: bold" if error else "color: #37474f")
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
+
+    def _fail(self, msg: str) -> None:
+        if msg == "cancelled":
+            self._status("comparison cancelled")
+        else:  # no figure stays on screen from a comparison that failed (e.g. misaligned streams)
+            if self.report is not None:
+                self.set_report(None)
+            self._status(f"No comparison: {msg}", error=True)
+        self.reportFailed.emit(msg)
+
+    def _on_report(self, report, clip: str) -> None:
+        self.report_clip = clip
+        err = _get(report, "error", default=None)
+        if err:
+            self.set_report(None)
+            self._fail(str(err))
+            return
+        self.set_report(report)
+        self._status("")
+        self.reportReady.emit(report)
+
+    def set_report(self, report) -> None:
+        """Show a report (or clear it): curves, table, rate-distortion, worst frames."""
+        self.report = report
+        self.view = ReportView(report) if report is not None else None
+        for p in (self.psnr_plot, self.ssim_plot):
+            for item in list(p.listDataItems()):
+                p.removeItem(item)
+        if self.psnr_plot.plotItem.legend is not None:
+            self.psnr_plot.plotItem.legend.clear()
+        for item in list(self.rd_plot.listDataItems()):
+            self.rd_plot.removeItem(item)
+        if self.rd_plot.plotItem.legend is not None:
+            self.rd_plot.plotItem.legend.clear()
+        self.psnr_curves.clear()
+        self.ssim_curves.clear()
+        self.table.setRowCount(0)
+        self.worst_list.clear()
+        self.csv_btn.setEnabled(report is not None)
+        if self.view is None:
+            self._show_placeholders()
+            self.refresh_frames()
+            return
+        v = self.view
+        shown = [m for m in ("neural", v.matched("h264"), v.matched("h265")) if m in v.methods]
+        for m in shown:
+            pen = pg.mkPen(method_color(m), width=1.5)
+            label = STREAM_NAMES.get(m.split("@")[0], m)
+            self.psnr_curves[m] = self.psnr_plot.plot(v.index, v.per_frame(m, "psnr"), pen=pen, name=label)
+            self.ssim_curves[m] = self.ssim_plot.plot(v.index, v.per_frame(m, "ssim"), pen=pen)
+        # pooled figures, every method and size
+        rows = ["neural", *[m for m in v.methods if m != "neural"]]
+        rows = [m for m in rows if m in v.methods]
+        self.table.setRowCount(len(rows))
+        for r, m in enumerate(rows):
+            pooled = v.pooled(m)
+            cells = [m, _fmt(pooled.get("psnr_pooled")), _fmt(pooled.get("psnr_mean")), _fmt(pooled.get("ssim_mean"), 4),
+                     _fmt(pooled.get("psnr_rgb")) if m == "neural" else "", _fmt(v.bpp(m), 4)]
+            for c, text in enumerate(cells):
+                it = QTableWidgetItem(text)
+                if c:
+                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, it)
+        # rate-distortion: one curve per codec over its sizes, the neural point(s)
+        for codec in ("h264", "h265"):
+            ms = v.sizes(codec)
+            if ms:
+                x = [v.bpp(m) for m in ms]
+                y = [_num(v.pooled(m).get("psnr_pooled")) for m in ms]
+                self.rd_plot.plot(x, y, pen=pg.mkPen(method_color(codec), width=2), symbol="o", symbolSize=7,
+                                  symbolBrush=method_color(codec), name=STREAM_NAMES[codec])
+        nms = [m for m in v.methods if m.split("@")[0] == "neural"]
+        self.rd_plot.plot([v.bpp(m) for m in nms], [_num(v.pooled(m).get("psnr_pooled")) for m in nms], pen=None,
+                          symbol="star", symbolSize=14, symbolBrush=method_color("neural"), name="neural (HNeRV)")
+        # five worst frames per method
+        for m in rows:
+            head = QListWidgetItem(f"{m}:")
+            head.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.worst_list.addItem(head)
+            for idx, val in v.worst(m, 5):
+                it = QListWidgetItem(f"    frame {idx}   {val:.2f} dB")
+                it.setData(Qt.ItemDataRole.UserRole, idx)
+                self.worst_list.addItem(it)
+        self.refresh()
+
+    # --- interaction ---------------------------------------------------------------------
+    def _on_plot_click(self, plot: pg.PlotWidget, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or self.view is None:
+            return
+        pos = plot.getPlotItem().vb.mapSceneToView(ev.scenePos())
+        self.seek_plot(pos.x())
+
+    def seek_plot(self, x: float) -> None:
+        """A click on a plot at frame ``x``: go to the nearest measured frame."""
+        if self.view is None or self.view.index.size == 0:
+            return
+        k = int(np.argmin(np.abs(self.view.index - x)))
+        self.seekRequested.emit(int(self.view.index[k]))
+
+    def _on_worst(self, item: QListWidgetItem) -> None:
+        idx = item.data(Qt.ItemDataRole.UserRole)
+        if idx is not None:
+            self.seekRequested.emit(int(idx))
+
+    def export_csv(self, path: str) -> None:
+        if self.report is None:
+            raise ValueError("no comparison to export yet")
+        self.report.to_csv(path)
+
+    def _export_dialog(self) -> None:
+        if self.report is None:
+            return
+        stem = (self.report_clip.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "clip") + "_compression.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", stem, "CSV (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as e:
+                self._status(f"could not write {path}: {e}", error=True)
+                return
+            self._status(f"wrote {path}")
