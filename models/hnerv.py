@@ -34,23 +34,43 @@ further down: :func:`load_training_checkpoint`, :func:`load_quant_vid`,
 
 from __future__ import annotations
 
+import io
+import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce as _fold
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import CheckpointError, read_checkpoint
+
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "EXPORT_ATOL",
+    "CompressionExport",
+    "FrameTable",
     "HNeRV",
     "HNeRVConfig",
     "HNeRVDecoder",
+    "LoadReport",
+    "QuantVid",
     "bunny_1p5m_config",
     "choose_strides",
+    "compression_card",
     "config_for",
     "decoder_param_count",
+    "dequantize",
+    "export_compression",
+    "load_quant_vid",
+    "load_training_checkpoint",
+    "unwrap_training_checkpoint",
 ]
 
 
@@ -297,7 +317,9 @@ def config_for(
     Raises ValueError with a one-line reason when the budget cannot be met.
     """
     h, w = int(frame_hw[0]), int(frame_hw[1])
-    st = tuple(int(s) for s in strides) if strides else choose_strides((h, w), max_stages=max_stages)
+    st = (
+        tuple(int(s) for s in strides) if strides else choose_strides((h, w), max_stages=max_stages)
+    )
     budget = float(params)
     base = dict(
         out_size=(h, w),
@@ -516,3 +538,373 @@ class HNeRVDecoder(nn.Module):
             self.decoder, self.head_layer, self.config.fc_hw, self.config.out_bias, embedding
         )
 
+
+# --------------------------------------------------------------------------------------
+# official checkpoints (torch.load(weights_only=True) only)
+# --------------------------------------------------------------------------------------
+_MAX_LISTED = 5
+
+
+def _listing(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading a checkpoint left out: keys the model has that the file lacks
+    (``missing``) and keys of the file the model does not use (``unexpected``)."""
+
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.unexpected
+
+    def summary(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing keys: {_listing(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected keys: {_listing(self.unexpected)}")
+        return "; ".join(parts) if parts else "all keys matched"
+
+
+def dequantize(entry: Any, name: str = "tensor") -> torch.Tensor:
+    """A float32 tensor from a plain tensor or an official ``{'quant', 'min', 'scale'}`` dict.
+
+    ``value = min + scale * quant`` computed in float32 exactly as the official
+    ``efficient_nvloader.dequant_tensor`` does (``min``/``scale`` cast to float32 and
+    broadcast against ``quant``); ``min`` and ``scale`` may be scalars, 0-d tensors or tensors
+    of any shape that broadcasts to ``quant``'s (per-channel, per-row, ...).
+    """
+    if isinstance(entry, torch.Tensor):
+        if not (entry.dtype.is_floating_point or entry.dtype in (torch.uint8, torch.int8)):
+            raise CheckpointError(f"{name}: tensor of dtype {entry.dtype} is not a weight")
+        return entry.detach().to(torch.float32)
+    if not isinstance(entry, dict):
+        raise CheckpointError(
+            f"{name}: expected a tensor or a {{quant, min, scale}} dict, got {type(entry).__name__}"
+        )
+    missing = [k for k in ("quant", "min", "scale") if k not in entry]
+    if missing:
+        raise CheckpointError(f"{name}: quantised entry lacks {', '.join(missing)}")
+    q = entry["quant"]
+    if not isinstance(q, torch.Tensor):
+        raise CheckpointError(f"{name}: 'quant' is a {type(q).__name__}, not a tensor")
+
+    def as_tensor(v: Any, what: str) -> torch.Tensor:
+        if isinstance(v, torch.Tensor):
+            return v.detach().to(torch.float32)
+        if isinstance(v, (int, float)):
+            return torch.tensor(float(v), dtype=torch.float32)
+        raise CheckpointError(f"{name}: '{what}' is a {type(v).__name__}, not a number or tensor")
+
+    tmin, scale = as_tensor(entry["min"], "min"), as_tensor(entry["scale"], "scale")
+    try:
+        tmin = torch.broadcast_to(tmin, q.shape)
+        scale = torch.broadcast_to(scale, q.shape)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{name}: min {list(tmin.shape)} / scale {list(scale.shape)} do not broadcast "
+            f"against quant {list(q.shape)}"
+        ) from None
+    return tmin + scale * q.to(torch.float32)
+
+
+def unwrap_training_checkpoint(ckpt: Any) -> dict[str, torch.Tensor]:
+    """The state dict of an official training checkpoint (``train_nerv_all.py``).
+
+    Takes ``ckpt['state_dict']`` (or the dict itself when it already maps names to tensors),
+    removes the substring ``blocks.0.`` and a leading ``module.`` (DataParallel) as the
+    official loader does. Non-tensor entries raise CheckpointError.
+    """
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"checkpoint holds a {type(ckpt).__name__}, expected a dict with 'state_dict'"
+        )
+    sd = ckpt.get("state_dict", ckpt)
+    if not isinstance(sd, dict):
+        raise CheckpointError("checkpoint['state_dict'] is not a dict of tensors")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"checkpoint key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            if key in ("epoch", "optimizer"):
+                continue
+            raise CheckpointError(
+                f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
+        name = key.replace("blocks.0.", "")
+        name = name.removeprefix("module.")
+        out[name] = value
+    return out
+
+
+def _fit_state_dict(
+    model: nn.Module, sd: dict[str, torch.Tensor], strict: bool, what: str
+) -> LoadReport:
+    """Load ``sd`` into ``model``; raise CheckpointError on shape mismatches and, with
+    ``strict``, on missing/unexpected keys. Returns what was left out."""
+    expected = model.state_dict()
+    report = LoadReport(
+        missing=tuple(k for k in expected if k not in sd),
+        unexpected=tuple(k for k in sd if k not in expected),
+    )
+    bad = [
+        f"{k} {list(sd[k].shape)} != {list(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint does not fit {what}: {len(bad)} shape mismatches: {_listing(bad)}"
+        )
+    if strict and not report.complete:
+        raise CheckpointError(f"checkpoint does not fit {what}: {report.summary()}")
+    if len(report.missing) == len(expected):
+        raise CheckpointError(f"checkpoint does not fit {what}: none of its keys match")
+    model.load_state_dict({k: v for k, v in sd.items() if k in expected}, strict=False)
+    return report
+
+
+def _config_label(cfg: HNeRVConfig) -> str:
+    h, w = cfg.out_size
+    return f"HNeRV {h}x{w} (strides {','.join(map(str, cfg.dec_strides))}, fc_dim {cfg.fc_dim})"
+
+
+def load_training_checkpoint(
+    path: str | Path | dict, config: HNeRVConfig | None = None, *, strict: bool = True
+) -> tuple[HNeRV, LoadReport]:
+    """A full :class:`HNeRV` from an official training checkpoint (``hnerv-1.5m-e300.pth``).
+
+    ``config`` defaults to :func:`bunny_1p5m_config`. The official loader uses
+    ``strict=False``; here ``strict=True`` (default) raises CheckpointError naming missing
+    and unexpected keys, ``strict=False`` loads the matching keys and returns them in the
+    :class:`LoadReport` (also logged). Shape mismatches always raise.
+    """
+    cfg = config or bunny_1p5m_config()
+    ckpt = path if isinstance(path, dict) else read_checkpoint(path)
+    sd = unwrap_training_checkpoint(ckpt)
+    model = HNeRV(cfg)
+    report = _fit_state_dict(model, sd, strict, _config_label(cfg))
+    if not report.complete:
+        logger.warning("training checkpoint loaded partially: %s", report.summary())
+    return model.eval(), report
+
+
+@dataclass
+class QuantVid:
+    """A loaded ``quant_vid.pth``: the decoder with dequantised weights and the embeddings."""
+
+    decoder: HNeRVDecoder
+    embeddings: torch.Tensor  # N x C x h x w float32 (dequantised)
+    quantised: bool  # True when the file held {quant, min, scale} entries
+    path: Path | None = None
+    file_bytes: int | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+def load_quant_vid(path: str | Path | dict, config: HNeRVConfig | None = None) -> QuantVid:
+    """Decoder + per-frame embeddings from an official ``checkpoints/quant_vid.pth``.
+
+    The file is ``{'model': {decoder key: {'quant', 'min', 'scale'} or tensor}, 'embed':
+    {'quant', 'min', 'scale'} or tensor [N, C, h, w]}``; every entry is dequantised with
+    :func:`dequantize`. Decoder keys must equal ``HNeRVDecoder(config)``'s exactly (``module.``
+    and ``blocks.0.`` are removed first, as for training checkpoints); ``config`` defaults to
+    :func:`bunny_1p5m_config`. Problems raise CheckpointError with a one-line reason.
+    """
+    cfg = config or bunny_1p5m_config()
+    p = None if isinstance(path, dict) else Path(path)
+    obj = path if isinstance(path, dict) else read_checkpoint(path)
+    name = p.name if p is not None else "quant_vid"
+    if not isinstance(obj, dict) or "model" not in obj or "embed" not in obj:
+        keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{name} is not a quant_vid file ('model' and 'embed' needed; has {keys})"
+        )
+    model_entries = obj["model"]
+    if not isinstance(model_entries, dict):
+        raise CheckpointError(f"{name}: 'model' is not a dict")
+    quantised = isinstance(obj["embed"], dict)
+    sd: dict[str, torch.Tensor] = {}
+    for key, entry in model_entries.items():
+        quantised = quantised or isinstance(entry, dict)
+        clean = str(key).replace("blocks.0.", "").removeprefix("module.")
+        sd[clean] = dequantize(entry, f"{name}: {key}")
+    decoder = HNeRVDecoder(cfg)
+    _fit_state_dict(decoder, sd, True, "the decoder of " + _config_label(cfg))
+    emb = dequantize(obj["embed"], f"{name}: embed")
+    want = cfg.embed_shape
+    if emb.dim() == 3:
+        emb = emb.unsqueeze(0)
+    if emb.dim() != 4 or tuple(emb.shape[1:]) != want:
+        raise CheckpointError(
+            f"{name}: embeddings have shape {list(emb.shape)}, expected [frames, {want[0]}, "
+            f"{want[1]}, {want[2]}]"
+        )
+    if emb.shape[0] < 1:
+        raise CheckpointError(f"{name}: no frame embeddings")
+    return QuantVid(
+        decoder=decoder.eval(),
+        embeddings=emb.contiguous(),
+        quantised=quantised,
+        path=p,
+        file_bytes=p.stat().st_size if p is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# export: one card-carrying ONNX (frame index in, frame out)
+# --------------------------------------------------------------------------------------
+#: |onnxruntime - torch| accepted per frame after export (outputs are in [0, 1]).
+EXPORT_ATOL = 1e-4
+INDEX_NAME = "frame_index"
+FRAME_NAME = "frame"
+
+
+class FrameTable(nn.Module):
+    """``frame_index`` int64 [1] -> ``frame`` 1 x 3 x H x W: Gather from a constant table of
+    embeddings, then the decoder. What :func:`export_compression` exports."""
+
+    def __init__(self, decoder: HNeRVDecoder, embeddings: torch.Tensor) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.register_buffer("embeddings", embeddings.detach().to(torch.float32).contiguous())
+
+    def forward(self, frame_index: torch.Tensor) -> torch.Tensor:
+        emb = torch.index_select(self.embeddings, 0, frame_index.reshape(1))
+        return self.decoder(emb)
+
+
+@dataclass(frozen=True)
+class CompressionExport:
+    """Result of :func:`export_compression`."""
+
+    path: Path
+    card: Any  # loupe.inference.card.ModelCard
+    max_abs_diff: float  # largest |onnxruntime - torch| over the checked frames
+    checked_frames: tuple[int, ...]
+
+
+def compression_card(
+    config: HNeRVConfig, frames: int, card_info: dict[str, Any] | None = None
+) -> Any:
+    """The ``compression`` ModelCard of an HNeRV representation (contract in CONTRACTS.md).
+
+    ``card_info``: ``name`` and ``source`` (merged over ``{"architecture": "HNeRV", "demo":
+    False}``) are card fields; every other key goes into ``loupe.output`` (``crop``,
+    ``source_size``, ``fps``, ``bits``, ``representation``, ``clip``, ...). ``frames`` and
+    ``size`` come from the model, ``bpp`` is ``bits / (frames * H * W)`` when ``bits`` is given.
+    """
+    from loupe.inference.card import InputSpec, ModelCard
+
+    info = dict(card_info or {})
+    name = str(info.pop("name", "") or f"HNeRV {config.out_size[0]}x{config.out_size[1]}")
+    source = {"architecture": "HNeRV", "demo": False}
+    source.update(info.pop("source", {}) or {})
+    h, w = config.out_size
+    output: dict[str, Any] = {"frames": int(frames), "size": [h, w]}
+    for key, value in info.items():
+        output[key] = list(value) if isinstance(value, tuple) else value
+    if output.get("bits") is not None:
+        output["bits"] = int(output["bits"])
+        output.setdefault("bpp", output["bits"] / (int(frames) * h * w))
+    return ModelCard(
+        task="compression",
+        name=name,
+        input=InputSpec(color="RGB", scale=1.0 / 255.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        output=output,
+        source=source,
+    )
+
+
+def _check_frames(n: int, check: Sequence[int] | None) -> tuple[int, ...]:
+    if check is not None:
+        return tuple(int(i) % n for i in check)
+    if n <= 4:
+        return tuple(range(n))
+    return tuple(sorted({0, 1, n // 2, n - 1}))
+
+
+def export_compression(
+    decoder: HNeRVDecoder | HNeRV,
+    embeddings: torch.Tensor,
+    card_info: dict[str, Any] | None,
+    out_path: str | Path,
+    *,
+    check_frames: Sequence[int] | None = None,
+    opset: int = 17,
+) -> CompressionExport:
+    """Write decoder + per-frame embeddings as one ``compression`` ONNX with its card.
+
+    Input ``frame_index`` int64 [1] (0-based), output ``frame`` float32 1 x 3 x H x W in
+    [0, 1]; the embeddings (N x C x h x w, already dequantised when the model is a quantised
+    one) are a constant table inside the graph, read with Gather. After writing, the file is
+    run in ONNX Runtime (CPU) for ``check_frames`` (default: first, second, middle, last) and
+    compared with ``decoder(embeddings[i])`` in torch; a difference above
+    :data:`EXPORT_ATOL` raises ExportError (the file is removed).
+    """
+    import onnxruntime as ort
+
+    from .export import ExportError, save_with_card
+
+    if isinstance(decoder, HNeRV):
+        decoder = decoder.decoder_model()
+    cfg = decoder.config
+    emb = embeddings.detach().to(torch.float32)
+    if emb.dim() != 4 or tuple(emb.shape[1:]) != cfg.embed_shape:
+        raise ValueError(
+            f"embeddings must be [frames, {', '.join(map(str, cfg.embed_shape))}], "
+            f"got {list(emb.shape)}"
+        )
+    n = int(emb.shape[0])
+    if n < 1:
+        raise ValueError("no frame embeddings to export")
+    card = compression_card(cfg, n, card_info)
+    out_path = Path(out_path)
+    net = FrameTable(decoder, emb).eval()
+    sample = torch.zeros(1, dtype=torch.int64)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
+        with torch.no_grad():
+            torch.onnx.export(
+                net,
+                (sample,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INDEX_NAME],
+                output_names=[FRAME_NAME],
+                do_constant_folding=True,
+            )
+    save_with_card(buf.getvalue(), card, out_path)
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(out_path), opts, providers=["CPUExecutionProvider"])
+    checked = _check_frames(n, check_frames)
+    worst = 0.0
+    for i in checked:
+        got = sess.run(None, {INDEX_NAME: np.array([i], dtype=np.int64)})[0]
+        with torch.no_grad():
+            ref = decoder.eval()(emb[i : i + 1]).numpy()
+        if got.shape != ref.shape:
+            out_path.unlink(missing_ok=True)
+            raise ExportError(f"onnxruntime frame {i} has shape {got.shape}, torch {ref.shape}")
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))))
+    if worst > EXPORT_ATOL:
+        out_path.unlink(missing_ok=True)
+        raise ExportError(
+            f"onnxruntime and torch frames differ by {worst:.3g} (limit {EXPORT_ATOL:g})"
+        )
+    logger.info("exported %d frames to %s, max |ort - torch| %.3g", n, out_path, worst)
+    return CompressionExport(out_path, card, worst, checked)
