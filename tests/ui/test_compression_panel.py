@@ -206,3 +206,57 @@ def test_compare_runs_off_the_ui_thread_and_reports_errors(qtbot, panel, streams
     panel.cancel()
     qtbot.waitUntil(lambda: panel.job is None, timeout=10000)
     assert "cancelled" in panel.status.text()
+
+
+# --- Fit HNeRV on this clip ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    frames: int
+    size: tuple
+    needs_gpu: bool
+    message: str
+
+
+def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
+    from loupe.media import clip_path
+    from loupe.ui.fit_hnerv import FitHNeRVDialog
+
+    asked = []
+
+    def estimate(clip, params):
+        asked.append(params)
+        if params > 0.5e6:
+            return Estimate(3 * 3600.0, 132, (720, 1280), True, "about 8 min on a GPU.")
+        return Estimate(420.0, 120, (144, 176), False, "")
+
+    dlg = FitHNeRVDialog(str(clip_path("carphone_pristine.mp4")), estimate=estimate)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: "about 7 min" in dlg.estimate_label.text(), timeout=5000)
+    assert "120 frames at 176x144" in dlg.estimate_label.text() and "GPU" not in dlg.estimate_label.text()
+    dlg.budget.setCurrentIndex(2)  # 1M
+    qtbot.waitUntil(lambda: "needs a GPU" in dlg.estimate_label.text(), timeout=5000)
+    assert dlg.params == 1e6 and asked[-1] == 1e6 and "3.0 h" in dlg.estimate_label.text()
+
+    def broken(clip, params):
+        raise ValueError("cannot read the clip")
+
+    dlg2 = FitHNeRVDialog("missing.mp4", estimate=broken)
+    qtbot.addWidget(dlg2)
+    qtbot.waitUntil(lambda: "could not estimate: cannot read the clip" in dlg2.estimate_label.text(), timeout=5000)
+
+
+def test_fit_without_torch_says_how_to_get_it(qtbot, monkeypatch):
+    import loupe.ui.learn_normal as ln
+    from loupe.ui.main_window import MainWindow
+
+    win = MainWindow(ask_task=False)
+    qtbot.addWidget(win)
+    monkeypatch.setattr(ln, "torch_available", lambda: False)
+    with qtbot.waitSignal(win.errorShown, timeout=2000) as sig:
+        win.hnerv_action.trigger()
+    assert "pip install 'loupe[fit]'" in sig.args[0]
+    monkeypatch.setattr(ln, "torch_available", lambda: True)
+    win.hnerv_action.trigger()  # no clip open: a notice, no dialog
+    assert not win.banner.isHidden() and "Open a video file first" in win.banner.label.text()
+    win.close()

@@ -95,7 +95,9 @@ def _num(v: Any) -> float:
 
 def _fmt(v: Any, digits: int = 2) -> str:
     f = _num(v)
-    return "—" if not math.isfinite(f) else f"{f:.{digits}f}"
+    if math.isinf(f):
+        return "∞" if f > 0 else "-∞"
+    return "—" if math.isnan(f) else f"{f:.{digits}f}"
 
 
 class ReportJob(QThread):
