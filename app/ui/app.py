@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -57,6 +58,7 @@ def run_gui(args: argparse.Namespace) -> int:
     rc = [0]
     if screenshot:
         target = max(1, args.frames)
+        comparing: list[bool] = []
 
         def done() -> None:
             win.grab().save(screenshot)
@@ -69,10 +71,16 @@ def run_gui(args: argparse.Namespace) -> int:
                 win.frameShown.disconnect(on_frame)
                 if win.player is not None:
                     win.player.pause()
+                if os.environ.get("LOUPE_SCREENSHOT_COMPARE"):  # compression panel: build the report first
+                    from loupe.ui.panels.compression import compare_then
+
+                    if compare_then(win, lambda: QTimer.singleShot(300, done)):
+                        comparing.append(True)
+                        return
                 QTimer.singleShot(100, done)  # let the last paint land
 
         def on_end_or_timeout() -> None:
-            if win.isVisible():
+            if win.isVisible() and not comparing:
                 rc[0] = 1 if win.shown == 0 else 0
                 done()
 

@@ -710,3 +710,15 @@ class CompressionPanel(QWidget):
                 self._status(f"could not write {path}: {e}", error=True)
                 return
             self._status(f"wrote {path}")
+
+
+def compare_then(win, done: Callable[[], None]) -> bool:
+    """Screenshot mode (``LOUPE_SCREENSHOT_COMPARE=1``): build the first compression panel's report,
+    then call ``done`` (on success or failure). False when the window has no compression panel."""
+    panel = next((p for p in win.panels if isinstance(p, CompressionPanel)), None)
+    if panel is None:
+        return False
+    panel.reportReady.connect(lambda _r: done())
+    panel.reportFailed.connect(lambda _m: done())
+    panel.compare()  # a failure to start still ends in reportFailed
+    return True
