@@ -104,3 +104,63 @@ def make_copy_last_model(path: Path, past: int = 4, calibration=(20.0, 40.0), th
         source={"architecture": "test model: copy the last frame", "demo": False},
     ))
     return _save(model, path)
+
+
+def make_codebook_model(path: Path, k: int = 1, recon: bool = True, codebook_size: int = 256,
+                        float_codes: bool = False, output: dict | None = None) -> Path:
+    """A 'VQ encoder' whose codes are known functions of the colour (input fed as raw 0-255):
+    level ``top`` (stride 8): code = floor(mean red of the 8x8 block); level ``bottom`` (stride 4):
+    code = floor(mean green of the 4x4 block). With ``k=2`` one level ``pair`` (stride 4) holds
+    [red code, green code] per position. ``recon``: output ``recon`` = the input in [-1, 1]
+    (card scale 0.5, offset 0.5). ``codebook_size`` below 256 makes codes fall outside the book;
+    ``float_codes`` exports the codes as float; ``output`` replaces the card's loupe.output."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    code_type = TensorProto.FLOAT if float_codes else TensorProto.INT64
+    inits = [
+        helper.make_tensor("c0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("c1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("c2", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("two_255", TensorProto.FLOAT, [], [2.0 / 255.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+    ]
+    nodes = []
+    outputs = []
+
+    def codes(src: str, stride: int, out: str, perm: list[int] | None) -> None:
+        nodes.append(helper.make_node("AveragePool", [src], [out + "_p"], kernel_shape=[stride, stride], strides=[stride, stride]))
+        nodes.append(helper.make_node("Floor", [out + "_p"], [out + "_f"]))
+        if perm is None:
+            nodes.append(helper.make_node("Squeeze", [out + "_f", "c1"], [out + "_s"]))
+        else:
+            nodes.append(helper.make_node("Transpose", [out + "_f"], [out + "_s"], perm=perm))
+        nodes.append(helper.make_node("Cast", [out + "_s"], [out], to=code_type))
+
+    if k == 1:
+        nodes.append(helper.make_node("Slice", ["image", "c0", "c1", "c1"], ["red"]))
+        nodes.append(helper.make_node("Slice", ["image", "c1", "c2", "c1"], ["green"]))
+        codes("red", 8, "codes_top", None)
+        codes("green", 4, "codes_bottom", None)
+        outputs += [helper.make_tensor_value_info("codes_top", code_type, ["n", "h8", "w8"]),
+                    helper.make_tensor_value_info("codes_bottom", code_type, ["n", "h4", "w4"])]
+        levels = [{"name": "top", "output": "codes_top", "codebook_size": codebook_size, "stride": 8, "k": 1},
+                  {"name": "bottom", "output": "codes_bottom", "codebook_size": codebook_size, "stride": 4, "k": 1}]
+    else:
+        nodes.append(helper.make_node("Slice", ["image", "c0", "c2", "c1"], ["rg"]))
+        codes("rg", 4, "codes_pair", [0, 2, 3, 1])
+        outputs.append(helper.make_tensor_value_info("codes_pair", code_type, ["n", "h4", "w4", 2]))
+        levels = [{"name": "pair", "output": "codes_pair", "codebook_size": codebook_size, "stride": 4, "k": 2}]
+    rec = None
+    if recon:
+        nodes.append(helper.make_node("Mul", ["image", "two_255"], ["scaled"]))
+        nodes.append(helper.make_node("Sub", ["scaled", "one"], ["recon"]))
+        outputs.append(helper.make_tensor_value_info("recon", TensorProto.FLOAT, ["n", 3, "h", "w"]))
+        rec = {"output": "recon", "scale": 0.5, "offset": 0.5}
+    graph = helper.make_graph(nodes, "codebook", [x], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    embed_card(model, ModelCard(
+        task="codebook", name="colour codes",
+        input=InputSpec(color="RGB", scale=1.0, size_multiple=8),
+        output=output if output is not None else {"levels": levels, "reconstruction": rec},
+        source={"architecture": "test model: colour quantiser", "demo": False},
+    ))
+    return _save(model, path)

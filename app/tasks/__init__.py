@@ -32,6 +32,10 @@ def make_task(engine: Engine, display_max_side: int | None = 1280) -> Task:
         from loupe.tasks.anomaly import AnomalyTask
 
         return AnomalyTask(engine, display_max_side=display_max_side)
+    if task == "codebook":
+        from loupe.tasks.codebook import CodebookTask
+
+        return CodebookTask(engine, display_max_side=display_max_side)
     raise UnsupportedTask(
         f"{engine.path.name} is a {task} model; this version of Loupe has panels for segmentation, "
         "density and anomaly"
