@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
         fit = self.menuBar().addMenu("F&it")
         self.learn_action = act(fit, "&Learn normal from this clip…", self._learn_normal, "Ctrl+L")
         self.hnerv_action = act(fit, "Fit &HNeRV on this clip…", self._fit_hnerv, "Ctrl+H")
+        self.codebook_action = act(fit, "Fit a &codebook on this clip…", self._fit_codebook, "Ctrl+Shift+L")
         v = self.menuBar().addMenu("&View")
         act(v, "Play / pause", self.toggle_play, "Space")
         act(v, "Next frame", self.step, "Right")
@@ -453,6 +454,11 @@ class MainWindow(QMainWindow):
                                      clip=lambda: self.source_spec)
             panel.seekRequested.connect(self.seek_to)
             return panel
+        if task.name == "codebook":
+            from loupe.ui.panels.codebook import CodebookPanel
+
+            return CodebookPanel([(s.name, s.codebook_size, s.k) for s in task.levels], title,
+                                 has_reconstruction=task.recon_index is not None)
         return None
 
     def remove_models(self) -> None:
@@ -756,6 +762,11 @@ class MainWindow(QMainWindow):
 
     def _fit_hnerv(self) -> None:
         from loupe.ui.fit_hnerv import ask_and_fit
+
+        ask_and_fit(self)
+
+    def _fit_codebook(self) -> None:
+        from loupe.ui.fit_codebook import ask_and_fit
 
         ask_and_fit(self)
 

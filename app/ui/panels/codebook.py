@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.codebook import CodebookResult, CodebookUsage, LevelCodes, code_palette
 
-MAX_BARS = 1024  # histogram bars drawn (the most used codes); the rest are counted, not drawn
+MAX_BARS = 1024  # histogram bars drawn (the most used codes of the session); all are counted
 DIM_ALPHA = 40  # alpha of the other codes while one is highlighted
 
 
@@ -108,7 +108,7 @@ class CodebookPanel(QWidget):
         lay.addWidget(self.probe_label)
 
         self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "codes, most used in the session first")
+        self.plot.setLabel("bottom", "codes used in the session, most used first")
         self.plot.setLabel("left", "share of positions", units="%")
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.setMinimumHeight(170)
@@ -238,7 +238,8 @@ class CodebookPanel(QWidget):
             lines.append(f"reconstruction PSNR {self.last.recon_psnr:.2f} dB (RGB)")
         self.stats.setText("<br>".join(lines))
         # histogram: codes in order of session use, both as shares of the positions counted
-        order = self.usage.order(name)[: min(n, MAX_BARS)]
+        # only codes used in the session get a bar (dead ones are the dead %), so bars stay clickable
+        order = self.usage.order(name)[: min(max(self.usage.used(name), 1), MAX_BARS)]
         self._bar_order = order
         x = np.arange(len(order), dtype=float)
         s_tot = max(int(session.sum()), 1)
