@@ -704,6 +704,16 @@ class QuantVid:
     quantised: bool  # True when the file held {quant, min, scale} entries
     path: Path | None = None
     file_bytes: int | None = None
+    weight_bits: int = 32  # bits of the largest decoder 'quant' value (32: float weights)
+    embed_bits: int = 32  # the same for the embeddings
+
+    @property
+    def decoder_params(self) -> int:
+        return sum(int(p.numel()) for p in self.decoder.parameters())
+
+    @property
+    def embedding_values(self) -> int:
+        return int(self.embeddings.numel())
 
     @property
     def frames(self) -> int:
@@ -733,8 +743,10 @@ def load_quant_vid(path: str | Path | dict, config: HNeRVConfig | None = None) -
         raise CheckpointError(f"{name}: 'model' is not a dict")
     quantised = isinstance(obj["embed"], dict)
     sd: dict[str, torch.Tensor] = {}
+    weight_bits = 0
     for key, entry in model_entries.items():
         quantised = quantised or isinstance(entry, dict)
+        weight_bits = max(weight_bits, _quant_bits(entry))
         clean = str(key).replace("blocks.0.", "").removeprefix("module.")
         sd[clean] = dequantize(entry, f"{name}: {key}")
     decoder = HNeRVDecoder(cfg)
@@ -756,7 +768,19 @@ def load_quant_vid(path: str | Path | dict, config: HNeRVConfig | None = None) -
         quantised=quantised,
         path=p,
         file_bytes=p.stat().st_size if p is not None else None,
+        weight_bits=weight_bits or 32,
+        embed_bits=_quant_bits(obj["embed"]),
     )
+
+
+def _quant_bits(entry: Any) -> int:
+    """Bit depth of a quantised entry (bits of its largest integer), 32 for plain tensors."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("quant"), torch.Tensor):
+        return 32
+    q = entry["quant"]
+    if q.numel() == 0:
+        return 1
+    return max(1, int(q.max().item()).bit_length())
 
 
 # --------------------------------------------------------------------------------------
