@@ -34,6 +34,7 @@ further down: :func:`load_training_checkpoint`, :func:`load_quant_vid`,
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import math
@@ -62,6 +63,7 @@ __all__ = [
     "LoadReport",
     "QuantVid",
     "bunny_1p5m_config",
+    "centre_crop_for",
     "choose_strides",
     "compression_card",
     "config_for",
@@ -284,6 +286,38 @@ def choose_strides(
             f"frame size {h}x{w} has no common stride (H and W share no factor 2, 3 or 5 "
             "that leaves an embedding of at least 2 cells); crop it to even sizes first"
         )
+    return best
+
+
+def centre_crop_for(
+    frame_hw: tuple[int, int], *, max_crop: float = 0.125, max_stages: int = 5
+) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the centre crop that gives the smallest embedding grid.
+
+    The official bunny setup crops 720x1280 to 640x1280 so that strides 5,4,4,2,2 leave a
+    2x4 embedding (720x1280 itself only allows a 9x16 grid). This searches every crop that
+    removes at most ``max_crop`` of each side for the fewest embedding cells under
+    :func:`choose_strides`, preferring the larger crop on ties, and centres it as
+    torchvision's ``center_crop`` does. 720x1280 -> (40, 0, 640, 1280). Optional: the
+    fitting code may as well fit the whole frame (``config_for`` takes any size).
+    """
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    best: tuple[int, int, int, int] | None = None
+    best_key: tuple[int, int] | None = None
+    for ch in range(h, max(2, math.ceil(h * (1 - max_crop))) - 1, -1):
+        for cw in range(w, max(2, math.ceil(w * (1 - max_crop))) - 1, -1):
+            if math.gcd(ch, cw) < 2:
+                continue
+            try:
+                p = _prod(choose_strides((ch, cw), max_stages=max_stages))
+            except ValueError:
+                continue
+            key = ((ch // p) * (cw // p), -(ch * cw))
+            if best_key is None or key < best_key:
+                best_key = key
+                best = (round((h - ch) / 2.0), round((w - cw) / 2.0), ch, cw)
+    if best is None:
+        raise ValueError(f"no crop of {h}x{w} allows HNeRV strides")
     return best
 
 
@@ -880,8 +914,10 @@ def export_compression(
 
     if isinstance(decoder, HNeRV):
         decoder = decoder.decoder_model()
+    # a CPU float32 copy: the caller's model (maybe on a GPU, maybe training) is left as is
+    decoder = copy.deepcopy(decoder).to(device="cpu", dtype=torch.float32).eval()
     cfg = decoder.config
-    emb = embeddings.detach().to(torch.float32)
+    emb = embeddings.detach().to(device="cpu", dtype=torch.float32)
     if emb.dim() != 4 or tuple(emb.shape[1:]) != cfg.embed_shape:
         raise ValueError(
             f"embeddings must be [frames, {', '.join(map(str, cfg.embed_shape))}], "

@@ -21,6 +21,7 @@ from loupe_models.hnerv import (
     HNeRVConfig,
     HNeRVDecoder,
     bunny_1p5m_config,
+    centre_crop_for,
     choose_strides,
     config_for,
     dequantize,
@@ -181,6 +182,14 @@ def test_choose_strides(hw, strides):
     assert got == strides
     p = int(np.prod(got))
     assert hw[0] % p == 0 and hw[1] % p == 0 and min(hw) // p >= 2
+
+
+def test_centre_crop_for_official_crops():
+    assert centre_crop_for((720, 1280)) == (40, 0, 640, 1280)  # bunny, strides 5,4,4,2,2
+    assert centre_crop_for((1080, 1920)) == (60, 0, 960, 1920)  # UVG, strides 5,4,4,3,2
+    assert centre_crop_for((135, 241)) == (8, 0, 120, 240)  # odd sizes: even crop
+    assert choose_strides((120, 240)) == (5, 3, 2, 2)
+    assert centre_crop_for((640, 1280)) == (0, 0, 640, 1280)
 
 
 def test_config_errors():
@@ -398,7 +407,9 @@ def test_export_compression_runs_in_engine(tmp_path):
         "representation": {"weights_bits": 8, "embedding_bits": 6, "file": "tiny.hnerv"},
         "source": {"training_data": "random frames", "demo": True},
     }
+    model.train()
     res = export_compression(model, emb, info, tmp_path / "tiny.onnx")
+    assert model.training  # the caller's model is left as it was
     assert res.max_abs_diff <= EXPORT_ATOL
     assert res.checked_frames == (0, 1, 3, 5)
 
