@@ -32,6 +32,10 @@ def make_task(engine: Engine, display_max_side: int | None = 1280) -> Task:
         from loupe.tasks.anomaly import AnomalyTask
 
         return AnomalyTask(engine, display_max_side=display_max_side)
+    if task == "compression":
+        from loupe.tasks.compression import CompressionTask
+
+        return CompressionTask(engine, display_max_side=display_max_side)
     if task == "codebook":
         from loupe.tasks.codebook import CodebookTask
 
