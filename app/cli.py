@@ -282,7 +282,7 @@ def cmd_gui(argv: list[str]) -> int:
     return run_gui(args)
 
 
-FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly"}
+FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly", "codebook": "loupe_models.fit_codebook"}
 
 
 def cmd_fit(argv: list[str]) -> int:
