@@ -265,3 +265,28 @@ def test_panel_preview_runs():
     assert r.returncode == 0, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
     assert "top [3, 6]: code" in r.stdout and "bottom [7, 12]: 2 codes" in r.stdout
+
+
+@pytest.mark.slow
+def test_fit_a_codebook_for_real_with_a_tiny_budget(qtbot, win, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("loupe_models.fit_codebook")
+    from loupe.ui.fit_codebook import start_fit
+
+    clip = str(clip_path(CLIP))
+    with qtbot.waitSignal(win.sourceOpened, timeout=10000):
+        win.open_source(clip, playing=False)
+    out = tmp_path / "fitted.onnx"
+    job = start_fit(win, clip, out, 0.0, 1.0, 0.2, 64, 1)  # 1 s of frames, 12 s in all
+    infos: list = []
+    job.progressed.connect(lambda f, info: infos.append(info))
+    with qtbot.waitSignal(win.modelLoaded, timeout=120000):
+        pass
+    assert out.is_file() and isinstance(win.panels[-1], CodebookPanel)
+    assert any("codes used" in i.get("status", "") for i in infos)
+    assert "of 64 codes used" in win.banner.label.text()
+    shown = collect(win)
+    win.step()
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    (level,) = shown[-1].results[-1].result.levels
+    assert level.codebook_size == 64 and level.display.shape == (144, 176)

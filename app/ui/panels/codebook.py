@@ -56,6 +56,7 @@ class CodebookPanel(QWidget):
                  parent=None) -> None:
         """``levels``: (name, codebook_size, k) per level, as the card lists them."""
         super().__init__(parent)
+        self.setMinimumWidth(380)
         self.levels = [(str(n), int(s), int(k)) for n, s, k in levels]
         self.usage = CodebookUsage({n: s for n, s, _k in self.levels})
         self.level = self.levels[0][0]
@@ -107,12 +108,15 @@ class CodebookPanel(QWidget):
         self.probe_label.setStyleSheet("color: #444")
         lay.addWidget(self.probe_label)
 
+        caption = QLabel("Code usage: <span style='color:#999'>■</span> session, "
+                         "<span style='color:#c2185b'>■</span> this frame (code colours)")
+        caption.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(caption)
         self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "codes used in the session, most used first")
+        self.plot.setLabel("bottom", "codes, most used first")
         self.plot.setLabel("left", "share of positions", units="%")
         self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.setMinimumHeight(170)
-        self.plot.getPlotItem().addLegend(offset=(-10, 10))
+        self.plot.setMinimumHeight(190)
         self.session_bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(160, 160, 160, 170),
                                             pen=pg.mkPen(None), name="session")
         self.frame_bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush=pg.mkBrush(40, 40, 40),
