@@ -34,7 +34,7 @@ def clip_rgb(n: int, name: str = CLIP) -> list[np.ndarray]:
 
 def make_compression_model(path: Path, frames: int = 6, crop=(8, 16, 128, 144), size=(64, 72),
                            noise: float = 4.0, bits: int = 40_000, seed: int = 0,
-                           output_size: tuple[int, int] | None = None) -> tuple[Path, np.ndarray]:
+                           output_size: tuple[int, int] | None = None, fps: float = 29.97) -> tuple[Path, np.ndarray]:
     """Write the model; return (path, table) with table the N x H x W x 3 float32 RGB [0, 1] frames it
     decodes to. ``output_size`` != size builds a model whose output disagrees with its card."""
     import cv2
@@ -63,7 +63,7 @@ def make_compression_model(path: Path, frames: int = 6, crop=(8, 16, 128, 144), 
         task="compression",
         name="noisy frame table",
         input=InputSpec(color="RGB", scale=1 / 255, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-        output={"frames": frames, "size": list(size), "crop": list(crop), "source_size": [144, 176], "fps": 29.97,
+        output={"frames": frames, "size": list(size), "crop": list(crop), "source_size": [144, 176], "fps": fps,
                 "bits": bits, "bpp": bits / (frames * size[0] * size[1]),
                 "representation": {"file": "none (test table)"}, "clip": CLIP},
         source={"architecture": "table (test)", "training_data": CLIP, "demo": False},

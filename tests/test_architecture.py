@@ -27,6 +27,7 @@ def test_core_imports_without_qt_or_torch():
         "sys.meta_path.insert(0, Block())\n"
         "import loupe.sources.open, loupe.sources.video, loupe.sources.dicom, loupe.sources.images, loupe.sources.camera\n"
         "import loupe.inference.engine, loupe.tasks.segmentation, loupe.analyze, loupe.pipeline, loupe.player\n"
+        "import loupe.quality, loupe.codecs, loupe.tasks.compression, loupe.compression_report\n"
         "print('ok')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
