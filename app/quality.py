@@ -109,8 +109,14 @@ def psnr_from_mse(mse: float, max_value: float = MAX_VALUE) -> float:
 
 
 def _sse(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of squared differences, exact for 8-bit data (OpenCV accumulates in double)."""
+    import cv2
+
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    if a.dtype == b.dtype and a.dtype in (np.uint8, np.uint16, np.float32, np.float64) and a.size:
+        return float(cv2.norm(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), cv2.NORM_L2SQR))
     d = a.astype(np.float64).ravel() - b.astype(np.float64).ravel()
-    return float(np.dot(d, d))  # exact: integer partial sums stay far below 2^53
+    return float(np.dot(d, d))
 
 
 def psnr_planes(ref: Sequence[np.ndarray], dist: Sequence[np.ndarray]) -> dict[str, float]:
@@ -152,8 +158,9 @@ def ssim_plane(ref: np.ndarray, dist: np.ndarray) -> float:
     bh, bw = ref.shape[0] >> 2, ref.shape[1] >> 2
     if bh < 2 or bw < 2:
         return math.nan
-    a = ref.astype(np.int64)
-    b = dist.astype(np.int64)
+    # int32 as FFmpeg's C code: for 8-bit samples no sum or product below overflows
+    a = ref.astype(np.int32)
+    b = dist.astype(np.int32)
     s1 = _block_sums(a, bh, bw)
     s2 = _block_sums(b, bh, bw)
     ss = _block_sums(a * a + b * b, bh, bw)
