@@ -100,7 +100,9 @@ class CompressionReport:
     frames: int
     size: tuple[int, int]  # H, W of the compared frames
     fps: float
-    methods: dict[str, MethodResult]  # "neural", then the codecs, at the neural bits
+    # "neural", then each codec at the neural bits ("h264", "h265"), then the codecs at the other
+    # RD sizes as "h264@0.5", "h264@2", ... (per-frame figures too; only their bitstream is kept)
+    methods: dict[str, MethodResult]
     rd: list[RDPoint]
     timestamps: list[float]
     seconds: float
@@ -108,8 +110,47 @@ class CompressionReport:
 
     @property
     def keys(self) -> list[str]:
-        """Streams that can be shown: "original", "neural", then the codecs."""
-        return ["original", *self.methods]
+        """Streams that can be shown: "original", "neural", then the codecs at matched bits."""
+        return list(self._yuv)
+
+    streams = keys
+
+    @property
+    def frame_count(self) -> int:
+        return self.frames
+
+    @property
+    def matched_methods(self) -> list[str]:
+        """"neural" and the codecs at the neural bits (no "@" sizes)."""
+        return [k for k in self.methods if "@" not in k]
+
+    # --- per-method accessors (the panel reads the report through these) ------------------
+    def per_frame(self, method: str, metric: str) -> list[float]:
+        """Per-frame values: metric "psnr" (YUV all), "ssim" (YUV All), "psnr_rgb" (neural), or
+        any ``frame_metrics`` key (psnr_y, ssim_u, mse_all, ...)."""
+        key = {"psnr": "psnr_all", "ssim": "ssim_all"}.get(metric, metric)
+        return [f.get(key, math.nan) for f in self.methods[method].frames]
+
+    def pooled(self, method: str) -> dict[str, float]:
+        """Pooled figures of a method, with bits, bpp and (neural) psnr_rgb = the pooled RGB PSNR."""
+        m = self.methods[method]
+        out = dict(m.pooled)
+        out.update(bits=m.bits, bpp=m.bpp)
+        if "psnr_rgb_pooled" in out:
+            out["psnr_rgb"] = out["psnr_rgb_pooled"]
+        return out
+
+    def bpp(self, method: str) -> float:
+        return self.methods[method].bpp
+
+    def worst(self, method: str, n: int = 5) -> list[tuple[int, float]]:
+        """(frame index, PSNR) of the n lowest-PSNR frames of a method, worst first."""
+        m = self.methods[method]
+        return [(i, m.frames[i]["psnr_all"]) for i in m.worst(n)]
+
+    def frame(self, stream: str, i: int) -> np.ndarray:
+        """``frame_rgb``; KeyError for a stream that is not kept (the "@" sizes)."""
+        return self.frame_rgb(stream, i)
 
     def frame_yuv(self, key: str, i: int) -> Planes:
         return self._yuv[key][i]
@@ -122,7 +163,7 @@ class CompressionReport:
         return "Original" if key == "original" else self.methods[key].label
 
     def worst_frames(self, n: int = 5) -> dict[str, list[int]]:
-        return {k: m.worst(n) for k, m in self.methods.items()}
+        return {k: self.methods[k].worst(n) for k in self.matched_methods}
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures (inf -> null)."""
@@ -137,8 +178,8 @@ class CompressionReport:
         }, 6)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Per-frame rows: frame, timestamp, then psnr/ssim (YUV) and bpp per method and the
-        neural RGB PSNR; empty cells for infinite PSNR. The pooled figures follow as rows whose
+        """Per-frame rows: frame, timestamp, then psnr/ssim (YUV) per method (the "@" RD sizes
+        included), the neural RGB PSNR and bpp per method; empty cells for infinite PSNR. The pooled figures follow as rows whose
         ``frame`` is ``pooled`` / ``mean``."""
         p = Path(path)
         cols = ["frame", "timestamp_s"]
@@ -284,6 +325,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
 
     # --- reference codecs ------------------------------------------------------------------
     factors = sorted({float(s) for s in sizes} | {1.0})
+    others: dict[str, MethodResult] = {}
     jobs = [(c, f) for c in codecs for f in factors]
     for k, (codec, factor) in enumerate(jobs):
         check_cancel()
@@ -307,13 +349,17 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
         pooled = pool(frames)
         rd.append(RDPoint(codec, name, factor, enc.bits, enc.bpp, pooled["psnr_pooled"], pooled["psnr_mean"],
                           pooled["ssim_mean"], enc.matched, enc.crf))
+        target = max(1, round(bits * factor / 8))
+        note = "" if enc.matched else (f"could not get within {tolerance:.0%} of {target} bytes: "
+                                       f"closest was {enc.bytes} bytes")
         if factor == 1.0:
-            note = "" if enc.matched else (f"could not get within {tolerance:.0%} of {bits // 8} bytes: "
-                                           f"smallest/closest was {enc.bytes} bytes")
             methods[codec] = MethodResult(codec, name, enc.bits, enc.bpp, frames, pooled, enc.matched, enc, note)
             yuv[codec] = dec
         else:
+            others[f"{codec}@{factor:g}"] = MethodResult(f"{codec}@{factor:g}", f"{name} ({factor:g}x)", enc.bits,
+                                                         enc.bpp, frames, pooled, enc.matched, enc, note)
             enc.release()  # keep the bitstream only
+    methods.update(others)
     report_progress(1.0, "done")
     return CompressionReport(
         clip=str(clip_p), model=str(engine.path), model_label=label, frames=n, size=spec.size, fps=float(fps),

@@ -80,6 +80,22 @@ def test_frames_for_display_and_csv(report, tmp_path):
     assert len(rd) == 7
 
 
+def test_per_method_accessors_for_the_panel(report):
+    rep, _ = report
+    assert list(rep.methods) == ["neural", "h264", "h265", "h264@0.5", "h264@2", "h265@0.5", "h265@2"]
+    assert rep.matched_methods == ["neural", "h264", "h265"]
+    assert rep.frame_count == N and rep.streams == rep.keys
+    assert rep.per_frame("h264", "psnr") == [f["psnr_all"] for f in rep.methods["h264"].frames]
+    assert rep.pooled("neural")["psnr_rgb"] == rep.methods["neural"].pooled["psnr_rgb_pooled"]
+    assert rep.bpp("h265@2") == pytest.approx(2 * rep.bpp("neural"), rel=0.06)
+    worst = rep.worst("neural", 5)
+    assert [i for i, _ in worst] == rep.methods["neural"].worst(5)
+    assert worst[0][1] == min(rep.per_frame("neural", "psnr"))
+    with pytest.raises(KeyError):
+        rep.frame("h264@2", 0)  # only the matched streams keep frames
+    assert len(rep.methods["h264@2"].encoded.decoded) == N  # ...the others decode again on demand
+
+
 def test_alignment_is_checked_before_any_number(model, tmp_path):
     with pytest.raises(AlignmentError, match="the model decodes 12 frames, carphone_pristine.mp4 has 120"):
         build_report(model[0], "carphone_pristine.mp4", providers="cpu")
