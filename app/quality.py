@@ -19,7 +19,12 @@ Definitions (checked against Debian's ``ffmpeg`` by ``tests/test_quality_ffmpeg.
   ``ssim_mean`` = mean of the per-frame SSIM "All" (FFmpeg's summary ``All``).
 - ``psnr_rgb``: the plain 8-bit RGB PSNR (MSE over all three channels), a second, labelled figure.
 
-No FFmpeg binary is used here: the numbers are computed with numpy, planes from PyAV.
+No FFmpeg binary is used here: the numbers are computed with numpy, planes from PyAV. Where
+FFmpeg's x86 SIMD SSIM differs from its own C code (planes with 4k+1 windows per row, e.g. the
+88-sample chroma of a 176-wide clip: up to ~0.007), this module follows the C code; see
+``tests/test_quality_ffmpeg.py``. ``rgb_to_yuv420`` equals ``ffmpeg -pix_fmt yuv420p`` sample for
+sample on even frame sizes; on odd sizes the last chroma column/row may differ by a few levels
+between libswscale versions.
 """
 
 from __future__ import annotations
