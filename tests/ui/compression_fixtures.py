@@ -29,7 +29,7 @@ def clip_frames(n: int, clip: str = CLIP) -> np.ndarray:
     return np.stack(out)
 
 
-def make_table_model(path: Path, n: int = 12, size=(72, 88), noise: float = 6.0, seed: int = 0,
+def make_table_model(path: Path, n: int = 12, size=(72, 88), noise: float = 6.0, seed: int = 0, bpp: float = 0.5,
                      clip: str = CLIP) -> tuple[Path, np.ndarray]:
     """The model and its table (N x H x W x 3 uint8, the exact frames it outputs)."""
     src = clip_frames(n, clip)
@@ -44,7 +44,7 @@ def make_table_model(path: Path, n: int = 12, size=(72, 88), noise: float = 6.0,
     graph = helper.make_graph([helper.make_node("Gather", ["table", "frame_index"], ["frame"], axis=0)],
                               "table", [x], [y], [const])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    bits = int(tab.size * 2)  # as if 2 bits per value: a plausible figure for the card
+    bits = int(bpp * n * h * w)  # a plausible size for the card (the codecs are matched to it)
     embed_card(model, ModelCard(
         task="compression", name="noised table",
         input=InputSpec(color="RGB", scale=1 / 255),

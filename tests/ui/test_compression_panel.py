@@ -1,199 +1,167 @@
 """The compression panel: live original vs reconstruction, the comparison report's plots, table,
-rate-distortion, worst frames, split view and CSV export; "Fit HNeRV on this clip"."""
+rate-distortion, worst frames, split view and CSV export; "Fit HNeRV on this clip".
+
+The model is a real compression ONNX built here (a Gather over a table of noised, downscaled
+carphone frames), the report the real ``loupe.compression_report`` on its first 12 frames."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from loupe.media import clip_path
+from loupe.quality import psnr_planes, rgb_to_yuv420
 from loupe.sources.base import Frame
 from loupe.ui.panels.compression import CompressionPanel, compose_split
-from tests.ui.compression_fixtures import clip_frames
+from tests.ui.compression_fixtures import CLIP, clip_frames, make_table_model
 
-
-def _psnr(a, b):
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-@dataclass
-class FakeReport:
-    """Stands in for loupe.compression_report.CompressionReport until that lands."""
-
-    streams_rgb: dict
-    bpps: dict
-    methods: list = field(default_factory=list)
-
-    def __post_init__(self):
-        ref = self.streams_rgb["original"]
-        self._psnr = {m: np.array([_psnr(r, d) for r, d in zip(ref, self.streams_rgb[m.split("@")[0]])])
-                      - (0 if "@" not in m else 3 * (1 - float(m.split("@")[1]))) for m in self.methods}
-
-    def per_frame(self, method, metric):
-        p = self._psnr[method]
-        return p if metric == "psnr" else 1 - 1 / p
-
-    def pooled(self, method):
-        p = self._psnr[method]
-        return {"psnr_pooled": float(p.mean() - 0.1), "psnr_mean": float(p.mean()), "ssim_mean": float((1 - 1 / p).mean()),
-                "psnr_rgb": float(p.mean() + 1)}
-
-    def bpp(self, method):
-        return self.bpps[method]
-
-    def worst(self, method, n=5):
-        p = self._psnr[method]
-        order = np.argsort(p)[:n]
-        return [(int(i), float(p[i])) for i in order]
-
-    def frame(self, stream, index):
-        return self.streams_rgb[stream.split("@")[0]][index]
-
-    def to_csv(self, path):
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["frame", "method", "psnr", "ssim"])
-            for m in self.methods:
-                for i, (p, s) in enumerate(zip(self.per_frame(m, "psnr"), self.per_frame(m, "ssim"))):
-                    w.writerow([i, m, p, s])
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    reconstruction: np.ndarray
-    psnr: float
-    ssim: float
-    bpp: float
-
-
-N = 8
+N = 12
+SIZE = (72, 88)
 
 
 @pytest.fixture(scope="module")
-def streams():
-    rng = np.random.default_rng(1)
-    orig = clip_frames(N)
-    def noised(s):
-        return np.clip(orig.astype(np.float32) + rng.normal(0, s, orig.shape), 0, 255).astype(np.uint8)
-    out = {"original": orig, "neural": noised(4), "h264": noised(8), "h265": noised(6)}
-    out["h264"][5] = 0  # one awful frame
-    return out
+def model(tmp_path_factory):
+    return make_table_model(tmp_path_factory.mktemp("cmp") / "table.onnx", n=N, size=SIZE)
 
 
-def fake_report(streams):
-    methods = ["neural"] + [f"{c}@{s}" for c in ("h264", "h265") for s in ("0.5", "1.0", "2.0")]
-    bpps = {"neural": 0.3, **{m: 0.3 * float(m.split("@")[1]) for m in methods[1:]}}
-    return FakeReport(streams, bpps, methods)
+@pytest.fixture(scope="module")
+def report(model):
+    from loupe.compression_report import build_report
+
+    return build_report(str(model[0]), CLIP, max_frames=N)
+
+
+@pytest.fixture(scope="module")
+def targets():
+    return np.stack([cv2.resize(f, SIZE[::-1], interpolation=cv2.INTER_AREA) for f in clip_frames(N)])
+
+
+def yuv_psnr(a, b) -> float:
+    return psnr_planes(rgb_to_yuv420(a), rgb_to_yuv420(b))["all"]
 
 
 @pytest.fixture
-def panel(qtbot):
-    p = CompressionPanel("test", output={"size": [144, 176], "bpp": 0.3}, clip=lambda: "carphone_pristine.mp4")
+def panel(qtbot, model):
+    from loupe.inference.engine import Engine
+
+    eng = Engine(str(model[0]), providers="cpu")
+    p = CompressionPanel("test", output=eng.card.output, model_path=str(model[0]), clip=lambda: str(clip_path(CLIP)))
     qtbot.addWidget(p)
     p.resize(560, 900)
     p.show()
-    return p
+    p.engine = eng
+    yield p
+    p.shutdown()
 
 
-def show(panel, streams, i):
-    rec = streams["neural"][i]
-    panel.update_from(FakeResult(rec, _psnr(streams["original"][i], rec), 0.9, 0.3),
-                      Frame(streams["original"][i], i, i / 30), True)
+def show(panel, i: int) -> None:
+    """Frame i through the real task, as the window does."""
+    from loupe.tasks.compression import CompressionTask
+
+    task = CompressionTask(panel.engine)
+    frame = Frame(clip_frames(i + 1)[i], i, i / 29.97)
+    feeds, ctx = task.prepare(frame)
+    panel.update_from(task.postprocess(panel.engine.run(feeds), ctx), frame, True)
 
 
-def test_live_view_shows_original_and_reconstruction(panel, streams):
-    show(panel, streams, 2)
-    np.testing.assert_array_equal(panel.images["original"].image, streams["original"][2])
-    np.testing.assert_array_equal(panel.images["neural"].image, streams["neural"][2])
+def test_live_view_shows_original_and_reconstruction(panel, model, targets):
+    show(panel, 2)
+    np.testing.assert_array_equal(panel.images["original"].image, targets[2])
+    np.testing.assert_array_equal(panel.images["neural"].image, model[1][2])
     assert panel.images["h264"].image is None  # nothing before a comparison
-    assert f"PSNR {_psnr(streams['original'][2], streams['neural'][2]):.2f} dB" in panel.live_label.text()
-    assert panel.overlay.image.shape == (144, 176)
+    assert f"PSNR {yuv_psnr(targets[2], model[1][2]):.2f} dB" in panel.live_label.text()
+    assert panel.overlay.image.shape == SIZE
 
 
-def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, streams):
-    show(panel, streams, 0)
-    rep = fake_report(streams)
-    panel.set_report(rep)
-    assert set(panel.psnr_curves) == {"neural", "h264@1.0", "h265@1.0"}
+def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
+    show(panel, 0)
+    panel.set_report(report)
+    assert list(panel.psnr_curves) == ["neural", "h264", "h265"]
     for m, c in panel.psnr_curves.items():
         x, y = c.getData()
-        assert len(x) == N and np.allclose(y, rep.per_frame(m, "psnr"))
+        assert list(x) == list(range(N)) and np.allclose(y, report.per_frame(m, "psnr"))
+        assert np.all((y > 20) & (y < 80))
     assert all(len(c.getData()[0]) == N for c in panel.ssim_curves.values())
-    assert panel.table.rowCount() == 7 and panel.table.item(0, 0).text() == "neural"
+    assert panel.table.rowCount() == len(report.methods) == 7
+    assert panel.table.item(0, 1).text() == f"{report.pooled('neural')['psnr_pooled']:.2f}"
     assert panel.table.item(0, 4).text() != "" and panel.table.item(1, 4).text() == ""
-    rd = panel.rd_plot.listDataItems()
-    assert [len(d.getData()[0]) for d in rd] == [3, 3, 1]
+    rd = {d.name(): d.getData() for d in panel.rd_plot.listDataItems()}
+    assert sorted(len(x) for x, _ in rd.values()) == [1, 3, 3]
     # the codec frames at matched bits appear in the grid
-    np.testing.assert_array_equal(panel.images["h264"].image, streams["h264"][0])
+    np.testing.assert_array_equal(panel.images["h264"].image, report.frame_rgb("h264", 0))
     # moving the player moves the plot line
-    show(panel, streams, 6)
+    show(panel, 6)
     assert [ln.value() for ln in panel.lines] == [6, 6]
-    # clicking a worst frame seeks there: frame 5 of H.264 is the worst
+    # clicking a worst frame seeks there
+    worst = report.worst("h265", 5)[0][0]
     items = [panel.worst_list.item(i) for i in range(panel.worst_list.count())]
-    h264 = next(it for it in items if it.data(256) == 5 and "dB" in it.text())
+    start = next(k for k, it in enumerate(items) if it.text().startswith(report.methods["h265"].label))
     with qtbot.waitSignal(panel.seekRequested) as sig:
-        panel.worst_list.itemClicked.emit(h264)
-    assert sig.args == [5]
+        panel.worst_list.itemClicked.emit(items[start + 1])
+    assert sig.args == [worst]
     with qtbot.waitSignal(panel.seekRequested) as sig:
         panel.seek_plot(3.4)
     assert sig.args == [3]
 
 
-def test_split_view_left_and_right_from_different_streams(panel, streams):
-    show(panel, streams, 1)
-    panel.set_report(fake_report(streams))
-    panel.set_split("original", "h264", x=60)
+def test_split_view_left_and_right_from_different_streams(panel, report, targets):
+    show(panel, 1)
+    panel.set_report(report)
+    panel.set_split("original", "h264", x=30)
     comp = panel.split_composed
-    np.testing.assert_array_equal(comp[:, :60], streams["original"][1][:, :60])
-    np.testing.assert_array_equal(comp[:, 60:], streams["h264"][1][:, 60:])
-    panel.divider.setValue(120)  # dragging the divider recomposes
-    np.testing.assert_array_equal(panel.split_composed[:, :120], streams["original"][1][:, :120])
-    assert not np.array_equal(panel.split_composed[:, 100:120], streams["h264"][1][:, 100:120])
+    h264 = report.frame_rgb("h264", 1)
+    assert not np.array_equal(targets[1], h264)
+    np.testing.assert_array_equal(comp[:, :30], targets[1][:, :30])
+    np.testing.assert_array_equal(comp[:, 30:], h264[:, 30:])
+    panel.divider.setValue(60)  # dragging the divider recomposes
+    np.testing.assert_array_equal(panel.split_composed[:, :60], targets[1][:, :60])
+    np.testing.assert_array_equal(panel.split_composed[:, 60:], h264[:, 60:])
     with pytest.raises(ValueError):
         compose_split(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 3, 3), np.uint8), 1)
 
 
-def test_csv_export(panel, streams, tmp_path):
+def test_csv_export(panel, report, tmp_path):
     with pytest.raises(ValueError):
         panel.export_csv(str(tmp_path / "none.csv"))
-    panel.set_report(fake_report(streams))
+    panel.set_report(report)
     assert panel.csv_btn.isEnabled()
     out = tmp_path / "r.csv"
     panel.export_csv(str(out))
-    rows = list(csv.reader(out.open()))
-    assert len(rows) == 1 + 7 * N
+    rows = list(csv.DictReader(out.open()))
+    assert [r["frame"] for r in rows] == [str(i) for i in range(N)] + ["pooled", "mean"]
+    assert float(rows[4]["psnr_neural"]) == pytest.approx(report.per_frame("neural", "psnr")[4], abs=1e-3)
 
 
-def test_compare_runs_off_the_ui_thread_and_reports_errors(qtbot, panel, streams):
-    import threading
-    import time
+def test_compare_runs_off_the_ui_thread_reports_errors_and_cancels(qtbot, panel, report):
+    from loupe.quality import AlignmentError
 
     seen = {}
 
     def build(model, clip, codecs, sizes, progress, cancelled):
         seen["thread"] = threading.current_thread()
         progress(0.5, "half")
-        return fake_report(streams)
+        return report
 
     panel._build_report = build
     with qtbot.waitSignal(panel.reportReady, timeout=10000):
         panel.compare()
     assert seen["thread"] is not threading.main_thread()
-    assert panel.report is not None and panel.compare_btn.isEnabled()
-
-    class AlignmentError(ValueError):
-        pass
+    assert panel.report is report and panel.compare_btn.isEnabled()
 
     def misaligned(*a, **k):
-        raise AlignmentError("frame counts differ: 120 vs 119")
+        raise AlignmentError("the model decodes 12 frames, carphone_pristine.mp4 has 120")
 
     panel._build_report = misaligned
     with qtbot.waitSignal(panel.reportFailed, timeout=10000):
         panel.compare()
-    assert "frame counts differ" in panel.status.text() and panel.status.isVisible()
+    assert "has 120" in panel.status.text() and panel.status.isVisible()
     assert panel.report is None and not panel.psnr_curves  # no number shown from a misaligned pair
 
     def slow(model, clip, codecs, sizes, progress, cancelled):
@@ -208,6 +176,66 @@ def test_compare_runs_off_the_ui_thread_and_reports_errors(qtbot, panel, streams
     assert "cancelled" in panel.status.text()
 
 
+def test_whole_clip_against_a_12_frame_model_is_refused_with_the_reason(qtbot, panel):
+    panel._build_report = None  # the real build_report: 12 model frames vs 120 in the clip
+    with qtbot.waitSignal(panel.reportFailed, timeout=30000) as sig:
+        panel.compare()
+    assert "12 frames" in sig.args[0] and "120" in sig.args[0]
+    assert "12 frames" in panel.status.text() and panel.report is None
+
+
+# --- in the window ------------------------------------------------------------------------
+def test_window_live_view_report_seek_and_split(qtbot, model, targets):
+    from loupe.ui.main_window import MainWindow
+
+    win = MainWindow(ask_task=False, providers="cpu")
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        win.add_model(str(model[0]))
+    panel = win.panels[0]
+    assert isinstance(panel, CompressionPanel) and win.panel_tabs.currentWidget() is panel
+    shown: list = []
+    win.frameShown.connect(shown.append)
+    win.open_source(str(clip_path(CLIP)), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    win.seek_to(4)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 4, timeout=10000)
+    qtbot.waitUntil(lambda: panel.index == 4 and "frame 4:" in panel.live_label.text(), timeout=5000)
+    np.testing.assert_array_equal(panel.images["original"].image, targets[4])
+    np.testing.assert_array_equal(panel.images["neural"].image, model[1][4])
+    expected = yuv_psnr(targets[4], model[1][4])
+    assert 25 < expected < 45 and f"PSNR {expected:.2f} dB" in panel.live_label.text()
+
+    # the comparison, on its worker thread (12 frames: the model has no more)
+    with qtbot.waitSignal(panel.reportReady, timeout=120000):
+        job = panel.compare(max_frames=N)
+        assert job is not None and job.isRunning() and not panel.compare_btn.isEnabled()
+    for c in panel.psnr_curves.values():
+        assert len(c.getData()[0]) == N
+    # the player moves the plot line
+    win.seek_to(9)
+    qtbot.waitUntil(lambda: [ln.value() for ln in panel.lines] == [9, 9], timeout=10000)
+    # a worst frame seeks the player there
+    items = [panel.worst_list.item(i) for i in range(panel.worst_list.count())]
+    target = next(it for it in items if it.data(256) is not None and it.data(256) != 9)
+    panel.worst_list.itemClicked.emit(target)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == target.data(256), timeout=10000)
+    qtbot.waitUntil(lambda: panel.lines[0].value() == target.data(256), timeout=10000)
+    # split: left the original, right H.265, in the grabbed panel too
+    i = target.data(256)
+    panel.set_split("original", "h265", x=44)
+    h265 = panel.report.frame_rgb("h265", i)
+    np.testing.assert_array_equal(panel.split_composed[:, :44], targets[i][:, :44])
+    np.testing.assert_array_equal(panel.split_composed[:, 44:], h265[:, 44:])
+    img = panel.split.grab().toImage()
+    assert img.width() > 100
+    # a frame past the model's 12 says so instead of a number
+    win.seek_to(50)
+    qtbot.waitUntil(lambda: "past the 12 frames" in panel.live_label.text(), timeout=10000)
+    win.close()
+
+
 # --- Fit HNeRV on this clip ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Estimate:
@@ -219,7 +247,6 @@ class Estimate:
 
 
 def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
-    from loupe.media import clip_path
     from loupe.ui.fit_hnerv import FitHNeRVDialog
 
     asked = []
@@ -230,7 +257,7 @@ def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
             return Estimate(3 * 3600.0, 132, (720, 1280), True, "about 8 min on a GPU.")
         return Estimate(420.0, 120, (144, 176), False, "")
 
-    dlg = FitHNeRVDialog(str(clip_path("carphone_pristine.mp4")), estimate=estimate)
+    dlg = FitHNeRVDialog(str(clip_path(CLIP)), estimate=estimate)
     qtbot.addWidget(dlg)
     qtbot.waitUntil(lambda: "about 7 min" in dlg.estimate_label.text(), timeout=5000)
     assert "120 frames at 176x144" in dlg.estimate_label.text() and "GPU" not in dlg.estimate_label.text()
@@ -259,4 +286,38 @@ def test_fit_without_torch_says_how_to_get_it(qtbot, monkeypatch):
     monkeypatch.setattr(ln, "torch_available", lambda: True)
     win.hnerv_action.trigger()  # no clip open: a notice, no dialog
     assert not win.banner.isHidden() and "Open a video file first" in win.banner.label.text()
+    win.close()
+
+
+def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path):
+    """The FitJob plumbing with a stand-in fitting function (the real fit is tested in models/)."""
+    from loupe.ui.fit_hnerv import start_fit
+    from loupe.ui.main_window import MainWindow
+
+    @dataclass
+    class Result:
+        onnx_path: Path
+        codec_path: Path
+        psnr: float
+        ssim: float
+        bpp: float
+        bits: int
+        seconds: float
+        frames: int
+        epochs: int
+
+    def fit(clip, out, *, params, minutes, report):
+        for e in range(3):
+            if not report((e + 1) / 3, {"epoch": e + 1, "psnr": 20.0 + e, "loss": 0.1 / (e + 1), "eta_s": 3 - e}):
+                raise RuntimeError("cancelled")
+        return Result(model[0], model[0], 31.5, 0.93, 0.5, 1000, 1.0, N, 3)
+
+    win = MainWindow(ask_task=False, providers="cpu")
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.modelLoaded, timeout=20000):
+        start_fit(win, str(clip_path(CLIP)), 0.1e6, 1.0, tmp_path / "m.onnx", fit_fn=fit)
+        assert not win.hnerv_action.isEnabled()
+    assert "epoch 3 · PSNR so far 22.00 dB" in win.hnerv_dialog.status.text()
+    assert "PSNR 31.50 dB" in win.banner.label.text() and win.hnerv_action.isEnabled()
+    assert isinstance(win.panels[0], CompressionPanel)
     win.close()

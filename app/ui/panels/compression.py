@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -144,53 +145,51 @@ class ReportJob(QThread):
 
 
 class ReportView:
-    """The panel's reading of a CompressionReport (one place knows its attribute names)."""
+    """The panel's reading of a ``loupe.compression_report.CompressionReport``."""
 
     def __init__(self, report: Any) -> None:
         self.report = report
-        self.methods: list[str] = [str(m) for m in _get(report, "methods", default=[])]
-        self.index = np.asarray(_get(report, "indices", "frame_indices", default=[]), int)
-        if self.index.size == 0:
-            self.index = np.arange(self.frame_count())
-
-    def frame_count(self) -> int:
-        n = _get(self.report, "frame_count", "n_frames", default=None)
-        if n is None:
-            per = self.per_frame(self.methods[0], "psnr") if self.methods else []
-            n = len(per)
-        return int(n() if callable(n) else n)
+        self.methods: list[str] = list(report.matched_methods)  # "neural", then the codecs at the neural bits
+        self.all_methods: list[str] = list(report.methods)  # ... then the codecs at the other RD sizes ("h264@0.5")
+        self.index = np.arange(int(report.frames))
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
 
     def per_frame(self, method: str, metric: str) -> np.ndarray:
-        return np.asarray(self.report.per_frame(method, metric), float)
+        m = self.report.methods[method]
+        return np.asarray(m.psnr if metric == "psnr" else m.ssim, float)
 
     def pooled(self, method: str) -> dict:
-        return dict(self.report.pooled(method))
+        return dict(self.report.methods[method].pooled)
 
     def bpp(self, method: str) -> float:
-        return _num(self.report.bpp(method))
+        return _num(self.report.methods[method].bpp)
+
+    def label(self, method: str) -> str:
+        return str(self.report.methods[method].label)
 
     def worst(self, method: str, n: int = 5) -> list[tuple[int, float]]:
-        return [(int(i), float(v)) for i, v in self.report.worst(method, n)]
+        psnr = self.per_frame(method, "psnr")
+        return [(int(i), float(psnr[i])) for i in self.report.methods[method].worst(n)]
 
     def frame(self, stream: str, index: int) -> np.ndarray | None:
-        try:
-            return self.report.frame(stream, int(index))
-        except (KeyError, IndexError, ValueError):
-            return None
+        """Frame ``index`` of a stream as RGB (converted once, the last few kept)."""
+        key = (stream, int(index))
+        if key not in self._cache:
+            if stream not in self.report.keys or not 0 <= index < self.report.frames:
+                return None
+            if len(self._cache) > 16:
+                self._cache.clear()
+            self._cache[key] = self.report.frame_rgb(stream, int(index))
+        return self._cache[key]
 
-    def streams(self) -> list[str]:
-        return list(_get(self.report, "streams", default=STREAMS))
-
-    def sizes(self, codec: str) -> list[str]:
-        """Methods of one codec at every size, ordered by bpp (for the rate-distortion curve)."""
-        ms = [m for m in self.methods if m.split("@")[0] == codec]
-        return sorted(ms, key=self.bpp)
+    def rd_curve(self, method: str) -> tuple[list[float], list[float]]:
+        """(bpp, pooled PSNR) of one method at every size, by bpp."""
+        pts = sorted((p for p in self.report.rd if p.method == method), key=lambda p: p.bpp)
+        return [float(p.bpp) for p in pts], [float(p.psnr_pooled) for p in pts]
 
     def matched(self, codec: str) -> str | None:
         """The method of ``codec`` at the neural representation's bits (the grid shows that one)."""
-        ms = [m for m in self.methods if m.split("@")[0] == codec]
-        exact = [m for m in ms if m == codec or m.endswith("@1") or m.endswith("@1.0")]
-        return exact[0] if exact else (ms[0] if ms else None)
+        return codec if codec in self.methods else None
 
 
 class CompressionPanel(QWidget):
@@ -256,6 +255,10 @@ class CompressionPanel(QWidget):
         self.status.setWordWrap(True)
         self.status.hide()
         lay.addWidget(self.status)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: #546e7a; font-size: 11px")
+        lay.addWidget(self.summary)
 
         # --- the frames: 2 x 2 grid or a split view --------------------------------------
         mode_row = QHBoxLayout()
@@ -438,7 +441,10 @@ class CompressionPanel(QWidget):
     # --- drawing -------------------------------------------------------------------------
     def refresh(self) -> None:
         r = self.last
-        if r is not None:
+        msg = _get(r, "message", default=None) if r is not None else None
+        if msg:
+            self.live_label.setText(f"frame {self.index}: {msg}")
+        elif r is not None:
             psnr, ssim, bpp = _get(r, "psnr"), _get(r, "ssim"), _get(r, "bpp", default=self.output.get("bpp"))
             rgb = _get(r, "psnr_rgb", default=None)
             txt = f"PSNR {_fmt(psnr)} dB   SSIM {_fmt(ssim, 4)}   {_fmt(bpp, 3)} bpp"
@@ -484,7 +490,7 @@ class CompressionPanel(QWidget):
                 psnr = self.view.per_frame(m, "psnr")
                 k = np.nonzero(self.view.index == self.index)[0]
                 if k.size:
-                    text += f"  {psnr[k[0]]:.2f} dB"
+                    text += f"  {_fmt(psnr[k[0]])} dB"
         elif s == "neural" and self.last is not None:
             text += f"  {_fmt(_get(self.last, 'psnr'))} dB"
         self.captions[s].setText(text)
@@ -628,50 +634,53 @@ class CompressionPanel(QWidget):
         self.table.setRowCount(0)
         self.worst_list.clear()
         self.csv_btn.setEnabled(report is not None)
+        self.summary.setText("")
         if self.view is None:
             self._show_placeholders()
             self.refresh_frames()
             return
         v = self.view
-        shown = [m for m in ("neural", v.matched("h264"), v.matched("h265")) if m in v.methods]
-        for m in shown:
+        for m in v.methods:
             pen = pg.mkPen(method_color(m), width=1.5)
-            label = STREAM_NAMES.get(m.split("@")[0], m)
-            self.psnr_curves[m] = self.psnr_plot.plot(v.index, v.per_frame(m, "psnr"), pen=pen, name=label)
+            self.psnr_curves[m] = self.psnr_plot.plot(v.index, v.per_frame(m, "psnr"), pen=pen, name=v.label(m))
             self.ssim_curves[m] = self.ssim_plot.plot(v.index, v.per_frame(m, "ssim"), pen=pen)
-        # pooled figures, every method and size
-        rows = ["neural", *[m for m in v.methods if m != "neural"]]
-        rows = [m for m in rows if m in v.methods]
-        self.table.setRowCount(len(rows))
-        for r, m in enumerate(rows):
+        # pooled figures: at the neural bits, then the codecs at the other sizes
+        self.table.setRowCount(len(v.all_methods))
+        for r, m in enumerate(v.all_methods):
             pooled = v.pooled(m)
-            cells = [m, _fmt(pooled.get("psnr_pooled")), _fmt(pooled.get("psnr_mean")), _fmt(pooled.get("ssim_mean"), 4),
-                     _fmt(pooled.get("psnr_rgb")) if m == "neural" else "", _fmt(v.bpp(m), 4)]
+            res = report.methods[m]
+            cells = [v.label(m) + ("" if res.matched else " *"), _fmt(pooled.get("psnr_pooled")),
+                     _fmt(pooled.get("psnr_mean")), _fmt(pooled.get("ssim_mean"), 4),
+                     _fmt(pooled.get("psnr_rgb_pooled")) if m == "neural" else "", _fmt(v.bpp(m), 4)]
             for c, text in enumerate(cells):
                 it = QTableWidgetItem(text)
                 if c:
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if res.note:
+                    it.setToolTip(res.note)
                 self.table.setItem(r, c, it)
+        self.table.resizeRowsToContents()
         # rate-distortion: one curve per codec over its sizes, the neural point(s)
-        for codec in ("h264", "h265"):
-            ms = v.sizes(codec)
-            if ms:
-                x = [v.bpp(m) for m in ms]
-                y = [_num(v.pooled(m).get("psnr_pooled")) for m in ms]
-                self.rd_plot.plot(x, y, pen=pg.mkPen(method_color(codec), width=2), symbol="o", symbolSize=7,
-                                  symbolBrush=method_color(codec), name=STREAM_NAMES[codec])
-        nms = [m for m in v.methods if m.split("@")[0] == "neural"]
-        self.rd_plot.plot([v.bpp(m) for m in nms], [_num(v.pooled(m).get("psnr_pooled")) for m in nms], pen=None,
-                          symbol="star", symbolSize=14, symbolBrush=method_color("neural"), name="neural (HNeRV)")
+        for m in v.methods:
+            x, y = v.rd_curve(m)
+            if m == "neural":
+                self.rd_plot.plot(x, y, pen=None, symbol="star", symbolSize=16, symbolBrush=method_color(m),
+                                  name=v.label(m))
+            else:
+                self.rd_plot.plot(x, y, pen=pg.mkPen(method_color(m), width=2), symbol="o", symbolSize=7,
+                                  symbolBrush=method_color(m), name=v.label(m))
         # five worst frames per method
-        for m in rows:
-            head = QListWidgetItem(f"{m}:")
+        for m in v.methods:
+            head = QListWidgetItem(f"{v.label(m)}:")
             head.setFlags(Qt.ItemFlag.NoItemFlags)
             self.worst_list.addItem(head)
             for idx, val in v.worst(m, 5):
-                it = QListWidgetItem(f"    frame {idx}   {val:.2f} dB")
+                it = QListWidgetItem(f"    frame {idx}   {_fmt(val)} dB")
                 it.setData(Qt.ItemDataRole.UserRole, idx)
                 self.worst_list.addItem(it)
+        self.summary.setText(
+            f"{report.frames} frames of {Path(report.clip).name} at {report.size[1]}x{report.size[0]}, "
+            f"YUV 4:2:0 PSNR/SSIM as FFmpeg; codecs at the neural bits (built in {report.seconds:.0f} s)")
         self.refresh()
 
     # --- interaction ---------------------------------------------------------------------
