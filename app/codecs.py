@@ -219,20 +219,21 @@ def decode_stream(codec: str, data: bytes, packet_sizes: Sequence[int], width: i
 def encode_matched(frames_rgb: Sequence[np.ndarray] | np.ndarray, fps: float, codec: str, target_bytes: int,
                    tolerance: float = 0.05, progress: Callable[[float], None] | None = None, *,
                    preset: str = "medium", cancelled: Callable[[], bool] | None = None,
-                   max_encodes: int = 14) -> EncodedClip:
+                   max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
     """Encode RGB frames (N x H x W x 3 uint8) with ``codec`` ("h264" | "h265") at a size within
     ``tolerance`` of ``target_bytes`` (see the module docstring). ``progress(fraction)`` after each
     trial encode; ``cancelled()`` is checked between encodes (raises EncodeCancelled)."""
     frames_yuv = [rgb_to_yuv420(np.asarray(f)) for f in frames_rgb]
     return encode_matched_yuv(frames_yuv, fps, codec, target_bytes, tolerance, progress, preset=preset,
-                              cancelled=cancelled, max_encodes=max_encodes)
+                              cancelled=cancelled, max_encodes=max_encodes, crf_start=crf_start)
 
 
 def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, target_bytes: int,
                        tolerance: float = 0.05, progress: Callable[[float], None] | None = None, *,
                        preset: str = "medium", cancelled: Callable[[], bool] | None = None,
-                       max_encodes: int = 14) -> EncodedClip:
-    """``encode_matched`` for frames already in (Y, U, V) planes."""
+                       max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
+    """``encode_matched`` for frames already in (Y, U, V) planes. ``crf_start``: the first CRF
+    tried (a good guess, e.g. from an encode of the same frames at another size, saves encodes)."""
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
     if not len(frames_yuv):
@@ -266,7 +267,7 @@ def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, tar
     # 1) CRF: bracket and interpolate log(size) linearly in CRF
     lo: tuple[float, int] | None = None  # (crf, size) with size > target
     hi: tuple[float, int] | None = None  # (crf, size) with size < target
-    crf = 23.0
+    crf = min(CRF_RANGE[1], max(CRF_RANGE[0], float(crf_start)))
     done = False
     for _ in range(max_encodes):
         size = trial(crf=round(crf, 3))

@@ -324,9 +324,11 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
     yuv: dict[str, list[Planes]] = {"original": target_yuv, "neural": neural_yuv}
 
     # --- reference codecs ------------------------------------------------------------------
-    factors = sorted({float(s) for s in sizes} | {1.0})
+    # the matched size first: its CRF is the starting guess at the other sizes (~6 CRF per halving)
+    factors = [1.0, *sorted({float(s) for s in sizes} - {1.0})]
     others: dict[str, MethodResult] = {}
     jobs = [(c, f) for c in codecs for f in factors]
+    found: dict[str, tuple[float, int]] = {}  # codec -> (crf, bytes) at the matched size
     for k, (codec, factor) in enumerate(jobs):
         check_cancel()
         base = w_neural + (1 - w_neural) * k / len(jobs)
@@ -336,11 +338,17 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
         def sub(fr: float, _b=base, _s=span, _n=name, _f=factor) -> None:
             report_progress(_b + _s * fr, f"{_n} at {_f:g}x the neural size")
 
+        target = max(1, round(bits * factor / 8))
+        start = 23.0
+        if codec in found:
+            start = found[codec][0] + 6.0 * math.log2(found[codec][1] / target)
         try:
-            enc = encode_matched_yuv(target_yuv, fps, codec, max(1, round(bits * factor / 8)), tolerance,
-                                     sub, preset=preset, cancelled=cancelled)
+            enc = encode_matched_yuv(target_yuv, fps, codec, target, tolerance, sub, preset=preset,
+                                     cancelled=cancelled, crf_start=start)
         except EncodeCancelled:
             raise ReportCancelled() from None
+        if factor == 1.0 and enc.crf is not None:
+            found[codec] = (enc.crf, enc.bytes)
         dec = enc.decoded
         if len(dec) != n:
             raise AlignmentError(f"{name} decoded {len(dec)} frames, {n} went in")
@@ -349,7 +357,6 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
         pooled = pool(frames)
         rd.append(RDPoint(codec, name, factor, enc.bits, enc.bpp, pooled["psnr_pooled"], pooled["psnr_mean"],
                           pooled["ssim_mean"], enc.matched, enc.crf))
-        target = max(1, round(bits * factor / 8))
         note = "" if enc.matched else (f"could not get within {tolerance:.0%} of {target} bytes: "
                                        f"closest was {enc.bytes} bytes")
         if factor == 1.0:
@@ -360,6 +367,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
                                                          enc.bpp, frames, pooled, enc.matched, enc, note)
             enc.release()  # keep the bitstream only
     methods.update(others)
+    rd.sort(key=lambda p: (p.method != "neural", p.method, p.size_factor))
     report_progress(1.0, "done")
     return CompressionReport(
         clip=str(clip_p), model=str(engine.path), model_label=label, frames=n, size=spec.size, fps=float(fps),
