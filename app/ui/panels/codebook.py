@@ -70,7 +70,7 @@ class CodebookPanel(QWidget):
         self._scene = None
 
         self.overlay = pg.ImageItem(axisOrder="row-major")
-        self.overlay.setOpacity(0.55)
+        self.overlay.setOpacity(0.45)
         self.mask_item = pg.ImageItem(axisOrder="row-major")  # k > 1: every position where the code is active
         self.mask_item.setLookupTable(np.array([[0, 0, 0, 0], [255, 255, 255, 150]], np.uint8))
         self.mask_item.hide()
@@ -93,7 +93,7 @@ class CodebookPanel(QWidget):
         form.addRow("Level", self.level_box)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(55)
+        self.opacity.setValue(45)
         self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100.0))
         form.addRow("Opacity", self.opacity)
         lay.addLayout(form)
