@@ -121,10 +121,8 @@ class FitHNeRVDialog(QDialog):
             return
         self.last_estimate = est
         h, w = est.size
-        text = (f"about {format_seconds(est.seconds)} for {est.frames} frames at {w}x{h} "
-                f"with {format_params(self.params)} parameters.")
-        if est.message:
-            text += " " + est.message
+        text = est.message or (f"about {format_seconds(est.seconds)} for {est.frames} frames at {w}x{h} "
+                               f"with {format_params(self.params)} parameters.")
         if est.needs_gpu:
             text = "<b>This clip needs a GPU</b> at this budget: " + text + \
                    " On this CPU the time limit will stop the fitting early and the frames will be poor."
@@ -140,9 +138,12 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
     """The fitting function for a FitJob: PSNR so far in the status line; returns HNeRVFitResult."""
 
     def fit(report):
-        fn = fit_fn
-        if fn is None:
+        fn, kw = fit_fn, {}
+        if fn is None:  # the default epochs (what estimate() timed), stopped early by the time limit
+            from loupe_models.fit_hnerv import DEFAULT_EPOCHS
             from loupe_models.fit_hnerv import fit_hnerv_clip as fn
+
+            kw["epochs"] = DEFAULT_EPOCHS
 
         def progress(fraction: float, info: dict) -> bool:
             info = dict(info)
@@ -155,7 +156,7 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
             return report(fraction, info)
 
         report(0.0, {"status": f"decoding {Path(clip).name}…"})
-        return fn(clip, out, params=params, minutes=minutes, report=progress)
+        return fn(clip, out, params=params, minutes=minutes, report=progress, **kw)
 
     return fit
 
@@ -175,7 +176,7 @@ def start_fit(win, clip: str, params: float, minutes: float, out: Path, fit_fn: 
         win.hnerv_action.setEnabled(True)
         win.show_error(
             f"Fitted HNeRV on {res.frames} frames in {format_seconds(res.seconds)} ({res.epochs} epochs): "
-            f"PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.4f} at {res.bpp:.4f} bpp ({res.bits / 8 / 1024:.1f} KiB, "
+            f"RGB PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.4f} at {res.bpp:.4f} bpp ({res.bits / 8 / 1024:.1f} KiB, "
             f"decoder included). Saved {res.onnx_path} and loaded it.", "info")
         win.add_model(str(res.onnx_path))
 

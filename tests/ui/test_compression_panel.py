@@ -254,8 +254,8 @@ def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
     def estimate(clip, params):
         asked.append(params)
         if params > 0.5e6:
-            return Estimate(3 * 3600.0, 132, (720, 1280), True, "about 8 min on a GPU.")
-        return Estimate(420.0, 120, (144, 176), False, "")
+            return Estimate(3 * 3600.0, 132, (720, 1280), True, "132 frames 720x1280: about 180 min on this CPU")
+        return Estimate(420.0, 120, (144, 176), False, "")  # no message: the dialog words it
 
     dlg = FitHNeRVDialog(str(clip_path(CLIP)), estimate=estimate)
     qtbot.addWidget(dlg)
@@ -263,7 +263,7 @@ def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
     assert "120 frames at 176x144" in dlg.estimate_label.text() and "GPU" not in dlg.estimate_label.text()
     dlg.budget.setCurrentIndex(2)  # 1M
     qtbot.waitUntil(lambda: "needs a GPU" in dlg.estimate_label.text(), timeout=5000)
-    assert dlg.params == 1e6 and asked[-1] == 1e6 and "3.0 h" in dlg.estimate_label.text()
+    assert dlg.params == 1e6 and asked[-1] == 1e6 and "about 180 min on this CPU" in dlg.estimate_label.text()
 
     def broken(clip, params):
         raise ValueError("cannot read the clip")
@@ -318,6 +318,7 @@ def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path)
         start_fit(win, str(clip_path(CLIP)), 0.1e6, 1.0, tmp_path / "m.onnx", fit_fn=fit)
         assert not win.hnerv_action.isEnabled()
     assert "epoch 3 · PSNR so far 22.00 dB" in win.hnerv_dialog.status.text()
-    assert "PSNR 31.50 dB" in win.banner.label.text() and win.hnerv_action.isEnabled()
+    assert "RGB PSNR 31.50 dB" in win.banner.label.text() and win.hnerv_action.isEnabled()
     assert isinstance(win.panels[0], CompressionPanel)
     win.close()
+
