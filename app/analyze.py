@@ -89,13 +89,14 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0: every input analysed; 2: none could be; 3: some failed, the rest were written."""
+        """0: every input analysed; 2: every input failed (rows of frames read before a failure
+        are kept); 3: some failed, the rest were written."""
         if not self.inputs:
             return 2
         n_bad = len(self.failed)
         if n_bad == 0:
             return 0
-        return 2 if n_bad == len(self.inputs) and not any(i.frames for i in self.inputs) else 3
+        return 2 if n_bad == len(self.inputs) else 3
 
     @property
     def frames(self) -> int:

@@ -59,8 +59,38 @@ class TextProgress:
         self.stream.flush()
 
 
+def one_line(msg: str) -> str:
+    """A message as one line (decoder errors sometimes span several)."""
+    return "; ".join(part.strip() for part in str(msg).splitlines() if part.strip()) or str(msg).strip()
+
+
 def _err(msg: str) -> None:
-    sys.stderr.write(f"loupe: {msg}\n")
+    sys.stderr.write(f"loupe: {one_line(msg)}\n")
+
+
+def add_limit_options(ap: argparse.ArgumentParser) -> None:
+    """``--max-megapixels``, ``--max-dicom-frames``, ``--max-memory-mb`` (see ``loupe.limits``)."""
+    from loupe.limits import Limits
+
+    d = Limits()
+    ap.add_argument("--max-megapixels", type=float, metavar="MP",
+                    help=f"refuse frames larger than this (default {d.max_megapixels:g}; env LOUPE_MAX_MEGAPIXELS)")
+    ap.add_argument("--max-dicom-frames", type=int, metavar="N",
+                    help=f"refuse DICOM files with more frames (default {d.max_dicom_frames}; env LOUPE_MAX_DICOM_FRAMES)")
+    ap.add_argument("--max-memory-mb", type=float, metavar="MB",
+                    help=f"decoded memory budget per frame (default {d.max_memory_mb:g}; env LOUPE_MAX_MEMORY_MB)")
+
+
+def apply_limit_options(args: argparse.Namespace) -> str | None:
+    """Set the process's limits from the options; the error message, or None."""
+    from loupe.limits import LimitError, configure
+
+    try:
+        configure(max_megapixels=args.max_megapixels, max_dicom_frames=args.max_dicom_frames,
+                  max_memory_mb=args.max_memory_mb)
+    except LimitError as e:
+        return str(e)
+    return None
 
 
 def _default_models(models: list[str] | None) -> list[str]:
@@ -82,12 +112,17 @@ def cmd_analyze(argv: list[str]) -> int:
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_limit_options(ap)
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
     if args.max_frames is not None and args.max_frames < 1:
         _err("--max-frames must be at least 1")
+        return 2
+    problem = apply_limit_options(args)
+    if problem:
+        _err(problem)
         return 2
     fmt = None
     if args.out:
@@ -105,15 +140,24 @@ def cmd_analyze(argv: list[str]) -> int:
         is_dicom_input,
         summary_table,
     )
+    from loupe.inference.card import CardError
     from loupe.inference.engine import ModelError
     from loupe.pipeline import load_model
     from loupe.tasks import UnsupportedTask
 
     try:
         model_paths = _default_models(args.model)
-        models = [load_model(m, providers=args.providers, threads=args.threads, display_max_side=None) for m in model_paths]
-    except (ModelError, UnsupportedTask, FileNotFoundError) as e:
+    except FileNotFoundError as e:
         _err(str(e))
+        return 2
+    models, model_errors = [], 0
+    for m in model_paths:  # every bad model gets its line, then exit 2
+        try:
+            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None))
+        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
+            _err(str(e))
+            model_errors += 1
+    if model_errors:
         return 2
     for m in models:
         if m.engine.needs_task:

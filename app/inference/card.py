@@ -139,15 +139,29 @@ class ModelCard:
         inp = load("input", {})
         if not isinstance(inp, dict):
             raise CardError("loupe.input must be a JSON object")
-        palette = tuple(tuple(int(v) for v in c[:3]) for c in load("palette", []))
+        key = "input"
+        try:  # values of the wrong type (a string for a number, a number for a list) name their key
+            spec = InputSpec.from_dict(inp)
+            key = "palette"
+            palette = tuple(tuple(int(v) for v in c[:3]) for c in load("palette", []))
+            key = "labels"
+            labels = tuple(str(x) for x in load("labels", []))
+            key = "output"
+            output = dict(load("output", {}))
+            key = "source"
+            source = dict(load("source", {}))
+        except CardError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError) as e:
+            raise CardError(f"{PREFIX}{key} holds a value of the wrong type ({e})") from None
         return cls(
             task=task,
             name=md.get(PREFIX + "name", ""),
-            input=InputSpec.from_dict(inp),
-            labels=tuple(str(x) for x in load("labels", [])),
+            input=spec,
+            labels=labels,
             palette=palette,  # type: ignore[arg-type]
-            output=dict(load("output", {})),
-            source=dict(load("source", {})),
+            output=output,
+            source=source,
             origin=origin,
         )
 

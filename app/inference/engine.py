@@ -176,6 +176,9 @@ class Engine:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"No such model file: {self.path}")
+        from loupe.inference.safety import check_model_file
+
+        check_model_file(self.path)  # not a pickle, not truncated, external data inside its folder
         ort = _ort()
         so = ort.SessionOptions()
         so.log_severity_level = 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
+import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,10 +31,15 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
+from loupe.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 
 logger = logging.getLogger(__name__)
+# pydicom logs every frame its decoders refuse, with a traceback, on its own stderr handler (set up
+# when pydicom is imported); Loupe reports the reason itself. LOUPE_LOG=DEBUG keeps pydicom's log.
+if os.environ.get("LOUPE_LOG", "").upper() != "DEBUG":
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 __all__ = [
     "DICOM_EXTENSIONS",
@@ -174,12 +180,71 @@ def _read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
         # Old files without the preamble: accept only if they parse into an image.
         ds = _read_forced(path, header_only)
         if ds is None:
-            raise SourceError(f"{name} is not a DICOM file") from exc
+            from loupe.sources.sniff import describe_content
+
+            what = describe_content(path)
+            raise SourceError(f"{name} is not a DICOM file" + (f" (it is {what})" if what else "")) from exc
         return ds
     except PermissionError as exc:
         raise SourceError(f"Cannot read {name}: permission denied") from exc
     except Exception as exc:
         raise SourceError(f"{name} is not a readable DICOM file (damaged?): {exc}") from exc
+
+
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian: the first item of encapsulated data
+
+
+def pixel_claims_problem(ds: Dataset, uid: UID, frames: int) -> str | None:
+    """Why the pixels a dataset's header claims cannot be decoded safely, or None.
+
+    Checked before anything is decoded: the frame size against the pixel limit and the memory
+    budget (``loupe.limits``), the pixel data against the frame count and transfer syntax (a
+    header that claims more frames than the data holds, or a compressed syntax over raw pixels),
+    then the frame count against the frames-per-file limit."""
+    limits = current_limits()
+    rows, cols = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    bits = _int(ds.get("BitsAllocated")) or 16
+    if rows <= 0 or cols <= 0:
+        return f"its header gives no usable image size (Rows {rows}, Columns {cols})"
+    decoded = max(samples * bits / 8, 3.0 if samples >= 3 else 4.0)  # as stored, or float32 after rescale
+    problem = limits.frame_problem(cols, rows, decoded)
+    if problem:
+        return problem
+    if "PixelData" in ds:
+        raw = ds.PixelData
+        raw = raw if isinstance(raw, (bytes, bytearray)) else b""
+        if uid.is_encapsulated:
+            if not raw.startswith(_ITEM_TAG):
+                return (
+                    f"its transfer syntax says {uid.name} (compressed) but its pixel data is not "
+                    f"encapsulated: the header does not match the data"
+                )
+            try:
+                fragments = pydicom.encaps.parse_fragments(raw[8 + int.from_bytes(raw[4:8], "little"):])[0]
+            except (ValueError, TypeError, IndexError):
+                fragments = None
+            if fragments is not None and frames > max(fragments, 1):
+                return (
+                    f"it says it holds {frames} frames but its compressed pixel data holds at most "
+                    f"{fragments}: the file is truncated or damaged, or its header is wrong"
+                )
+        else:
+            if raw.startswith(_ITEM_TAG) and uid.is_transfer_syntax:
+                return (
+                    f"its pixel data is encapsulated (compressed) but its transfer syntax says "
+                    f"{uid.name}: the header does not match the data"
+                )
+            frame_bits = rows * cols * samples * bits
+            have = (len(raw) * 8) // frame_bits
+            if frames > have:
+                need = -(-frames * frame_bits // 8)
+                return (
+                    f"it says it holds {frames} frame{'s' if frames != 1 else ''} but its pixel data "
+                    f"holds {have} ({len(raw)} of {need} bytes): the file is truncated or damaged, or "
+                    f"its header is wrong"
+                )
+    return limits.frames_problem(frames)
 
 
 def _no_image_message(name: str, ds: Dataset) -> str:
@@ -358,6 +423,9 @@ class DicomSource(ReaderSource):
         self._uid = UID(str(ds.file_meta.get("TransferSyntaxUID") or ""))
         self._check_decoder()
         self._count = self._frame_total(ds)
+        problem = pixel_claims_problem(ds, self._uid, self._count)
+        if problem:
+            raise SourceError(f"{self.name} is refused: {problem}")
         self._photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
         self._modality = str(ds.get("Modality", "") or "") or None
         self._fps, self._frame_time = self._timing(ds)
@@ -374,6 +442,11 @@ class DicomSource(ReaderSource):
         uid = self._uid
         if not uid:
             raise SourceError(f"{self.name} has no transfer syntax: cannot decode its pixels")
+        if uid.name == str(uid) or not uid.is_transfer_syntax:
+            raise SourceError(
+                f"{self.name} has an unknown transfer syntax ({uid}): Loupe cannot tell how its "
+                f"pixels are stored"
+            )
         try:
             decoder = get_decoder(uid)
         except NotImplementedError as exc:
@@ -479,6 +552,13 @@ class DicomSource(ReaderSource):
         except RuntimeError as exc:
             if "missing dependencies" in str(exc):
                 raise SourceError(_missing_decoder_message(self.name, self._uid)) from exc
+            if "Unable to decode" in str(exc):  # every decoder plugin refused the data
+                lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+                first = f" ({lines[0]})" if lines else ""
+                raise SourceError(
+                    f"Decoding frame {index} of {self.name} failed: its pixel data is not valid "
+                    f"{self._uid.name} data{first}"
+                ) from exc
             raise SourceError(
                 f"Decoding frame {index} of {self.name} failed ({self._uid.name}): {exc}"
             ) from exc

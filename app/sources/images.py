@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.sniff import check_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,16 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises SourceError when the file cannot be read or decoded.
     """
     path = Path(path)
+    check_file(path, "image")  # empty, not an image, or a header claiming too many pixels
     try:
         data = np.fromfile(path, dtype=np.uint8)  # works with non-ASCII paths on Windows
     except OSError as exc:
         raise SourceError(f"Cannot read image {path.name}: {exc.strerror or exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as exc:  # OpenCV's own guards (e.g. its pixel limit) raise
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
+        raise SourceError(f"Cannot read image {path.name}: OpenCV refused it ({reason})") from None
     if image is None:
         raise SourceError(f"Cannot read image {path.name}: not an image or the file is damaged")
     if image.ndim == 3 and image.shape[2] == 1:
@@ -166,7 +172,7 @@ class ImageSource(ReaderSource):
         try:
             pixels = read_image(path)
         except SourceError as exc:
-            logger.warning("image %d (%s) unreadable: %s", index, path, exc)
+            logger.info("image %d (%s) unreadable: %s", index, path, exc)  # the error says it
             raise SourceError(f"Image {index + 1} of {len(self._files)}: {exc}") from exc
         return Frame(
             pixels=pixels,

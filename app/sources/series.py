@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from loupe.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.dicom import (
     DicomSource,
@@ -86,6 +87,8 @@ class SeriesInfo:
     positions: tuple[float | None, ...]
     slice_spacing_mm: float | None
     folder: Path | None = None
+    #: why the files cannot play as one stack (sizes or orientations differ); None when they can
+    problem: str | None = None
 
     @property
     def file_count(self) -> int:
@@ -148,6 +151,7 @@ class _Header:
         "path",
         "positions",
         "series",
+        "size",
         "slice_location",
     )
 
@@ -166,6 +170,7 @@ class _Header:
         self.offsets = [_frame_offset(ds, i, self.frames) for i in range(self.frames)]
         self.slice_location = _float(ds.get("SliceLocation"))
         self.nominal_spacing = _nominal_slice_spacing(ds)
+        self.size = (_int(ds.get("Columns")), _int(ds.get("Rows")))
 
     def frame_positions(self, normal: np.ndarray | None) -> list[float | None]:
         """Every frame's position along ``normal`` (mm); Slice Location as a fallback."""
@@ -205,6 +210,8 @@ def _header(path: Path) -> _Header | str:
     else:
         if "Rows" not in ds:
             result = "it holds no image"
+        elif (too_many := current_limits().frames_problem(_frame_total(ds))) is not None:
+            result = too_many
         else:
             with _pydicom_warnings_logged():
                 try:
@@ -237,6 +244,9 @@ def _order_series(uid: str, headers: list[_Header], folder: Path | None) -> Seri
     headers.sort(key=key)
     ordered = [p for h in headers for p in positions[id(h)]]
     first = headers[0]
+    problem = _geometry_problem(headers)
+    if problem:
+        logger.info("series %s: %s", uid, problem)
     return SeriesInfo(
         uid=uid,
         description=next((h.description for h in headers if h.description), ""),
@@ -247,7 +257,30 @@ def _order_series(uid: str, headers: list[_Header], folder: Path | None) -> Seri
         positions=tuple(ordered),
         slice_spacing_mm=_slice_spacing(ordered, first.nominal_spacing),
         folder=folder,
+        problem=problem,
     )
+
+
+def _geometry_problem(headers: Sequence[_Header]) -> str | None:
+    """Why a series' files do not form one stack: different frame sizes, or image planes that
+    are not parallel (orientation cosines differing by more than 0.01); None when they do."""
+    sizes: dict[tuple[int | None, int | None], Path] = {}
+    for h in headers:
+        sizes.setdefault(h.size, h.path)
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w} x {hh} in {p.name}" for (w, hh), p in list(sizes.items())[:3])
+        return f"the series is inconsistent: its slices are not all the same size ({shown}); Loupe plays a series as one stack"
+    oriented = [h for h in headers if h.orientation is not None]
+    if oriented:
+        ref = np.asarray(oriented[0].orientation, float)
+        for h in oriented[1:]:
+            if float(np.max(np.abs(np.asarray(h.orientation, float) - ref))) > 0.01:
+                return (
+                    f"the series is inconsistent: the orientation of {h.path.name} "
+                    f"({', '.join(f'{v:g}' for v in h.orientation)}) differs from that of "
+                    f"{oriented[0].path.name} ({', '.join(f'{v:g}' for v in ref)}); Loupe plays a series as one stack"
+                )
+    return None
 
 
 def _scan(
@@ -318,6 +351,9 @@ class DicomSeriesSource(ReaderSource):
     def __init__(self, series: SeriesInfo, all_series: Sequence[SeriesInfo] | None = None) -> None:
         if not series.files:
             raise SourceError("The DICOM series holds no files")
+        if series.problem:
+            where = series.folder.name if series.folder is not None else series.files[0].name
+            raise SourceError(f"{where} [{series.label}]: {series.problem}")
         self.info = series
         self.series: list[SeriesInfo] = list(all_series) if all_series else [series]
         if series not in self.series:

@@ -15,7 +15,9 @@ import av
 import av.logging
 import numpy as np
 
+from loupe.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.sniff import check_file, mp4_structure_problem
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +94,15 @@ class VideoSource(ReaderSource):
             raise SourceError(f"No such file: {self.path}")
         if self.path.is_dir():
             raise SourceError(f"{self.path} is a folder, not a video file")
+        check_file(self.path, "video")  # empty, not a video at all, or a header claiming too much
         try:
             container = av.open(str(self.path), mode="r", metadata_errors="replace")
         except PermissionError as exc:
             raise SourceError(f"Cannot read {self.name}: permission denied") from exc
         except (av.FFmpegError, OSError) as exc:
+            structure = mp4_structure_problem(self.path)
+            if structure:
+                raise SourceError(f"{self.name} cannot be opened: {structure}") from exc
             raise SourceError(
                 f"{self.name} is not a video file FFmpeg can read, or it is damaged or "
                 f"truncated ({_ffmpeg_reason(exc)})"
@@ -108,6 +114,11 @@ class VideoSource(ReaderSource):
             container.close()
             raise
 
+        ctx = stream.codec_context
+        too_big = current_limits().frame_problem(ctx.width, ctx.height, 3.0) if ctx.width and ctx.height else None
+        if too_big:
+            container.close()
+            raise SourceError(f"{self.name} is refused: {too_big}")
         stream.thread_type = "AUTO"
         self._container = container
         self._stream = stream
@@ -252,7 +263,7 @@ class VideoSource(ReaderSource):
         if self._truncation_reported or expected <= 0 or self._index >= expected - _SLACK:
             return
         self._truncation_reported = True
-        logger.warning("%s ended at frame %d of %d", self.name, self._index, expected)
+        logger.info("%s ended at frame %d of %d", self.name, self._index, expected)  # the error says it
         raise SourceError(
             f"{self.name} ended at frame {self._index} of {expected}: "
             f"the file is truncated or damaged"
@@ -271,10 +282,11 @@ class VideoSource(ReaderSource):
             return None
         except (av.FFmpegError, OSError) as exc:
             self._decoder = None  # a fresh decode() resumes after the bad data
-            logger.warning("decoding %s failed at frame %d: %s", self.name, index, exc)
+            logger.info("decoding %s failed at frame %d: %s", self.name, index, exc)  # the error says it
+            structure = mp4_structure_problem(self.path)
+            why = f"({structure})" if structure else "(the file may be damaged or truncated)"
             raise SourceError(
-                f"Decoding {self.name} failed at frame {index}: {_ffmpeg_reason(exc)} "
-                f"(the file may be damaged or truncated)"
+                f"Decoding {self.name} failed at frame {index}: {_ffmpeg_reason(exc)} {why}"
             ) from exc
 
     def _to_frame(self, av_frame: Any, index: int) -> Frame:

@@ -19,6 +19,9 @@ class UnsupportedTask(Exception):
 
 def make_task(engine: Engine, display_max_side: int | None = 1280) -> Task:
     """The task object for a loaded engine, chosen by its card."""
+    from loupe.inference.safety import check_io
+
+    check_io(engine)  # inputs/outputs the task can use, or a ModelError that says why not
     task = engine.card.task
     if task == "segmentation":
         from loupe.tasks.segmentation import SegmentationTask

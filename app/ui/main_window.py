@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         self.ask_task = ask_task
         self.lockstep = lockstep  # every frame shown, none dropped (screenshot mode)
         self.settings = settings()
+        self._apply_limit_settings()
         self.slot = LatestSlot()
         self.runner = Runner()
         self.models: list[LoadedModel] = []
@@ -664,6 +665,25 @@ class MainWindow(QMainWindow):
             self.info.setPlainText("No model loaded.\n\nDrop an .onnx file on the window or use File ▸ Open model.")
             return
         self.info.setPlainText("\n\n".join(m.engine.describe() for m in self.models))
+
+    def _apply_limit_settings(self) -> None:
+        """``[limits]`` in the settings file (max_megapixels, max_dicom_frames, max_memory_mb)
+        override the environment and defaults of ``loupe.limits``; a bad value is reported."""
+        from loupe.limits import ENV, LimitError, configure
+
+        values = {}
+        for name in ENV:
+            raw = self.settings.value(f"limits/{name}")
+            if raw in (None, ""):
+                continue
+            try:
+                values[name] = float(raw)
+            except (TypeError, ValueError):
+                logger.warning("settings: limits/%s=%r is not a number; ignored", name, raw)
+        try:
+            configure(**values)
+        except LimitError as e:
+            logger.warning("settings: %s; limits left as they were", e)
 
     # --- errors -----------------------------------------------------------------------------
     def show_error(self, text: str, level: str = "error") -> None:

@@ -1,0 +1,202 @@
+"""Checks a model file must pass before ONNX Runtime sees it, and the shape checks a model's
+inputs and outputs must pass before a task uses it (Qt-free).
+
+Loupe never executes anything from a file: it never unpickles (a pickle or a PyTorch checkpoint
+renamed ``.onnx`` is named as such and refused), never evaluates strings from a card, and reads
+ONNX external data only from inside the model's own folder (no absolute paths, no ``..``, no
+symbolic link leading out), after checking that every external file holds the bytes the model
+says it does. ONNX Runtime has its own external-data checks; these run first so the message
+says what is wrong in the user's words.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from loupe.inference.engine import ModelError
+from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
+
+__all__ = ["check_io", "check_model_file"]
+
+PICKLE_NOTE = "Loupe never loads pickles"
+
+
+def _not_onnx(name: str, what: str | None) -> ModelError:
+    if what == "a Python pickle":
+        return ModelError(f"{name} is not an ONNX model (looks like a Python pickle; {PICKLE_NOTE})")
+    if what and what.startswith("a PyTorch checkpoint"):
+        return ModelError(
+            f"{name} is not an ONNX model (looks like a PyTorch checkpoint: a ZIP archive holding a "
+            f"Python pickle; {PICKLE_NOTE}). Export it to ONNX first (python -m loupe_models.export ...)"
+        )
+    if what:
+        return ModelError(f"{name} is not an ONNX model (it is {what})")
+    return ModelError(f"{name} is not an ONNX model (its bytes are not an ONNX protobuf)")
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of a graph that may carry data: initializers, sparse initializers and
+    tensor attributes of nodes, including those of subgraphs (If/Loop/Scan bodies)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def _check_external(name: str, folder: Path, tensor: Any) -> None:
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    label = f"tensor '{tensor.name}'" if tensor.name else "a tensor"
+    if not location:
+        raise ModelError(f"{name}: {label} says its data is external but names no file")
+    shown = location
+    if os.path.isabs(location) or Path(location).drive or location.startswith(("/", "\\")):
+        raise ModelError(
+            f"{name}: the external data of {label} is at {shown}, outside the model's folder; Loupe "
+            f"reads external data only from the model's own folder"
+        )
+    root = folder.resolve()
+    target = (folder / location).resolve()
+    if target != root and root not in target.parents:
+        raise ModelError(
+            f"{name}: the external data of {label} points outside the model's folder ({shown}); "
+            f"Loupe reads external data only from the model's own folder"
+        )
+    if not target.is_file():
+        raise ModelError(f"{name}: the external data file {shown} of {label} is missing next to the model")
+    try:
+        offset = int(info.get("offset", "0") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ModelError(f"{name}: the external data of {label} has a malformed offset or length") from None
+    size = target.stat().st_size
+    if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+        want = f"{length} bytes at offset {offset}" if length is not None else f"data at offset {offset}"
+        raise ModelError(
+            f"{name}: the external data file {shown} holds {size} bytes but {label} needs {want} "
+            f"(the file is truncated or does not belong to this model)"
+        )
+
+
+def check_model_file(path: str | Path) -> None:
+    """Raise ModelError with the reason when ``path`` is not a model Loupe will hand to ONNX
+    Runtime: empty, not ONNX (a pickle, a checkpoint, text...), truncated, or with external data
+    that is missing, too short or outside the model's folder."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ModelError(f"Cannot read {name}: {e.strerror or e}") from None
+    if size == 0:
+        raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
+    head = read_head(path)
+    what = describe_content(path, head)
+    if what is not None and what != "an ONNX model":
+        raise _not_onnx(name, what)
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+        if looks_like_onnx(head):
+            raise ModelError(f"{name} is truncated or damaged: it does not parse as an ONNX model ({e})") from None
+        raise _not_onnx(name, what) from None
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        if looks_like_onnx(head):
+            raise ModelError(f"{name} is truncated or damaged: it holds no graph")
+        raise _not_onnx(name, what)
+    from onnx import TensorProto
+
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            _check_external(name, path.parent, tensor)
+
+
+# ----------------------------------------------------------------------------- inputs/outputs
+
+#: tasks whose input is one image (or a stack of past frames) in N x C x H x W float32
+IMAGE_TASKS = ("segmentation", "density", "anomaly")
+
+
+def _dims(shape: tuple[Any, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def check_io(engine: Any) -> None:
+    """Raise ModelError when the model's inputs/outputs cannot be what its task needs (the
+    image tasks: one float32 N x C x H x W input whose channel count matches the card; outputs
+    of the shape the task reads). Tasks this module does not know are not checked here."""
+    card = engine.card
+    task = card.task
+    if task not in IMAGE_TASKS:
+        return
+    name = engine.path.name
+    inputs = list(engine.inputs)
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ModelError(f"{name} needs {len(inputs)} inputs ({names}); Loupe feeds a {task} model one image")
+    inp = inputs[0]
+    if len(inp.shape) != 4:
+        raise ModelError(
+            f"{name}: its input '{inp.name}' has rank {len(inp.shape)} ({_dims(inp.shape)}); Loupe feeds "
+            f"images as N x C x H x W (rank 4)"
+        )
+    if inp.dtype != "tensor(float)":
+        raise ModelError(
+            f"{name}: its input '{inp.name}' is {inp.dtype}; Loupe feeds float32 images (tensor(float))"
+        )
+    channels = card.input.channels
+    if task == "anomaly":
+        channels *= int(card.output.get("past_frames", 4) or 1)
+    c = inp.shape[1]
+    if isinstance(c, int) and c != channels:
+        what = f"{card.input.color} ({card.input.channels} channel{'s' if card.input.channels > 1 else ''})"
+        if task == "anomaly":
+            what += f" x {card.output.get('past_frames', 4)} past frames = {channels}"
+        raise ModelError(
+            f"{name}: its input '{inp.name}' takes {c} channel{'s' if c != 1 else ''} but the card says {what}"
+        )
+    outputs = list(engine.outputs)
+    if not outputs:
+        raise ModelError(f"{name} has no outputs")
+    if task == "segmentation":
+        out = outputs[0]
+        if len(out.shape) not in (3, 4):
+            raise ModelError(
+                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a segmentation "
+                f"model outputs N x C x h x w logits (or an N x h x w class map)"
+            )
+    elif task == "density":
+        names = [o.name for o in outputs]
+        out = outputs[names.index("density")] if "density" in names else outputs[0]
+        if len(out.shape) not in (2, 3, 4):
+            raise ModelError(
+                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a density "
+                f"model outputs one map, N x 1 x h x w"
+            )
+        if len(out.shape) == 4 and isinstance(out.shape[1], int) and out.shape[1] != 1:
+            raise ModelError(
+                f"{name}: its output '{out.name}' has {out.shape[1]} channels ({_dims(out.shape)}); a density "
+                f"model outputs one map with 1 channel, N x 1 x h x w"
+            )
+    elif task == "anomaly":
+        out = outputs[0]
+        if len(out.shape) not in (3, 4):
+            raise ModelError(
+                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); an anomaly "
+                f"model predicts a frame, N x C x H x W"
+            )
