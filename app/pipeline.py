@@ -70,21 +70,134 @@ class Runner:
         self._models = tuple(models)  # atomic swap; the next frame sees the new list
 
     def process(self, frame: Frame) -> FrameResult:
+        return self.finish(self.infer(frame))
+
+    # The two halves of ``process``: ``run_stream`` runs ``infer`` of the next frame on its own
+    # thread while this frame is post-processed (when every task allows it: ``overlap_safe``).
+    def infer(self, frame: Frame) -> _Inferred:
+        """prepare + run for every model (in frame order: prepare may keep history)."""
         t0 = time.monotonic()
-        out = []
-        for m in self._models:
+        models = self._models
+        staged = []
+        for m in models:
             t = time.perf_counter()
             feeds, ctx = m.task.prepare(frame)
             outputs = None if feeds is None else m.engine.run(feeds)  # None: e.g. history filling
+            staged.append((ctx, outputs, time.perf_counter() - t))
+        return _Inferred(frame, models, staged, t0)
+
+    @staticmethod
+    def finish(inf: _Inferred) -> FrameResult:
+        """postprocess of every model: the FrameResult."""
+        out = []
+        for m, (ctx, outputs, dt) in zip(inf.models, inf.staged):
+            t = time.perf_counter()
             res = m.task.postprocess(outputs, ctx)
-            out.append(ModelResult(m.name, m.task.name, res, (time.perf_counter() - t) * 1e3))
-        return FrameResult(frame, tuple(out), t0, time.monotonic())
+            out.append(ModelResult(m.name, m.task.name, res, (dt + time.perf_counter() - t) * 1e3))
+        return FrameResult(inf.frame, tuple(out), inf.t0, time.monotonic())
+
+    @property
+    def overlap_safe(self) -> bool:
+        """True when every task's postprocess depends only on its outputs and context (not on
+        state a later ``prepare`` changes), so post-processing may overlap the next inference."""
+        return all(getattr(m.task, "overlap_safe", False) for m in self._models)
 
 
-def run_stream(frames: Iterable[Frame], runner: Runner) -> Iterator[FrameResult]:
-    """Every frame, in order, through every model (whole-file analysis)."""
-    for f in frames:
-        yield runner.process(f)
+@dataclass(frozen=True)
+class _Inferred:
+    frame: Frame
+    models: tuple[LoadedModel, ...]
+    staged: list[tuple[Any, Any, float]]  # per model: (context, outputs, seconds so far)
+    t0: float
+
+
+_END = object()
+
+
+class _Ahead:
+    """Runs ``fn(item)`` for each item of ``items`` on its own thread, at most ``depth`` results
+    ahead of the consumer; yields them in order. An exception is re-raised at its place in the
+    order (the items before it are yielded first). ``close()`` stops and joins the thread."""
+
+    def __init__(self, items: Iterator[Any], fn, depth: int, name: str) -> None:
+        import queue
+
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._items, self._fn = items, fn
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if self._stop.is_set() or not self._put((True, self._fn(item))):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there in order
+            self._put((False, e))
+            return
+        self._put((True, _END))
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            ok, value = self._q.get()
+            if not ok:
+                raise value
+            if value is _END:
+                return
+            yield value
+
+    def close(self, timeout: float = 10.0) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock a producer waiting on a full queue
+                self._q.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+        self._thread.join(timeout)
+
+
+def run_stream(frames: Iterable[Frame], runner: Runner, read_ahead: int = 2) -> Iterator[FrameResult]:
+    """Every frame, in order, through every model (whole-file analysis).
+
+    With ``read_ahead`` > 0 the source is decoded on its own thread up to that many frames ahead
+    and, when the tasks allow it (``Runner.overlap_safe``), prepare + inference of the next frame
+    run on a second thread while this one is post-processed. Results, their order and any
+    exception (raised where it happened in the order) are the same as without read-ahead.
+    Closing the generator stops and joins the threads before it returns.
+    """
+    if read_ahead <= 0:
+        for f in frames:
+            yield runner.process(f)
+        return
+    stages: list[_Ahead] = []
+    try:
+        decoded = _Ahead(iter(frames), lambda f: f, read_ahead, "loupe-decode")
+        stages.append(decoded)
+        if runner.overlap_safe:
+            inferred = _Ahead(iter(decoded), runner.infer, 1, "loupe-infer")
+            stages.append(inferred)
+            for inf in inferred:
+                yield runner.finish(inf)
+        else:
+            for f in decoded:
+                yield runner.process(f)
+    finally:
+        for st in reversed(stages):  # the consumer of a stage first, then the stage itself
+            st.close()
 
 
 class LatestSlot:

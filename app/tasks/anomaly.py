@@ -87,6 +87,7 @@ class AnomalyContext:
 
 class AnomalyTask:
     name = "anomaly"
+    overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine

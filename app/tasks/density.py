@@ -69,6 +69,7 @@ def polygon_mask(points: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[in
 
 class DensityTask:
     name = "density"
+    overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine

@@ -1,0 +1,103 @@
+"""Shared helpers for the benchmarks in bench/ (not part of the app or the test suite).
+
+Every benchmark prints ``header()`` first: core count, load average, ONNX Runtime version and the
+providers it lists, so each table says what it was measured on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+DDRNET_CACHE = Path(tempfile.gettempdir()) / "loupe-bench"
+
+
+def load() -> str:
+    try:
+        a, b, c = os.getloadavg()
+        return f"{a:.2f} {b:.2f} {c:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def physical_cores() -> int:
+    from loupe.inference.engine import physical_cores as pc
+
+    return pc()
+
+
+def header(title: str) -> str:
+    import onnxruntime as ort
+
+    lines = [
+        f"== {title} ==",
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores "
+        f"({physical_cores()} physical), load average {load()}",
+        f"onnxruntime {ort.__version__}, providers listed: {', '.join(ort.get_available_providers())}",
+        f"python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+    ]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def ddrnet_onnx(num_classes: int = 19) -> Path:
+    """DDRNet-23-slim (Cityscapes layout) with the deterministic reference fill, exported once to a
+    temporary ONNX with its card (inference speed does not depend on the weights)."""
+    DDRNET_CACHE.mkdir(parents=True, exist_ok=True)
+    out = DDRNET_CACHE / f"ddrnet23_slim_fill_{num_classes}.onnx"
+    if out.exists():
+        return out
+    import torch
+
+    from loupe_models.ddrnet import ddrnet23_slim
+    from loupe_models.export import ddrnet23_slim_card, export_segmentation
+    from loupe_models.golden import fill_state_dict
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1)))
+    net = ddrnet23_slim(num_classes=num_classes)
+    net.load_state_dict(fill_state_dict(net), strict=True)
+    net.eval()
+    tmp = out.with_suffix(".tmp.onnx")
+    export_segmentation(net, tmp, ddrnet23_slim_card("reference fill (bench)"), sample_hw=(256, 512))
+    tmp.replace(out)
+    return out
+
+
+def decode_all(path: str, limit: int | None = None) -> list:
+    """Every frame of a clip (or the first ``limit``), decoded beforehand."""
+    from loupe.sources.open import open_source
+
+    src = open_source(path)
+    frames = []
+    try:
+        for f in src:
+            frames.append(f)
+            if limit is not None and len(frames) >= limit:
+                break
+    finally:
+        src.close()
+    return frames
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; psutil elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError):
+        import psutil
+
+        return psutil.Process().memory_info().rss / 1e6
+
+
+def pct(values, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, float), q)) if len(values) else float("nan")
