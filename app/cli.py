@@ -326,7 +326,8 @@ def cmd_gui(argv: list[str]) -> int:
     return run_gui(args)
 
 
-FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly", "codebook": "loupe_models.fit_codebook"}
+FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly", "codebook": "loupe_models.fit_codebook",
+             "hnerv": "loupe_models.fit_hnerv"}
 
 
 def cmd_fit(argv: list[str]) -> int:
