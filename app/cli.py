@@ -108,10 +108,12 @@ def cmd_analyze(argv: list[str]) -> int:
     ap.add_argument("--out", metavar="FILE", help="write rows to FILE.csv or FILE.jsonl (default: print a summary)")
     ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
-    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical core, or $LOUPE_ORT_THREADS)")
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run: keep the rows already in --out, add the missing ones")
     add_limit_options(ap)
     try:
         args = ap.parse_args(argv)
@@ -123,6 +125,9 @@ def cmd_analyze(argv: list[str]) -> int:
     problem = apply_limit_options(args)
     if problem:
         _err(problem)
+        return 2
+    if args.resume and not args.out:
+        _err("--resume needs --out: the file whose rows the run continues")
         return 2
     fmt = None
     if args.out:
@@ -176,14 +181,32 @@ def cmd_analyze(argv: list[str]) -> int:
         _err(f"{spec}: {reason}")
 
     stream = None
+    start_at = None
     try:
         writer = None
         if args.out:
             cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
-            stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
-            writer = RowWriter(stream, fmt or "csv", cols)
+            if args.resume:
+                from loupe.resume import ResumeError, SkipDone, make_start_at, prepare_resume
+
+                try:
+                    state = prepare_resume(args.out, fmt or "csv", cols)
+                except ResumeError as e:
+                    _err(str(e))
+                    return 2
+                if state.rows or state.dropped_partial:
+                    sys.stderr.write(
+                        f"loupe: resuming {args.out}: {state.rows} rows already there"
+                        + (" (a partial last line was dropped)" if state.dropped_partial else "") + "\n"
+                    )
+                stream = open(args.out, "a", encoding="utf-8", newline="")  # noqa: SIM115
+                writer = SkipDone(RowWriter(stream, fmt or "csv", cols, header=not state.has_header), state.done)
+                start_at = make_start_at(models, state.done)
+            else:
+                stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                writer = RowWriter(stream, fmt or "csv", cols)
         summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
-                          calibrate_per_video=args.calibrate_per_video)
+                          calibrate_per_video=args.calibrate_per_video, start_at=start_at)
     except KeyboardInterrupt:
         if progress:
             progress.finish()

@@ -49,6 +49,7 @@ KEYS = (
     "ONNX Runtime",
     "ORT providers (available)",
     "ORT providers (load here)",
+    "ORT threads",
     "TensorRT cache",
     "GPU",
     "torch (fitting)",
@@ -219,6 +220,16 @@ def _ort_loadable() -> str:
     return "; ".join(parts)
 
 
+def _ort_threads() -> str:
+    from loupe.inference.engine import THREADS_ENV, default_threads
+
+    n, why = default_threads()
+    import os
+
+    return (f"{n} intra-op per model ({why}; {os.cpu_count()} logical CPUs), 1 inter-op; "
+            f"set ${THREADS_ENV} or loupe analyze --threads to change")
+
+
 def _trt_cache() -> str:
     from loupe.inference.engine import trt_cache_dir
 
@@ -277,6 +288,7 @@ def system_info() -> dict[str, str]:
         "ONNX Runtime": _onnxruntime,
         "ORT providers (available)": _ort_available,
         "ORT providers (load here)": _ort_loadable,
+        "ORT threads": _ort_threads,
         "TensorRT cache": _trt_cache,
         "GPU": gpu_name,
         "torch (fitting)": _torch,
