@@ -59,7 +59,7 @@ class _Flaky:
             self.read += 1
             yield Frame(np.full((8, 8, 3), i, np.uint8), i, i / 10)
         if self.fail:
-            raise SourceError("damaged at frame %d" % self.n)
+            raise SourceError(f"damaged at frame {self.n}")
 
 
 def test_an_error_arrives_after_the_frames_before_it(argmax_model):
