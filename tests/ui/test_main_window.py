@@ -351,7 +351,12 @@ def test_density_and_anomaly_panels_beside_segmentation(qtbot, win, tmp_path, ar
     dpanel, apanel = win.panels[1], win.panels[2]
     qtbot.waitUntil(lambda: dpanel.last is not None and apanel.last is not None, timeout=5000)
     # density: fixed colour range from the card, count on the frame and plotted
-    assert dpanel.overlay.levels[1] == pytest.approx(0.5)
+    # (the range is applied when the map becomes uint8, so the item colours it through its table)
+    assert dpanel.levels_max == pytest.approx(0.5)
+    img = dpanel.overlay.image
+    assert img.dtype == np.uint8 and img.shape == dpanel.last.density.shape
+    want = np.clip(dpanel.last.density / 0.5 * 255.0, 0, 255)
+    assert np.abs(img.astype(float) - want).max() <= 1.0
     assert dpanel.count_text.toPlainText().startswith("count ")
     dpanel.refresh_plot()
     assert len(dpanel.curve.getData()[0]) >= 1

@@ -3,6 +3,7 @@ over time, and a region of interest with its own count. A thin view over ``Densi
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
@@ -113,7 +114,7 @@ class DensityPanel(QWidget):
         self.last = result
         if self.levels_max is None:
             self._set_levels(result.display_max)
-        self.overlay.setImage(result.density, autoLevels=False, levels=(0.0, self.levels_max))
+        self._show_map(result.density)
         h, w = frame_hw
         self._frame_hw = frame_hw
         self.overlay.setRect(QRectF(0, 0, w, h))
@@ -148,9 +149,18 @@ class DensityPanel(QWidget):
         self.range_box.setValue(self.levels_max)
         self.range_box.blockSignals(False)
 
+    def _show_map(self, density: np.ndarray) -> None:
+        """The map as uint8 (0..range -> 0..255, two SIMD passes), so the item colours it
+        through its 256-row table instead of rescaling floats per pixel on the UI thread."""
+        vmax = max(float(self.levels_max or 0.0), 1e-12)
+        d = np.ascontiguousarray(density, np.float32)
+        u8 = cv2.convertScaleAbs(cv2.max(d, 0.0), alpha=255.0 / vmax)
+        self.overlay.setImage(u8, autoLevels=False, levels=(0, 255))
+
     def _on_range(self, v: float) -> None:
         self.levels_max = float(v)
-        self.overlay.setLevels((0.0, self.levels_max))
+        if self.last is not None:
+            self._show_map(self.last.density)
         self.settingsChanged.emit()
 
     def _toggle_roi(self, on: bool) -> None:
