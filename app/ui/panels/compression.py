@@ -24,6 +24,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QThread, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -192,6 +193,18 @@ class ReportView:
         return codec if codec in self.methods else None
 
 
+class _ResizeAware(pg.GraphicsLayoutWidget):
+    def __init__(self, on_resize: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_resize = on_resize
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        cb = getattr(self, "_on_resize", None)  # None while the base constructor runs
+        if cb is not None:
+            cb()
+
+
 class CompressionPanel(QWidget):
     seekRequested = Signal(int)  # frame index
     reportReady = Signal(object)  # the CompressionReport, on the UI thread
@@ -222,11 +235,11 @@ class CompressionPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(4)
-        lay.addWidget(QLabel(f"<b>{title or 'Compression'}</b>"))
         self.live_label = QLabel("PSNR —   SSIM —   bpp —")
-        self.live_label.setStyleSheet("font-size: 16px")
+        self.live_label.setStyleSheet("font-size: 15px")
         self.live_label.setToolTip("This frame: PSNR and SSIM on the YUV 4:2:0 planes as FFmpeg computes them; "
-                                   "bpp of the entropy-coded representation (decoder included)")
+                                   "bpp of the entropy-coded representation (decoder included); RGB PSNR: 8-bit RGB")
+        lay.addWidget(QLabel(f"<b>{title or 'Compression'}</b>"))
         lay.addWidget(self.live_label)
 
         row = QHBoxLayout()
@@ -238,34 +251,35 @@ class CompressionPanel(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(14)
-        self.progress.hide()
         self.csv_btn = QPushButton("Export CSV…")
         self.csv_btn.setEnabled(False)
         self.csv_btn.clicked.connect(self._export_dialog)
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(["Side by side", "Split"])
+        self.mode_box.setToolTip("Four streams side by side, or two under a split you drag")
+        self.mode_box.currentIndexChanged.connect(self._on_mode)
+        self.error_box = QCheckBox("Error on frame")
+        self.error_box.setToolTip("The neural reconstruction's absolute error over the frame view")
+        self.error_box.toggled.connect(lambda on: self.overlay.setOpacity(0.65 if on else 0.0))
         row.addWidget(self.compare_btn)
         row.addWidget(self.cancel_btn)
+        row.addWidget(self.mode_box)
+        row.addWidget(self.error_box)
+        row.addStretch(1)
         row.addWidget(self.csv_btn)
         lay.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(12)
+        self.progress.hide()
         lay.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.hide()
         lay.addWidget(self.status)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: #546e7a; font-size: 11px")
-        lay.addWidget(self.summary)
 
-        # --- the frames: 2 x 2 grid or a split view --------------------------------------
-        mode_row = QHBoxLayout()
-        self.mode_box = QComboBox()
-        self.mode_box.addItems(["Side by side", "Split"])
-        self.mode_box.setToolTip("Four streams side by side, or two under a split you drag")
-        self.mode_box.currentIndexChanged.connect(self._on_mode)
+        # --- the frames: four side by side or a split view -------------------------------
         self.left_box = QComboBox()
         self.right_box = QComboBox()
         for box, default in ((self.left_box, "original"), (self.right_box, "neural")):
@@ -275,20 +289,18 @@ class CompressionPanel(QWidget):
             box.currentIndexChanged.connect(lambda *_: self.refresh_frames())
         self.left_box.setToolTip("Left of the divider")
         self.right_box.setToolTip("Right of the divider")
-        mode_row.addWidget(self.mode_box)
         self.split_controls = QWidget()
         sc = QHBoxLayout(self.split_controls)
         sc.setContentsMargins(0, 0, 0, 0)
-        sc.addWidget(QLabel("left"))
-        sc.addWidget(self.left_box)
+        sc.addWidget(QLabel("Split: left"))
+        sc.addWidget(self.left_box, 1)
         sc.addWidget(QLabel("right"))
-        sc.addWidget(self.right_box)
+        sc.addWidget(self.right_box, 1)
         self.split_controls.hide()
-        mode_row.addWidget(self.split_controls, 1)
-        lay.addLayout(mode_row)
+        lay.addWidget(self.split_controls)
 
         self.frames_stack = QStackedWidget()
-        grid = pg.GraphicsLayoutWidget()
+        grid = _ResizeAware(self._arrange)
         grid.ci.setSpacing(2)
         grid.ci.setContentsMargins(0, 0, 0, 0)
         self.boxes: dict[str, pg.ViewBox] = {}
@@ -307,6 +319,7 @@ class CompressionPanel(QWidget):
             self.boxes[s].setXLink(first)
             self.boxes[s].setYLink(first)
         self.grid = grid
+        self.grid_shape = (2, 2)
         self.frames_stack.addWidget(grid)
         split = pg.GraphicsLayoutWidget()
         split.ci.setContentsMargins(0, 0, 0, 0)
@@ -329,65 +342,100 @@ class CompressionPanel(QWidget):
         self._split_range: tuple[int, int] | None = None
         self._grid_hw: tuple[int, int] | None = None
         self.frames_stack.addWidget(split)
-        self.frames_stack.setMinimumHeight(170)
+        self.frames_stack.setMinimumHeight(150)
 
-        # --- per-frame plots -----------------------------------------------------------
-        self.psnr_plot = self._make_plot("PSNR (dB)")
-        self.ssim_plot = self._make_plot("SSIM")
+        # --- per-frame plots (one widget, x linked) --------------------------------------
+        per_frame = QWidget()
+        pf = QVBoxLayout(per_frame)
+        pf.setContentsMargins(0, 0, 0, 0)
+        pf.setSpacing(0)
+        self.legend = QLabel(" ".join(f"<span style='color:{c}'>&#9644; {STREAM_NAMES[m]}</span>&nbsp;&nbsp;"
+                                      for m, c in METHOD_COLORS.items()))
+        self.legend.setToolTip("Click a plot to go to that frame; the vertical line is the frame shown")
+        pf.addWidget(self.legend)
+        self.plots = pg.GraphicsLayoutWidget()
+        self.plots.setBackground("w")
+        self.psnr_plot = self.plots.addPlot(row=0, col=0)
+        self.ssim_plot = self.plots.addPlot(row=1, col=0)
+        for p, label in ((self.psnr_plot, "PSNR dB"), (self.ssim_plot, "SSIM")):
+            p.setLabel("left", label)
+            p.showGrid(x=True, y=True, alpha=0.3)
+            p.getAxis("left").enableAutoSIPrefix(False)
+            p.getAxis("left").setWidth(48)
+            p.setMenuEnabled(False)
+        self.ssim_plot.setLabel("bottom", "frame")
         self.ssim_plot.setXLink(self.psnr_plot)
-        self.psnr_plot.addLegend(offset=(-4, 4), labelTextSize="8pt", colCount=3)
         self.lines = []
         for p in (self.psnr_plot, self.ssim_plot):
             line = pg.InfiniteLine(0, angle=90, movable=False, pen=pg.mkPen("#6a1b9a", width=1.5))
             p.addItem(line, ignoreBounds=True)
             self.lines.append(line)
-            p.scene().sigMouseClicked.connect(lambda ev, p=p: self._on_plot_click(p, ev))
+        self.plots.scene().sigMouseClicked.connect(self._on_plot_click)
+        self.plots.setMinimumHeight(120)
+        pf.addWidget(self.plots, 1)
         self.psnr_curves: dict[str, pg.PlotDataItem] = {}
         self.ssim_curves: dict[str, pg.PlotDataItem] = {}
 
         # --- pooled, rate-distortion, worst frames ---------------------------------------
+        pooled = QWidget()
+        pl = QVBoxLayout(pooled)
+        pl.setContentsMargins(0, 0, 0, 0)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: #546e7a; font-size: 11px")
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels(["method", "PSNR pooled", "PSNR mean", "SSIM mean", "RGB PSNR", "bpp"])
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip("PSNR pooled: PSNR of the mean MSE over frames (FFmpeg 'average'); PSNR mean: "
-                              "mean of per-frame PSNR; SSIM: FFmpeg's 'All'; RGB PSNR: 8-bit RGB, neural only")
+                              "mean of per-frame PSNR; SSIM: FFmpeg's 'All'; RGB PSNR: 8-bit RGB, neural only; "
+                              "* not within 5% of the neural bits")
+        pl.addWidget(self.table, 1)
+        pl.addWidget(self.summary)
         self.rd_plot = pg.PlotWidget(background="w")
         self.rd_plot.setLabel("bottom", "bits per pixel")
         self.rd_plot.setLabel("left", "PSNR pooled (dB)")
         self.rd_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.rd_plot.addLegend(offset=(-4, -4), labelTextSize="8pt")
+        self.rd_plot.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         self.worst_list = QListWidget()
         self.worst_list.setToolTip("The five lowest-PSNR frames of each method; click to go there")
         self.worst_list.itemClicked.connect(self._on_worst)
 
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.table, "Pooled")
+        self.tabs.addTab(per_frame, "Per frame")
+        self.tabs.addTab(pooled, "Pooled")
         self.tabs.addTab(self.rd_plot, "Rate–distortion")
         self.tabs.addTab(self.worst_list, "Worst frames")
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.frames_stack)
-        splitter.addWidget(self.psnr_plot)
-        splitter.addWidget(self.ssim_plot)
         splitter.addWidget(self.tabs)
         splitter.setChildrenCollapsible(False)
-        splitter.setSizes([300, 120, 100, 170])
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
         self.splitter = splitter
         lay.addWidget(splitter, 1)
         self._show_placeholders()
 
-    def _make_plot(self, ylabel: str) -> pg.PlotWidget:
-        p = pg.PlotWidget(background="w")
-        p.setLabel("left", ylabel)
-        p.setLabel("bottom", "frame")
-        p.showGrid(x=True, y=True, alpha=0.3)
-        p.getAxis("left").enableAutoSIPrefix(False)
-        p.setMinimumHeight(80)
-        p.setToolTip("Click to go to a frame")
-        return p
+    def _arrange(self) -> None:
+        """Four frames in the arrangement that shows them largest: 2 x 2, 1 x 4 or 4 x 1."""
+        w, h = self.grid.width(), self.grid.height()
+        ih, iw = self._grid_hw or (144, 176)
+        if w < 10 or h < 10:
+            return
+        best = max(((2, 2), (1, 4), (4, 1)), key=lambda rc: min(w / rc[1] / iw, h / rc[0] / ih))
+        if best != self.grid_shape:
+            self.grid_shape = best
+            for s in STREAMS:
+                self.grid.ci.removeItem(self.boxes[s])
+            for i, s in enumerate(STREAMS):
+                r, c = (i // 2, i % 2) if best == (2, 2) else ((0, i) if best == (1, 4) else (i, 0))
+                self.grid.ci.addItem(self.boxes[s], row=r, col=c)
+        if self._grid_hw is not None:  # a new size shows the whole frame again
+            self.boxes[STREAMS[0]].setRange(QRectF(0, 0, iw, ih), padding=0)
 
     # --- panel interface (main window) ---------------------------------------------------
     def attach(self, view_box: pg.ViewBox) -> None:
@@ -475,6 +523,7 @@ class CompressionPanel(QWidget):
                     continue
                 if s == "original" and self._grid_hw != img.shape[:2]:  # new size: fit it (links do the rest)
                     self._grid_hw = img.shape[:2]
+                    self._arrange()
                     self.boxes[s].setRange(QRectF(0, 0, img.shape[1], img.shape[0]), padding=0)
                 self.images[s].setImage(img, autoLevels=False, levels=(0, 255))
                 self.images[s].setRect(QRectF(0, 0, img.shape[1], img.shape[0]))
@@ -623,8 +672,6 @@ class CompressionPanel(QWidget):
         for p in (self.psnr_plot, self.ssim_plot):
             for item in list(p.listDataItems()):
                 p.removeItem(item)
-        if self.psnr_plot.plotItem.legend is not None:
-            self.psnr_plot.plotItem.legend.clear()
         for item in list(self.rd_plot.listDataItems()):
             self.rd_plot.removeItem(item)
         if self.rd_plot.plotItem.legend is not None:
@@ -684,11 +731,13 @@ class CompressionPanel(QWidget):
         self.refresh()
 
     # --- interaction ---------------------------------------------------------------------
-    def _on_plot_click(self, plot: pg.PlotWidget, ev) -> None:
+    def _on_plot_click(self, ev) -> None:
         if ev.button() != Qt.MouseButton.LeftButton or self.view is None:
             return
-        pos = plot.getPlotItem().vb.mapSceneToView(ev.scenePos())
-        self.seek_plot(pos.x())
+        for p in (self.psnr_plot, self.ssim_plot):
+            if p.sceneBoundingRect().contains(ev.scenePos()):
+                self.seek_plot(p.vb.mapSceneToView(ev.scenePos()).x())
+                return
 
     def seek_plot(self, x: float) -> None:
         """A click on a plot at frame ``x``: go to the nearest measured frame."""
@@ -727,6 +776,9 @@ def compare_then(win, done: Callable[[], None]) -> bool:
     panel = next((p for p in win.panels if isinstance(p, CompressionPanel)), None)
     if panel is None:
         return False
+    win.panel_tabs.setCurrentWidget(panel)  # room for the four frames and the plots
+    win.resizeDocks([win.panel_dock], [740], Qt.Orientation.Horizontal)
+    win.resizeDocks([win.panel_dock, win.info_dock], [700, 80], Qt.Orientation.Vertical)
     panel.reportReady.connect(lambda _r: done())
     panel.reportFailed.connect(lambda _m: done())
     panel.compare()  # a failure to start still ends in reportFailed
