@@ -226,7 +226,7 @@ def _ort_threads() -> str:
     n, why = default_threads()
     import os
 
-    return (f"{n} intra-op per model ({why}; {os.cpu_count()} logical CPUs), 1 inter-op; "
+    return (f"{n} intra-op per model ({why}; {os.cpu_count()} logical CPUs), 1 inter-op, no spinning; "
             f"set ${THREADS_ENV} or loupe analyze --threads to change")
 
 

@@ -174,7 +174,8 @@ def default_threads() -> tuple[int, str]:
     ``$LOUPE_ORT_THREADS`` wins; otherwise one per physical core (measured on the 2-core dev
     machine: 2 threads beat 1 for a 720p model even with decode running on its own thread;
     hyper-threads add nothing to convolution throughput). Inter-op parallelism stays at 1:
-    the graphs are chains, and a second pool only competes with decode and the UI."""
+    the graphs are chains, and a second pool only competes with decode and the UI. The pool
+    threads do not spin while idle (see ``Engine``)."""
     env = os.environ.get(THREADS_ENV, "").strip()
     if env:
         try:
@@ -228,6 +229,11 @@ class Engine:
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads sleep instead of spinning: they would steal the CPU that decode, the
+        # next frame's post-processing and the UI need (measured on 2 cores under load: bare
+        # session.run itself ran up to 2x faster without spinning when other threads were busy).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         asked = choose_providers(providers)
         provider_args: list[Any] = []
         for p in asked:
@@ -312,7 +318,7 @@ class Engine:
         lines += ["inputs:"] + [f"  {i.describe()}" for i in self.inputs]
         lines += ["outputs:"] + [f"  {o.describe()}" for o in self.outputs]
         lines.append(f"providers: {', '.join(self.providers)}")
-        lines.append(f"threads: {self.threads} intra-op ({self.threads_from}), 1 inter-op")
+        lines.append(f"threads: {self.threads} intra-op ({self.threads_from}), 1 inter-op, no spinning")
         lines.append(f"note: {self.provider_note}")
         return "\n".join(lines)
 

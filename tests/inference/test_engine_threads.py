@@ -8,6 +8,7 @@ from loupe.inference.engine import THREADS_ENV, Engine, default_threads, physica
 
 def _applied(eng: Engine) -> tuple[int, int]:
     so = eng.session.get_session_options()
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # idle threads sleep
     return so.intra_op_num_threads, so.inter_op_num_threads
 
 
@@ -16,7 +17,7 @@ def test_default_is_one_thread_per_physical_core(argmax_model, monkeypatch):
     eng = Engine(argmax_model, providers="cpu")
     assert eng.threads == physical_cores() >= 1
     assert _applied(eng) == (physical_cores(), 1)
-    assert f"threads: {physical_cores()} intra-op (physical cores), 1 inter-op" in eng.describe()
+    assert f"threads: {physical_cores()} intra-op (physical cores), 1 inter-op, no spinning" in eng.describe()
 
 
 def test_asked_threads_win(argmax_model, monkeypatch):
