@@ -587,7 +587,7 @@ def fit_codebook_clip(
     try:
         if size is None:
             probe, _ = decode_span(path, start, end, max_frames=1)
-            size = auto_size(*probe.shape[:2])
+            size = auto_size(*probe.shape[1:3])
         frames, fps = decode_span(path, start, end, size=size, max_frames=max_frames)
     except FileNotFoundError as e:
         raise ValueError(f"cannot read {clip}: {e}") from None

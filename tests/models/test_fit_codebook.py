@@ -202,5 +202,8 @@ def test_loupe_fit_codebook(tmp_path):
     assert FIT_KINDS["codebook"] == "loupe_models.fit_codebook"
     out = tmp_path / "via_loupe.onnx"
     assert loupe_main(["fit", "codebook", "bikes.mp4", "--out", str(out), "--span", ":0.2",
-                       "--size", "64", "--steps", "3", "--codes", "8", "--threads", "1"]) == 0
-    assert out.is_file()
+                       "--steps", "3", "--codes", "8", "--threads", "1"]) == 0
+    # default working size: bikes.mp4 is 640x272 -> 320x136, stride 4 -> 80x34 codes
+    eng = Engine(out, providers="cpu")
+    assert eng.card.input.fixed_size == (136, 320)
+    assert "5 frames at 320x136" in eng.card.source["training_data"]
