@@ -114,6 +114,15 @@ def boundary_map(class_map: np.ndarray) -> np.ndarray:
     return out
 
 
+def class_counts(class_map: np.ndarray, n: int) -> np.ndarray:
+    """Pixels per class id 0..n-1 (float64). OpenCV's histogram (exact while the counts fit a
+    float32 mantissa) is 2x faster than ``np.bincount``, which first widens the map to int64."""
+    if class_map.size < (1 << 24) and class_map.dtype == np.uint8:
+        hist = cv2.calcHist([np.ascontiguousarray(class_map)], [0], None, [256], [0, 256])
+        return hist.reshape(-1)[:n].astype(np.float64)
+    return np.bincount(class_map.ravel(), minlength=n)[:n].astype(np.float64)
+
+
 def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """(C, h, w) logits -> (H, W) uint8 argmax of the bilinearly upsampled logits.
 
@@ -194,7 +203,7 @@ class SegmentationTask:
         else:
             cm = logits_to_class_map(logits.astype(np.float32, copy=False), out_hw)
         n = len(self.labels)
-        counts = np.bincount(cm.ravel(), minlength=n)[:n].astype(np.float64)
+        counts = class_counts(cm, n)
         area = counts / max(cm.size, 1)
         area_mm2 = None
         if spacing is not None:

@@ -149,3 +149,14 @@ def test_postprocess_takes_a_bare_geometry(argmax_model):
         SegmentationResult(
             np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), np.zeros(2), ("a", "b"), np.zeros(3)
         )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 53), (720, 1280)])
+def test_class_counts_equal_bincount(shape):
+    from loupe.tasks.segmentation import class_counts
+
+    cm = np.random.default_rng(shape[0]).integers(0, 7, shape, dtype=np.uint8)
+    cm.flat[0] = 255  # NO_CLASS / out-of-range ids are not counted
+    want = np.bincount(cm.ravel(), minlength=256)[:5].astype(np.float64)
+    got = class_counts(cm, 5)
+    assert got.dtype == np.float64 and got.tolist() == want.tolist()
