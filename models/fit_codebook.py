@@ -603,6 +603,8 @@ def fit_codebook_clip(
     budget = max(1.0, 60.0 * minutes - decode_s - EXPORT_RESERVE_S)
     cfg = CodebookFitConfig(**{**cfg.__dict__, "time_budget_s": budget})
     status = f"fitting {cfg.codebook_size} codes on {len(frames)} frames at {size[1]}x{size[0]}"
+    if len(frames) >= max_frames:
+        status += f" (the first {max_frames} of the span)"
 
     def train_report(frac: float, info: dict[str, Any]) -> bool:
         return report is None or report(frac, info)
@@ -618,7 +620,8 @@ def fit_codebook_clip(
                      "Codebook Features: k most cosine-similar codes summed")
                   + "), dead-code restarts" + ("" if cfg.restarts else " off")),
         "training_data": f"{clip_name}, span {span}, {len(frames)} frames at {size[1]}x{size[0]}"
-        + (f", {fps:.3g} fps" if fps else ""),
+        + (f", {fps:.3g} fps" if fps else "")
+        + (f" (the first {max_frames} frames of the span)" if len(frames) >= max_frames else ""),
         "clip": clip_name,
         "span": [float(start), None if end is None else float(end)],
         "training": "loupe_models.fit_codebook (MSE + 0.25 commitment, straight-through)",
