@@ -146,13 +146,14 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 class RowWriter:
     """CSV or JSONL rows, flushed as written. ``columns`` fixes the CSV header."""
 
-    def __init__(self, stream: IO[str], fmt: str, columns: list[str]) -> None:
+    def __init__(self, stream: IO[str], fmt: str, columns: list[str], header: bool = True) -> None:
         self.stream, self.fmt, self.columns = stream, fmt, columns
         self._csv = None
         if fmt == "csv":
             self._csv = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-            self._csv.writeheader()
-            stream.flush()
+            if header:  # False: appending to a file that has it (--resume)
+                self._csv.writeheader()
+                stream.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         if self._csv is not None:
@@ -188,6 +189,7 @@ def analyze(
     on_error: Callable[[str, str], None] | None = None,
     calibrate_per_video: bool = False,
     read_ahead: int = 2,
+    start_at: Callable[[str, Any], None] | None = None,
 ) -> Summary:
     """Analyse every frame of every input; rows go to ``writer`` as they are computed.
 
@@ -225,6 +227,8 @@ def analyze(
         for m in models:
             if hasattr(m.task, "reset"):
                 m.task.reset()  # no history carried from one input to the next
+        if start_at is not None and max_frames is None:
+            start_at(spec, source)  # --resume: seek past the frames already written (loupe.resume)
         pending: list[dict[str, Any]] | None = [] if calibrate_per_video else None
         total = source.frame_count
         if max_frames is not None:

@@ -27,11 +27,20 @@ class Player:
         realtime: bool = True,
         loop: bool = False,
         lockstep: bool = False,
+        on_status: Callable[[str], None] = lambda msg: None,
+        on_recovered: Callable[[str], None] = lambda msg: None,
+        reconnect_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0),
     ) -> None:
         self.source = source
         self.slot = slot
         self.on_error = on_error
         self.on_end = on_end
+        # a live source that fails (a camera unplugged) is reopened with these waits between
+        # tries (the last one repeats) until it comes back or the player stops
+        self.on_status = on_status
+        self.on_recovered = on_recovered
+        self.reconnect_delays = tuple(reconnect_delays) or (1.0,)
+        self.reconnect_attempts = 0
         self.realtime = realtime
         self.loop = loop
         self.lockstep = lockstep  # wait for each frame to be taken: no drops (screenshots, exports)
@@ -92,6 +101,31 @@ class Player:
             logger.debug("closing %s failed", self.source.name, exc_info=True)
 
     # --- reader thread ---------------------------------------------------------------------
+    def _reconnect(self, reason: str) -> bool:
+        """Reopen a failed live source, waiting longer between tries (``reconnect_delays``);
+        True once it is back, False when the player stops or the source cannot reconnect."""
+        reopen = getattr(self.source, "reconnect", None)
+        if reopen is None:
+            return False
+        tries = 0
+        while True:
+            delay = self.reconnect_delays[min(tries, len(self.reconnect_delays) - 1)]
+            tries += 1
+            self.on_status(f"{self.source.name}: reconnecting (try {tries}, in {delay:g} s)…")
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop, delay)
+                if self._stop:
+                    return False
+            self.reconnect_attempts += 1
+            try:
+                back = bool(reopen())
+            except Exception:  # a driver error is one more failed try
+                logger.debug("reconnecting %s failed", self.source.name, exc_info=True)
+                back = False
+            if back:
+                self.on_recovered(f"{self.source.name} is back after {tries} tr{'y' if tries == 1 else 'ies'}")
+                return True
+
     def _run(self) -> None:
         it = iter(self.source)
         anchor: tuple[float, float] | None = None  # (wall time, frame timestamp)
@@ -129,7 +163,11 @@ class Player:
                     self._step = 0
                 self.on_error(str(e))
                 if self.source.live:
-                    return
+                    if not self._reconnect(str(e)):
+                        return
+                    it = iter(self.source)
+                    with self._cond:
+                        self._playing = True
                 continue
             except Exception as e:  # a decoder bug must not kill the reader silently
                 logger.exception("reading %s failed", self.source.name)

@@ -77,6 +77,8 @@ class CameraSource(ReaderSource):
         self.max_failures = max(1, int(max_failures))
         self.retry_delay = max(0.0, float(retry_delay))
         self._requested_fps = fps
+        self._requested_size = (width, height)
+        self.reconnects = 0  # times the camera came back after failing
         self._lock = threading.Lock()
         self._closed = False
         self._reading = False
@@ -174,6 +176,42 @@ class CameraSource(ReaderSource):
             timestamp=captured - self._start,
             metadata={"device": self.device, "capture_time": captured},
         )
+
+    def reconnect(self) -> bool:
+        """Try once to open the device again (after it stopped delivering: unplugged, taken by
+        another program). True when it opened; the next ``read`` tells whether frames come.
+        Frame indices and timestamps continue from where they were. False once closed."""
+        with self._lock:
+            if self._closed or self._reading:
+                return False
+            old, self._capture = self._capture, None
+        self._release(old)
+        try:
+            capture = cv2.VideoCapture(self.device)
+        except Exception:
+            logger.debug("reopening camera %d failed", self.device, exc_info=True)
+            return False
+        if capture is None or not capture.isOpened():
+            if capture is not None:
+                self._release(capture)
+            return False
+        width, height = self._requested_size
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                            (cv2.CAP_PROP_FPS, self._requested_fps)):
+            if value is not None:
+                capture.set(prop, float(value))
+        with self._lock:
+            if self._closed:  # closed while reopening
+                closed = True
+            else:
+                closed = False
+                self._capture = capture
+        if closed:
+            self._release(capture)
+            return False
+        self.reconnects += 1
+        logger.info("camera %d reopened (reconnect %d)", self.device, self.reconnects)
+        return True
 
     def seek(self, index: int) -> None:
         """A live camera cannot seek; this does nothing."""

@@ -360,6 +360,8 @@ class MainWindow(QMainWindow):
             on_error=lambda msg: self._bridge.call.emit(lambda: self.show_error(msg)),
             on_end=lambda: self._bridge.call.emit(self._on_end),
             realtime=not self.lockstep, lockstep=self.lockstep,
+            on_status=lambda msg: self._bridge.call.emit(lambda: self.statusBar().showMessage(msg, 10000)),
+            on_recovered=lambda msg: self._bridge.call.emit(lambda: self._on_recovered(msg)),
         )
         for p in self.panels:
             if p is not None:
@@ -397,6 +399,8 @@ class MainWindow(QMainWindow):
             self.panel_tabs.setCurrentWidget(panel)
         self.panels.append(panel)
         self.runner.set_models(self.models)
+        self._accept_after = time.monotonic()  # results computed with the old model list are dropped
+        self._slow_stale = False  # the last result belongs to the old list: no catch-up with it
         self._update_info()
         self._add_recent(path)
         if self.player is not None and not self.player.playing and self.last_result is not None:
@@ -405,6 +409,9 @@ class MainWindow(QMainWindow):
 
     def _in_background(self, work, done) -> None:
         """Run ``work()`` on the I/O thread; ``done(result)`` or an error banner on the UI thread."""
+        if getattr(self, "_closing", False):  # e.g. a fit that finished while the window closed
+            logger.info("window closing: not starting background work")
+            return
         QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
 
         def finished(fut) -> None:
@@ -462,8 +469,30 @@ class MainWindow(QMainWindow):
                                  has_reconstruction=task.recon_index is not None)
         return None
 
+    def remove_model(self, index: int) -> None:
+        """Unload model ``index`` (its panel and overlay go too); the others keep running."""
+        if not 0 <= index < len(self.models):
+            return
+        models = self.models[:index] + self.models[index + 1:]
+        self.runner.set_models(models)
+        self._accept_after = time.monotonic()  # results computed with the old model list are dropped
+        self._slow_stale = False
+        panel = self.panels.pop(index)
+        self.models[:] = models
+        if panel is not None:
+            panel.detach()
+            tab = self.panel_tabs.indexOf(panel)
+            if tab >= 0:
+                self.panel_tabs.removeTab(tab)
+            panel.deleteLater()
+        self._update_info()
+        if self.player is not None and not self.player.playing and self.last_result is not None:
+            self.slot.put(self.last_result.frame)  # re-run the paused frame without it
+
     def remove_models(self) -> None:
         self.runner.set_models([])
+        self._accept_after = time.monotonic()  # results computed with the old model list are dropped
+        self._slow_stale = False
         for p in self.panels:
             if p is not None:
                 p.detach()
@@ -528,6 +557,12 @@ class MainWindow(QMainWindow):
         if not self.seek.isSliderDown():  # page/arrow clicks on the slider
             QTimer.singleShot(0, self, lambda: self.seek_to(self.seek.sliderPosition()))
 
+    def _on_recovered(self, msg: str) -> None:
+        """A live source came back after failing: say so (info), keep going."""
+        self.show_error(msg, "info")
+        self.statusBar().clearMessage()
+        self._update_play_button()
+
     def _on_end(self) -> None:
         self._update_play_button()
         self.statusBar().showMessage("end of file", 3000)
@@ -556,6 +591,8 @@ class MainWindow(QMainWindow):
     def _on_result(self, fr: FrameResult) -> None:
         self.worker.in_flight = max(0, self.worker.in_flight - 1)
         if self.player is None or fr.received_at < self._accept_after:
+            return
+        if len(fr.results) != len(self.panels):  # a model list that changed while it ran
             return
         self.last_result = fr
         frame = fr.frame
@@ -904,6 +941,7 @@ class MainWindow(QMainWindow):
                 p.overlay.setVisible(not p.overlay.isVisible())
 
     def closeEvent(self, event) -> None:
+        self._closing = True  # a job finishing while we wait must not start new work (see _in_background)
         # threads first: nothing below may keep a running QThread alive past the window
         fit, self.fit_job = self.fit_job, None
         if fit is not None:
