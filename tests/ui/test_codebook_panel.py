@@ -51,6 +51,10 @@ def block_means(channel: np.ndarray, s: int) -> np.ndarray:
     return np.floor(channel.astype(np.float64).reshape(h // s, s, w // s, s).mean(axis=(1, 3))).astype(np.int32)
 
 
+def panel_td() -> str:
+    return "<td style='padding: 0 10px 0 0' align='right'>"
+
+
 def rendered_rgba(item) -> np.ndarray:
     item.render()
     return fn.ndarray_from_qimage(item.qimage.convertToFormat(QImage.Format.Format_RGBA8888)).copy()
@@ -91,8 +95,10 @@ def test_codes_overlay_histogram_highlight_and_probe(qtbot, win, tmp_path):
     panel.refresh()
     distinct = len({f.frame.index for f in shown})
     assert panel.usage.frames == distinct
-    assert f"{top.codes_used} of 256 codes used" in panel.stats.text() and "dead" in panel.stats.text()
-    assert f"session</b> ({distinct} frames)" in panel.stats.text()
+    stats = panel.stats.text()
+    assert f"this frame</b></td>{panel_td()}{top.codes_used} of 256</td>" in stats
+    assert f"session</b> ({distinct} frames)</td>{panel_td()}{panel.usage.used('top')} of 256</td>" in stats
+    assert f"<b>{panel.usage.dead_pct('top'):.1f} %</b>" in stats and "dead" in stats
     xs, heights = panel.frame_bars.opts["x"], panel.frame_bars.opts["height"]
     session = panel.usage.counts["top"]
     assert len(xs) == panel.usage.used("top") == np.count_nonzero(session)  # a bar per code used so far
@@ -290,3 +296,22 @@ def test_fit_a_codebook_for_real_with_a_tiny_budget(qtbot, win, tmp_path):
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     (level,) = shown[-1].results[-1].result.levels
     assert level.codebook_size == 64 and level.display.shape == (144, 176)
+
+
+def test_demo_codebook_from_the_demo_menu(qtbot, win):
+    from loupe.resources import resource_path
+
+    if not resource_path("demo_codebook.onnx").is_file():
+        pytest.skip("the demo codebook model is not built")
+    demos = next(a.menu() for a in win.menuBar().actions()[0].menu().actions() if a.text() == "&Demo models")
+    action = next(a for a in demos.actions() if a.text() == "codebook")
+    shown = collect(win)
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        action.trigger()
+    panel = win.panels[-1]
+    assert isinstance(panel, CodebookPanel) and panel.recon_widget.isVisible()
+    win.open_source(str(clip_path("bikes.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1 and panel.last is not None, timeout=20000)
+    (level,) = panel.last.levels
+    assert level.display.shape == (272, 640) and level.codes_used > 20
+    assert panel.last.reconstruction.shape == (136, 320, 3) and panel.last.recon_psnr > 20

@@ -233,14 +233,17 @@ class CodebookPanel(QWidget):
         name, n = lv.name, lv.codebook_size
         frames = self.usage.frames
         session = self.usage.counts[name]
-        lines = [
-            f"<b>this frame</b>: {lv.codes_used} of {n} codes used · perplexity {lv.perplexity:.1f}",
-            f"<b>session</b> ({frames} frame{'s' if frames != 1 else ''}): {self.usage.used(name)} used · "
-            f"<b>dead {self.usage.dead_pct(name):.1f} %</b> · perplexity {self.usage.perplexity(name):.1f}",
+        td = "<td style='padding: 0 10px 0 0' align='right'>"
+        rows = [
+            "<tr><td></td>" + "".join(f"{td}<i>{h}</i></td>" for h in ("codes used", "dead", "perplexity")) + "</tr>",
+            f"<tr><td><b>this frame</b></td>{td}{lv.codes_used} of {n}</td>{td}</td>{td}{lv.perplexity:.1f}</td></tr>",
+            f"<tr><td><b>session</b> ({frames} frame{'s' if frames != 1 else ''})</td>{td}{self.usage.used(name)} of {n}"
+            f"</td>{td}<b>{self.usage.dead_pct(name):.1f} %</b></td>{td}{self.usage.perplexity(name):.1f}</td></tr>",
         ]
+        text = "<table cellspacing='0'>" + "".join(rows) + "</table>"
         if self.last is not None and self.last.recon_psnr is not None:
-            lines.append(f"reconstruction PSNR {self.last.recon_psnr:.2f} dB (RGB)")
-        self.stats.setText("<br>".join(lines))
+            text += f"reconstruction PSNR {self.last.recon_psnr:.2f} dB (8-bit RGB, vs the frame)"
+        self.stats.setText(text)
         # histogram: codes in order of session use, both as shares of the positions counted
         # only codes used in the session get a bar (dead ones are the dead %), so bars stay clickable
         order = self.usage.order(name)[: min(max(self.usage.used(name), 1), MAX_BARS)]
