@@ -283,7 +283,7 @@ def test_fit_a_codebook_for_real_with_a_tiny_budget(qtbot, win, tmp_path):
     with qtbot.waitSignal(win.sourceOpened, timeout=10000):
         win.open_source(clip, playing=False)
     out = tmp_path / "fitted.onnx"
-    job = start_fit(win, clip, out, 0.0, 1.0, 0.2, 64, 1)  # 1 s of frames, 12 s in all
+    job = start_fit(win, clip, out, 0.0, 1.0, 0.1, 64, 1)  # 1 s of frames, 6 s budget
     infos: list = []
     job.progressed.connect(lambda f, info: infos.append(info))
     with qtbot.waitSignal(win.modelLoaded, timeout=120000):
