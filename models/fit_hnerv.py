@@ -257,7 +257,7 @@ def _resolve_clip(spec: str | Path) -> Path:
     p = Path(spec)
     if p.is_file():
         return p
-    if p.suffix and not p.parent.parts:
+    if not p.parent.parts:  # a bare name: a shipped sample clip
         try:
             from loupe.media import clip_path
 
