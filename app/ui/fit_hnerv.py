@@ -73,7 +73,7 @@ class FitHNeRVDialog(QDialog):
         self.minutes = QDoubleSpinBox()
         self.minutes.setRange(0.2, 600.0)
         self.minutes.setDecimals(1)
-        self.minutes.setValue(10.0)
+        self.minutes.setValue(9.0)  # the CLI default (DEFAULT_MINUTES)
         self.minutes.setSuffix(" min")
         self.minutes.setToolTip("Fitting stops at this time limit (then quantises, codes and exports)")
         form.addRow("Time limit", self.minutes)
@@ -148,7 +148,7 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
         def progress(fraction: float, info: dict) -> bool:
             info = dict(info)
             parts = [str(info["status"])] if info.get("status") else []
-            if info.get("epoch") is not None:
+            if info.get("epoch") is not None and "epoch" not in " ".join(parts):
                 parts.append(f"epoch {info['epoch']}")
             if info.get("psnr") is not None:
                 parts.append(f"PSNR so far {float(info['psnr']):.2f} dB")
