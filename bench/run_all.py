@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", default=None, help="also write everything to this file "
                     "(default: build/bench-<date>.txt)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated benchmarks to leave out, e.g. memory_soak")
     args = ap.parse_args(argv)
     log_path = Path(args.log) if args.log else HERE.parent / "build" / time.strftime("bench-%Y%m%d-%H%M%S.txt")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         ("live_latency.py", ["--seconds", "4" if q else "15"]),
         ("gpu.py", []),
     ]
+    skip = {n.strip().removesuffix(".py") for n in args.skip.split(",") if n.strip()}
+    plan = [(name, extra) for name, extra in plan if name.removesuffix(".py") not in skip]
     t0 = time.monotonic()
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         soak = ["--max-minutes", f"{soak_min:.1f}"]
         if q:
             soak = ["--frames", "600", "--warmup", "200", "--every", "200", "--max-minutes", "3"]
-        run("memory_soak.py", soak)
+        if "memory_soak" not in skip:
+            run("memory_soak.py", soak)
         total = (time.monotonic() - t0) / 60
         end = f"\nall benchmarks: {total:.1f} min; failed: {', '.join(failed) or 'none'}; log {log_path}\n"
         sys.stdout.write(end)
