@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QThread, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -341,6 +342,7 @@ class CompressionPanel(QWidget):
         self._split_w = 0
         self._split_range: tuple[int, int] | None = None
         self._grid_hw: tuple[int, int] | None = None
+        self._fitted_height: tuple[int, int] | None = None
         self.frames_stack.addWidget(split)
         self.frames_stack.setMinimumHeight(150)
 
@@ -436,6 +438,12 @@ class CompressionPanel(QWidget):
                 self.grid.ci.addItem(self.boxes[s], row=r, col=c)
         if self._grid_hw is not None:  # a new size shows the whole frame again
             self.boxes[STREAMS[0]].setRange(QRectF(0, 0, iw, ih), padding=0)
+            rows, cols = best
+            need = int(min(w / cols / iw, h / rows / ih) * ih * rows) + 4
+            if need < h - 24 and self._fitted_height != (w, need):  # give the spare height to the plots
+                self._fitted_height = (w, need)
+                sizes = self.splitter.sizes()
+                self.splitter.setSizes([need, sum(sizes) - need])
 
     # --- panel interface (main window) ---------------------------------------------------
     def attach(self, view_box: pg.ViewBox) -> None:
@@ -574,6 +582,13 @@ class CompressionPanel(QWidget):
     def _on_mode(self, i: int) -> None:
         self.frames_stack.setCurrentIndex(i)
         self.split_controls.setVisible(i == 1)
+        total = sum(self.splitter.sizes())
+        if i == 1:  # one large frame: most of the height
+            self.splitter.setSizes([int(total * 0.6), total - int(total * 0.6)])
+        else:  # four frames: as tall as they need
+            self._fitted_height = None
+            self.splitter.setSizes([int(total * 0.6), total - int(total * 0.6)])
+            self._arrange()
         self.refresh_frames()
 
     def set_split(self, left: str, right: str, x: float | None = None) -> None:
@@ -720,6 +735,10 @@ class CompressionPanel(QWidget):
         for m in v.methods:
             head = QListWidgetItem(f"{v.label(m)}:")
             head.setFlags(Qt.ItemFlag.NoItemFlags)
+            font = head.font()
+            font.setBold(True)
+            head.setFont(font)
+            head.setForeground(QColor(method_color(m)))
             self.worst_list.addItem(head)
             for idx, val in v.worst(m, 5):
                 it = QListWidgetItem(f"    frame {idx}   {_fmt(val)} dB")
