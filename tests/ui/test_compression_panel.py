@@ -322,3 +322,39 @@ def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path)
     assert isinstance(win.panels[0], CompressionPanel)
     win.close()
 
+
+
+def test_demo_model_live_figures_equal_loupe_quality(qtbot):
+    """The shipped demo on its clip: the panel's frames are the card's crop and the decoder's
+    output, and the PSNR/SSIM it shows are loupe.quality's figures for that pair."""
+    from loupe.inference.engine import Engine
+    from loupe.quality import ssim_planes
+    from loupe.resources import resource_path
+    from loupe.ui.main_window import MainWindow
+
+    demo = resource_path("demo_hnerv.onnx")
+    if not Path(demo).is_file():
+        pytest.skip("no demo_hnerv.onnx in resources/")
+    crop = Engine(str(demo), providers="cpu").card.output.get("crop") or [0, 0, 144, 176]
+    win = MainWindow(ask_task=False, providers="cpu")
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.modelLoaded, timeout=20000):
+        win.add_model(str(demo))
+    panel = win.panels[0]
+    shown: list = []
+    win.frameShown.connect(shown.append)
+    win.open_source(str(clip_path(CLIP)), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
+    win.seek_to(30)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 30 and panel.index == 30, timeout=10000)
+    t, left, h, w = crop
+    target = clip_frames(31)[30][t:t + h, left:left + w]
+    np.testing.assert_array_equal(panel.images["original"].image, target)
+    recon = panel.images["neural"].image
+    psnr = yuv_psnr(target, recon)
+    ssim = ssim_planes(rgb_to_yuv420(target), rgb_to_yuv420(recon))["all"]
+    assert 28 < psnr < 50
+    qtbot.waitUntil(lambda: f"PSNR {psnr:.2f} dB" in panel.live_label.text(), timeout=5000)
+    assert f"SSIM {ssim:.4f}" in panel.live_label.text()
+    win.close()
