@@ -77,7 +77,14 @@ def test_live_view_shows_original_and_reconstruction(panel, model, targets):
     np.testing.assert_array_equal(panel.images["neural"].image, model[1][2])
     assert panel.images["h264"].image is None  # nothing before a comparison
     assert f"PSNR {yuv_psnr(targets[2], model[1][2]):.2f} dB" in panel.live_label.text()
-    assert panel.overlay.image.shape == SIZE
+    assert panel.overlay.image is None  # the error map is computed only when asked for
+    panel.error_box.setChecked(True)
+    err = np.abs(targets[2].astype(int) - model[1][2].astype(int)).mean(axis=2)
+    np.testing.assert_allclose(panel.overlay.image, err, atol=1e-4)
+    assert panel.overlay.opacity() > 0.5
+    show(panel, 3)
+    np.testing.assert_allclose(panel.overlay.image, np.abs(targets[3].astype(int) - model[1][3].astype(int)).mean(axis=2),
+                               atol=1e-4)
 
 
 def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):

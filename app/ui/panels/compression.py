@@ -231,7 +231,6 @@ class CompressionPanel(QWidget):
         self.view: ReportView | None = None
         self.report_clip = ""
         self.job: ReportJob | None = None
-        self._plot_items: list = []
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -261,7 +260,7 @@ class CompressionPanel(QWidget):
         self.mode_box.currentIndexChanged.connect(self._on_mode)
         self.error_box = QCheckBox("Error on frame")
         self.error_box.setToolTip("The neural reconstruction's absolute error over the frame view")
-        self.error_box.toggled.connect(lambda on: self.overlay.setOpacity(0.65 if on else 0.0))
+        self.error_box.toggled.connect(self._toggle_error)
         row.addWidget(self.compare_btn)
         row.addWidget(self.cancel_btn)
         row.addWidget(self.mode_box)
@@ -342,6 +341,7 @@ class CompressionPanel(QWidget):
         self._split_w = 0
         self._split_range: tuple[int, int] | None = None
         self._grid_hw: tuple[int, int] | None = None
+        self._frame_hw: tuple[int, int] | None = None
         self._fitted_height: tuple[int, int] | None = None
         self.frames_stack.addWidget(split)
         self.frames_stack.setMinimumHeight(150)
@@ -422,6 +422,11 @@ class CompressionPanel(QWidget):
         lay.addWidget(splitter, 1)
         self._show_placeholders()
 
+    def _toggle_error(self, on: bool) -> None:
+        self.overlay.setOpacity(0.65 if on else 0.0)
+        if on:
+            self._show_error()
+
     def _arrange(self) -> None:
         """Four frames in the arrangement that shows them largest: 2 x 2, 1 x 4 or 4 x 1."""
         w, h = self.grid.width(), self.grid.height()
@@ -467,24 +472,34 @@ class CompressionPanel(QWidget):
 
         self.last = result
         self.index = int(frame.index)
+        self._frame_hw = (frame.height, frame.width)
         orig = _get(result, "original", "target", default=None)
-        if orig is None:
-            orig = target_of(display_rgb(frame), self.output)
+        if orig is None:  # a frame the model does not cover: still show the clip's frame
+            try:
+                orig = target_of(display_rgb(frame), self.output)
+            except (ValueError, cv2.error):
+                orig = None
         self.original = orig
         self.neural = _get(result, "reconstruction", "recon", "decoded", default=None)
-        err = _get(result, "error", default=None)
-        if err is None and self.neural is not None and self.original.shape == self.neural.shape:
-            err = np.mean(np.abs(self.original.astype(np.int16) - self.neural.astype(np.int16)), axis=2).astype(np.float32)
-        if err is not None:
-            self.overlay.setImage(err, autoLevels=False, levels=(0.0, 32.0))
-            crop = self.output.get("crop")
-            if crop:
-                t, lft, h, w = (float(v) for v in crop)
-            else:
-                t, lft, h, w = 0.0, 0.0, float(frame.height), float(frame.width)
-            self.overlay.setRect(QRectF(lft, t, w, h))
+        if self.error_box.isChecked():  # the error map only while it is shown
+            self._show_error()
         if slow:
             self.refresh()
+
+    def _show_error(self) -> None:
+        a, b = self.original, self.neural
+        if a is None or b is None or a.shape != b.shape:
+            self.overlay.clear()
+            return
+        err = np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16)), axis=2).astype(np.float32)
+        self.overlay.setImage(err, autoLevels=False, levels=(0.0, 32.0))
+        crop = self.output.get("crop")
+        if crop:
+            t, lft, h, w = (float(v) for v in crop)
+        else:
+            h, w = (float(v) for v in (self._frame_hw or a.shape[:2]))
+            t = lft = 0.0
+        self.overlay.setRect(QRectF(lft, t, w, h))
 
     def refresh_slow(self, result, frame) -> None:
         self.refresh()
