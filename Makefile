@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[fit,test]'
+	$(BIN)/python -m pip install --quiet -e '.[fit,test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)
