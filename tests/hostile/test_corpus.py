@@ -90,6 +90,18 @@ def test_mixed_folder_analyses_the_good_files_and_names_each_bad_one(tmp_path, c
     assert {Path(r["input"]).name for r in rows} == {"good0.png", "good1.png", "good2.png", "good_clip.mp4"}
 
 
+def test_the_app_never_unpickles_or_evaluates():
+    """No code path of the app (package ``loupe``) can unpickle or evaluate what a file holds."""
+    import re
+
+    app = Path(__file__).resolve().parents[2] / "app"
+    banned = re.compile(r"\bimport pickle\b|\bpickle\.loads?\(|\bdill\b|\bjoblib\b|allow_pickle\s*=\s*True|"
+                        r"(?<![.\w])eval\(|(?<![.\w])exec\(|torch\.load\(|yaml\.load\(|marshal\.loads?\(")
+    hits = [f"{p.relative_to(app)}:{n}: {line.strip()}" for p in sorted(app.rglob("*.py"))
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if banned.search(line)]
+    assert hits == []
+
+
 def test_a_png_named_jpg_is_not_refused(tmp_path, capsys):
     """Images go by content among image formats: only real contradictions are refused."""
     misnamed = tmp_path / "really_a.jpg"
@@ -130,6 +142,7 @@ def test_no_traceback_in_a_real_process():
         argv += ["--model", str(c.path)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pwned" not in proc.stdout + proc.stderr  # the pickle's payload never ran
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert all(line.startswith("loupe: ") for line in lines), proc.stderr
     for case in models:
