@@ -236,6 +236,8 @@ def pixel_claims_problem(ds: Dataset, uid: UID, frames: int) -> str | None:
                     f"{uid.name}: the header does not match the data"
                 )
             frame_bits = rows * cols * samples * bits
+            if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+                frame_bits = rows * cols * 2 * bits  # chroma shared by pixel pairs: 2 samples a pixel
             have = (len(raw) * 8) // frame_bits
             if frames > have:
                 need = -(-frames * frame_bits // 8)
