@@ -88,7 +88,17 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         out.append(f"{size} ({h['bpp']:.3f} bpp): HNeRV {word_p} on PSNR by {abs(dp):.2f} dB "
                    f"against {best_p['codec']} and {word_s} on SSIM by {abs(ds):.4f} against "
                    f"{best_s['codec']}")
-    return "; ".join(out) + "."
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    wins = sum(1 for s in sizes
+               if next(r for r in rows if r["size"] == s and r["codec"] == "HNeRV")["psnr_pooled"]
+               > max(r["psnr_pooled"] for r in rows if r["size"] == s and r["codec"] != "HNeRV"))
+    fit = [r["seconds"] for r in rows if r["codec"] == "HNeRV" and r.get("seconds")]
+    enc = [r["seconds"] for r in rows if r["codec"] != "HNeRV" and r.get("seconds") is not None]
+    overall = f"Overall HNeRV wins on PSNR at {wins} of {len(sizes)} sizes"
+    if fit and enc:
+        overall += (f"; fitting it took {min(fit):.0f}-{max(fit):.0f} s per size on this CPU, "
+                    f"a codec's whole size search {min(enc):.0f}-{max(enc):.0f} s")
+    return "; ".join(out) + ". " + overall + "."
 
 
 def main(argv: list[str] | None = None) -> int:

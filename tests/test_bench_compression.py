@@ -37,6 +37,9 @@ def test_verdict_names_the_winner_per_size(bench):
     assert "0.1M (0.500 bpp): HNeRV wins on PSNR by 0.50 dB against H.265" in v
     assert "loses on SSIM by 0.0200 against H.264" in v
     assert "0.3M (0.500 bpp): HNeRV loses on PSNR by 3.00 dB against H.265" in v
+    assert v.endswith("Overall HNeRV wins on PSNR at 1 of 2 sizes.")
+    rows[0]["seconds"], rows[1]["seconds"], rows[3]["seconds"] = 300.0, 2.0, 400.0
+    assert "fitting it took 300-400 s per size" in bench.verdict(rows)
 
 
 @pytest.mark.slow
