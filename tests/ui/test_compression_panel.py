@@ -355,6 +355,7 @@ def test_demo_model_live_figures_equal_loupe_quality(qtbot):
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     win.seek_to(30)
     qtbot.waitUntil(lambda: shown[-1].frame.index == 30 and panel.index == 30, timeout=10000)
+    panel.refresh()  # images are redrawn at display rate; the status timer would catch up a moment later
     t, left, h, w = crop
     target = clip_frames(31)[30][t:t + h, left:left + w]
     np.testing.assert_array_equal(panel.images["original"].image, target)
