@@ -44,6 +44,6 @@ def make_task(engine: Engine, display_max_side: int | None = 1280) -> Task:
 
         return CodebookTask(engine, display_max_side=display_max_side)
     raise UnsupportedTask(
-        f"{engine.path.name} is a {task} model; this version of Loupe has panels for segmentation, "
-        "density and anomaly"
+        f"{engine.path.name} is a {task!r} model; this version of Loupe has panels for segmentation, "
+        "density, anomaly, codebook and compression"
     )
