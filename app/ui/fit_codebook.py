@@ -29,8 +29,6 @@ from PySide6.QtWidgets import (
 logger = logging.getLogger(__name__)
 
 SIZES = (64, 128, 256, 512, 1024)
-NO_TORCH = ("Fitting needs PyTorch: install Loupe with pip install 'loupe[fit]' "
-            "(the app bundle views and runs models only).")
 
 
 class FitCodebookDialog(QDialog):
@@ -128,54 +126,25 @@ def make_fit(clip: str, out: Path, start: float, end: float | None, minutes: flo
 def start_fit(win, clip: str, out: Path, start: float, end: float | None, minutes: float,
               codebook_size: int = 256, k: int = 1, fit_fn: Callable | None = None):
     """Run the fitting in a FitJob with a FitDialog; load the model into ``win`` when done."""
-    from loupe.ui.fit_job import FitDialog, FitJob
+    from loupe.ui.fit_job import run_fit
 
-    if win.player is not None:
-        win.player.pause()
-        win._update_play_button()
-    job = FitJob(make_fit(clip, out, start, end, minutes, codebook_size, k, fit_fn), win)
-    dlg = FitDialog(f"Fit a codebook ({codebook_size} codes, k={k}) on {Path(clip).name}", job, win)
-
-    def done(res) -> None:
-        win.fit_job = None
-        win.codebook_action.setEnabled(True)
-        win.show_error(
+    job, win.codebook_dialog = run_fit(
+        win, win.codebook_action, f"Fit a codebook ({codebook_size} codes, k={k}) on {Path(clip).name}",
+        make_fit(clip, out, start, end, minutes, codebook_size, k, fit_fn),
+        lambda res: (
             f"Fitted a {codebook_size}-code codebook on {res.frames} frames in {res.seconds:.0f} s: "
             f"{res.codes_used} of {codebook_size} codes used, perplexity {res.perplexity:.1f}, "
-            f"held-out reconstruction {res.recon_psnr:.2f} dB. Saved {res.onnx_path} and loaded it.", "info")
-        win.add_model(str(res.onnx_path))
-
-    def failed(msg: str) -> None:
-        win.fit_job = None
-        win.codebook_action.setEnabled(True)
-        if job.cancelled:
-            win.show_error("Codebook fitting cancelled; nothing was saved.", "info")
-        else:
-            win.show_error(f"Fitting a codebook failed: {msg}")
-
-    job.finishedWith.connect(done)
-    job.failedWith.connect(failed)
-    job.finished.connect(job.deleteLater)
-    win.codebook_action.setEnabled(False)
-    win.fit_job = job
-    job.start()
-    dlg.show()
-    win.codebook_dialog = dlg
+            f"held-out reconstruction {res.recon_psnr:.2f} dB. Saved {res.onnx_path} and loaded it."),
+        "Fitting a codebook failed", cancelled="Codebook fitting cancelled; nothing was saved.")
     return job
 
 
 def ask_and_fit(win) -> None:
     """The menu action: checks, the dialog, then ``start_fit``."""
-    from loupe.ui.learn_normal import models_dir, torch_available
+    from loupe.ui.fit_job import can_fit
+    from loupe.ui.learn_normal import models_dir
 
-    if not torch_available():
-        win.show_error(NO_TORCH)
-        return
-    if not win.source_spec or win.source_spec.startswith("camera:"):
-        win.show_error("Open a video file first: the codebook is fitted on a span of its frames.", "info")
-        return
-    if win.fit_job is not None:
-        win.show_error("A fitting is already running; wait for it or cancel it first.", "info")
+    if not can_fit(win, "Open a video file first: the codebook is fitted on a span of its frames."):
         return
     duration = None
     last = win.last_result

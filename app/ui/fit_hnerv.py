@@ -30,8 +30,6 @@ from PySide6.QtWidgets import (
 logger = logging.getLogger(__name__)
 
 BUDGETS = (("0.1M", 0.1e6), ("0.3M", 0.3e6), ("1M", 1.0e6), ("1.5M", 1.5e6), ("3M", 3.0e6))
-NO_TORCH = ("Fitting needs PyTorch: install Loupe with pip install 'loupe[fit]' "
-            "(the app bundle views and runs models only).")
 
 
 def format_params(params: float) -> str:
@@ -163,51 +161,25 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
 
 def start_fit(win, clip: str, params: float, minutes: float, out: Path, fit_fn: Callable | None = None):
     """Run the fitting in a FitJob with a FitDialog; load the model into ``win`` when done."""
-    from loupe.ui.fit_job import FitDialog, FitJob
+    from loupe.ui.fit_job import run_fit
 
-    if win.player is not None:
-        win.player.pause()
-        win._update_play_button()
-    job = FitJob(make_fit(clip, out, params, minutes, fit_fn), win)
-    dlg = FitDialog(f"Fit HNeRV ({format_params(params)}) on {Path(clip).name}", job, win)
-
-    def done(res) -> None:
-        win.fit_job = None
-        win.hnerv_action.setEnabled(True)
-        win.show_error(
+    job, win.hnerv_dialog = run_fit(
+        win, win.hnerv_action, f"Fit HNeRV ({format_params(params)}) on {Path(clip).name}",
+        make_fit(clip, out, params, minutes, fit_fn),
+        lambda res: (
             f"Fitted HNeRV on {res.frames} frames in {format_seconds(res.seconds)} ({res.epochs} epochs): "
             f"RGB PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.4f} at {res.bpp:.4f} bpp ({res.bits / 8 / 1024:.1f} KiB, "
-            f"decoder included). Saved {res.onnx_path} and loaded it.", "info")
-        win.add_model(str(res.onnx_path))
-
-    def failed(msg: str) -> None:
-        win.fit_job = None
-        win.hnerv_action.setEnabled(True)
-        win.show_error(f"Fitting HNeRV failed: {msg}")
-
-    job.finishedWith.connect(done)
-    job.failedWith.connect(failed)
-    job.finished.connect(job.deleteLater)
-    win.hnerv_action.setEnabled(False)
-    win.fit_job = job
-    job.start()
-    dlg.show()
-    win.hnerv_dialog = dlg
+            f"decoder included). Saved {res.onnx_path} and loaded it."),
+        "Fitting HNeRV failed")
     return job
 
 
 def ask_and_fit(win) -> None:
     """The menu action: checks, the dialog, then ``start_fit``."""
-    from loupe.ui.learn_normal import models_dir, torch_available
+    from loupe.ui.fit_job import can_fit
+    from loupe.ui.learn_normal import models_dir
 
-    if not torch_available():
-        win.show_error(NO_TORCH)
-        return
-    if not win.source_spec or win.source_spec.startswith("camera:"):
-        win.show_error("Open a video file first: HNeRV is fitted on the frames of one clip.", "info")
-        return
-    if win.fit_job is not None:
-        win.show_error("A fitting is already running; wait for it or cancel it first.", "info")
+    if not can_fit(win, "Open a video file first: HNeRV is fitted on the frames of one clip."):
         return
     dlg = FitHNeRVDialog(win.source_spec, win)
     if dlg.exec() != QDialog.DialogCode.Accepted:

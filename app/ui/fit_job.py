@@ -108,3 +108,61 @@ class FitDialog(QDialog):
     def closeEvent(self, event) -> None:
         self.job.cancel()
         super().closeEvent(event)
+
+
+NO_TORCH = ("Fitting needs PyTorch: install Loupe with pip install 'loupe[fit]' "
+            "(the app bundle views and runs models only).")
+
+
+def can_fit(win, no_file: str, no_torch: str = NO_TORCH) -> bool:
+    """The checks before asking anything for a fitting from ``win``: PyTorch is installed, a video
+    file (not a camera) is open and no other fitting runs. Says in the window why not."""
+    from loupe.ui.learn_normal import torch_available
+
+    if not torch_available():
+        win.show_error(no_torch)
+        return False
+    if not win.source_spec or win.source_spec.startswith("camera:"):
+        win.show_error(no_file, "info")
+        return False
+    if win.fit_job is not None:
+        win.show_error("A fitting is already running; wait for it or cancel it first.", "info")
+        return False
+    return True
+
+
+def run_fit(win, action, title: str, fit: Callable[[Callable[[float, dict], bool]], Any],
+            done_message: Callable[[Any], str], failed: str,
+            cancelled: str | None = None) -> tuple[FitJob, FitDialog]:
+    """Run ``fit`` in a FitJob with a FitDialog over ``win``: the player pauses, ``action`` is off
+    and ``win.fit_job`` holds the job while it runs. When it is done the window shows
+    ``done_message(result)`` and loads the model at ``result.onnx_path``; when it fails it shows
+    "``failed``: why" (or ``cancelled``, where given, when the user cancelled)."""
+    if win.player is not None:
+        win.player.pause()
+        win._update_play_button()
+    job = FitJob(fit, win)
+    dlg = FitDialog(title, job, win)
+
+    def done(res) -> None:
+        win.fit_job = None
+        action.setEnabled(True)
+        win.show_error(done_message(res), "info")
+        win.add_model(str(res.onnx_path))
+
+    def failed_with(msg: str) -> None:
+        win.fit_job = None
+        action.setEnabled(True)
+        if cancelled is not None and job.cancelled:
+            win.show_error(cancelled, "info")
+        else:
+            win.show_error(f"{failed}: {msg}")
+
+    job.finishedWith.connect(done)
+    job.failedWith.connect(failed_with)
+    job.finished.connect(job.deleteLater)
+    action.setEnabled(False)
+    win.fit_job = job
+    job.start()
+    dlg.show()
+    return job, dlg

@@ -26,6 +26,10 @@ class LearnedModel:
     seconds: float
     frames: int
 
+    @property
+    def onnx_path(self) -> Path:  # the name the other fittings' results use
+        return self.path
+
 
 def models_dir() -> Path:
     try:

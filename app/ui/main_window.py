@@ -786,14 +786,12 @@ class MainWindow(QMainWindow):
         self.open_source(f"camera:{device}", width=w, height=h)
 
     def _learn_normal(self) -> None:
-        from loupe.ui.learn_normal import ask_span, models_dir, torch_available
+        from loupe.ui.fit_job import can_fit
+        from loupe.ui.learn_normal import ask_span, models_dir
 
-        if not torch_available():
-            self.show_error("Learning needs PyTorch: install Loupe with pip install 'loupe[fit]' "
-                            "(the app bundle views and runs models only).")
-            return
-        if not self.source_spec or self.source_spec.startswith("camera:"):
-            self.show_error("Open a video file first: the predictor learns from a span of it.", "info")
+        if not can_fit(self, "Open a video file first: the predictor learns from a span of it.",
+                       no_torch="Learning needs PyTorch: install Loupe with pip install 'loupe[fit]' "
+                                "(the app bundle views and runs models only)."):
             return
         duration = None
         if self.frame_count and self.last_result is not None and self.last_result.frame.index > 0:
@@ -829,37 +827,17 @@ class MainWindow(QMainWindow):
 
     def learn(self, clip: str, start: float, end: float | None, minutes: float, out: Path):
         """Fit a predictor on [start, end) s of ``clip`` on a worker thread; load it when done."""
-        from loupe.ui.fit_job import FitDialog, FitJob
+        from loupe.ui.fit_job import run_fit
         from loupe.ui.learn_normal import make_fit
 
-        if self.player is not None:
-            self.player.pause()
-            self._update_play_button()
-        job = FitJob(make_fit(clip, start, end, minutes, out), self)
-        dlg = FitDialog("Learn normal from this clip", job, self)
-
-        def done(res) -> None:
-            self.fit_job = None
+        def message(res) -> str:
             verdict = "better" if res.heldout_psnr > res.baseline_psnr else "NOT better"
-            self.show_error(
-                f"Learned normal from {res.frames} frames in {res.seconds:.0f} s: held-out prediction PSNR "
-                f"{res.heldout_psnr:.2f} dB vs {res.baseline_psnr:.2f} dB for copying the last frame "
-                f"({verdict}). Saved {res.path} and loaded it.", "info")
-            self.add_model(str(res.path))
-            self.learn_action.setEnabled(True)
+            return (f"Learned normal from {res.frames} frames in {res.seconds:.0f} s: held-out prediction PSNR "
+                    f"{res.heldout_psnr:.2f} dB vs {res.baseline_psnr:.2f} dB for copying the last frame "
+                    f"({verdict}). Saved {res.path} and loaded it.")
 
-        def failed(msg: str) -> None:
-            self.fit_job = None
-            self.show_error(f"Learning failed: {msg}")
-            self.learn_action.setEnabled(True)
-
-        job.finishedWith.connect(done)
-        job.failedWith.connect(failed)
-        job.finished.connect(job.deleteLater)
-        self.learn_action.setEnabled(False)
-        self.fit_job = job
-        job.start()
-        dlg.show()
+        job, _dlg = run_fit(self, self.learn_action, "Learn normal from this clip",
+                            make_fit(clip, start, end, minutes, out), message, "Learning failed")
         return job
 
     def _show_about(self) -> None:

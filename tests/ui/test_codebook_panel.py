@@ -242,7 +242,7 @@ def test_cancel_a_codebook_fit(qtbot, win, tmp_path):
 
 def test_fit_action_explains_what_it_needs(qtbot, win, monkeypatch):
     import loupe.ui.learn_normal as ln
-    from loupe.ui.fit_codebook import NO_TORCH
+    from loupe.ui.fit_job import NO_TORCH
 
     win.codebook_action.trigger()  # no video open
     assert "Open a video file first" in win.banner.label.text()

@@ -393,3 +393,17 @@ def test_learn_normal_fits_saves_and_loads_a_predictor(qtbot, win, tmp_path, mon
     assert out.is_file() and job.cancelled is False
     assert win.models[-1].task.name == "anomaly"
     assert "held-out prediction PSNR" in win.banner.label.text()
+
+
+def test_learn_normal_waits_for_a_running_fit(qtbot, win, monkeypatch):
+    import loupe.ui.learn_normal as ln
+
+    monkeypatch.setattr(ln, "torch_available", lambda: True)
+    with qtbot.waitSignal(win.sourceOpened, timeout=10000):
+        win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    running = object()
+    win.fit_job = running  # a codebook or HNeRV fit in progress
+    win.learn_action.trigger()
+    assert "already running" in win.banner.label.text()
+    assert win.fit_job is running  # not replaced: closing the window still waits for it
+    win.fit_job = None
