@@ -135,7 +135,9 @@ class FrameView(pg.GraphicsLayoutWidget):
         self._last = frame
         self.is_greyscale = p.ndim == 2
         if p.dtype == np.uint8 and p.ndim == 3:
-            levels: tuple[float, float] = (0.0, 255.0)
+            # no levels: pyqtgraph hands the RGB bytes to Qt as they are (levels (0, 255) would
+            # rescale every pixel on the UI thread, ~1-3 ms a frame)
+            levels: tuple[float, float] | None = None
         else:  # greyscale, DICOM (float32 HU): fixed window levels, no per-frame sampling
             levels = self._levels(frame)
             if p.dtype not in (np.uint8, np.uint16, np.float32):
@@ -143,7 +145,11 @@ class FrameView(pg.GraphicsLayoutWidget):
         if self.placeholder is not None:
             self.vb.removeItem(self.placeholder)
             self.placeholder = None
-        self.image.setImage(p, autoLevels=False, levels=levels)
+        if levels is None:
+            self.image.setLevels(None, update=False)
+            self.image.setImage(p, autoLevels=False)
+        else:
+            self.image.setImage(p, autoLevels=False, levels=levels)
         if self._shape != p.shape[:2]:
             self._shape = p.shape[:2]
             self.vb.setRange(QRectF(0, 0, p.shape[1], p.shape[0]), padding=0)
