@@ -18,7 +18,7 @@ import io
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,17 +282,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+            run: Callable[[argparse.Namespace], int]) -> int:
+    """The start and end the export and fit tools share: parse ``argv`` (a usage error returns 2,
+    --help 0; argparse has printed why), log warnings one line each, then ``run(args)``; an
+    ExportError from it is one line ``error: ...`` and exit status 1."""
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (2) or --help (0); argparse already printed
         return int(e.code) if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.run(args))
+        return int(run(args))
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_parser(), argv, lambda args: args.run(args))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from torch import nn
 from loupe.inference.card import InputSpec, ModelCard
 
 from .checkpoint import CheckpointError
-from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, save_with_card
+from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, run_cli, save_with_card
 from .vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 
 logger = logging.getLogger(__name__)
@@ -337,16 +337,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.run(args))
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_cli(_parser(), argv, lambda args: args.run(args))
 
 
 if __name__ == "__main__":

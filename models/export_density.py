@@ -58,7 +58,7 @@ from .density import (
     display_name,
     load_density_checkpoint,
 )
-from .export import ExportError, save_with_card
+from .export import ExportError, run_cli, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -438,16 +438,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # usage error (2) or --help (0); argparse already printed
-        return int(e.code) if isinstance(e.code, int) else 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.run(args))
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_cli(_parser(), argv, lambda args: args.run(args))
 
 
 if __name__ == "__main__":

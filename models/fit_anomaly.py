@@ -80,6 +80,7 @@ from .anomaly import (
     export_predictor,
     psnr_frames,
 )
+from .export import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -646,11 +647,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli(_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         start, end = parse_span(args.normal)
         size = (32, 32) if args.quick else parse_size(args.size)

@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .export import ExportError
+from .export import ExportError, run_cli
 from .export_codebook import (
     CodebookLevel,
     codebook_card,
@@ -685,11 +685,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli(_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     last = [0.0]
 
     def report(frac: float, info: dict[str, Any]) -> bool:
@@ -714,9 +713,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     print(f"wrote {result.onnx_path} ({result.onnx_path.stat().st_size / 1e6:.2f} MB) in "
           f"{result.seconds:.0f} s: {result.steps} steps on {result.frames} frames at "
           f"{result.size[1]}x{result.size[0]} ({result.threads or 'GPU'} thread(s)); "
