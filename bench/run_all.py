@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     plan = [
         ("startup.py", ["--runs", "1" if q else "3"]),
-        ("pipeline_efficiency.py", ["--quick"] if q else ["--frames", "60"]),
+        ("pipeline_efficiency.py", ["--quick"] if q else ["--frames", "40"]),
         ("overlay_cost.py", ["--reps", "5" if q else "20"]),
         ("ui_responsiveness.py", ["--seconds", "5" if q else "20"]),
         ("live_latency.py", ["--seconds", "4" if q else "15"]),
