@@ -27,9 +27,7 @@ section "scores" are pure numpy: they use no torch and can move to the app uncha
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
-from loupe_models.export import MAX_IR_VERSION, save_with_card
+from loupe_models.export import MAX_IR_VERSION, onnx_bytes_of, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -655,28 +653,11 @@ def export_predictor(
         sample_hw = card.input.fixed_size or (64, 64)
     model.eval()
     sample = torch.zeros(1, 3 * past, int(sample_hw[0]), int(sample_hw[1]))
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        with torch.no_grad():
-            torch.onnx.export(
-                model,
-                (sample,),
-                buf,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={
-                    INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                    OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                },
-                do_constant_folding=True,
-            )
-    save_with_card(buf.getvalue(), card, out_path)
+    data = onnx_bytes_of(model, sample, [INPUT_NAME], [OUTPUT_NAME], {
+        INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+        OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+    }, opset=opset, quiet_tracer=True)
+    save_with_card(data, card, out_path)
     check = None
     if verify:
         h, w = int(sample_hw[0]), int(sample_hw[1])

@@ -108,6 +108,33 @@ def save_with_card(onnx_bytes: bytes, card: ModelCard, out_path: Path) -> Path:
     return out_path
 
 
+def onnx_bytes_of(net: nn.Module, sample: torch.Tensor, input_names: list[str], output_names: list[str],
+                  dynamic_axes: dict | None = None, opset: int = 17, quiet_tracer: bool = False) -> bytes:
+    """``torch.onnx.export`` of ``net`` on ``sample`` with the TorchScript exporter, asked for on
+    purpose (dynamic H/W, plain ops), its deprecation notices quieted (and the tracer's warnings
+    with ``quiet_tracer``); returns the ONNX bytes for :func:`save_with_card`."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
+        if quiet_tracer:
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(
+                net,
+                (sample,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    return buf.getvalue()
+
+
 def export_segmentation(
     model: nn.Module,
     out_path: str | Path,
@@ -126,28 +153,11 @@ def export_segmentation(
     channels = card.input.channels
     sample = torch.zeros(1, channels, int(sample_hw[0]), int(sample_hw[1]))
     net = _single_output(model, sample)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The legacy exporter is requested on purpose (dynamic H/W, plain ops).
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
-        with torch.no_grad():
-            torch.onnx.export(
-                net,
-                (sample,),
-                buf,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={
-                    INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                    OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"},
-                },
-                do_constant_folding=True,
-            )
-    save_with_card(buf.getvalue(), card, out_path)
+    data = onnx_bytes_of(net, sample, [INPUT_NAME], [OUTPUT_NAME], {
+        INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+        OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"},
+    }, opset=opset)
+    save_with_card(data, card, out_path)
     return out_path
 
 

@@ -21,10 +21,8 @@ Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from torch import nn
 from loupe.inference.card import InputSpec, ModelCard
 
 from .checkpoint import CheckpointError
-from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, run_cli, save_with_card
+from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, onnx_bytes_of, run_cli, save_with_card
 from .vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 
 logger = logging.getLogger(__name__)
@@ -151,19 +149,8 @@ def export_codebook(
         dyn[lv["output"]] = {0: "batch", 1: f"h_{lv['name']}", 2: f"w_{lv['name']}"}
     if card.output.get("reconstruction"):
         dyn[names[-1]] = {0: "batch", 2: "out_height", 3: "out_width"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        with torch.no_grad():
-            torch.onnx.export(
-                net, (sample,), buf, dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=names, dynamic_axes=dyn,
-                do_constant_folding=True,
-            )
-    return save_with_card(buf.getvalue(), card, out_path)
+    data = onnx_bytes_of(net, sample, [INPUT_NAME], names, dyn, opset=opset, quiet_tracer=True)
+    return save_with_card(data, card, out_path)
 
 
 def run_codebook_onnx(onnx_path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:

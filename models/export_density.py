@@ -35,11 +35,9 @@ Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +56,7 @@ from .density import (
     display_name,
     load_density_checkpoint,
 )
-from .export import ExportError, run_cli, save_with_card
+from .export import ExportError, onnx_bytes_of, run_cli, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -238,28 +236,11 @@ def export_density(
             INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             **{n: {0: "batch", 2: "out_height", 3: "out_width"} for n in names},
         }
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The legacy exporter is requested on purpose (dynamic H/W, plain ops).
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
-        with torch.no_grad():
-            try:
-                torch.onnx.export(
-                    net,
-                    (sample,),
-                    buf,
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=[INPUT_NAME],
-                    output_names=names,
-                    dynamic_axes=dyn,
-                    do_constant_folding=True,
-                )
-            except Exception as e:  # exporter errors come in many types
-                raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
-    save_with_card(buf.getvalue(), card, out_path)
+    try:
+        data = onnx_bytes_of(net, sample, [INPUT_NAME], names, dyn, opset=opset)
+    except Exception as e:  # exporter errors come in many types
+        raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
+    save_with_card(data, card, out_path)
     return out_path
 
 

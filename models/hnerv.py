@@ -35,10 +35,8 @@ further down: :func:`load_training_checkpoint`, :func:`load_quant_vid`,
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce as _fold
@@ -910,7 +908,7 @@ def export_compression(
     """
     import onnxruntime as ort
 
-    from .export import ExportError, save_with_card
+    from .export import ExportError, onnx_bytes_of, save_with_card
 
     if isinstance(decoder, HNeRV):
         decoder = decoder.decoder_model()
@@ -930,23 +928,7 @@ def export_compression(
     out_path = Path(out_path)
     net = FrameTable(decoder, emb).eval()
     sample = torch.zeros(1, dtype=torch.int64)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r"The feature will be removed.*")
-        with torch.no_grad():
-            torch.onnx.export(
-                net,
-                (sample,),
-                buf,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INDEX_NAME],
-                output_names=[FRAME_NAME],
-                do_constant_folding=True,
-            )
-    save_with_card(buf.getvalue(), card, out_path)
+    save_with_card(onnx_bytes_of(net, sample, [INDEX_NAME], [FRAME_NAME], opset=opset), card, out_path)
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
