@@ -53,7 +53,6 @@ import argparse
 import copy
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -73,7 +72,14 @@ from .export_codebook import (
     export_codebook,
     verify_codebook_onnx,
 )
-from .fit_anomaly import _resolve_clip, decode_span, parse_size, parse_span, resize_frames
+from .fit_anomaly import (
+    _resolve_clip,
+    decode_span,
+    fastest_threads,
+    parse_size,
+    parse_span,
+    resize_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -336,23 +342,13 @@ def _pick_threads(model: VQAutoencoder, x: torch.Tensor) -> int:
     """1 or 2 torch threads, whichever runs a training step of a throwaway copy faster
     here and now (on a busy shared CPU two OpenMP threads can be much slower than one)."""
     probe = copy.deepcopy(model).train()
-    best, best_t = 1, float("inf")
-    for n in (min(2, os.cpu_count() or 1), 1):
-        torch.set_num_threads(n)
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            recon, vq, _, _ = probe(x)
-            (F.mse_loss(recon, x) + vq).backward()
-            probe.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
-        t = min(times[1:])
-        logger.info("threads %d: %.3f s per step", n, t)
-        if t < best_t * 0.95:
-            best, best_t = n, t
-        if n == 1:
-            break
-    return best
+
+    def step() -> None:
+        recon, vq, _, _ = probe(x)
+        (F.mse_loss(recon, x) + vq).backward()
+        probe.zero_grad(set_to_none=True)
+
+    return fastest_threads(step)
 
 
 def fit_codebook_frames(
