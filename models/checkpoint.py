@@ -7,7 +7,7 @@ plain containers are accepted, never arbitrary pickled objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -54,10 +54,27 @@ def _why(e: Exception) -> str:
     return f"{type(e).__name__}: {first[:300]}"
 
 
-def _listing(keys: list[str]) -> str:
+def _listing(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED])
     more = f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
     return shown + more
+
+
+def state_dict_problems(sd: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """What keeps ``sd`` from loading strictly where ``expected`` (name -> shape) is wanted:
+    missing and unexpected keys or, when the names agree, the shape mismatches; [] when it fits."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    problems: list[str] = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if not problems:
+        bad = [f"{k} {list(sd[k].shape)} != {list(s)}" for k, s in expected.items() if tuple(sd[k].shape) != tuple(s)]
+        if bad:
+            problems.append(f"{len(bad)} shape mismatches: {_listing(bad)}")
+    return problems
 
 
 def unwrap_ddrnet(
@@ -97,27 +114,11 @@ def unwrap_ddrnet(
     if model is None:
         model = ddrnet23_slim(augment=augment)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in out]
-    unexpected = [k for k in out if k not in expected]
     variant = "augment=True" if augment else "augment=False"
     arch = "DDRNet-23-slim" if model_is_default else type(model).__name__
-    problems: list[str] = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    problems = state_dict_problems(out, {k: tuple(v.shape) for k, v in expected.items()})
     if problems:
         raise CheckpointError(f"checkpoint does not fit {arch} ({variant}): " + "; ".join(problems))
-    bad_shapes = [
-        f"{k} {list(out[k].shape)} != {list(v.shape)}"
-        for k, v in expected.items()
-        if tuple(out[k].shape) != tuple(v.shape)
-    ]
-    if bad_shapes:
-        raise CheckpointError(
-            f"checkpoint does not fit {arch} ({variant}): {len(bad_shapes)} shape "
-            f"mismatches: {_listing(bad_shapes)}"
-        )
     # keep the model's order (handy when comparing or re-saving)
     return {k: out[k] for k in expected}
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, state_dict_problems
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ __all__ = [
 
 VARIANTS = ("shanghaitech", "ucf-qnrf")
 ARCHITECTURES = ("m-sfanet", "m-segnet")
-_MAX_LISTED = 5
 
 # (channels, convs) per VGG stage
 _VGG16 = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -507,12 +506,6 @@ def _expected_shapes(arch: str, variant: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _listing(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
-    more = f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
-    return shown + more
-
-
 def _fits(sd: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> bool:
     return set(sd) == set(expected) and all(tuple(sd[k].shape) == s for k, s in expected.items())
 
@@ -557,20 +550,7 @@ def unwrap_density_checkpoint(ckpt: object, arch: str, variant: str) -> dict[str
         for ov in VARIANTS:
             if (oa, ov) != (a, v) and _fits(sd, _expected_shapes(oa, ov)):
                 hint = f" (it fits {display_name(oa, ov)}: use {oa} --variant {ov})"
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    problems: list[str] = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if not problems:
-        bad = [
-            f"{k} {list(sd[k].shape)} != {list(s)}"
-            for k, s in expected.items()
-            if tuple(sd[k].shape) != s
-        ]
-        problems.append(f"{len(bad)} shape mismatches: {_listing(bad)}")
+    problems = state_dict_problems(sd, expected)
     raise CheckpointError(f"checkpoint does not fit {name}{hint}: " + "; ".join(problems))
 
 

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import CheckpointError, _listing, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -574,12 +574,6 @@ class HNeRVDecoder(nn.Module):
 # --------------------------------------------------------------------------------------
 # official checkpoints (torch.load(weights_only=True) only)
 # --------------------------------------------------------------------------------------
-_MAX_LISTED = 5
-
-
-def _listing(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
-    return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, state_dict_problems
 
 logger = logging.getLogger(__name__)
 
@@ -240,21 +240,7 @@ def load_vqvae2_checkpoint(path: str | Path, model: VQVAE | None = None) -> dict
             raise CheckpointError(f"checkpoint entry {key!r} is not a named tensor")
         out[key.removeprefix("module.")] = value
     expected = (model or vqvae2_ffhq()).state_dict()
-    missing = [k for k in expected if k not in out]
-    unexpected = [k for k in out if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {', '.join(missing[:5])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {', '.join(unexpected[:5])}")
-    if not problems:
-        bad = [
-            f"{k} {list(out[k].shape)} != {list(v.shape)}"
-            for k, v in expected.items()
-            if tuple(out[k].shape) != tuple(v.shape)
-        ]
-        if bad:
-            problems.append(f"{len(bad)} shape mismatches: {', '.join(bad[:5])}")
+    problems = state_dict_problems(out, {k: tuple(v.shape) for k, v in expected.items()})
     if problems:
         raise CheckpointError("checkpoint does not fit VQ-VAE-2 (VQVAE()): " + "; ".join(problems))
     logger.info("loaded %d VQ-VAE-2 entries from %s", len(out), Path(path).name)
