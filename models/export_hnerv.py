@@ -184,23 +184,28 @@ def _card_geometry(
     return crop, src
 
 
+def _probe_clip(clip: Path) -> tuple[tuple[int, int], float, int | None]:
+    """(height, width) of the first frame, frame rate and frame count (None: unknown)."""
+    from loupe.sources.video import VideoSource
+
+    src = VideoSource(clip)
+    try:
+        fps, count = src.fps, src.frame_count
+        first = src.read()
+    finally:
+        src.close()
+    if first is None:
+        raise UsageError(f"{clip.name} has no frames")
+    return (int(first.pixels.shape[0]), int(first.pixels.shape[1])), fps, count
+
+
 def _from_quant_vid(args: argparse.Namespace, cfg: HNeRVConfig) -> CompressionExport:
     qv = load_quant_vid(args.quant_vid, cfg)
     source_hw = fps = None
     clip_name = BUNNY_CLIP if cfg.out_size == (640, 1280) else None
     if args.clip:
         clip = _resolve_clip(args.clip)
-        from loupe.sources.video import VideoSource
-
-        src = VideoSource(clip)
-        try:
-            fps, count = src.fps, src.frame_count
-            first = src.read()
-        finally:
-            src.close()
-        if first is None:
-            raise UsageError(f"{clip.name} has no frames")
-        source_hw = (int(first.pixels.shape[0]), int(first.pixels.shape[1]))
+        source_hw, fps, count = _probe_clip(clip)
         if count is not None and count != qv.frames:
             raise UsageError(
                 f"{clip.name} has {count} frames, {Path(args.quant_vid).name} {qv.frames}"
@@ -244,16 +249,7 @@ def _from_checkpoint(args: argparse.Namespace, cfg: HNeRVConfig) -> CompressionE
     if not report.complete:
         print(f"warning: checkpoint loaded partially: {report.summary()}", file=sys.stderr)
     clip = _resolve_clip(args.clip)
-    from loupe.sources.video import VideoSource
-
-    src = VideoSource(clip)
-    try:
-        first = src.read()
-    finally:
-        src.close()
-    if first is None:
-        raise UsageError(f"{clip.name} has no frames")
-    source_hw = (int(first.pixels.shape[0]), int(first.pixels.shape[1]))
+    source_hw, _fps, _count = _probe_clip(clip)
     crop, src_size = _card_geometry(args, cfg, source_hw)
     frames, fps, _ = read_clip_frames(clip, crop, cfg.out_size, args.frames)
     emb = encode_clip(model, frames)
