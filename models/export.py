@@ -239,11 +239,7 @@ def ddrnet23_slim_card(checkpoint_name: str = "") -> ModelCard:
 
 def _export_ddrnet23_slim(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
-    try:
-        sd = load_ddrnet_checkpoint(ckpt, augment=args.augment_checkpoint)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sd = load_ddrnet_checkpoint(ckpt, augment=args.augment_checkpoint)
     model = ddrnet23_slim(augment=args.augment_checkpoint)
     model.load_state_dict(sd, strict=True)
     model.eval()
@@ -295,8 +291,9 @@ def _parser() -> argparse.ArgumentParser:
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
             run: Callable[[argparse.Namespace], int]) -> int:
     """The start and end the export and fit tools share: parse ``argv`` (a usage error returns 2,
-    --help 0; argparse has printed why), log warnings one line each, then ``run(args)``; an
-    ExportError from it is one line ``error: ...`` and exit status 1."""
+    --help 0; argparse has printed why), log warnings one line each, then ``run(args)``. A
+    CheckpointError from it (the file cannot be read or does not fit) is one line ``error: ...``
+    and exit status 2, an ExportError one line and 1."""
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage error (2) or --help (0); argparse already printed
@@ -304,6 +301,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(run(args))
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

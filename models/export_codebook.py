@@ -34,7 +34,6 @@ from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
 
-from .checkpoint import CheckpointError
 from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, onnx_bytes_of, run_cli, save_with_card
 from .vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 
@@ -289,11 +288,7 @@ def export_vqvae2(model: VQVAE, out_path: str | Path, card: ModelCard | None = N
 
 def _export_vqvae2_cli(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
-    try:
-        sd = load_vqvae2_checkpoint(ckpt)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sd = load_vqvae2_checkpoint(ckpt)
     model = vqvae2_ffhq()
     model.load_state_dict(sd, strict=True)
     model.eval()

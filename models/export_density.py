@@ -48,7 +48,6 @@ from torch import nn
 
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard
 
-from .checkpoint import CheckpointError
 from .density import (
     ARCHITECTURES,
     VARIANTS,
@@ -354,11 +353,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: --size: {e}", file=sys.stderr)
         return 2
     ckpt = Path(args.checkpoint)
-    try:
-        sd = load_density_checkpoint(ckpt, arch, variant)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sd = load_density_checkpoint(ckpt, arch, variant)
     model = build_density_model(arch, variant)
     model.load_state_dict(sd, strict=True)
     model.eval()
