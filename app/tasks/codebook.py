@@ -210,6 +210,7 @@ def _int(value: Any, what: str, model: str, minimum: int = 1) -> int:
 
 class CodebookTask:
     name = "codebook"
+    overlap_safe = True  # postprocess reads its outputs, its context and a shape-keyed index cache only
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
