@@ -57,7 +57,8 @@ def panel_td() -> str:
 
 def rendered_rgba(item) -> np.ndarray:
     item.render()
-    return fn.ndarray_from_qimage(item.qimage.convertToFormat(QImage.Format.Format_RGBA8888)).copy()
+    img = item.qimage.convertToFormat(QImage.Format.Format_RGBA8888)  # keep it alive: the array views its memory
+    return fn.ndarray_from_qimage(img).copy()
 
 
 def click_view(qtbot, widget, vb, x: float, y: float) -> None:
