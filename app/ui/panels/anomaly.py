@@ -78,6 +78,9 @@ class AnomalyPanel(QWidget):
         self.plot.setLabel("left", "anomaly")
         self.plot.setYRange(0, 1.05)
         self.plot.showGrid(x=True, y=True, alpha=0.3)
+        # long sessions: draw only what is in view, peak-downsampled to the plot's width
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
         self.curve = self.plot.plot(pen=pg.mkPen("#d84315", width=2))
         self.line = pg.InfiniteLine(self.threshold, angle=0, movable=True, pen=pg.mkPen("#6a1b9a", width=2),
                                     label="threshold {value:.2f}", labelOpts={"position": 0.1, "color": "#6a1b9a"})

@@ -81,6 +81,9 @@ class DensityPanel(QWidget):
         self.plot.setLabel("bottom", "frame")
         self.plot.setLabel("left", "count")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
+        # long sessions: draw only what is in view, peak-downsampled to the plot's width
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
         self.curve = self.plot.plot(pen=pg.mkPen("#c2185b", width=2), name="count")
         self.roi_curve = self.plot.plot(pen=pg.mkPen("#1565c0", width=2, style=Qt.PenStyle.DashLine), name="region")
         self.plot.setMinimumHeight(150)
@@ -134,7 +137,7 @@ class DensityPanel(QWidget):
 
     def refresh_plot(self) -> None:
         self.curve.setData(self._frames, self._counts)
-        if any(np.isfinite(self._roi_counts)):
+        if np.isfinite(np.asarray(self._roi_counts, np.float64)).any():
             self.roi_curve.setData(self._frames, self._roi_counts, connect="finite")
 
     def clear_history(self) -> None:
