@@ -228,6 +228,11 @@ class LatestSlot:
             self._cond.notify_all()  # a lockstep producer waits for the slot to empty
             return item
 
+    @property
+    def pending(self) -> bool:
+        """True while an item waits to be taken."""
+        return self._has
+
     def wait_empty(self, timeout: float | None = None) -> bool:
         """Block until the item was taken (or closed); True if the slot is empty."""
         with self._cond:

@@ -7,6 +7,7 @@ reader thread), results leave through a queued signal. Stopping sets a flag chec
 from __future__ import annotations
 
 import logging
+import time
 
 from PySide6.QtCore import QThread, Signal
 
@@ -46,11 +47,25 @@ class InferenceWorker(QThread):
                 self.failed.emit(f"inference failed: {type(e).__name__}: {e}")
                 continue
             self.processed += 1
-            if self.in_flight >= self.max_in_flight:  # the UI is behind: keep latency bounded
-                self.skipped += 1
+            if self.in_flight >= self.max_in_flight and self._ui_behind():
+                self.skipped += 1  # the UI is behind and a newer frame waits: that one is shown instead
                 continue
             self.in_flight += 1
             self.resultReady.emit(result)
+
+    def _ui_behind(self, patience: float = 1.0) -> bool:
+        """The UI has ``max_in_flight`` results still to show: wait (briefly) for it, and drop
+        this result only if a newer frame is already waiting. Never drop the last frame there is
+        (a paused player's first frame after a source switch, a step, a seek): it would leave the
+        view showing something else."""
+        deadline = time.monotonic() + patience
+        while self.in_flight >= self.max_in_flight and not self._stop:
+            if self.slot.pending:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return False
 
     def stop(self, timeout_ms: int = 3000) -> None:
         self._stop = True
