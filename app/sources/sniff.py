@@ -132,14 +132,14 @@ NOT_MEDIA = ("a text file", "an HTML page", "an ONNX model", "a Python pickle", 
              "a NumPy", "a ZIP archive", "a gzip archive")
 
 
-def content_mismatch(path: str | Path, expected: str) -> str | None:
+def content_mismatch(path: str | Path, expected: str, head: bytes | None = None) -> str | None:
     """Why ``path`` is not what its name says (``expected``: ``image`` or ``video``), or None.
 
     Only clear contradictions count: content that is never media (text, a model, a pickle, an
     archive), a video named as an image, a DICOM file named as an image or a video. An image in
     another image format than its suffix says is fine (decoders go by content)."""
     path = Path(path)
-    what = describe_content(path)
+    what = describe_content(path, head)
     if what is None:
         return None
     suffix = path.suffix.lower()
@@ -169,10 +169,11 @@ def check_file(path: str | Path, expected: str) -> None:
         return  # the decoder reports a missing or unreadable file in its own words
     if size == 0:
         raise SourceError(f"{path.name} is empty (0 bytes)")
-    problem = content_mismatch(path, expected)
+    head = read_head(path)  # read once: both checks look at the start of the file
+    problem = content_mismatch(path, expected, head)
     if problem:
         raise SourceError(problem)
-    claim = claimed_size(path)
+    claim = claimed_size(path, head)
     if claim is not None:
         too_big = current().frame_problem(claim.width, claim.height, claim.bytes_per_pixel)
         if too_big:
