@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
-from loupe_models.export import MAX_IR_VERSION, onnx_bytes_of, save_with_card
+from loupe_models.export import MAX_IR_VERSION, cpu_session, onnx_bytes_of, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -680,8 +680,6 @@ def verify_predictor_onnx(
     seed: int = 0,
 ) -> OnnxCheck:
     """ONNX Runtime (CPU) vs PyTorch on smooth random frames in [-1, 1] of size ``hw``."""
-    import onnxruntime as ort
-
     past = _past_frames(model)
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(batch, 3 * past, max(1, hw[0] // 8), max(1, hw[1] // 8), generator=g)
@@ -690,9 +688,7 @@ def verify_predictor_onnx(
     model.eval()
     with torch.no_grad():
         ref = model(x).numpy()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:
         raise AnomalyExportError(f"onnxruntime output shape {got.shape} != torch {ref.shape}")

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -179,6 +180,27 @@ class OnnxCheck:
         return self.max_abs_diff <= self.limit
 
 
+def cpu_session(onnx_path: str | Path) -> Any:
+    """An ONNX Runtime session on the CPU with its own log quietened (checks after export)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def card_sample(hw: tuple[int, int], card: ModelCard | None, seed: int = 0, batch: int = 1) -> torch.Tensor:
+    """A seeded random image in [0, 1), normalised with the card's mean/std (NCHW float32)."""
+    channels = card.input.channels if card is not None else 3
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, channels, int(hw[0]), int(hw[1]), generator=g)
+    if card is not None:
+        mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
+        std = torch.tensor(card.input.std).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
 def verify_onnx(
     model: nn.Module,
     onnx_path: str | Path,
@@ -188,21 +210,11 @@ def verify_onnx(
 ) -> OnnxCheck:
     """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same random,
     normalised image of size ``hw`` and return the largest absolute output difference."""
-    import onnxruntime as ort
-
-    channels = card.input.channels if card is not None else 3
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(1, channels, int(hw[0]), int(hw[1]), generator=g)
-    if card is not None:
-        mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
-        std = torch.tensor(card.input.std).view(1, -1, 1, 1)
-        x = (x - mean) / std
+    x = card_sample(hw, card, seed)
     net = _single_output(model, x)
     with torch.no_grad():
         ref = net(x).numpy()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:
         raise ExportError(f"onnxruntime output shape {got.shape} != torch {ref.shape}")

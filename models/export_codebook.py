@@ -34,7 +34,15 @@ from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
 
-from .export import VERIFY_ATOL, VERIFY_RTOL, ExportError, onnx_bytes_of, run_cli, save_with_card
+from .export import (
+    VERIFY_ATOL,
+    VERIFY_RTOL,
+    ExportError,
+    cpu_session,
+    onnx_bytes_of,
+    run_cli,
+    save_with_card,
+)
 from .vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 
 logger = logging.getLogger(__name__)
@@ -154,11 +162,7 @@ def export_codebook(
 
 def run_codebook_onnx(onnx_path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
     """Run the ONNX on ``x`` (NCHW float32) with ONNX Runtime on the CPU; name -> array."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)
     outs = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
     return {o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)}
 

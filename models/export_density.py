@@ -55,7 +55,7 @@ from .density import (
     display_name,
     load_density_checkpoint,
 )
-from .export import ExportError, onnx_bytes_of, run_cli, save_with_card
+from .export import ExportError, card_sample, cpu_session, onnx_bytes_of, run_cli, save_with_card
 
 logger = logging.getLogger(__name__)
 
@@ -294,21 +294,11 @@ def verify_density_onnx(
 ) -> DensityCheck:
     """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same random image
     of size ``hw``, normalised with the card's mean/std, and compare every output."""
-    import onnxruntime as ort
-
-    g = torch.Generator().manual_seed(seed)
-    channels = card.input.channels if card is not None else 3
-    x = torch.rand(batch, channels, int(hw[0]), int(hw[1]), generator=g)
-    if card is not None:
-        mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
-        std = torch.tensor(card.input.std).view(1, -1, 1, 1)
-        x = (x - mean) / std
+    x = card_sample(hw, card, seed, batch)
     model.eval()
     with torch.no_grad():
         ref = _AsTuple(model)(x)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)
     names = [o.name for o in sess.get_outputs()]
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     if len(got) != len(ref):

@@ -900,9 +900,7 @@ def export_compression(
     compared with ``decoder(embeddings[i])`` in torch; a difference above
     :data:`EXPORT_ATOL` raises ExportError (the file is removed).
     """
-    import onnxruntime as ort
-
-    from .export import ExportError, onnx_bytes_of, save_with_card
+    from .export import ExportError, cpu_session, onnx_bytes_of, save_with_card
 
     if isinstance(decoder, HNeRV):
         decoder = decoder.decoder_model()
@@ -924,9 +922,7 @@ def export_compression(
     sample = torch.zeros(1, dtype=torch.int64)
     save_with_card(onnx_bytes_of(net, sample, [INDEX_NAME], [FRAME_NAME], opset=opset), card, out_path)
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(out_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(out_path)
     checked = _check_frames(n, check_frames)
     worst = 0.0
     for i in checked:
