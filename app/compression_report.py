@@ -37,7 +37,7 @@ from loupe.quality import (
     json_safe,
     pool,
     probe,
-    psnr_rgb,
+    rgb_frame_metrics,
     rgb_to_yuv420,
     yuv420_to_rgb,
 )
@@ -301,10 +301,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
             out = engine.run({input_name: np.array([i], dtype=np.int64)})[out_idx]
             recon = output_to_rgb(out, spec.size, engine.path.name)
             ty, ry = rgb_to_yuv420(target), rgb_to_yuv420(recon)
-            m = frame_metrics(ty, ry)
-            d = target.astype(np.float64) - recon.astype(np.float64)
-            m["mse_rgb"] = float(np.dot(d.ravel(), d.ravel()) / d.size)
-            m["psnr_rgb"] = psnr_rgb(target, recon)
+            m = rgb_frame_metrics(target, recon, ty, ry)
             target_yuv.append(ty)
             neural_yuv.append(ry)
             neural_frames.append(m)

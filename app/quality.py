@@ -211,6 +211,16 @@ def frame_metrics(ref: Sequence[np.ndarray], dist: Sequence[np.ndarray]) -> dict
     return out
 
 
+def rgb_frame_metrics(ref_rgb: np.ndarray, dist_rgb: np.ndarray, ref_yuv: Sequence[np.ndarray],
+                      dist_yuv: Sequence[np.ndarray]) -> dict[str, float]:
+    """``frame_metrics`` of the YUV planes plus ``mse_rgb`` and ``psnr_rgb`` of the RGB pair
+    (a neural output is RGB: its RGB PSNR is the second, labelled figure)."""
+    out = frame_metrics(ref_yuv, dist_yuv)
+    out["mse_rgb"] = mse_rgb(ref_rgb, dist_rgb)
+    out["psnr_rgb"] = psnr_from_mse(out["mse_rgb"])
+    return out
+
+
 def pool(frames: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Pooled figures over per-frame dicts (``frame_metrics`` keys).
 

@@ -30,10 +30,8 @@ from loupe.inference.engine import Engine, ModelError
 from loupe.quality import (
     Planes,
     json_number,
-    psnr_planes,
-    psnr_rgb,
+    rgb_frame_metrics,
     rgb_to_yuv420,
-    ssim_planes,
 )
 from loupe.sources.base import Frame
 
@@ -123,15 +121,11 @@ def frame_quality(target: np.ndarray, recon: np.ndarray, target_yuv: Planes | No
     """psnr (YUV 'all'), psnr_y/u/v, mse_all, ssim (YUV 'All'), ssim_y/u/v, psnr_rgb, mse_rgb of
     an RGB reconstruction against its RGB target."""
     ty = target_yuv if target_yuv is not None else rgb_to_yuv420(target)
-    ry = rgb_to_yuv420(recon)
-    p = psnr_planes(ty, ry)
-    s = ssim_planes(ty, ry)
-    d = target.astype(np.float64) - recon.astype(np.float64)
-    mse_rgb = float(np.dot(d.ravel(), d.ravel()) / d.size)
+    m = rgb_frame_metrics(target, recon, ty, rgb_to_yuv420(recon))
     return {
-        "psnr": p["all"], "psnr_y": p["y"], "psnr_u": p["u"], "psnr_v": p["v"], "mse_all": p["mse_all"],
-        "ssim": s["all"], "ssim_y": s["y"], "ssim_u": s["u"], "ssim_v": s["v"],
-        "psnr_rgb": psnr_rgb(target, recon), "mse_rgb": mse_rgb,
+        "psnr": m["psnr_all"], "psnr_y": m["psnr_y"], "psnr_u": m["psnr_u"], "psnr_v": m["psnr_v"],
+        "mse_all": m["mse_all"], "ssim": m["ssim_all"], "ssim_y": m["ssim_y"], "ssim_u": m["ssim_u"],
+        "ssim_v": m["ssim_v"], "psnr_rgb": m["psnr_rgb"], "mse_rgb": m["mse_rgb"],
     }
 
 
