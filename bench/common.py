@@ -85,6 +85,30 @@ def decode_all(path: str, limit: int | None = None) -> list:
     return frames
 
 
+def window_with_model(model: str, timeout: float = 60.0):
+    """(app, MainWindow) on the CPU provider at 1400x800, shown, with ``model`` loaded (waits up
+    to ``timeout`` s; ``win.models`` stays empty when it did not load)."""
+    from PySide6.QtWidgets import QApplication
+
+    from loupe.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow(providers="cpu", ask_task=False)
+    win.resize(1400, 800)
+    win.show()
+    win.add_model(model)
+    wait_until(app, lambda: bool(win.models), time.monotonic() + timeout)
+    return app, win
+
+
+def wait_until(app, done, deadline: float) -> bool:
+    """Process Qt events until ``done()`` or ``deadline`` (monotonic seconds); ``done()``."""
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    return done()
+
+
 def rss_mb() -> float:
     """Resident set size of this process in MB (Linux /proc; psutil elsewhere)."""
     try:

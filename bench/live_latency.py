@@ -116,19 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", default="bikes.mp4")
     args = ap.parse_args(argv)
     common.header("Live latency, fake camera -> shown (ms; provider CPU)")
-    from PySide6.QtWidgets import QApplication
-
-    from loupe.ui.main_window import MainWindow
-
-    app = QApplication.instance() or QApplication([])
-    win = MainWindow(providers="cpu", ask_task=False)
-    win.resize(1400, 800)
-    win.show()
-    win.add_model(str(demo_model()))
-    t_end = time.monotonic() + 60
-    while not win.models and time.monotonic() < t_end:
-        app.processEvents()
-        time.sleep(0.01)
+    app, win = common.window_with_model(str(demo_model()))
     frames = common.decode_all(str(clip_path(args.clip)), 100)
     print(f"clip {args.clip} {frames[0].width}x{frames[0].height}, model demo_segmentation.onnx")
     print(f"{'rate':>5s} {'p50':>7s} {'p95':>7s} {'infer':>7s} {'goal':>7s} {'shown':>6s} {'captured':>8s} "

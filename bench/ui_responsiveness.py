@@ -31,24 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     common.header("UI responsiveness (event-loop stall, ms)")
     from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
-    from PySide6.QtWidgets import QApplication
-
-    from loupe.ui.main_window import MainWindow
-
-    app = QApplication.instance() or QApplication([])
-    win = MainWindow(providers="cpu", ask_task=False)
-    win.resize(1400, 800)
-    win.show()
-    model = args.model or str(demo_model())
-    win.add_model(model)
     t_end = time.monotonic() + 60
-    while not win.models and time.monotonic() < t_end:
-        app.processEvents()
-        time.sleep(0.01)
+    model = args.model or str(demo_model())
+    app, win = common.window_with_model(model)
     win.open_source(str(clip_path(args.clip)))
-    while win.player is None and time.monotonic() < t_end:
-        app.processEvents()
-        time.sleep(0.01)
+    common.wait_until(app, lambda: win.player is not None, t_end)
     if win.player is None or not win.models:
         print("could not start playback", file=sys.stderr)
         return 1
