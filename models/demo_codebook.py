@@ -15,7 +15,6 @@ codes used per frame are counted. Prints the figures and the card.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .fit_codebook import CodebookFitResult, codebook_stats, fit_codebook_clip
+from .recipe import fit_parser, start_logging, throttled_report
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +75,16 @@ def frame_code_use(onnx_path: str | Path, clip: str = CLIP, every: int = 1) -> d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loupe_models.demo_codebook",
-                                description="Fit and export Loupe's demo codebook model.")
-    p.add_argument("--out", required=True, help="ONNX file to write")
+    p = fit_parser("codebook", "codebook", "ONNX file to write")
     p.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS})")
     p.add_argument("--minutes", type=float, default=6.0, help="safety time budget (default 6)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    last = [0.0]
-
-    def report(frac: float, info: dict[str, Any]) -> bool:
-        if "loss" in info and time.perf_counter() - last[0] > 15:
-            last[0] = time.perf_counter()
-            logger.info("%5.1f%% loss %.4f codes used %d perplexity %.1f", 100 * frac,
-                        info["loss"], info["codes_used"], info["perplexity"])
-        return True
+    report = throttled_report(15, lambda info: "loss" in info, lambda frac, info: logger.info(
+        "%5.1f%% loss %.4f codes used %d perplexity %.1f", 100 * frac,
+        info["loss"], info["codes_used"], info["perplexity"]))
 
     r: CodebookFitResult = fit_codebook_clip(
         CLIP, Path(args.out), start=SPAN[0], end=SPAN[1], minutes=args.minutes,

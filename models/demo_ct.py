@@ -70,6 +70,14 @@ from loupe.sources.dicom import DicomSource
 
 from .ddrnet import DualResNet
 from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
+from .recipe import (
+    recipe_config,
+    recipe_parser,
+    run_recipe,
+    start_logging,
+    times_line,
+    warmup_cosine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -347,15 +355,7 @@ def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) 
 
 def train(model: nn.Module, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, min(50, cfg.steps // 10))
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 2% of the peak
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, cfg.steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_cosine(opt, cfg.steps, max_warmup=50)
     model.train()
     t0 = time.perf_counter()
     running = 0.0
@@ -494,21 +494,12 @@ def save_preview(path: Path, model: nn.Module, slices: Sequence[CtSlice], size: 
 # --- recipe ------------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    cfg = cfg or Config()
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(cfg.threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        return _run(Path(out), cfg, preview)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    return run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
 
     train_slices = load_slices(TRAIN_FILES)
     held = load_slices([HELDOUT_FILE])
@@ -565,14 +556,9 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="resources/demo_ct.onnx", help="ONNX file to write")
-    p.add_argument("--quick", action="store_true", help="a few training steps only (smoke test)")
-    p.add_argument("--steps", type=int, help="override the number of training steps")
-    p.add_argument("--threads", type=int, help="torch threads (default 1, see Config.threads)")
-    p.add_argument("--preview", help="write a PNG: CT | HU labels | model, for CT_small and "
-                                     "the held-out slice")
-    return p
+    return recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_ct.onnx",
+                         "write a PNG: CT | HU labels | model, for CT_small and the held-out slice",
+                         threads_help="torch threads (default 1, see Config.threads)")
 
 
 def _fmt(iou: dict[str, float]) -> str:
@@ -581,13 +567,9 @@ def _fmt(iou: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging()
     logging.getLogger("pydicom").setLevel(logging.ERROR)  # odd-but-harmless test-file headers
-    cfg = Config.quick() if args.quick else Config()
-    if args.steps is not None:
-        cfg = Config(**{**cfg.__dict__, "steps": args.steps})
-    if args.threads is not None:
-        cfg = Config(**{**cfg.__dict__, "threads": args.threads})
+    cfg = recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); trained on {', '.join(r.train_slices)}")
     print(f"held-out file {r.heldout_file} IoU: {_fmt(r.iou)}; mean {r.miou:.3f}")
@@ -596,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"reference: thresholding the held-out slice blurred by a 2-px Gaussian: "
           f"{_fmt(r.blur2_iou)}")
     print(f"onnxruntime vs torch: max abs diff {r.onnx_max_abs_diff:.2e}")
-    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items()))
+    print(times_line(r.seconds))
     return 0
 
 

@@ -55,7 +55,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -68,6 +68,14 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 
 from .density import ConvBlock, MSegNet, SegBackEnd, VGGFrontEnd
 from .export_density import SEGNET_SIZE_MULTIPLE, VERIFY_ATOL, VERIFY_RTOL, export_density
+from .recipe import (
+    recipe_config,
+    recipe_parser,
+    run_recipe,
+    start_logging,
+    times_line,
+    warmup_cosine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -524,15 +532,7 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
 # --- training and evaluation -----------------------------------------------------------------
 def train(model: SlimMSegNet, sampler: SceneSampler, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, min(100, cfg.steps // 10))
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 2% of the peak
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, cfg.steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_cosine(opt, cfg.steps)
     model.train()
     t0 = time.perf_counter()
     avg: dict[str, float] = {}
@@ -765,21 +765,12 @@ def save_preview(path: Path, model: SlimMSegNet, scenes: Sequence[Scene], bikes:
 # --- recipe ----------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    cfg = cfg or Config()
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(cfg.threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        return _run(Path(out), cfg, preview)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    return run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
     bg = load_backgrounds(cfg.max_frames)
     times["decode"] = time.perf_counter() - t0
     logger.info("decoded %s in %.1f s", {k: v.shape for k, v in bg.frames.items()}, times["decode"])
@@ -829,21 +820,15 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=RECIPE, description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="resources/demo_density.onnx", help="ONNX file to write")
-    p.add_argument("--quick", action="store_true", help="a few training steps only (smoke test)")
-    p.add_argument("--steps", type=int, help="override the number of training steps")
-    p.add_argument("--preview", help="write a PNG: held-out scenes (scene | truth | model) and "
-                   "real bikes.mp4 frames (frame | model), with counts")
-    return p
+    return recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_density.onnx",
+                         "write a PNG: held-out scenes (scene | truth | model) and "
+                         "real bikes.mp4 frames (frame | model), with counts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = Config.quick() if args.quick else Config()
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps)
+    start_logging()
+    cfg = recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     h = r.heldout
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB, {r.params} parameters); background "
@@ -854,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{h['empty_mean_count']:.3f}")
     print("bikes.mp4 counts: " + ", ".join(f"{i}: {v:.2f}" for i, v in r.bikes_counts.items()))
     print("onnxruntime vs torch " + "; ".join(r.onnx_checks))
-    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items()))
+    print(times_line(r.seconds))
     return 0
 
 

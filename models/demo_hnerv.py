@@ -16,17 +16,15 @@ time, thread count, core count and load average.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from .fit_hnerv import HNeRVFitResult, fit_hnerv_clip
+from .recipe import fit_parser, start_logging, throttled_report
 
 logger = logging.getLogger(__name__)
 
@@ -79,22 +77,15 @@ Reproduce ({r.seconds:.0f} s in all, {r.train_seconds:.0f} s of training, on a s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loupe_models.demo_hnerv",
-                                description="Fit and export Loupe's demo HNeRV model.")
-    p.add_argument("--out", required=True, help="ONNX file to write (.hnerv and .md beside it)")
+    p = fit_parser("hnerv", "HNeRV", "ONNX file to write (.hnerv and .md beside it)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs (default {EPOCHS})")
     p.add_argument("--minutes", type=float, default=20.0, help="safety time limit (default 20)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: time 1 and 2)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging()
     load0 = os.getloadavg()
-    last = [0.0]
-
-    def report(frac: float, info: dict[str, Any]) -> bool:
-        if time.perf_counter() - last[0] > 20 and info.get("psnr") is not None:
-            last[0] = time.perf_counter()
-            logger.info("%5.1f%% %s, PSNR %.2f dB", 100 * frac, info["status"], info["psnr"])
-        return True
+    report = throttled_report(20, lambda info: info.get("psnr") is not None, lambda frac, info: logger.info(
+        "%5.1f%% %s, PSNR %.2f dB", 100 * frac, info["status"], info["psnr"]))
 
     out = Path(args.out)
     r = fit_hnerv_clip(CLIP, out, params=PARAMS, epochs=args.epochs, minutes=args.minutes,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import math
 import sys
 import time
 import warnings
@@ -49,6 +48,14 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 from . import labels_bikes
 from .ddrnet import DualResNet
 from .labels_bikes import LABELS, PALETTE
+from .recipe import (
+    recipe_config,
+    recipe_parser,
+    run_recipe,
+    start_logging,
+    times_line,
+    warmup_cosine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -163,15 +170,7 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.T
 
 def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, min(100, cfg.steps // 10))
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 2% of the peak
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, cfg.steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_cosine(opt, cfg.steps)
     model.train()
     t0 = time.perf_counter()
     running = 0.0
@@ -304,21 +303,12 @@ def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.nd
 # --- recipe ----------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    cfg = cfg or Config()
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(cfg.threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        return _run(Path(out), cfg, preview)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    return run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
 
     clip = labels_bikes.make_labels()
     frames, labels = clip.frames, clip.labels
@@ -357,26 +347,21 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loupe_models.demo_seg", description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="resources/demo_segmentation.onnx", help="ONNX file to write")
-    p.add_argument("--quick", action="store_true", help="a few training steps only (smoke test)")
-    p.add_argument("--steps", type=int, help="override the number of training steps")
-    p.add_argument("--preview", help="write a PNG of held-out frames: frame | labels | model")
-    return p
+    return recipe_parser("python -m loupe_models.demo_seg", __doc__.split("\n")[0],
+                         "resources/demo_segmentation.onnx",
+                         "write a PNG of held-out frames: frame | labels | model")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = Config.quick() if args.quick else Config()
-    if args.steps is not None:
-        cfg = Config(**{**cfg.__dict__, "steps": args.steps})
+    start_logging()
+    cfg = recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); {len(r.train_frames)} training / "
           f"{len(r.heldout_frames)} held-out frames")
     print("held-out IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in r.iou.items()) + f"; mean {r.miou:.3f}")
     print(f"onnxruntime vs torch at 272x640: max abs diff {r.onnx_max_abs_diff:.2e}")
-    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items()))
+    print(times_line(r.seconds))
     return 0
 
 
