@@ -68,16 +68,9 @@ from torch import nn
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.sources.dicom import DicomSource
 
+from . import recipe
 from .ddrnet import DualResNet
 from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
-from .recipe import (
-    recipe_config,
-    recipe_parser,
-    run_recipe,
-    start_logging,
-    times_line,
-    warmup_cosine,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -355,7 +348,7 @@ def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) 
 
 def train(model: nn.Module, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine(opt, cfg.steps, max_warmup=50)
+    sched = recipe.warmup_cosine(opt, cfg.steps, max_warmup=50)
     model.train()
     t0 = time.perf_counter()
     running = 0.0
@@ -494,7 +487,7 @@ def save_preview(path: Path, model: nn.Module, slices: Sequence[CtSlice], size: 
 # --- recipe ------------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return run_recipe(_run, out, cfg or Config(), preview)
+    return recipe.run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
@@ -556,9 +549,10 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    return recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_ct.onnx",
-                         "write a PNG: CT | HU labels | model, for CT_small and the held-out slice",
-                         threads_help="torch threads (default 1, see Config.threads)")
+    return recipe.recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_ct.onnx",
+                                "write a PNG: CT | HU labels | model, for CT_small and "
+                                "the held-out slice",
+                                threads_help="torch threads (default 1, see Config.threads)")
 
 
 def _fmt(iou: dict[str, float]) -> str:
@@ -567,9 +561,9 @@ def _fmt(iou: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    start_logging()
+    recipe.start_logging()
     logging.getLogger("pydicom").setLevel(logging.ERROR)  # odd-but-harmless test-file headers
-    cfg = recipe_config(Config, args)
+    cfg = recipe.recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); trained on {', '.join(r.train_slices)}")
     print(f"held-out file {r.heldout_file} IoU: {_fmt(r.iou)}; mean {r.miou:.3f}")
@@ -578,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"reference: thresholding the held-out slice blurred by a 2-px Gaussian: "
           f"{_fmt(r.blur2_iou)}")
     print(f"onnxruntime vs torch: max abs diff {r.onnx_max_abs_diff:.2e}")
-    print(times_line(r.seconds))
+    print(recipe.times_line(r.seconds))
     return 0
 
 

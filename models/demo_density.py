@@ -66,16 +66,9 @@ from torch import nn
 
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard
 
+from . import recipe
 from .density import ConvBlock, MSegNet, SegBackEnd, VGGFrontEnd
 from .export_density import SEGNET_SIZE_MULTIPLE, VERIFY_ATOL, VERIFY_RTOL, export_density
-from .recipe import (
-    recipe_config,
-    recipe_parser,
-    run_recipe,
-    start_logging,
-    times_line,
-    warmup_cosine,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -532,7 +525,7 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
 # --- training and evaluation -----------------------------------------------------------------
 def train(model: SlimMSegNet, sampler: SceneSampler, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine(opt, cfg.steps)
+    sched = recipe.warmup_cosine(opt, cfg.steps)
     model.train()
     t0 = time.perf_counter()
     avg: dict[str, float] = {}
@@ -765,7 +758,7 @@ def save_preview(path: Path, model: SlimMSegNet, scenes: Sequence[Scene], bikes:
 # --- recipe ----------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return run_recipe(_run, out, cfg or Config(), preview)
+    return recipe.run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
@@ -820,15 +813,15 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    return recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_density.onnx",
-                         "write a PNG: held-out scenes (scene | truth | model) and "
-                         "real bikes.mp4 frames (frame | model), with counts")
+    return recipe.recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_density.onnx",
+                                "write a PNG: held-out scenes (scene | truth | model) and "
+                                "real bikes.mp4 frames (frame | model), with counts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    start_logging()
-    cfg = recipe_config(Config, args)
+    recipe.start_logging()
+    cfg = recipe.recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     h = r.heldout
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB, {r.params} parameters); background "
@@ -839,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{h['empty_mean_count']:.3f}")
     print("bikes.mp4 counts: " + ", ".join(f"{i}: {v:.2f}" for i, v in r.bikes_counts.items()))
     print("onnxruntime vs torch " + "; ".join(r.onnx_checks))
-    print(times_line(r.seconds))
+    print(recipe.times_line(r.seconds))
     return 0
 
 

@@ -45,17 +45,9 @@ import torch.nn.functional as F
 
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
 
-from . import labels_bikes
+from . import labels_bikes, recipe
 from .ddrnet import DualResNet
 from .labels_bikes import LABELS, PALETTE
-from .recipe import (
-    recipe_config,
-    recipe_parser,
-    run_recipe,
-    start_logging,
-    times_line,
-    warmup_cosine,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +162,7 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.T
 
 def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine(opt, cfg.steps)
+    sched = recipe.warmup_cosine(opt, cfg.steps)
     model.train()
     t0 = time.perf_counter()
     running = 0.0
@@ -303,7 +295,7 @@ def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.nd
 # --- recipe ----------------------------------------------------------------------------------
 def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
     """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return run_recipe(_run, out, cfg or Config(), preview)
+    return recipe.run_recipe(_run, out, cfg or Config(), preview)
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
@@ -347,21 +339,21 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
 
 def _parser() -> argparse.ArgumentParser:
-    return recipe_parser("python -m loupe_models.demo_seg", __doc__.split("\n")[0],
-                         "resources/demo_segmentation.onnx",
-                         "write a PNG of held-out frames: frame | labels | model")
+    return recipe.recipe_parser("python -m loupe_models.demo_seg", __doc__.split("\n")[0],
+                                "resources/demo_segmentation.onnx",
+                                "write a PNG of held-out frames: frame | labels | model")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    start_logging()
-    cfg = recipe_config(Config, args)
+    recipe.start_logging()
+    cfg = recipe.recipe_config(Config, args)
     r = run(args.out, cfg, preview=args.preview)
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); {len(r.train_frames)} training / "
           f"{len(r.heldout_frames)} held-out frames")
     print("held-out IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in r.iou.items()) + f"; mean {r.miou:.3f}")
     print(f"onnxruntime vs torch at 272x640: max abs diff {r.onnx_max_abs_diff:.2e}")
-    print(times_line(r.seconds))
+    print(recipe.times_line(r.seconds))
     return 0
 
 
