@@ -70,7 +70,7 @@ from loupe.sources.dicom import DicomSource
 
 from . import recipe
 from .ddrnet import DualResNet
-from .export import VERIFY_ATOL, VERIFY_RTOL, export_segmentation, verify_onnx
+from .export import VERIFY_ATOL, VERIFY_RTOL, cpu_session, export_segmentation, verify_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -446,14 +446,10 @@ def make_card(train_names: Sequence[str], iou: dict[str, float], miou: float,
 
 def verify_on_slice(model: nn.Module, path: Path, hu: np.ndarray) -> float:
     """Max |onnxruntime - torch| logits on one real slice (CPU provider)."""
-    import onnxruntime as ort
-
     x = to_input(hu[None])
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x)).numpy()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(path)
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     if got.shape != ref.shape:
         raise RuntimeError(f"onnxruntime output {got.shape} != torch {ref.shape}")

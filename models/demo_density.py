@@ -68,6 +68,7 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 
 from . import recipe
 from .density import ConvBlock, MSegNet, SegBackEnd, VGGFrontEnd
+from .export import cpu_session
 from .export_density import SEGNET_SIZE_MULTIPLE, VERIFY_ATOL, VERIFY_RTOL, export_density
 
 logger = logging.getLogger(__name__)
@@ -682,11 +683,7 @@ class OnnxCheck:
 def check_onnx(model: SlimMSegNet, path: Path, inputs: Sequence[tuple[str, torch.Tensor]]
                ) -> list[OnnxCheck]:
     """Run ``path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on normalised NCHW inputs."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(path)
     names = [o.name for o in sess.get_outputs()]
     checks = []
     model.eval()

@@ -47,6 +47,7 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 
 from . import labels_bikes, recipe
 from .ddrnet import DualResNet
+from .export import cpu_session
 from .labels_bikes import LABELS, PALETTE
 
 logger = logging.getLogger(__name__)
@@ -271,14 +272,10 @@ def export_onnx(model: DualResNet, path: Path, card: ModelCard, sample_hw: tuple
 
 def verify_onnx(model: DualResNet, path: Path, rgb: np.ndarray) -> float:
     """Max |onnxruntime - torch| on real frames ``[N, H, W, 3]`` (CPU provider)."""
-    import onnxruntime as ort
-
     x = normalise(rgb)
     with torch.no_grad():
         ref = model.eval()(x).numpy()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(path)
     got = sess.run(["logits"], {"image": x.numpy()})[0]
     if got.shape != ref.shape:
         raise RuntimeError(f"onnxruntime output {got.shape} != torch {ref.shape}")
