@@ -40,8 +40,9 @@ class Case:
 
     kind: ``media`` (given as an input), ``model`` (given as ``--model``) or ``mixed`` (a
     folder of good and bad files). expect: words the error line must contain (case-
-    insensitive), after the file's name. extra_args: CLI options the case needs (e.g. a
-    tighter memory budget). bad_files: for ``mixed``, the names that must each get a line.
+    insensitive) besides the file's path and name: the check removes those first, so a word of
+    the file name ("empty" in ``empty.png``) cannot pass. extra_args: CLI options the case needs
+    (e.g. a tighter memory budget). bad_files: for ``mixed``, the names that must each get a line.
     good_frames: for ``mixed``, the rows the good files must give.
     """
 
@@ -317,7 +318,7 @@ def build_corpus(root: Path) -> list[Case]:
     add("16-bit RGBA PNG over the memory budget", "media",
         put(media, "deep.png", png_bytes(6000, 6000, zlib.compress(b"\x00" * 10), color_type=6, depth=16)),
         "6000 x 6000", "288 MB", "memory budget", extra_args=("--max-memory-mb", "100"))
-    add("zero-byte PNG", "media", put(media, "empty.png", b""), "empty")
+    add("zero-byte PNG", "media", put(media, "empty.png", b""), "empty", "0 bytes")
     add("PNG with a broken body", "media", put(media, "broken.png", good_png_bytes[:40] + b"\x00" * 60),
         "damaged")
 
@@ -363,7 +364,7 @@ def build_corpus(root: Path) -> list[Case]:
 
     # --- ONNX ------------------------------------------------------------------------------
     good_bytes = good_model.read_bytes()
-    add("zero-byte ONNX", "model", put(models, "empty.onnx", b""), "empty")
+    add("zero-byte ONNX", "model", put(models, "empty.onnx", b""), "empty", "0 bytes")
     add("truncated ONNX", "model", put(models, "truncated.onnx", good_bytes[: len(good_bytes) // 2]),
         "truncated or damaged")
     add("not ONNX (random bytes)", "model", put(models, "noise.onnx", rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()),
