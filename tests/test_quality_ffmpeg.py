@@ -32,8 +32,13 @@ pytestmark = pytest.mark.skipif(
     FFMPEG is None, reason="Debian's ffmpeg is not installed (.ci/run installs it); the FFmpeg agreement test needs it"
 )
 
-PSNR_TOL = 0.01  # dB
-SSIM_TOL = 0.001
+# Measured on this pair (Debian's FFmpeg 5.1): per-frame PSNR within 2.3e-6 dB of FFmpeg's 6-decimal
+# metadata, pooled PSNR within 5e-7 dB, SSIM (C path) within 5e-7 per frame and 4.5e-7 pooled. Both
+# sides are deterministic on any x86 CPU (FFmpeg's PSNR sums are integers; its C SSIM path is
+# plain scalar code; loupe.quality works in float64), so the margin is not spent by the machine.
+PSNR_TOL = 1e-5  # dB
+SSIM_TOL = 1e-5
+STATS_PSNR_ROUNDING = 0.005  # the psnr stats file prints PSNR with 2 decimals (the metadata has 6)
 
 
 def _ffmpeg(dist, ref, lavfi: str, *extra: str) -> str:
@@ -89,16 +94,18 @@ def test_psnr_per_frame_and_average_agree_with_ffmpeg(carphone):
     assert len(ff) == len(ours.frames) == 120
     for a, b in zip(ff, ours.frames):
         for plane in ("y", "u", "v"):
-            assert abs(a["psnr_" + plane] - b["psnr_" + plane]) <= PSNR_TOL
+            assert abs(a["psnr_" + plane] - b["psnr_" + plane]) <= STATS_PSNR_ROUNDING + PSNR_TOL
             assert abs(a["mse_" + plane] - b["mse_" + plane]) <= 0.005 + 1e-9  # printed with 2 decimals
-        assert abs(a["psnr_avg"] - b["psnr_all"]) <= PSNR_TOL
+        assert abs(a["psnr_avg"] - b["psnr_all"]) <= STATS_PSNR_ROUNDING + PSNR_TOL
     meta = carphone["psnr_meta"]
     assert len(meta) == 120
     for a, b in zip(meta, ours.frames):
         for plane in ("y", "u", "v"):
-            assert abs(a["psnr." + plane] - b["psnr_" + plane]) <= 1e-5  # printed with 6 decimals
-        assert abs(a["psnr_avg"] - b["psnr_all"]) <= 1e-5
-        assert abs(a["mse_avg"] - b["mse_all"]) <= 1e-5
+            assert abs(a["psnr." + plane] - b["psnr_" + plane]) <= PSNR_TOL  # printed with 6 decimals
+            # FFmpeg keeps the MSE in single precision: half a float32 step (6e-8 relative) + print rounding
+            assert abs(a["mse." + plane] - b["mse_" + plane]) <= 6e-8 * b["mse_" + plane] + 5e-7 + 1e-9
+        assert abs(a["psnr_avg"] - b["psnr_all"]) <= PSNR_TOL
+        assert abs(a["mse_avg"] - b["mse_all"]) <= 6e-8 * b["mse_all"] + 5e-7 + 1e-9
     s = _summary(carphone["log_psnr"], "PSNR")
     assert abs(s["average"] - ours.pooled["psnr_pooled"]) <= PSNR_TOL
     for plane in ("y", "u", "v"):
