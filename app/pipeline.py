@@ -200,6 +200,48 @@ def run_stream(frames: Iterable[Frame], runner: Runner, read_ahead: int = 2) -> 
             st.close()
 
 
+class SharedCounter:
+    """An integer that several threads change: every read-modify-write holds one lock.
+
+    ``n += 1`` on a plain attribute is a load, an add and a store; a thread switch in between
+    loses the other thread's update. The live path's backpressure counter is raised on the
+    inference thread and lowered on the UI thread, and one lost decrement would leave it stuck
+    at its limit (every result then dropped while frames keep arriving), hence this class."""
+
+    def __init__(self, value: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._value = int(value)
+
+    @property
+    def value(self) -> int:
+        return self._value  # a single load: no lock needed to read
+
+    def add(self, n: int = 1) -> int:
+        """Add ``n`` (may be negative); the new value."""
+        with self._lock:
+            self._value += n
+            return self._value
+
+    def release(self) -> int:
+        """Subtract one, never below zero; the new value."""
+        with self._lock:
+            if self._value > 0:
+                self._value -= 1
+            return self._value
+
+    def reset(self, value: int = 0) -> int:
+        """Set to ``value``; the value before."""
+        with self._lock:
+            old, self._value = self._value, int(value)
+            return old
+
+    def __int__(self) -> int:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"SharedCounter({self._value})"
+
+
 class LatestSlot:
     """One-place hand-over: ``put`` replaces an unread item (counted as dropped)."""
 
@@ -243,6 +285,12 @@ class LatestSlot:
     def clear(self) -> None:
         with self._cond:
             self._item, self._has = None, False
+
+    def reset_dropped(self) -> int:
+        """Zero the dropped count under the lock ``put`` raises it with (any thread); the count before."""
+        with self._cond:
+            old, self.dropped = self.dropped, 0
+            return old
 
     def close(self) -> None:
         with self._cond:

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             self.last = None
 
         def on_result(self, fr) -> None:
-            worker.in_flight = max(0, worker.in_flight - 1)
+            worker.result_shown()
             self.last = fr  # the window keeps the last result too
             self.n += 1
             if self.n % args.every == 0:

@@ -340,8 +340,8 @@ class MainWindow(QMainWindow):
         self._stop_player()
         self._accept_after = time.monotonic()  # results of the old source still in flight are dropped
         self.slot.clear()
-        self.slot.dropped = 0
-        self.worker.skipped = 0
+        self.slot.reset_dropped()  # under the slot's lock: the reader thread counts there
+        self.worker.reset_skipped()
         self.meter.reset()
         self.shown = 0
         self.source_name = source.name
@@ -589,7 +589,7 @@ class MainWindow(QMainWindow):
 
     # --- results ----------------------------------------------------------------------------
     def _on_result(self, fr: FrameResult) -> None:
-        self.worker.in_flight = max(0, self.worker.in_flight - 1)
+        self.worker.result_shown()
         if self.player is None or fr.received_at < self._accept_after:
             return
         if len(fr.results) != len(self.panels):  # a model list that changed while it ran

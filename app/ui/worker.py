@@ -2,6 +2,10 @@
 
 The UI thread never waits on it: frames arrive through a ``LatestSlot`` (filled by the source's
 reader thread), results leave through a queued signal. Stopping sets a flag checked between frames.
+
+Backpressure: ``results_in_flight`` counts the results emitted and not yet shown; it is raised
+here and lowered by the window (``result_shown``) on the UI thread, so it is a ``SharedCounter``
+(a lock around every change), as is ``results_skipped``, which the window zeroes on a source switch.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import time
 from PySide6.QtCore import QThread, Signal
 
 from loupe.inference.engine import ModelError
-from loupe.pipeline import LatestSlot, Runner
+from loupe.pipeline import LatestSlot, Runner, SharedCounter
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +31,26 @@ class InferenceWorker(QThread):
         self.runner = runner
         self._stop = False
         self.processed = 0
-        self.in_flight = 0  # results emitted but not yet shown (the window decrements it)
+        self.results_in_flight = SharedCounter()  # emitted, not yet shown (the window calls result_shown)
         self.max_in_flight = 2
-        self.skipped = 0  # results dropped because the UI was behind
+        self.results_skipped = SharedCounter()  # dropped because the UI was behind
+        self.patience = 1.0  # s to wait for the UI before a result may be dropped for a newer frame
         self.setObjectName("loupe-inference")
+
+    @property
+    def in_flight(self) -> int:
+        return self.results_in_flight.value
+
+    @property
+    def skipped(self) -> int:
+        return self.results_skipped.value
+
+    def result_shown(self) -> None:
+        """The UI took one result off the queue (any thread; never below zero)."""
+        self.results_in_flight.release()
+
+    def reset_skipped(self) -> None:
+        self.results_skipped.reset()
 
     def run(self) -> None:
         while not self._stop:
@@ -47,10 +67,10 @@ class InferenceWorker(QThread):
                 self.failed.emit(f"inference failed: {type(e).__name__}: {e}")
                 continue
             self.processed += 1
-            if self.in_flight >= self.max_in_flight and self._ui_behind():
-                self.skipped += 1  # the UI is behind and a newer frame waits: that one is shown instead
+            if self.in_flight >= self.max_in_flight and self._ui_behind(self.patience):
+                self.results_skipped.add(1)  # the UI is behind and a newer frame waits: that one is shown instead
                 continue
-            self.in_flight += 1
+            self.results_in_flight.add(1)
             self.resultReady.emit(result)
 
     def _ui_behind(self, patience: float = 1.0) -> bool:
