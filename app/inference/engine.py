@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -93,9 +94,23 @@ def _preload_gpu_libraries(ort) -> None:
 def gpu_provider_status() -> dict[str, str | None]:
     """For each GPU provider: None if its libraries load here, else a one-line reason."""
     ort = _ort()
-    available = set(ort.get_available_providers())
+    return probe_gpu_providers(ort.get_available_providers(), Path(ort.__file__).parent / "capi")
+
+
+def _load_library(path: str, mode: int) -> object:
+    return ctypes.CDLL(path, mode=mode)
+
+
+def probe_gpu_providers(
+    available: Iterable[str],
+    capi: Path,
+    load: Callable[[str, int], object] = _load_library,
+) -> dict[str, str | None]:
+    """``gpu_provider_status`` for a given onnxruntime build: ``available`` is what it lists,
+    ``capi`` the folder of its provider libraries, and ``load(path, mode)`` loads a library
+    (``ctypes.CDLL``; it raises OSError naming the first library that is missing)."""
+    available = set(available)
     status: dict[str, str | None] = {}
-    capi = Path(ort.__file__).parent / "capi"
     shared = capi / "libonnxruntime_providers_shared.so"
     for prov, lib in _PROVIDER_LIBS.items():
         if prov not in available:
@@ -107,8 +122,8 @@ def gpu_provider_status() -> dict[str, str | None]:
             continue
         try:
             if shared.exists():
-                ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
-            ctypes.CDLL(str(path))
+                load(str(shared), ctypes.RTLD_GLOBAL)
+            load(str(path), ctypes.DEFAULT_MODE)
             status[prov] = None
         except OSError as e:
             missing = str(e).split(":")[0].strip()
@@ -189,12 +204,14 @@ def default_threads() -> tuple[int, str]:
     return physical_cores(), "physical cores"
 
 
-def choose_providers(preference: str = "auto") -> list[str]:
-    """Providers to ask for, best first. preference: auto | tensorrt | cuda | cpu."""
+def choose_providers(preference: str = "auto", status: dict[str, str | None] | None = None) -> list[str]:
+    """Providers to ask for, best first. preference: auto | tensorrt | cuda | cpu; status:
+    ``gpu_provider_status()`` unless given."""
     preference = preference.lower()
     if preference == "cpu":
         return ["CPUExecutionProvider"]
-    status = gpu_provider_status()
+    if status is None:
+        status = gpu_provider_status()
     order = list(GPU_PROVIDERS)
     if preference == "cuda":
         order = ["CUDAExecutionProvider"]
@@ -278,15 +295,7 @@ class Engine:
         return SHORT.get(self.providers[0], self.providers[0]) if self.providers else "?"
 
     def _provider_note(self, preference: str) -> str:
-        if self.providers and self.providers[0] in GPU_PROVIDERS:
-            return f"running on {self.provider}"
-        if preference.lower() == "cpu":
-            return "running on CPU (CPU was asked for)"
-        status = gpu_provider_status()
-        reasons = [f"{SHORT[p]}: {status[p]}" for p in GPU_PROVIDERS if status.get(p)]
-        if not reasons:
-            reasons = ["the GPU provider failed to start for this model"]
-        return "running on CPU; " + reasons[-1]
+        return provider_note(self.providers, preference, gpu_provider_status())
 
     # --- run -------------------------------------------------------------------------
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -321,6 +330,19 @@ class Engine:
         lines.append(f"threads: {self.threads} intra-op ({self.threads_from}), 1 inter-op, no spinning")
         lines.append(f"note: {self.provider_note}")
         return "\n".join(lines)
+
+
+def provider_note(running: list[str], preference: str, status: dict[str, str | None]) -> str:
+    """One line on where a session runs: ``running`` is its providers (best first), ``status``
+    the GPU provider status; on CPU it says why (the last GPU provider's reason)."""
+    if running and running[0] in GPU_PROVIDERS:
+        return f"running on {SHORT[running[0]]}"
+    if preference.lower() == "cpu":
+        return "running on CPU (CPU was asked for)"
+    reasons = [f"{SHORT[p]}: {status[p]}" for p in GPU_PROVIDERS if status.get(p)]
+    if not reasons:
+        reasons = ["the GPU provider failed to start for this model"]
+    return "running on CPU; " + reasons[-1]
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
