@@ -5,7 +5,9 @@ at export), or, for a model without one, in a sidecar JSON next to the model
 (``model.onnx.loupe.json``) that the app writes after asking the user. Loading a card never
 executes anything from the model file.
 
-Keys (values are JSON strings unless noted):
+Keys. In ONNX metadata every value is a string (objects and lists JSON-encoded); in a sidecar a
+value may be plain JSON (``"loupe.labels": ["road", "car"]``, what a person writes) or such a
+JSON string (what the app writes): both read the same.
 
 - ``loupe.task``: plain string, one of TASKS.
 - ``loupe.name``: plain string, a short display name.
@@ -64,19 +66,30 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        known = {k: d[k] for k in ("color", "scale", "mean", "std", "size_multiple", "fixed_size", "raw_values", "window") if k in d}
-        if "mean" in known:
-            known["mean"] = tuple(float(v) for v in known["mean"])
-        if "std" in known:
-            known["std"] = tuple(float(v) for v in known["std"])
-        if known.get("fixed_size") is not None:
-            known["fixed_size"] = (int(known["fixed_size"][0]), int(known["fixed_size"][1]))
-        if known.get("window") is not None:
-            known["window"] = (float(known["window"][0]), float(known["window"][1]))
+        """From ``loupe.input``'s object. Unknown keys are refused (a misspelt key would otherwise
+        be fed with its default without a word); a value of the wrong type names its key."""
+        fields = tuple(cls.__dataclass_fields__)
+        unknown = sorted(k for k in d if k not in fields)
+        if unknown:
+            raise CardError(f"loupe.input has unknown key {unknown[0]!r} (known: {', '.join(fields)})")
+        known = dict(d)
+        if "color" in known and not isinstance(known["color"], str):
+            raise CardError(f"loupe.input color must be \"RGB\", \"BGR\" or \"GRAY\", got {known['color']!r}")
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = _numbers(known[key], f"loupe.input {key}")
+        for key, n in (("fixed_size", 2), ("window", 2)):
+            if known.get(key) is not None:
+                vals = _numbers(known[key], f"loupe.input {key}")
+                if len(vals) != n:
+                    raise CardError(f"loupe.input {key} needs {n} numbers, got {known[key]!r}")
+                known[key] = (int(vals[0]), int(vals[1])) if key == "fixed_size" else vals
         if "size_multiple" in known:
-            known["size_multiple"] = int(known["size_multiple"])
+            known["size_multiple"] = int(_number(known["size_multiple"], "loupe.input size_multiple"))
         if "scale" in known:
-            known["scale"] = float(known["scale"])
+            known["scale"] = _number(known["scale"], "loupe.input scale")
+        if "raw_values" in known and not isinstance(known["raw_values"], bool):
+            raise CardError(f"loupe.input raw_values must be true or false, got {known['raw_values']!r}")
         return cls(**known)
 
     @property
@@ -123,43 +136,63 @@ class ModelCard:
         return md
 
     @classmethod
-    def from_metadata(cls, md: dict[str, str], origin: str = "metadata") -> ModelCard:
-        def load(key: str, default: Any) -> Any:
+    def from_metadata(cls, md: dict[str, Any], origin: str = "metadata") -> ModelCard:
+        """A card from ``loupe.*`` entries: ONNX metadata (every value a string, objects and lists
+        JSON-encoded) or a sidecar's object (values plain JSON or such strings). Anything
+        malformed raises CardError naming the key."""
+
+        def load(key: str, default: Any, kind: type, example: str) -> Any:
             raw = md.get(PREFIX + key)
             if raw is None:
                 return default
-            try:
-                return json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise CardError(f"{PREFIX}{key} is not valid JSON: {e}") from None
+            value = raw
+            if isinstance(raw, str):  # JSON-encoded (ONNX metadata, or a sidecar the app wrote)
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise CardError(
+                        f"{PREFIX}{key} must be {example} (plain, or as a JSON string), got "
+                        f"{_json_type(raw)}, which is not valid JSON ({e.msg} at character {e.pos})"
+                    ) from None
+            if not isinstance(value, kind):
+                raise CardError(f"{PREFIX}{key} must be {example}, got {_json_type(value)}")
+            return value
 
-        task = md.get(PREFIX + "task")
+        def text(key: str, default: str | None) -> str | None:
+            raw = md.get(PREFIX + key, default)
+            if raw is not None and not isinstance(raw, str):
+                raise CardError(f"{PREFIX}{key} must be a string, got {_json_type(raw)}")
+            return raw
+
+        task = text("task", None)
         if task is None:
             raise CardError("the model has no loupe.task entry")
-        inp = load("input", {})
-        if not isinstance(inp, dict):
-            raise CardError("loupe.input must be a JSON object")
-        key = "input"
-        try:  # values of the wrong type (a string for a number, a number for a list) name their key
+        name = text("name", "") or ""
+        inp = load("input", {}, dict, 'an object like {"color": "RGB", "mean": [0, 0, 0]}')
+        try:
             spec = InputSpec.from_dict(inp)
-            key = "palette"
-            palette = tuple(tuple(int(v) for v in c[:3]) for c in load("palette", []))
-            key = "labels"
-            labels = tuple(str(x) for x in load("labels", []))
-            key = "output"
-            output = dict(load("output", {}))
-            key = "source"
-            source = dict(load("source", {}))
-        except CardError:
-            raise
-        except (TypeError, ValueError, KeyError, IndexError) as e:
-            raise CardError(f"{PREFIX}{key} holds a value of the wrong type ({e})") from None
+        except (TypeError, ValueError, OverflowError) as e:  # CardError is a ValueError: keep its text
+            raise e if isinstance(e, CardError) else CardError(f"loupe.input holds a value of the wrong type ({e})") from None
+        palette_raw = load("palette", [], list, "a list of [r, g, b] colours")
+        palette: list[tuple[int, int, int]] = []
+        for i, c in enumerate(palette_raw):
+            rgb = _numbers(c, f"loupe.palette[{i}]")
+            if len(rgb) < 3 or any(not 0 <= v <= 255 for v in rgb[:3]):
+                raise CardError(f"loupe.palette[{i}] must be [r, g, b] with values 0-255, got {c!r}")
+            palette.append((int(rgb[0]), int(rgb[1]), int(rgb[2])))
+        labels_raw = load("labels", [], list, 'a list of names like ["road", "car"]')
+        if any(isinstance(x, (dict, list)) for x in labels_raw):
+            raise CardError("loupe.labels must be a list of names (strings)")
+        labels = tuple(str(x) for x in labels_raw)
+        output = load("output", {}, dict, 'an object like {"stride": 8}')
+        _check_output(task, output)
+        source = load("source", {}, dict, 'an object like {"architecture": "..."}')
         return cls(
             task=task,
-            name=md.get(PREFIX + "name", ""),
+            name=name,
             input=spec,
             labels=labels,
-            palette=palette,  # type: ignore[arg-type]
+            palette=tuple(palette),
             output=output,
             source=source,
             origin=origin,
@@ -173,6 +206,59 @@ class ModelCard:
         return bool(self.source.get("demo", False))
 
 
+_SHORT_KEYS = ("task", "name", "input", "labels", "palette", "output", "source")
+
+
+def _json_type(value: Any) -> str:
+    """How a JSON value reads to the person who wrote it: 'a string ("x")', 'a list', ..."""
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if value is None:
+        return "null"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CardError(f"{what} must be a number, got {_json_type(value)}")
+    return float(value)
+
+
+def _numbers(value: Any, what: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise CardError(f"{what} must be a list of numbers, got {_json_type(value)}")
+    return tuple(_number(v, what) for v in value)
+
+
+#: Numeric ``loupe.output`` entries the tasks read (the codebook and compression tasks check
+#: their own, richer entries when the model loads).
+_OUTPUT_NUMBERS = {
+    "segmentation": ("stride",),
+    "density": ("count_scale", "display_max", "stride"),
+    "anomaly": ("past_frames", "threshold"),
+}
+
+
+def _check_output(task: Any, output: dict[str, Any]) -> None:
+    for key in _OUTPUT_NUMBERS.get(task, ()) if isinstance(task, str) else ():
+        if output.get(key) is not None:
+            _number(output[key], f"loupe.output {key}")
+    if task == "anomaly":
+        if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:
+            raise CardError("loupe.output output_range needs 2 numbers [low, high]")
+        cal = output.get("calibration")
+        if cal is not None:
+            if not isinstance(cal, dict):
+                raise CardError(f"loupe.output calibration must be an object, got {_json_type(cal)}")
+            for key in ("psnr_min", "psnr_max"):
+                if cal.get(key) is not None:
+                    _number(cal[key], f"loupe.output calibration {key}")
+
+
 def has_card(metadata: dict[str, str]) -> bool:
     return (PREFIX + "task") in metadata
 
@@ -183,14 +269,31 @@ def sidecar_path(model_path: str | Path) -> Path:
 
 
 def read_sidecar(model_path: str | Path) -> ModelCard | None:
+    """The card in ``M.onnx.loupe.json`` next to the model, or None when there is none.
+
+    Raises CardError naming the sidecar file and the key when it is malformed."""
     p = sidecar_path(model_path)
     if not p.is_file():
         return None
     try:
         md = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CardError(f"sidecar {p.name} cannot be read: {e}") from None
-    return ModelCard.from_metadata(md, origin="sidecar")
+    except UnicodeDecodeError:
+        raise CardError(f"sidecar {p.name} is not UTF-8 text") from None
+    except OSError as e:
+        raise CardError(f"sidecar {p.name} cannot be read: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise CardError(f"sidecar {p.name} is not valid JSON: {e}") from None
+    try:
+        if not isinstance(md, dict):
+            raise CardError(f'must hold one JSON object of "loupe.*" keys, got {_json_type(md)}')
+        for key in md:
+            if key in _SHORT_KEYS:
+                raise CardError(f"key {key!r} needs the prefix: \"{PREFIX}{key}\"")
+            if key.startswith(PREFIX) and key[len(PREFIX):] not in _SHORT_KEYS:
+                raise CardError(f"unknown key {key!r} (known: {', '.join(PREFIX + k for k in _SHORT_KEYS)})")
+        return ModelCard.from_metadata(md, origin="sidecar")
+    except CardError as e:
+        raise CardError(f"sidecar {p.name}: {e}") from None
 
 
 def write_sidecar(model_path: str | Path, card: ModelCard) -> Path:
