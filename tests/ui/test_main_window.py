@@ -188,19 +188,54 @@ def test_recent_files_persist(qtbot, win, argmax_model):
 
 
 def test_screenshot_cli_saves_whole_window(tmp_path, argmax_model):
+    """The saved picture holds the video with the overlay on it: the region where one channel
+    outweighs the others by 100+ (the argmax model's pure red/green/blue blended at the default
+    opacity 0.5 always does; a natural frame and the UI do not) is one block with the clip's
+    aspect ratio; sampled at the clip's pixel grid its colours are the argmax classes of a frame
+    just played, pixel for pixel, and un-blending the frame gives back the palette."""
+    import av
+    import cv2
+
+    from tests.helpers import RGB_PALETTE
+
     out = tmp_path / "shot.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    clip = clip_path("carphone_pristine.mp4")
     r = subprocess.run(
-        [sys.executable, "-m", "loupe", str(clip_path("carphone_pristine.mp4")), "--model", str(argmax_model),
+        [sys.executable, "-m", "loupe", str(clip), "--model", str(argmax_model),
          "--screenshot", str(out), "--frames", "5"],
         capture_output=True, text=True, timeout=120, env=env,
     )
     assert r.returncode == 0, r.stderr
     assert out.is_file()
-    from PySide6.QtGui import QImage
+    img = cv2.imread(str(out), cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.int16)  # RGB
+    assert img.shape[1] >= 800 and img.shape[0] >= 500
 
-    img = QImage(str(out))
-    assert img.width() >= 800 and img.height() >= 500
+    ranked = np.sort(img, axis=2)
+    tinted = (ranked[:, :, 2] - ranked[:, :, 1] >= 100).astype(np.uint8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(tinted, connectivity=4)
+    assert n > 1, "no overlay colour in the picture"
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[k])
+    assert w >= 400 and abs(w / h - 176 / 144) < 0.01, (x, y, w, h)  # the clip's shape, large
+    assert area >= 0.99 * w * h  # the overlay covers the whole picture of the clip
+    rows = (y + (np.arange(144) + 0.5) * h / 144).astype(int)
+    cols = (x + (np.arange(176) + 0.5) * w / 176).astype(int)
+    seen = img[rows][:, cols]
+
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(40), c.decode(video=0))]
+    agree = [float((seen.argmax(axis=2) == expected_argmax_map(f)).mean()) for f in frames]
+    best = int(np.argmax(agree))
+    assert best >= 4 and agree[best] >= 0.995, agree  # a frame the screenshot waited for, in place
+    frame, classes = frames[best].astype(np.float64), expected_argmax_map(frames[best])
+    palette = np.array(RGB_PALETTE, np.float64)
+    for cls in np.unique(classes):  # shown = 0.5 frame + 0.5 colour: take the frame away again
+        colour = (seen[classes == cls] - 0.5 * frame[classes == cls]) / 0.5
+        np.testing.assert_allclose(np.median(colour, axis=0), palette[cls], atol=3)
+    # and the legend's swatches, outside the video, are the palette's exact colours
+    for colour in RGB_PALETTE:
+        assert (np.all(img == colour, axis=2) & (comp != k)).sum() >= 50, colour
 
 
 @pytest.mark.parametrize("panel", ["segmentation", "density", "anomaly"])
