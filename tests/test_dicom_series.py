@@ -120,17 +120,25 @@ def test_scan_a_list_of_files(tmp_path: Path) -> None:
 
 
 def test_oblique_series_sorted_along_the_normal(tmp_path: Path) -> None:
+    """Tilted 30 degrees about x, and each slice shifted within its own plane by a different
+    amount (as a reconstruction's field of view can be): only the projection of Image Position
+    on the slice normal orders it. Sorting by z or y (either way) or by instance gives another
+    order (z: 2.6 mm for the slice at 3 mm, 5.0 at 0 mm, 7.2 at 6 mm)."""
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
     orientation = [1.0, 0.0, 0.0, 0.0, c, s]
-    normal = np.array([0.0, -s, c])  # row x column cosines
-    in_plane = np.array([7.0, 3.0 * c, 3.0 * s])  # any in-plane offset leaves the position
-    slices = [
-        (f"s{k}.dcm", tuple(d * normal + in_plane), instance)
-        for k, (d, instance) in enumerate([(6.0, 1), (0.0, 2), (3.0, 3)])
-    ]
+    row, col = np.array(orientation[:3]), np.array(orientation[3:])
+    normal = np.cross(row, col)  # (0, -s, c)
+    # (file, mm along the normal, in-plane shift along the column and row cosines, instance)
+    layout = [("s0.dcm", 6.0, 4.0, 4.0, 1), ("s1.dcm", 0.0, 10.0, -3.0, 2), ("s2.dcm", 3.0, 0.0, 9.0, 3)]
+    slices = [(name, tuple(d * normal + b * col + a * row), inst) for name, d, b, a, inst in layout]
     write_ct_series(tmp_path, UID_A, slices, orientation=orientation)
+    along_normal = ["s1.dcm", "s2.dcm", "s0.dcm"]
+    by_z = [name for name, pos, _ in sorted(slices, key=lambda t: t[1][2])]
+    by_y = [name for name, pos, _ in sorted(slices, key=lambda t: t[1][1])]
+    by_instance = [name for name, _, _ in sorted(slices, key=lambda t: t[2])]
+    assert along_normal not in (by_z, by_y, by_instance, by_z[::-1], by_y[::-1])  # naive sorts fail here
     (info,) = scan_series(tmp_path)
-    assert [p.name for p in info.files] == ["s1.dcm", "s2.dcm", "s0.dcm"]
+    assert [p.name for p in info.files] == along_normal
     assert info.positions == pytest.approx((0.0, 3.0, 6.0), abs=1e-6)
     assert info.slice_spacing_mm == pytest.approx(3.0)
 
