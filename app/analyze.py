@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
 from loupe.sources.series import parse_series_spec, scan_series
 from loupe.tasks.segmentation import volume_column
+from loupe.text import natural_key
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +108,6 @@ class Summary:
         return sum(i.seconds for i in self.inputs)
 
 
-def _natural_key(p: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
-
-
 def _dicom_series_specs(folder: Path) -> list[str] | None:
     """``folder#uid`` for each series of a DICOM folder; None if it is not a DICOM folder."""
     try:
@@ -136,7 +132,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             if series is not None:
                 out.extend(series) if series else out.append(spec)  # none: open_source says why
                 continue
-            files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")), key=_natural_key)
+            files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")), key=natural_key)
             out.extend(str(f) for f in files) if files else out.append(spec)
         else:
             out.append(spec)
@@ -189,7 +185,7 @@ def analyze(
     on_error: Callable[[str, str], None] | None = None,
     calibrate_per_video: bool = False,
     read_ahead: int = 2,
-    start_at: Callable[[str, Any], None] | None = None,
+    start_at: Callable[[str, Any], int | None] | None = None,
 ) -> Summary:
     """Analyse every frame of every input; rows go to ``writer`` as they are computed.
 
@@ -202,6 +198,11 @@ def analyze(
     ``read_ahead``: frames decoded ahead on a reader thread, while the next frame's inference
     overlaps this one's post-processing (``loupe.pipeline.run_stream``); 0 runs everything on
     the calling thread. The rows are the same either way.
+
+    ``start_at(spec, source)``: called once an input is open; it may seek the source and returns
+    the index of the frame it starts at (``--resume``, a Ray part); ``max_frames`` still counts
+    from frame 0 (the input's first ``max_frames`` frames). Not called with
+    ``calibrate_per_video``, whose scores need the whole input.
     """
     progress = progress or NullProgress()
     expanded: list[str] = []
@@ -225,16 +226,17 @@ def analyze(
                 on_error(spec, s.error)
             continue
         for m in models:
-            if hasattr(m.task, "reset"):
-                m.task.reset()  # no history carried from one input to the next
-        if start_at is not None and max_frames is None:
-            start_at(spec, source)  # --resume: seek past the frames already written (loupe.resume)
+            m.task.reset()  # no history carried from one input to the next
+        first = 0
+        if start_at is not None and not calibrate_per_video:
+            first = start_at(spec, source) or 0  # e.g. --resume: seek past the frames already written
         pending: list[dict[str, Any]] | None = [] if calibrate_per_video else None
         total = source.frame_count
         if max_frames is not None:
             total = min(total, max_frames) if total else max_frames
+        total = max(total - first, 0) if total else total
         progress.set_status(f"{Path(spec).name} ({k + 1}/{n_inputs})")
-        frames = iter(source) if max_frames is None else itertools.islice(source, max(max_frames, 0))
+        frames = iter(source) if max_frames is None else itertools.islice(source, max(max_frames - first, 0))
         # decode (and the next frame's inference) on their own threads, ahead of this one
         stream = run_stream(frames, runner, read_ahead=read_ahead)
         try:
@@ -279,21 +281,6 @@ def analyze(
             break
     progress.set_progress(1.0)
     return summary
-
-
-def parse_seconds_span(text: str) -> tuple[float, float | None]:
-    """``"START:END"`` in seconds (either side may be empty) -> (start, end or None)."""
-    parts = text.strip().split(":")
-    if len(parts) != 2:
-        raise ValueError(f"a span is START:END in seconds, got {text!r}")
-    try:
-        start = float(parts[0]) if parts[0].strip() else 0.0
-        end = float(parts[1]) if parts[1].strip() else None
-    except ValueError:
-        raise ValueError(f"a span is START:END in seconds, got {text!r}") from None
-    if start < 0 or (end is not None and end <= start):
-        raise ValueError(f"span {text!r}: need 0 <= START < END")
-    return start, end
 
 
 def _rescore_per_video(rows: list[dict[str, Any]], models: list[LoadedModel]) -> None:

@@ -5,9 +5,11 @@ Rows are written and flushed one by one, so after a crash, a kill or Ctrl+C the 
 finished row and at most one partial last line. ``prepare_resume`` drops that partial line,
 checks that the file was written with the same columns, and collects the ``(input, frame,
 model)`` keys present; ``SkipDone`` keeps those rows from being written twice, and
-``first_missing`` lets ``analyze`` seek straight to the first frame still to do when that cannot
-change any result (no task keeps a history of past frames, and no running DICOM volume).
-The resumed file equals an uninterrupted run's, row for row, in every column but ``latency_ms``.
+``first_missing`` lets ``analyze`` seek close to the first frame still to do: as many frames
+before it as the tasks' declared ``history`` (their rows are already written and skipped; the
+frames refill the history), so no result changes. DICOM inputs (a running volume per series)
+restart at their first frame. The resumed file equals an uninterrupted run's, row for row, in
+every column but ``latency_ms``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResumeError", "ResumeState", "SkipDone", "first_missing", "make_start_at", "prepare_resume"]
+__all__ = ["ResumeError", "ResumeState", "SkipDone", "first_missing", "history_of", "make_start_at", "prepare_resume"]
 
 Key = tuple[str, int, str]
 
@@ -111,33 +113,50 @@ class SkipDone:
 
 def make_start_at(models: Sequence[Any], done: set[Key]):
     """The ``start_at(spec, source)`` hook for ``analyze``: seeks ``source`` to
-    ``first_missing`` (never past its end; a source that cannot seek starts at 0)."""
+    ``first_missing`` (never past its end; a source that cannot seek starts at 0) and returns
+    the frame it starts at."""
     from loupe.analyze import is_dicom_input
     from loupe.sources.base import SourceError
 
-    def start_at(spec: str, source: Any) -> None:
+    def start_at(spec: str, source: Any) -> int:
         start = first_missing(spec, models, done, is_dicom_input(spec))
-        count = getattr(source, "frame_count", None)
+        count = source.frame_count
         if start <= 0 or not count:
-            return
+            return 0
+        start = min(start, count)
         try:
-            source.seek(min(start, count))
+            source.seek(start)
         except SourceError:
             logger.info("%s: cannot seek to frame %d to resume; starting at 0", spec, start, exc_info=True)
             source.seek(0)
+            return 0
+        return start
 
     return start_at
 
 
+def history_of(models: Sequence[Any]) -> int | None:
+    """The past frames the models' results depend on: the largest ``task.history`` (None: some
+    task depends on every frame since the input's start)."""
+    need = 0
+    for m in models:
+        h = m.task.history
+        if h is None:
+            return None
+        need = max(need, int(h))
+    return need
+
+
 def first_missing(spec: str, models: Sequence[Any], done: set[Key], is_dicom: bool) -> int:
-    """The frame of input ``spec`` to start from: the first one not written for every model,
-    when starting there gives the same rows as starting at 0; else 0 (the rows already written
-    are then recomputed and skipped). Tasks with a ``reset`` keep a history of past frames, and
-    DICOM rows carry a running volume, so both start at 0."""
-    if not done or is_dicom or any(hasattr(m.task, "reset") for m in models):
+    """The frame of input ``spec`` to start from so that every row still missing comes out as in
+    an uninterrupted run: the first frame not written for every model, less the tasks' history
+    (those frames refill it; their rows are written already and skipped). DICOM rows carry a
+    running volume and a task with an unbounded history needs everything: both start at 0."""
+    history = history_of(models)
+    if not done or is_dicom or history is None:
         return 0
     names = [m.name for m in models]
     i = 0
     while all((spec, i, n) in done for n in names):
         i += 1
-    return i
+    return max(0, i - history)

@@ -98,6 +98,7 @@ class AnomalyTask:
         self.past = int(out.get("past_frames", 4))
         if self.past < 1:
             raise ModelError(f"{engine.path.name}: loupe.output past_frames must be >= 1")
+        self.history: int = self.past  # frame t is predicted from frames t-T..t-1
         lo, hi = out.get("output_range", [-1.0, 1.0])
         self.out_lo, self.out_hi = float(lo), float(hi)
         self.pred_bgr = str(out.get("color", self.card.input.color)).upper() == "BGR"
@@ -118,6 +119,13 @@ class AnomalyTask:
     def reset(self) -> None:
         self._history.clear()
         self._last_index = None
+
+    def fresh(self, display_max_side: int | None = None) -> AnomalyTask:
+        """Threshold and calibration as they are now (the user may have moved them)."""
+        task = AnomalyTask(self.engine, display_max_side=display_max_side)
+        task.threshold = self.threshold
+        task.set_calibration(self.psnr_min, self.psnr_max)
+        return task
 
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray] | None, AnomalyContext]:
         # a jump backwards or a seek breaks the history: start filling it again

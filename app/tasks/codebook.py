@@ -211,6 +211,7 @@ def _int(value: Any, what: str, model: str, minimum: int = 1) -> int:
 class CodebookTask:
     name = "codebook"
     overlap_safe = True  # postprocess reads its outputs, its context and a shape-keyed index cache only
+    history = 0  # each frame on its own (the index cache depends on shapes only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
@@ -271,6 +272,12 @@ class CodebookTask:
             self.recon_offset = float(rec.get("offset", 0.0))
         self.palette = {s.name: code_palette(s.codebook_size) for s in specs}
         self._maps: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def reset(self) -> None:
+        pass
+
+    def fresh(self, display_max_side: int | None = None) -> CodebookTask:
+        return CodebookTask(self.engine, display_max_side=display_max_side)
 
     # --- prepare ------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], CodebookContext]:

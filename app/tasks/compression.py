@@ -162,6 +162,10 @@ class CompressionContext:
 
 class CompressionTask:
     name = "compression"
+    # The decoder is fed frame t's index and nothing else: frame t's result needs no earlier
+    # frame, so a resumed run starts at the first missing frame and Ray splits the input like
+    # any other (frames keep their index after a frame-exact seek).
+    history = 0
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
@@ -180,7 +184,10 @@ class CompressionTask:
         self._warned = False
 
     def reset(self) -> None:
-        self._warned = False
+        self._warned = False  # log "past the frames this model encodes" once per input
+
+    def fresh(self, display_max_side: int | None = None) -> CompressionTask:
+        return CompressionTask(self.engine, display_max_side=display_max_side)
 
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray] | None, CompressionContext]:
         i = int(frame.index)

@@ -70,6 +70,7 @@ def polygon_mask(points: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[in
 class DensityTask:
     name = "density"
     overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
+    history = 0  # each frame on its own (display_max, fixed from the first frame, is display only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
@@ -82,6 +83,15 @@ class DensityTask:
         names = [o.name for o in engine.outputs]
         self.output_index = names.index("density") if "density" in names else 0
         self.roi: np.ndarray | None = None  # polygon, frame pixels (x, y); swapped whole, never edited
+
+    def reset(self) -> None:
+        pass
+
+    def fresh(self, display_max_side: int | None = None) -> DensityTask:
+        """The region of interest as it is now; a later edit of it does not reach the copy."""
+        task = DensityTask(self.engine, display_max_side=display_max_side)
+        task.set_roi(self.roi)
+        return task
 
     def set_roi(self, points: np.ndarray | None) -> None:
         self.roi = None if points is None or len(points) < 3 else np.asarray(points, np.float64).copy()

@@ -152,6 +152,7 @@ def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
 class SegmentationTask:
     name = "segmentation"
     overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
+    history = 0  # each frame on its own
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
@@ -168,6 +169,12 @@ class SegmentationTask:
         self.labels: tuple[str, ...] = labels
         pal = self.card.palette or default_palette(len(labels))
         self.palette = np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
+
+    def reset(self) -> None:
+        pass
+
+    def fresh(self, display_max_side: int | None = None) -> SegmentationTask:
+        return SegmentationTask(self.engine, display_max_side=display_max_side)
 
     def _ensure_labels(self, c: int) -> None:
         if not self.labels:  # fully dynamic output: learn the class count from the first frame

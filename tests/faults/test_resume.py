@@ -85,8 +85,9 @@ def test_resume_after_ctrl_c_and_a_partial_line(tmp_path, argmax_model, monkeypa
 
 
 def test_resume_with_a_model_that_keeps_history(tmp_path, argmax_model, monkeypatch, capsys):
-    """An anomaly model needs the frames before: the input is re-run from its start and only the
-    missing rows are written, so its scores equal an uninterrupted run's."""
+    """An anomaly model needs the T frames before (its declared ``history``): the input is re-run
+    from T frames before the first missing row and only the missing rows are written, so its
+    scores equal an uninterrupted run's."""
     anomaly = make_copy_last_model(tmp_path / "anomaly.onnx")
     argv = ["analyze", str(CLIP), "--model", str(argmax_model), "--model", str(anomaly), "--max-frames", "40", "--quiet"]
     full = tmp_path / "full.jsonl"
@@ -95,8 +96,12 @@ def test_resume_with_a_model_that_keeps_history(tmp_path, argmax_model, monkeypa
     with monkeypatch.context() as m:
         interrupt_after(m, 31)  # mid-frame: the segmenter's row of frame 15 is there, not the anomaly one
         assert main([*argv, "--out", str(out)]) == 130
+    capsys.readouterr()
     rc = main([*argv, "--out", str(out), "--resume"])
-    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    # frame 15 lacks its anomaly row; 4 frames of history before it: frames 11..39 ran
+    assert "loupe: 29 frames from" in err, err
     rows = rows_of(out)
     same_rows(rows[:31], rows_of(full)[:31])
     assert sorted((r["frame"], r["model"]) for r in rows) == sorted((r["frame"], r["model"]) for r in rows_of(full))
@@ -104,6 +109,32 @@ def test_resume_with_a_model_that_keeps_history(tmp_path, argmax_model, monkeypa
     for r in rows_of(full):
         got = {k: v for k, v in by_key[(r["frame"], r["model"])].items() if k != "latency_ms"}
         assert got == {k: v for k, v in r.items() if k != "latency_ms"}
+
+
+def test_resume_with_a_compression_model_starts_at_the_first_missing_frame(tmp_path, argmax_model, monkeypatch,
+                                                                          capsys):
+    """A compression decoder is fed the frame's index, not earlier frames (``history`` 0): the
+    resumed run seeks straight to the first missing frame, and the rows equal an uninterrupted run's
+    (frames past the model's own 6 included)."""
+    from tests.compression_model import make_compression_model
+
+    codec, _ = make_compression_model(tmp_path / "codec.onnx", frames=6)
+    argv = ["analyze", str(CLIP), "--model", str(argmax_model), "--model", str(codec), "--max-frames", "12",
+            "--quiet"]
+    full = tmp_path / "full.csv"
+    assert main([*argv, "--out", str(full)]) == 0
+    expected = rows_of(full)
+    assert len(expected) == 24 and sum(1 for r in expected if r["task"] == "compression" and r["psnr"]) == 6
+    out = tmp_path / "rows.csv"
+    with monkeypatch.context() as m:
+        interrupt_after(m, 9)  # frames 0..3 have both rows, frame 4 only the segmenter's
+        assert main([*argv, "--out", str(out)]) == 130
+    capsys.readouterr()
+    rc = main([*argv, "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "loupe: 8 frames from" in err, err  # frames 4..11, not 0..11
+    same_rows(rows_of(out), expected)
 
 
 def test_resume_refuses_a_file_with_other_columns(tmp_path, argmax_model, capsys):
