@@ -2,6 +2,13 @@
 
 A thin Qt adapter over ``loupe.analyze.analyze`` (the same code as ``loupe analyze``): the job runs on
 its own QThread and reports through the core's Progress protocol.
+
+The job never touches the live view's task objects: it builds fresh tasks on the same engines (an
+ONNX Runtime session may be run from two threads) when it is created, on the UI thread, with the
+user's settings as they are then (anomaly threshold and calibration, density region of interest),
+and at full resolution (no 1280-px display cap), as ``loupe analyze`` does. So the live view keeps
+its own history, moving the threshold or the region mid-run does not change rows being written,
+and the file equals the CLI's.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ class AnalyzeJob(QThread):
 
     def __init__(self, inputs: list[str], models: list[LoadedModel], out: str, parent=None) -> None:
         super().__init__(parent)
-        self.inputs, self.models, self.out = inputs, models, out
+        self.inputs, self.out = inputs, out
+        self.models = [LoadedModel(m.engine, m.task.fresh(display_max_side=None)) for m in models]
         self._cancel = False
         self._last = -1
 

@@ -859,7 +859,7 @@ class MainWindow(QMainWindow):
         if self.player is not None:
             self.player.pause()
             self._update_play_button()
-        job = AnalyzeJob([self.source_spec], list(self.models), out, self)
+        job = AnalyzeJob([self.source_spec], self.models, out, self)  # tasks of its own (see AnalyzeJob)
         dlg = progress_dialog(self, job)
 
         def done(result) -> None:
