@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -197,7 +196,7 @@ def test_close_during_a_blocking_read_does_not_wait(monkeypatch: pytest.MonkeyPa
     class SlowCapture(FakeCapture):
         def read(self) -> tuple[bool, np.ndarray | None]:
             started.set()
-            proceed.wait(5)
+            proceed.wait(300)  # blocked until the test lets it go (after close() has returned)
             return True, bgr(0, 0, 0)
 
     install(monkeypatch, lambda device: SlowCapture(device))
@@ -205,12 +204,18 @@ def test_close_during_a_blocking_read_does_not_wait(monkeypatch: pytest.MonkeyPa
     result: list[object] = []
     reader = threading.Thread(target=lambda: result.append(cam.read()))
     reader.start()
-    assert started.wait(5)
-    t0 = time.monotonic()
-    cam.close()  # returns at once although the read is still blocked
-    assert time.monotonic() - t0 < 0.5
+    assert started.wait(60)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (cam.close(), closed.set()))
+    closer.start()
+    # close() returns while the read is still blocked: a close() that waited for the read would
+    # never return here, since the read only ends after this (no clock: 60 s is a deadlock guard)
+    assert closed.wait(60), "close() waited for the blocked read"
+    assert reader.is_alive() and not result
     assert FakeCapture.instances[0].released == 0
     proceed.set()
-    reader.join(5)
+    reader.join(60)
+    closer.join(60)
     assert result == [None]  # the frame read after close() is dropped
+    assert FakeCapture.instances[0].released == 1  # ... and the reader released the camera
     assert FakeCapture.instances[0].released == 1
