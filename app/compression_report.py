@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from loupe.codecs import CODECS, EncodeCancelled, EncodedClip, encode_matched_yuv
+from loupe.media import resolve_clip
 from loupe.quality import (
     AlignmentError,
     Planes,
@@ -223,15 +224,6 @@ class CompressionReport:
         return p
 
 
-def _resolve_clip(clip: str | Path) -> Path:
-    p = Path(clip)
-    if p.is_file():
-        return p
-    from loupe.media import clip_path
-
-    return clip_path(str(clip))
-
-
 def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264", "h265"),
                  sizes: Sequence[float] = (0.5, 1.0, 2.0), progress: Progress | None = None,
                  cancelled: Callable[[], bool] | None = None, preset: str = "medium",
@@ -263,7 +255,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
     for c in codecs:
         if c not in CODECS:
             raise ValueError(f"unknown codec {c!r}; one of {', '.join(CODECS)}")
-    clip_p = _resolve_clip(clip)
+    clip_p = resolve_clip(clip)
     n = spec.frames if max_frames is None else min(spec.frames, int(max_frames))
 
     # --- alignment before any number -----------------------------------------------------

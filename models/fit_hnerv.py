@@ -254,17 +254,12 @@ def plan(source_hw: tuple[int, int], frames: int, params: float,
 # clip
 # --------------------------------------------------------------------------------------
 def _resolve_clip(spec: str | Path) -> Path:
-    p = Path(spec)
-    if p.is_file():
-        return p
-    if not p.parent.parts:  # a bare name: a shipped sample clip
-        try:
-            from loupe.media import clip_path
+    from loupe.media import resolve_clip
 
-            return clip_path(str(spec))
-        except FileNotFoundError:
-            pass
-    raise UsageError(f"clip not found: {spec}")
+    try:
+        return resolve_clip(spec)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
 
 
 def _read_clip(clip: Path, max_frames: int | None = None) -> tuple[np.ndarray, float | None]:

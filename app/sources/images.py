@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import operator
 import os
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.sniff import check_file
+from loupe.text import natural_key  # re-exported: the sources sort by it
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +26,6 @@ __all__ = ["IMAGE_EXTENSIONS", "ImageSource", "list_images", "natural_key", "rea
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 )
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(path: str | Path) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders ``img2`` before ``img10`` (case-insensitive)."""
-    name = Path(path).name.casefold()
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part
-    )
-
 
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder`` (not hidden), in natural order."""

@@ -77,9 +77,9 @@ class FitCodebookDialog(QDialog):
 
     def values(self) -> tuple[float, float | None, float, int, int]:
         """(start, end, minutes, codebook_size, k); ValueError with a user message for a bad span."""
-        from loupe.analyze import parse_seconds_span
+        from loupe.text import parse_span
 
-        start, end = parse_seconds_span(self.span.text())
+        start, end = parse_span(self.span.text())
         return start, end, float(self.minutes.value()), int(self.size.currentData()), int(self.k.value())
 
     def _accept(self) -> None:

@@ -94,9 +94,9 @@ def ask_span(parent: QWidget, duration: float | None, marked: tuple[float, float
     )
     if not ok:
         return None
-    from loupe.analyze import parse_seconds_span
+    from loupe.text import parse_span
 
-    start, end = parse_seconds_span(text)
+    start, end = parse_span(text)
     minutes, ok = QInputDialog.getDouble(parent, "Learn normal from this clip", "Time budget (minutes):", 4.0, 0.2, 120.0, 1)
     if not ok:
         return None
