@@ -115,7 +115,8 @@ def cmd_analyze(argv: list[str]) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the inputs (long videos by frame ranges) over a Ray cluster; without ADDRESS a "
-                         "local Ray with --ray-cpus CPUs (needs loupe[cluster])")
+                         "local Ray with --ray-cpus CPUs (needs loupe[cluster]); every other option works with it "
+                         "and the rows equal a local run's")
     ap.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors (default: one per CPU, or per GPU with --ray-gpus)")
     ap.add_argument("--ray-cpus", type=int, default=2, metavar="N", help="CPUs of the local Ray (default 2)")
     ap.add_argument("--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per Ray actor (default 0)")
@@ -142,9 +143,6 @@ def cmd_analyze(argv: list[str]) -> int:
 
         if not ray_available():
             _err("--ray needs Ray: pip install 'loupe[cluster]'")
-            return 2
-        if args.max_frames is not None:
-            _err("--max-frames is not available with --ray")
             return 2
     fmt = None
     if args.out:
@@ -199,6 +197,7 @@ def cmd_analyze(argv: list[str]) -> int:
 
     stream = None
     start_at = None
+    done = None  # --resume: the rows already written (Ray plans its parts from them)
     try:
         writer = None
         if args.out:
@@ -219,6 +218,7 @@ def cmd_analyze(argv: list[str]) -> int:
                 stream = open(args.out, "a", encoding="utf-8", newline="")  # noqa: SIM115
                 writer = SkipDone(RowWriter(stream, fmt or "csv", cols, header=not state.has_header), state.done)
                 start_at = make_start_at(models, state.done)
+                done = state.done
             else:
                 stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
                 writer = RowWriter(stream, fmt or "csv", cols)
@@ -235,7 +235,8 @@ def cmd_analyze(argv: list[str]) -> int:
                 inputs, [str(m.engine.path) for m in models], writer, address=args.ray, workers=args.ray_workers,
                 num_cpus=args.ray_cpus, gpus_per_worker=args.ray_gpus, providers=args.providers,
                 threads=args.threads or 1, calibrate_per_video=args.calibrate_per_video,
-                part_frames=args.ray_part_frames, on_error=on_error, on_part=on_part)
+                part_frames=args.ray_part_frames, on_error=on_error, on_part=on_part,
+                max_frames=args.max_frames, done=done)
         else:
             summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
                               calibrate_per_video=args.calibrate_per_video, start_at=start_at)

@@ -8,15 +8,22 @@ order and writes the rows itself, so the output file is the local run's, row for
 same order, in every column but ``latency_ms``.
 
 What makes a part give exactly the local rows:
-- a video is split only when every task is free of history, or its history is a known number of
-  past frames (``task.past``, the anomaly predictor): such a part starts that many frames early
-  and writes no rows for them (warm-up), so the history equals the local run's;
+- a video is split when every task declares a bounded ``history`` (past frames its results need:
+  0 for segmentation, density, codebook and compression, T for the anomaly predictor): a part
+  starts that many frames early and writes no rows for them (warm-up), so the history equals
+  the local run's;
 - DICOM inputs (running volumes per series), images and ``--calibrate-per-video`` runs (which
   normalise over a whole input) are never split;
 - frames are decoded with frame-exact seeks (``VideoSource.seek``), timestamps from the stream's
   own start, so a part's frames are the local run's frames;
 - the first part of an input that fails ends that input (the parts after it are dropped), as
   the local run stops an input at its first error.
+
+Every ``loupe analyze`` option works here: ``--max-frames N`` caps each input at its first N
+frames (a video is split within them), ``--resume`` plans the parts from each input's first
+missing frame (as the local resume seeks there; the rows already written are skipped by the
+driver's writer), ``--calibrate-per-video`` keeps each input whole, the limits and ONNX Runtime
+options are handed to every actor.
 
 Without an address a local Ray with ``num_cpus`` CPUs (default 2) is started and shut down at the
 end; with one (``ray://host:10001`` or ``host:6379``, or ``auto``) the running cluster is used.
@@ -58,6 +65,7 @@ class Part:
     start: int = 0
     stop: int | None = None
     warmup: int = 0
+    max_frames: int | None = None  # --max-frames: the input's first N frames only
 
 
 @dataclass
@@ -135,16 +143,11 @@ class AnalyzeWorker:
                 "providers": sorted({m.engine.provider for m in self.models})}
 
     def warmup_frames(self) -> int | None:
-        """Frames of history the tasks need before a part's first frame; None when some task
-        keeps a history of unknown length (its inputs are then not split)."""
-        need = 0
-        for m in self.models:
-            if hasattr(m.task, "reset"):
-                past = getattr(m.task, "past", None)
-                if not isinstance(past, int):
-                    return None
-                need = max(need, past)
-        return need
+        """Frames of history the tasks need before a part's first frame (their declared
+        ``history``); None when some task needs every frame since the start (never split)."""
+        from loupe.resume import history_of
+
+        return history_of(self.models)
 
     def probe(self, spec: str) -> Probe:
         from loupe.sources.open import open_source
@@ -165,11 +168,18 @@ class AnalyzeWorker:
         errors: list[str] = []
         first = max(0, part.start - part.warmup)
 
-        def start_at(spec: str, source: Any) -> None:
-            if first:
+        def start_at(spec: str, source: Any) -> int:
+            if not first:
+                return 0
+            try:
                 source.seek(first)
+            except SourceError:  # as the local resume: from the start (rows before `start` are dropped)
+                logger.info("%s: cannot seek to frame %d; starting at 0", spec, first, exc_info=True)
+                source.seek(0)
+                return 0
+            return first
 
-        summary = analyze([part.spec], self.models, collect, None, _StopAfter(collect, part.stop),
+        summary = analyze([part.spec], self.models, collect, part.max_frames, _StopAfter(collect, part.stop),
                           lambda spec, reason: errors.append(reason),
                           calibrate_per_video=self.calibrate_per_video, start_at=start_at)
         s = summary.inputs[0] if summary.inputs else InputSummary(part.spec, error="no input")
@@ -178,23 +188,36 @@ class AnalyzeWorker:
 
 
 def plan_parts(probes: Sequence[Probe], workers: int, warmup: int | None, calibrate_per_video: bool,
-               part_frames: int | None = None) -> list[Part]:
+               part_frames: int | None = None, max_frames: int | None = None,
+               done: set[tuple[str, int, str]] | None = None, model_names: Sequence[str] = ()) -> list[Part]:
     """The parts of a run, in order. A video is split into ranges of ``part_frames`` frames
     (default: about two parts per worker, at least MIN_PART_FRAMES) when ``warmup`` is known and
-    the run does not normalise per video; everything else is one part."""
+    the run does not normalise per video; everything else is one part. ``max_frames``: each
+    input's first N frames only. ``done`` (``--resume``: the ``(input, frame, model)`` rows
+    already written, ``model_names`` the models' names): an input starts at its first frame not
+    written for every model, less ``warmup``, where the local resume starts (not DICOM, nor per
+    video calibration, nor an unbounded history: those start at 0)."""
+    from loupe.analyze import is_dicom_input
+
     parts: list[Part] = []
     for order, p in enumerate(probes):
-        splittable = (p.kind == "video" and p.frames and warmup is not None and not calibrate_per_video
+        begin = 0
+        if done and warmup is not None and not calibrate_per_video and not is_dicom_input(p.spec):
+            while all((p.spec, begin, n) in done for n in model_names):
+                begin += 1
+        frames = p.frames if max_frames is None or not p.frames else min(p.frames, max_frames)
+        splittable = (p.kind == "video" and frames and warmup is not None and not calibrate_per_video
                       and p.error is None)
         if not splittable:
-            parts.append(Part(p.spec, order))
+            parts.append(Part(p.spec, order, begin, None, warmup or 0, max_frames))
             continue
-        size = part_frames or max(MIN_PART_FRAMES, math.ceil(p.frames / max(1, 2 * workers)))
-        starts = list(range(0, p.frames, size))
+        size = part_frames or max(MIN_PART_FRAMES, math.ceil((frames - min(begin, frames)) / max(1, 2 * workers)))
+        starts = list(range(begin, frames, size)) or [begin]
         for i, start in enumerate(starts):
             last = i == len(starts) - 1
             # the last part reads to the real end (a truncated file reports it there, as locally)
-            parts.append(Part(p.spec, order, start, None if last else start + size, warmup if start else 0))
+            parts.append(Part(p.spec, order, start, None if last else start + size, warmup if start else 0,
+                              max_frames))
     return parts
 
 
@@ -227,9 +250,13 @@ def analyze_on_ray(
     part_frames: int | None = None,
     on_error: Callable[[str, str], None] | None = None,
     on_part: Callable[[PartResult, int, int], None] | None = None,
+    max_frames: int | None = None,
+    done: set[tuple[str, int, str]] | None = None,
 ) -> tuple[Summary, list[PartResult]]:
     """Analyse ``inputs`` on Ray; rows go to ``writer`` in the local run's order. Returns the
-    summary (as ``analyze`` gives it) and, per part, who ran it (pid, host; rows emptied)."""
+    summary (as ``analyze`` gives it) and, per part, who ran it (pid, host; rows emptied).
+    ``max_frames``: each input's first N frames (``--max-frames``); ``done``: the rows already
+    in the output (``--resume``; ``writer`` is then expected to skip them, as ``SkipDone`` does)."""
     import ray
     from ray.util import ActorPool
 
@@ -252,7 +279,10 @@ def analyze_on_ray(
         warmup = ray.get(actors[0].warmup_frames.remote())
         pool = ActorPool(actors)
         probes = list(pool.map(lambda a, spec: a.probe.remote(spec), expanded))
-        parts = plan_parts(probes, workers, warmup, calibrate_per_video, part_frames)
+        from pathlib import Path
+
+        parts = plan_parts(probes, workers, warmup, calibrate_per_video, part_frames, max_frames, done,
+                           [Path(p).stem for p in model_paths])
         logger.info("%d inputs in %d parts on %d Ray workers", len(expanded), len(parts), workers)
         summaries: dict[int, InputSummary] = {}
         failed: set[int] = set()

@@ -97,6 +97,72 @@ def test_cli_ray_gives_the_local_rows_errors_and_exit_code(ray_session, tmp_path
         [{k: v for k, v in r.items() if k != "latency_ms"} for r in b]
 
 
-def test_ray_options_are_checked(argmax_model, capsys):
-    assert main(["analyze", str(CLIP), "--model", str(argmax_model), "--ray", "--max-frames", "3", "--quiet"]) == 2
-    assert "--max-frames is not available with --ray" in capsys.readouterr().err
+def test_parts_stop_at_max_frames_and_a_resume_starts_at_the_first_missing_frame():
+    from loupe.cluster import Probe, plan_parts
+
+    probes = [Probe("a.png", "other", 1), Probe("v.mp4", "video", 120)]
+    parts = plan_parts(probes, 2, 4, False, part_frames=20, max_frames=50)
+    assert [(p.spec, p.start, p.stop, p.warmup, p.max_frames) for p in parts] == [
+        ("a.png", 0, None, 4, 50), ("v.mp4", 0, 20, 0, 50), ("v.mp4", 20, 40, 4, 50), ("v.mp4", 40, None, 4, 50)]
+    # --resume: frames 0..29 written for both models, frame 30 for one only
+    done = {("v.mp4", i, m) for i in range(30) for m in ("seg", "codec")} | {("v.mp4", 30, "seg"), ("a.png", 0, "seg")}
+    parts = plan_parts(probes, 2, 4, False, part_frames=20, done=done, model_names=["seg", "codec"])
+    assert [(p.spec, p.start, p.stop, p.warmup) for p in parts] == [
+        ("a.png", 0, None, 4), ("v.mp4", 30, 50, 4), ("v.mp4", 50, 70, 4), ("v.mp4", 70, 90, 4), ("v.mp4", 90, 110, 4),
+        ("v.mp4", 110, None, 4)]
+    # a task whose history is unbounded: never split, never resumed mid-input
+    assert [(p.start, p.stop) for p in plan_parts(probes, 2, None, False, part_frames=20, done=done,
+                                                  model_names=["seg", "codec"])] == [(0, None), (0, None)]
+
+
+def test_compression_models_are_split_and_max_frames_works_on_ray(ray_session, tmp_path, argmax_model):
+    """A compression decoder is fed the frame's index (history 0): its video is split like any
+    other, and --max-frames caps every input, with the local run's rows."""
+    from loupe.cluster import analyze_on_ray
+    from tests.compression_model import make_compression_model
+
+    codec, _ = make_compression_model(tmp_path / "codec.onnx", frames=30)
+    models = [str(argmax_model), str(codec)]
+    local = tmp_path / "local.csv"
+    assert main(["analyze", str(CLIP), "--model", models[0], "--model", models[1], "--max-frames", "50", "--quiet",
+                 "--out", str(local)]) == 0
+    loaded = [load_model(m, display_max_side=None) for m in models]
+    out = tmp_path / "ray.csv"
+    with open(out, "w", newline="") as f:
+        summary, parts = analyze_on_ray([str(CLIP)], models, RowWriter(f, "csv", columns_for(loaded, False)),
+                                        workers=2, part_frames=20, max_frames=50)
+    assert summary.exit_code == 0 and summary.frames == 50
+    assert [(p.part.start, p.part.stop, p.part.warmup) for p in parts] == [(0, 20, 0), (20, 40, 0), (40, None, 0)]
+    rows, expected = read(out), read(local)
+    assert len(rows) == 2 * 50 and without_latency(rows) == without_latency(expected)
+    assert sum(1 for r in rows if r["task"] == "compression" and r["psnr"]) == 30  # the frames it encodes
+
+
+def test_cli_ray_takes_every_analyze_option(ray_session, tmp_path, argmax_model, stills, monkeypatch, capsys):
+    """--max-frames and --resume with --ray: an interrupted local run resumed on Ray ends with the
+    uninterrupted run's rows (a history-keeping anomaly model included)."""
+    from tests.faults.test_resume import interrupt_after
+
+    anomaly = make_copy_last_model(tmp_path / "anomaly.onnx")
+    argv = ["analyze", str(stills), str(CLIP), "--model", str(argmax_model), "--model", str(anomaly),
+            "--max-frames", "60", "--quiet"]
+    full = tmp_path / "full.csv"
+    assert main([*argv, "--out", str(full)]) == 0
+    out = tmp_path / "rows.csv"
+    with monkeypatch.context() as m:
+        interrupt_after(m, 2 * 3 + 41)  # the stills, then clip frames 0..19 and frame 20's first row
+        assert main([*argv, "--out", str(out)]) == 130
+    capsys.readouterr()
+    rc = main([*argv, "--out", str(out), "--resume", "--ray", "--ray-workers", "2", "--ray-part-frames", "16"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "47 rows already there" in err
+    rows, expected = read(out), read(full)
+    assert len(rows) == len(expected) == 2 * (3 + 60)
+    assert without_latency(rows) == without_latency(expected)
+
+
+def test_ray_help_says_every_option_works(capsys):
+    assert main(["analyze", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every other option works with it" in text
