@@ -174,7 +174,10 @@ class SegmentationTask:
         pass
 
     def fresh(self, display_max_side: int | None = None) -> SegmentationTask:
-        return SegmentationTask(self.engine, display_max_side=display_max_side)
+        task = SegmentationTask(self.engine, display_max_side=display_max_side)
+        if not task.labels:  # a fully dynamic output whose class count this task learned: keep it
+            task.labels, task.palette = self.labels, self.palette
+        return task
 
     def _ensure_labels(self, c: int) -> None:
         if not self.labels:  # fully dynamic output: learn the class count from the first frame
