@@ -278,11 +278,11 @@ def read_sidecar(model_path: str | Path) -> ModelCard | None:
     try:
         md = json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise CardError(f"sidecar {p.name} is not UTF-8 text") from None
+        raise CardError(f"sidecar {p.name} cannot be read: it is not UTF-8 text") from None
     except OSError as e:
         raise CardError(f"sidecar {p.name} cannot be read: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
-        raise CardError(f"sidecar {p.name} is not valid JSON: {e}") from None
+        raise CardError(f"sidecar {p.name} cannot be read: it is not valid JSON ({e})") from None
     try:
         if not isinstance(md, dict):
             raise CardError(f'must hold one JSON object of "loupe.*" keys, got {_json_type(md)}')
