@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 
 class SourceError(Exception):
     """A source cannot be opened or read; the message is meant for the user."""
+
+
+def unexpected_error(exc: BaseException, doing: str) -> SourceError:
+    """The SourceError for an exception a library raised that no source foresaw (a new PyAV
+    that changed its API, a decoder bug): one line for the user, ``doing`` naming the file
+    (e.g. ``"Cannot open bikes.mp4"``); the traceback goes to the log (INFO: ``loupe -v``)."""
+    logger.info("%s: unexpected error", doing, exc_info=exc)
+    reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    what = type(exc).__name__ + (f": {reason}" if reason else "")
+    return SourceError(f"{doing}: unexpected error from a library ({what})")
 
 
 @dataclass(frozen=True)
@@ -55,16 +68,24 @@ class FrameIterator(Iterator[Frame]):
     ``read()`` raised SourceError, so a caller that reported the error (a damaged image, a bad
     packet) can continue with ``next(it)`` from the source's current position."""
 
-    __slots__ = ("_read",)
+    __slots__ = ("_owner", "_read")
 
-    def __init__(self, read) -> None:
+    def __init__(self, read, owner: Any = None) -> None:
         self._read = read
+        self._owner = owner
 
     def __iter__(self) -> FrameIterator:
         return self
 
     def __next__(self) -> Frame:
-        frame = self._read()
+        try:
+            frame = self._read()
+        except (SourceError, StopIteration):
+            raise
+        except Exception as exc:  # never a raw library traceback: a SourceError naming the file
+            name = getattr(self._owner, "name", None) or "the source"
+            at = getattr(self._owner, "position", None)
+            raise unexpected_error(exc, f"Reading {name} failed" + (f" at frame {at}" if isinstance(at, int) else "")) from exc
         if frame is None:
             raise StopIteration
         return frame
@@ -81,7 +102,7 @@ class ReaderSource:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[Frame]:
-        return FrameIterator(self.read)
+        return FrameIterator(self.read, self)
 
     def __enter__(self):
         return self

@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from loupe.sources.base import Source, SourceError
+from loupe.sources.base import Source, SourceError, unexpected_error
 from loupe.sources.camera import CameraSource
 from loupe.sources.dicom import (
     DICOM_EXTENSIONS,
@@ -109,8 +109,20 @@ def open_source(spec: str | Path | int) -> Source:
     * a file: DICOM (``DICM`` preamble or a .dcm suffix) -> ``DicomSource``; an image
       suffix -> ``ImageSource``; anything else -> ``VideoSource`` (FFmpeg decides).
 
-    Raises SourceError with a message for the user when nothing can be opened.
+    Raises SourceError with a message for the user when nothing can be opened; an exception
+    no source foresaw (a library's API change, a decoder bug) becomes one too, naming the file
+    (its traceback goes to the log).
     """
+    try:
+        return _open_source(spec)
+    except SourceError:
+        raise
+    except Exception as exc:
+        name = Path(str(spec).strip()).name or str(spec)
+        raise unexpected_error(exc, f"Cannot open {name}") from exc
+
+
+def _open_source(spec: str | Path | int) -> Source:
     if not isinstance(spec, Path):
         camera = parse_camera(spec)
         if camera is not None:

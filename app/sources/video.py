@@ -16,7 +16,7 @@ import av.logging
 import numpy as np
 
 from loupe.limits import current as current_limits
-from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.base import Frame, ReaderSource, SourceError, unexpected_error
 from loupe.sources.sniff import check_file, mp4_structure_problem
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,31 @@ _ATTACHED_PIC = 1 << 10  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
 # Frames a stream may fall short of its header's count before it counts as truncated
 # (edit lists and decoders that drop leading pictures legitimately lose a frame or two).
 _SLACK = 2
+
+
+def _open_options() -> dict[str, Any]:
+    """Keyword arguments for ``av.open`` so a tag in another encoding never fails the file:
+    PyAV before 19 decodes metadata strictly unless told ``metadata_errors="replace"``; PyAV 19
+    removed that argument (it always reads metadata as UTF-8 with ``surrogateescape``)."""
+    try:
+        major = int(str(av.__version__).split(".")[0])
+    except ValueError:
+        major = 19
+    return {"metadata_errors": "replace"} if major < 19 else {}
+
+
+_OPEN_OPTIONS = _open_options()
+
+
+def _rational(value: Any) -> Fraction | None:
+    """A stream's time base or rate as a Fraction, None when unset: PyAV 19 returns
+    ``av.AVRational`` and gives an unset one as the falsy ``0/1``; older PyAV a Fraction or None."""
+    if not value:
+        return None
+    try:
+        return Fraction(int(value.numerator), int(value.denominator))
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -96,7 +121,7 @@ class VideoSource(ReaderSource):
             raise SourceError(f"{self.path} is a folder, not a video file")
         check_file(self.path, "video")  # empty, not a video at all, or a header claiming too much
         try:
-            container = av.open(str(self.path), mode="r", metadata_errors="replace")
+            container = av.open(str(self.path), mode="r", **_OPEN_OPTIONS)
         except PermissionError as exc:
             raise SourceError(f"Cannot read {self.name}: permission denied") from exc
         except (av.FFmpegError, OSError) as exc:
@@ -107,6 +132,8 @@ class VideoSource(ReaderSource):
                 f"{self.name} is not a video file FFmpeg can read, or it is damaged or "
                 f"truncated ({_ffmpeg_reason(exc)})"
             ) from exc
+        except Exception as exc:  # PyAV failed unforeseen (e.g. an API change): one line, the file named
+            raise unexpected_error(exc, f"Cannot open {self.name}") from exc
 
         try:
             stream = self._pick_stream(container)
@@ -123,11 +150,11 @@ class VideoSource(ReaderSource):
         self._container = container
         self._stream = stream
         self._decoder = None
-        self._time_base = stream.time_base
+        self._time_base = _rational(stream.time_base)
         if self._start_pts is None and stream.start_time is not None:
             self._start_pts = int(stream.start_time)
         self._header_frames = max(int(stream.frames or 0), 0)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = _rational(stream.average_rate) or _rational(stream.guessed_rate) or _rational(stream.base_rate)
         self._fps = float(rate) if rate else None
         self._codec = stream.codec_context.name
         names = container.format.name.split(",")
@@ -178,7 +205,8 @@ class VideoSource(ReaderSource):
         """Frames in the stream: the container's count, else counted by demuxing once."""
         if self._frame_count is None:
             with self._lock:
-                n = int(self._stream.frames) if self._stream is not None else 0
+                # (PyAV 19 refuses to read a stream of a closed container)
+                n = int(self._stream.frames) if self._stream is not None and self._container is not None else 0
                 if n <= 0:
                     table = self._table()
                     n = len(table) if table else 0
@@ -288,6 +316,9 @@ class VideoSource(ReaderSource):
             raise SourceError(
                 f"Decoding {self.name} failed at frame {index}: {_ffmpeg_reason(exc)} {why}"
             ) from exc
+        except Exception as exc:
+            self._decoder = None
+            raise unexpected_error(exc, f"Decoding {self.name} failed at frame {index}") from exc
 
     def _to_frame(self, av_frame: Any, index: int) -> Frame:
         pixels = av_frame.to_ndarray(format="rgb24")
@@ -324,7 +355,7 @@ class VideoSource(ReaderSource):
         pts: list[int] = []
         missing = 0
         try:
-            with av.open(str(self.path), mode="r") as container:
+            with av.open(str(self.path), mode="r", **_OPEN_OPTIONS) as container:
                 stream = container.streams[self._stream.index]
                 for packet in container.demux(stream):
                     if packet.size == 0 or packet.is_discard:
@@ -333,8 +364,8 @@ class VideoSource(ReaderSource):
                         missing += 1
                     else:
                         pts.append(int(packet.pts))
-        except (av.FFmpegError, OSError) as exc:
-            logger.debug("indexing %s stopped early: %s", self.name, exc)
+        except Exception as exc:  # FFmpeg's errors, or a library's unforeseen one: no seek index
+            logger.debug("indexing %s stopped early: %s", self.name, exc, exc_info=not isinstance(exc, (av.FFmpegError, OSError)))
         if missing or not pts:
             logger.debug("%s: %d packets without timestamps, no seek index", self.name, missing)
             self._pts_table = None
