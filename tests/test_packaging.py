@@ -56,17 +56,43 @@ def _dist_info(wheel: Path, name: str) -> str:
         return z.read(path).decode()
 
 
+#: (sys_platform, platform_system) of the platforms users install on
+PLATFORMS = {"linux": ("linux", "Linux"), "windows": ("win32", "Windows"), "macos": ("darwin", "Darwin")}
+
+
 @pytest.fixture(scope="module")
-def requirements(wheel) -> list[tuple[Requirement, frozenset[str]]]:
-    """Requires-Dist from METADATA, each with the extras that pull it in (empty: a base dependency)."""
-    meta = Parser().parsestr(_dist_info(wheel, "METADATA"))
-    extras = set(meta.get_all("Provides-Extra") or [])
-    assert {"fit", "gpu", "test"} <= extras, extras
-    out = []
-    for line in meta.get_all("Requires-Dist") or []:
+def metadata(wheel):
+    return Parser().parsestr(_dist_info(wheel, "METADATA"))
+
+
+def needed(metadata, platform: str = "linux", extra: str = "") -> dict[str, Requirement]:
+    """The wheel's Requires-Dist that pip installs on ``platform`` for ``loupe[extra]`` (""
+    for plain ``loupe``), by normalised name, markers evaluated for that platform."""
+    sys_platform, system = PLATFORMS[platform]
+    out: dict[str, Requirement] = {}
+    for line in metadata.get_all("Requires-Dist") or []:
         r = Requirement(line)
-        base = r.marker is None or r.marker.evaluate({"extra": ""})
-        out.append((r, frozenset() if base else frozenset(e for e in extras if r.marker.evaluate({"extra": e}))))
+        env = {"sys_platform": sys_platform, "platform_system": system, "extra": ""}
+        applies = r.marker is None or r.marker.evaluate(env) or (extra and r.marker.evaluate({**env, "extra": extra}))
+        if applies:
+            out[r.name.lower()] = r
+    return out
+
+
+@pytest.fixture(scope="module")
+def requirements(metadata) -> list[tuple[Requirement, frozenset[str]]]:
+    """Requires-Dist on Linux, each with the extras that pull it in (empty: a base dependency)."""
+    extras = set(metadata.get_all("Provides-Extra") or [])
+    assert {"fit", "gpu", "test"} <= extras, extras
+    base = needed(metadata)
+    out = [(r, frozenset()) for r in base.values()]
+    for line in metadata.get_all("Requires-Dist") or []:
+        r = Requirement(line)
+        if r.name.lower() in base and str(base[r.name.lower()]) == str(r):
+            continue
+        pulled = frozenset(e for e in extras if str(needed(metadata, "linux", e).get(r.name.lower())) == str(r))
+        if pulled:
+            out.append((r, pulled))
     return out
 
 
@@ -111,13 +137,27 @@ def test_torch_only_in_the_fit_extra(requirements):
 
 
 @pytest.mark.slow
-def test_onnxruntime_gpu_not_onnxruntime(requirements):
-    base = [r for r, extras in requirements if not extras]
-    assert any(r.name == "onnxruntime-gpu" for r in base), "onnxruntime-gpu must be a base dependency"
-    # both distributions install the same `onnxruntime` package: never require the CPU one too
-    assert not [r for r, _ in requirements if r.name.lower() == "onnxruntime"]
-    gpu = [r for r, extras in requirements if extras == {"gpu"}]
-    assert any(r.name == "onnxruntime-gpu" and {"cuda", "cudnn"} <= r.extras for r in gpu), [str(r) for r in gpu]
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("extra", ["", "gpu", "fit"])
+def test_one_onnxruntime_per_platform(metadata, platform, extra):
+    """onnxruntime-gpu has no macOS wheel: plain onnxruntime there, the GPU build (which also
+    runs on the CPU) elsewhere, and never both (they install the same `onnxruntime` package),
+    with or without an extra. Read from the built wheel's Requires-Dist."""
+    reqs = needed(metadata, platform, extra)
+    runtimes = sorted(n for n in reqs if n in ("onnxruntime", "onnxruntime-gpu"))
+    assert runtimes == (["onnxruntime"] if platform == "macos" else ["onnxruntime-gpu"]), (platform, extra, runtimes)
+    if platform != "macos" and extra == "gpu":
+        assert {"cuda", "cudnn"} <= reqs["onnxruntime-gpu"].extras, str(reqs["onnxruntime-gpu"])
+
+
+@pytest.mark.slow
+def test_onnxruntime_markers_are_written_as_the_issue_says(metadata):
+    lines = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    ort = {str(r.marker) for r in lines if r.name.lower() == "onnxruntime"}
+    gpu = {str(r.marker) for r in lines if r.name.lower() == "onnxruntime-gpu"}
+    assert ort == {'sys_platform == "darwin"'}, ort
+    # the base one and the `gpu` extra's: both only off macOS
+    assert gpu == {'sys_platform != "darwin"', 'sys_platform != "darwin" and extra == "gpu"'}, gpu
 
 
 @pytest.mark.slow
