@@ -6,7 +6,9 @@ CLI::
 
 The export uses the TorchScript-based exporter (``dynamo=False``, opset 17) with dynamic
 batch/height/width, writes the card into ``metadata_props`` and then checks the file with
-ONNX Runtime (CPU) against PyTorch at a size different from the export sample size.
+ONNX Runtime (CPU) against the float64 PyTorch model at a size different from the export
+sample size, within a tolerance that includes the model's own float32 sensitivity at that
+input (:func:`compare_outputs`, the one such check every exporter and demo recipe uses).
 
 Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments.
 """
@@ -14,6 +16,7 @@ Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import logging
 import sys
@@ -44,25 +47,28 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_IR_VERSION",
+    "SENSITIVITY_FACTOR",
+    "SENSITIVITY_STEP",
     "VERIFY_ATOL",
     "VERIFY_RTOL",
     "ExportError",
     "OnnxCheck",
+    "OutputAgreement",
+    "card_sample",
+    "check_onnx",
+    "compare_outputs",
+    "cpu_session",
     "ddrnet23_slim_card",
     "export_segmentation",
+    "float64_copy",
     "main",
+    "output_agreement",
+    "reference_runs",
     "verify_onnx",
 ]
 
 #: Highest ONNX IR version written (onnxruntime 1.31 reads <= 13; onnx 1.23 may write 14).
 MAX_IR_VERSION = 10
-#: Largest accepted |onnxruntime - torch| after export is
-#: ``VERIFY_ATOL + VERIFY_RTOL * max|torch output|``. float32 rounding alone moves outputs by
-#: about 1.5e-6 of their peak (torch float32 vs float64 differ by 7e-5 on DDRNet logits that
-#: reach +-60..90 with the reference fill), so a bare 1e-4 sits at the noise floor for large
-#: logits; export bugs (resize mode, align_corners, op order) move them by O(1).
-VERIFY_ATOL = 1e-4
-VERIFY_RTOL = 1e-5
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
@@ -162,24 +168,6 @@ def export_segmentation(
     return out_path
 
 
-@dataclass(frozen=True)
-class OnnxCheck:
-    """Result of :func:`verify_onnx`."""
-
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    max_abs_diff: float
-    max_abs_ref: float
-
-    @property
-    def limit(self) -> float:
-        return VERIFY_ATOL + VERIFY_RTOL * self.max_abs_ref
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff <= self.limit
-
-
 def cpu_session(onnx_path: str | Path) -> Any:
     """An ONNX Runtime session on the CPU with its own log quietened (checks after export)."""
     import onnxruntime as ort
@@ -201,6 +189,202 @@ def card_sample(hw: tuple[int, int], card: ModelCard | None, seed: int = 0, batc
     return x
 
 
+#: Largest accepted ``|onnxruntime - float64 torch|`` after export is
+#: ``VERIFY_ATOL + VERIFY_RTOL * peak + SENSITIVITY_FACTOR * sensitivity`` (see
+#: :func:`compare_outputs`). The atol/rtol part covers float32 rounding of smooth networks:
+#: ONNX Runtime and PyTorch sum convolutions in orders that depend on the CPU's vector width
+#: (AVX2 or AVX-512), FMA and the thread count, which moves outputs by about 1e-6 of their peak
+#: (DDRNet logits of +-60..90 with the reference fill differ by 7e-5 between float32 and
+#: float64), so a bare 1e-4 would sit at the noise floor for large logits; export bugs (resize
+#: mode, align_corners, concat order, weights) move outputs by a sizeable share of the peak.
+VERIFY_ATOL = 1e-4
+VERIFY_RTOL = 1e-5
+#: Relative size (of the input's RMS) of the input perturbations that estimate a model's own
+#: sensitivity. Networks whose output depends on *which* input of a max wins (max-unpooling,
+#: argmin codes) jump when float32 rounding flips a near-tie: M-SegNet UCF-QNRF with the fill
+#: weights at 96x160 moves by 3.2e-2 (peak 2.0) between float32 and float64 torch with 4
+#: threads and mkldnn off, and ONNX Runtime on an AVX2 CPU lands on that other side of the tie
+#: while on an AVX-512 CPU it does not. float32 accumulation error is about 1e-6 of the
+#: activations; a perturbation ten times that, in both directions along two random
+#: directions, flips every tie that rounding can flip (measured on that input: 1e-6 finds a
+#: 6.5e-3 tie, 1e-5 the 3.2e-2 one), while the smooth part of the output moves by only about
+#: 3e-5 of its peak.
+SENSITIVITY_STEP = 1e-5
+#: Random directions of the sensitivity perturbation (each used with + and -).
+SENSITIVITY_DIRECTIONS = 2
+#: The measured sensitivity is multiplied by this: ONNX Runtime may flip another near-tie of
+#: similar effect than the ones the perturbations flipped.
+SENSITIVITY_FACTOR = 2.0
+
+
+def float64_copy(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` on the CPU in eval mode (the reference of every check:
+    float64 rounding is 2^29 times finer than float32, so it stands for the exact model)."""
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
+
+
+def _outputs(out: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+@dataclass(frozen=True)
+class OutputAgreement:
+    """ONNX Runtime vs the float64 PyTorch model for one output (see :func:`compare_outputs`).
+
+    ``sensitivity`` is the model's own spread at this input: the largest ``|y - y64|`` over the
+    float32 torch run and float64 runs on slightly perturbed inputs; ``off_share`` the share
+    of elements beyond the smooth bound ``atol + rtol * peak`` and ``sensitivity_share`` the
+    largest such share among those runs."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_diff: float  # max |onnx - float64 torch|
+    max_abs_ref: float  # peak |float64 torch|
+    sensitivity: float
+    sum_torch: float  # float64 torch
+    sum_onnx: float
+    atol: float = VERIFY_ATOL
+    rtol: float = VERIFY_RTOL
+    off_share: float = 0.0
+    sensitivity_share: float = 0.0
+
+    @property
+    def smooth_limit(self) -> float:
+        return self.atol + self.rtol * self.max_abs_ref
+
+    @property
+    def limit(self) -> float:
+        return self.smooth_limit + SENSITIVITY_FACTOR * self.sensitivity
+
+    @property
+    def ok(self) -> bool:
+        # Both: no element further off than the model's own spread allows, and no larger share
+        # of elements off than its own near-ties explain (a broken graph is off almost
+        # everywhere; a flipped near-tie moves one region).
+        return (self.max_abs_diff <= self.limit
+                and self.off_share <= SENSITIVITY_FACTOR * self.sensitivity_share)
+
+    def summary(self) -> str:
+        off = (f", {self.off_share:.2%} of values beyond {self.smooth_limit:.2e} (model's own "
+               f"{self.sensitivity_share:.2%})" if self.off_share or self.sensitivity_share else "")
+        return (f"{self.name} max abs diff {self.max_abs_diff:.2e} (limit {self.limit:.2e}, "
+                f"model's own float32/perturbed spread {self.sensitivity:.2e}, peak "
+                f"{self.max_abs_ref:.3g}{off}, sum torch {self.sum_torch:.6g} onnx "
+                f"{self.sum_onnx:.6g})")
+
+
+def output_agreement(name: str, got: np.ndarray, ref: np.ndarray,
+                     alternatives: Sequence[np.ndarray] = (), atol: float = VERIFY_ATOL,
+                     rtol: float = VERIFY_RTOL) -> OutputAgreement:
+    """Compare ``got`` (ONNX Runtime) with ``ref`` (float64 torch) given the model's own
+    ``alternatives`` at the same input (float32 torch, perturbed float64 runs). Pure numpy."""
+    r = np.asarray(ref, np.float64)
+    g = np.asarray(got, np.float64)
+    if g.shape != r.shape:
+        raise ExportError(f"onnxruntime output {name} has shape {g.shape}, torch {r.shape}")
+    peak = float(np.max(np.abs(r), initial=0.0))
+    smooth = atol + rtol * peak
+    sens, sens_share = 0.0, 0.0
+    for a in alternatives:
+        d = np.abs(np.asarray(a, np.float64) - r)
+        sens = max(sens, float(np.max(d, initial=0.0)))
+        sens_share = max(sens_share, float(np.mean(d > smooth)) if d.size else 0.0)
+    d = np.abs(g - r)
+    return OutputAgreement(name, tuple(r.shape), float(np.max(d, initial=0.0)), peak, sens,
+                           float(r.sum()), float(g.sum()), float(atol), float(rtol),
+                           float(np.mean(d > smooth)) if d.size else 0.0, sens_share)
+
+
+def reference_runs(model: nn.Module, x: torch.Tensor, *, perturb: bool = True, seed: int = 0,
+                   ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """``(float64 outputs, alternatives)`` of ``model`` at ``x``: the float64 model at ``x``,
+    and per output the float32 model at ``x`` and (``perturb``, floating ``x``) the float64
+    model at ``x +- SENSITIVITY_STEP * rms(x) * n`` for :data:`SENSITIVITY_DIRECTIONS` seeded
+    Gaussian directions ``n``."""
+    model.eval()
+    m64 = float64_copy(model)
+    floating = x.is_floating_point()
+    x64 = x.detach().cpu().to(torch.float64) if floating else x.detach().cpu()
+    with torch.no_grad():
+        ref = [t.numpy() for t in _outputs(m64(x64))]
+        runs = [_outputs(model(x))]
+        if perturb and floating:
+            rms = float(x64.pow(2).mean().sqrt()) or 1.0
+            g = torch.Generator().manual_seed(seed + 7919)
+            for _ in range(SENSITIVITY_DIRECTIONS):
+                n = torch.randn(x64.shape, generator=g, dtype=torch.float64) * (SENSITIVITY_STEP * rms)
+                runs += [_outputs(m64(x64 + n)), _outputs(m64(x64 - n))]
+    alts = [[r[i].detach().cpu().to(torch.float64).numpy() for r in runs] for i in range(len(ref))]
+    return ref, alts
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """ONNX Runtime vs the float64 PyTorch model on one input, every output."""
+
+    input_shape: tuple[int, ...]
+    outputs: tuple[OutputAgreement, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outputs)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.outputs[0].shape
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(o.max_abs_diff for o in self.outputs)
+
+    @property
+    def max_abs_ref(self) -> float:
+        return self.outputs[0].max_abs_ref
+
+    @property
+    def limit(self) -> float:
+        """The first output's limit (of the failing one when one fails)."""
+        return next((o for o in self.outputs if not o.ok), self.outputs[0]).limit
+
+    def summary(self) -> str:
+        shape = "x".join(str(d) for d in self.input_shape)
+        return f"at {shape}: " + "; ".join(o.summary() for o in self.outputs)
+
+
+def compare_outputs(model: nn.Module, x: torch.Tensor, got: Sequence[np.ndarray],
+                    names: Sequence[str] | None = None, *, atol: float = VERIFY_ATOL,
+                    rtol: float = VERIFY_RTOL, perturb: bool = True, seed: int = 0) -> OnnxCheck:
+    """The one ONNX Runtime vs PyTorch rule of every exporter: ``got`` (ONNX Runtime's outputs
+    for ``x``) against the float64 model at ``x``, each within
+    ``atol + rtol * peak + SENSITIVITY_FACTOR * sensitivity``.
+
+    Why float64 and a sensitivity: an export can break what the graph computes (a resize mode,
+    a concat order, a weight), not float32 rounding. Rounding differs between ONNX Runtime and
+    PyTorch by CPU (AVX2 / AVX-512, FMA, thread count), and where the model itself is
+    discontinuous (max-unpooling, argmin) it can flip a near-tie by a sizeable amount; the
+    exact (float64) model is the one reference both sides approximate, and the model's own
+    spread at the same input (float32, perturbed float64) says how far rounding alone can
+    move it there. A smooth model has a sensitivity of about 1e-6 of its peak, so the bound
+    stays tight."""
+    ref, alts = reference_runs(model, x, perturb=perturb, seed=seed)
+    if len(got) != len(ref):
+        raise ExportError(f"onnxruntime gives {len(got)} outputs, torch {len(ref)}")
+    names = list(names) if names is not None else [f"output {i}" for i in range(len(ref))]
+    return OnnxCheck(tuple(x.shape), tuple(
+        output_agreement(n, g, r, a, atol, rtol) for n, g, r, a in zip(names, got, ref, alts)))
+
+
+def check_onnx(model: nn.Module, onnx_path: str | Path | Any, x: torch.Tensor, *,
+               atol: float = VERIFY_ATOL, rtol: float = VERIFY_RTOL, perturb: bool = True,
+               seed: int = 0) -> OnnxCheck:
+    """Run ``onnx_path`` (or an ONNX Runtime session) on ``x`` on the CPU and compare every
+    output with ``model`` by :func:`compare_outputs`."""
+    sess = onnx_path if hasattr(onnx_path, "run") else cpu_session(onnx_path)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.detach().cpu().numpy()})
+    return compare_outputs(model, x, got, [o.name for o in sess.get_outputs()], atol=atol,
+                           rtol=rtol, perturb=perturb, seed=seed)
+
+
 def verify_onnx(
     model: nn.Module,
     onnx_path: str | Path,
@@ -208,18 +392,14 @@ def verify_onnx(
     seed: int = 0,
     card: ModelCard | None = None,
 ) -> OnnxCheck:
-    """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on the same random,
-    normalised image of size ``hw`` and return the largest absolute output difference."""
+    """Run ``onnx_path`` in ONNX Runtime (CPU) on a random image of size ``hw``, normalised
+    with the card's mean/std, and compare its first output with ``model`` (first output) by
+    :func:`compare_outputs`."""
     x = card_sample(hw, card, seed)
     net = _single_output(model, x)
-    with torch.no_grad():
-        ref = net(x).numpy()
     sess = cpu_session(onnx_path)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    if got.shape != ref.shape:
-        raise ExportError(f"onnxruntime output shape {got.shape} != torch {ref.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
-    return OnnxCheck(tuple(x.shape), tuple(ref.shape), diff, float(np.max(np.abs(ref))))
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[:1]
+    return compare_outputs(net, x, got, [sess.get_outputs()[0].name], seed=seed)
 
 
 def ddrnet23_slim_card(checkpoint_name: str = "") -> ModelCard:
@@ -259,18 +439,16 @@ def _export_ddrnet23_slim(args: argparse.Namespace) -> int:
     out = export_segmentation(model, args.out, card, sample_hw=(256, 512), opset=17)
     check = verify_onnx(model, out, hw=(264, 520), card=card)
     size_mb = out.stat().st_size / 1e6
-    shape = "x".join(str(d) for d in check.input_shape)
     if not check.ok:
         print(
-            f"error: onnxruntime and torch differ by {check.max_abs_diff:.3g} at {shape} "
-            f"(limit {check.limit:.3g}); {out} was written but should not be used",
+            f"error: onnxruntime and torch differ {check.summary()}; {out} was written but "
+            "should not be used",
             file=sys.stderr,
         )
         return 1
     print(
         f"exported {card.name} -> {out} ({size_mb:.1f} MB, opset 17); onnxruntime vs torch "
-        f"at {shape}: max abs diff {check.max_abs_diff:.2e} (limit {check.limit:.2e}, "
-        f"peak |logit| {check.max_abs_ref:.3g})"
+        f"{check.summary()}"
     )
     return 0
 
