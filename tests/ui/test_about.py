@@ -38,7 +38,7 @@ def test_close_button_closes(qtbot):
     dlg = AboutDialog(None, info_text=REPORT)
     qtbot.addWidget(dlg)
     dlg.show()
-    with qtbot.waitSignal(dlg.rejected, timeout=2000):
+    with qtbot.waitSignal(dlg.rejected, timeout=30000):
         qtbot.mouseClick(dlg.close_button, Qt.MouseButton.LeftButton)
     assert not dlg.isVisible()
 

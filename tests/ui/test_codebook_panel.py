@@ -73,16 +73,20 @@ def test_codes_overlay_histogram_highlight_and_probe(qtbot, win, tmp_path):
     panel = win.panels[0]
     assert isinstance(panel, CodebookPanel) and win.panel_tabs.count() == 1
     shown = collect(win)
-    win.open_source(str(clip_path(CLIP)))
-    qtbot.waitUntil(lambda: len(shown) >= 6, timeout=30000)
-    win.player.pause()
-    qtbot.wait(200)
+    # paused, then stepped frame by frame: once the sixth frame is shown nothing else is coming
+    # (no fixed wait for a playing clip to settle after a pause)
+    win.open_source(str(clip_path(CLIP)), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=30000)
+    for n in range(2, 7):
+        win.step()
+        qtbot.waitUntil(lambda n=n: len(shown) >= n, timeout=30000)
+    assert [f.frame.index for f in shown] == [0, 1, 2, 3, 4, 5]
     fr = shown[-1]
     res = fr.results[0].result
     top = res.level("top")
     np.testing.assert_array_equal(top.codes, block_means(fr.frame.pixels[:, :, 0], 8))
     np.testing.assert_array_equal(res.level("bottom").codes, block_means(fr.frame.pixels[:, :, 1], 4))
-    qtbot.waitUntil(lambda: panel.last is shown[-1].results[0].result, timeout=5000)
+    qtbot.waitUntil(lambda: panel.last is shown[-1].results[0].result, timeout=30000)
     res, frame = panel.last, shown[-1].frame
     top = res.level("top")
     # the overlay: the code map through a lookup table with one stable colour per code
@@ -107,8 +111,13 @@ def test_codes_overlay_histogram_highlight_and_probe(qtbot, win, tmp_path):
     assert list(session[panel._bar_order]) == sorted(session[session > 0], reverse=True)
     # click the first bar: the most used code in the session is highlighted, the rest dimmed
     plot_vb = panel.plot.getPlotItem().vb
-    qtbot.wait(100)  # the plot ranges itself on the new bars
-    with qtbot.waitSignal(panel.codeHighlighted, timeout=3000) as sig:
+
+    def bar_in_view() -> bool:  # the plot has ranged itself on the new bars
+        (x0, x1), (y0, y1) = plot_vb.viewRange()
+        return x0 < 0.0 < x1 and y0 < float(heights[0]) / 2 < y1
+
+    qtbot.waitUntil(bar_in_view, timeout=30000)
+    with qtbot.waitSignal(panel.codeHighlighted, timeout=30000) as sig:
         click_view(qtbot, panel.plot, plot_vb, 0.0, float(heights[0]) / 2)
     code = int(panel._bar_order[0])
     assert sig.args[0] == code and panel.highlight == code
@@ -122,7 +131,7 @@ def test_codes_overlay_histogram_highlight_and_probe(qtbot, win, tmp_path):
     panel.set_highlight(None)
     assert (panel.lut[:, 3] == 255).all()
     # click a position on the frame: the label says the code(s) there, for every level
-    with qtbot.waitSignal(panel.probed, timeout=3000) as sig:
+    with qtbot.waitSignal(panel.probed, timeout=30000) as sig:
         click_view(qtbot, win.view, win.view.vb, 50.5, 30.5)
     want_top = int(top.codes[30 // 8, 50 // 8])
     want_bottom = int(res.level("bottom").codes[30 // 4, 50 // 4])
@@ -247,7 +256,7 @@ def test_fit_action_explains_what_it_needs(qtbot, win, monkeypatch):
     win.codebook_action.trigger()  # no video open
     assert "Open a video file first" in win.banner.label.text()
     monkeypatch.setattr(ln, "torch_available", lambda: False)
-    with qtbot.waitSignal(win.errorShown, timeout=2000) as sig:
+    with qtbot.waitSignal(win.errorShown, timeout=30000) as sig:
         win.codebook_action.trigger()
     assert sig.args[0] == NO_TORCH and "loupe[fit]" in NO_TORCH
     assert win.codebook_action.shortcut().toString() == "Ctrl+Shift+L"

@@ -35,7 +35,7 @@ def test_last_frame_is_shown_even_when_the_ui_is_behind(qtbot):
     slot.put("first frame of the new source")
     worker.start()
     try:
-        qtbot.waitUntil(lambda: got == ["first frame of the new source"], timeout=5000)
+        qtbot.waitUntil(lambda: got == ["first frame of the new source"], timeout=30000)
         assert worker.skipped == 0
     finally:
         worker.stop()
@@ -47,11 +47,11 @@ def test_a_result_is_dropped_when_a_newer_frame_waits(qtbot):
     slot.put("old")
     worker.start()
     try:
-        qtbot.waitUntil(lambda: worker.processed == 1, timeout=5000)  # "old" waits for the UI
+        qtbot.waitUntil(lambda: worker.processed == 1, timeout=30000)  # "old" waits for the UI
         slot.put("new")
-        qtbot.waitUntil(lambda: worker.skipped == 1, timeout=5000)
+        qtbot.waitUntil(lambda: worker.skipped == 1, timeout=30000)
         worker.result_shown()  # the UI catches up: "new" may go
-        qtbot.waitUntil(lambda: got == ["new"], timeout=5000)
+        qtbot.waitUntil(lambda: got == ["new"], timeout=30000)
         assert worker.skipped == 1 and worker.in_flight == 2
     finally:
         worker.stop()
@@ -63,7 +63,7 @@ def test_results_flow_while_the_ui_keeps_up(qtbot):
     try:
         for i in range(3):
             slot.put(i)
-            qtbot.waitUntil(lambda i=i: len(got) == i + 1, timeout=5000)
+            qtbot.waitUntil(lambda i=i: len(got) == i + 1, timeout=30000)
             worker.result_shown()  # the UI showed it
         assert got == [0, 1, 2] and worker.skipped == 0 and worker.in_flight == 0
     finally:
@@ -111,7 +111,7 @@ def test_no_update_is_lost_while_the_worker_and_the_ui_thread_race(qtbot):
         assert len(shown) > 0
         n = len(shown)
         slot.put("next")
-        qtbot.waitUntil(lambda: len(shown) == n + 1, timeout=5000)
+        qtbot.waitUntil(lambda: len(shown) == n + 1, timeout=30000)
         assert shown[-1] == "next" and worker.in_flight == 0
     finally:
         sys.setswitchinterval(old)
