@@ -247,6 +247,11 @@ class OutputAgreement:
     rtol: float = VERIFY_RTOL
     off_share: float = 0.0
     sensitivity_share: float = 0.0
+    sum_sensitivity: float = 0.0  # the model's own spread of the sum
+
+    @property
+    def sum_diff(self) -> float:
+        return abs(self.sum_onnx - self.sum_torch)
 
     @property
     def smooth_limit(self) -> float:
@@ -284,15 +289,17 @@ def output_agreement(name: str, got: np.ndarray, ref: np.ndarray,
         raise ExportError(f"onnxruntime output {name} has shape {g.shape}, torch {r.shape}")
     peak = float(np.max(np.abs(r), initial=0.0))
     smooth = atol + rtol * peak
-    sens, sens_share = 0.0, 0.0
+    sens, sens_share, sens_sum = 0.0, 0.0, 0.0
     for a in alternatives:
-        d = np.abs(np.asarray(a, np.float64) - r)
+        a = np.asarray(a, np.float64)
+        d = np.abs(a - r)
         sens = max(sens, float(np.max(d, initial=0.0)))
+        sens_sum = max(sens_sum, abs(float(a.sum()) - float(r.sum())))
         sens_share = max(sens_share, float(np.mean(d > smooth)) if d.size else 0.0)
     d = np.abs(g - r)
     return OutputAgreement(name, tuple(r.shape), float(np.max(d, initial=0.0)), peak, sens,
                            float(r.sum()), float(g.sum()), float(atol), float(rtol),
-                           float(np.mean(d > smooth)) if d.size else 0.0, sens_share)
+                           float(np.mean(d > smooth)) if d.size else 0.0, sens_share, sens_sum)
 
 
 def reference_runs(model: nn.Module, x: torch.Tensor, *, perturb: bool = True, seed: int = 0,
