@@ -16,20 +16,35 @@ logger = logging.getLogger("loupe")
 USAGE = """loupe [PATH ...] [--model M.onnx]... [--camera N] [--screenshot OUT.png --frames N]
        loupe analyze INPUT... [--model M.onnx]... [--out FILE.csv|FILE.jsonl] [--max-frames N]
                      [--resume] [--ray [ADDRESS]] [--max-megapixels MP] [--max-dicom-frames N] [--max-memory-mb MB]
+                     [--quiet | --progress]
        loupe info M.onnx
        loupe compare REFERENCE DISTORTED [--out FILE.json]
+       loupe fit {anomaly,codebook,hnerv} CLIP ...
        loupe sysinfo [--json]
-       loupe --version"""
+       loupe --version
+       -v (any command but fit): log what happens, with the traceback of an unexpected error"""
+
+#: The subcommands, for the "no such file or command" line.
+COMMANDS = ("analyze", "compare", "fit", "info", "sysinfo")
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 class TextProgress:
-    """A progress bar on stderr for ``analyze`` (the core's Progress protocol)."""
+    """A progress bar on stderr, redrawn in place with ``\\r`` (the core's Progress protocol);
+    for a terminal only (``make_progress``)."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
+    def __init__(self, stream=None, width: int = 30) -> None:
+        self.stream, self.width = stream or sys.stderr, width
         self.status = ""
         self.fraction = 0.0
         self._last = 0.0
+        self._drawn = False
         self._t0 = time.monotonic()
 
     def set_status(self, text: str) -> None:
@@ -43,6 +58,12 @@ class TextProgress:
     def cancelled(self) -> bool:
         return False
 
+    def input_failed(self) -> None:
+        """An error line follows: end the bar's line first."""
+        if self._drawn:
+            self.stream.write("\n")
+            self._drawn = False
+
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < 0.1:
@@ -54,10 +75,58 @@ class TextProgress:
         bar = "#" * done + "-" * (self.width - done)
         self.stream.write(f"\r[{bar}] {100 * self.fraction:5.1f}%  eta {eta:5.0f}s  {self.status[:40]:40s}")
         self.stream.flush()
+        self._drawn = True
 
     def finish(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+class LineProgress:
+    """Progress for a log (stderr not a terminal: CI, a pipe, a file): no bar, one short line
+    per finished step (an input of ``analyze``, a part on Ray), none for a step that failed
+    (its error line says so)."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self._status = ""
+        self._failed = False
+        self._t0 = time.monotonic()
+
+    def set_status(self, text: str) -> None:
+        if text != self._status:
+            self._done()
+            self._status, self._failed, self._t0 = text, False, time.monotonic()
+
+    def set_progress(self, fraction: float) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    def input_failed(self) -> None:
+        self._failed = True
+
+    def _done(self) -> None:
+        if self._status and not self._failed:
+            self.stream.write(f"loupe: {self._status}: done in {time.monotonic() - self._t0:.1f} s\n")
+            self.stream.flush()
+        self._status = ""
+
+    def finish(self) -> None:
+        self._done()
+
+
+def make_progress(quiet: bool = False, force_bar: bool = False, stream=None) -> TextProgress | LineProgress | None:
+    """None with ``quiet``; the redrawn bar on a terminal (or with ``force_bar``); else lines."""
+    stream = stream or sys.stderr
+    if quiet:
+        return None
+    if force_bar or _is_terminal(stream):
+        return TextProgress(stream)
+    return LineProgress(stream)
 
 
 def one_line(msg: str) -> str:
@@ -112,7 +181,11 @@ def cmd_analyze(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical core, or $LOUPE_ORT_THREADS)")
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    shown = ap.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress at all (errors and the summary only)")
+    shown.add_argument("--progress", action="store_true",
+                       help="draw the progress bar even when stderr is not a terminal (by default a log gets "
+                            "one line per finished input instead)")
     ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the inputs (long videos by frame ranges) over a Ray cluster; without ADDRESS a "
                          "local Ray with --ray-cpus CPUs (needs loupe[cluster]); every other option works with it "
@@ -177,6 +250,11 @@ def cmd_analyze(argv: list[str]) -> int:
         except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
             _err(str(e))
             model_errors += 1
+        except Exception as e:  # a library failed unforeseen: still one line naming the model
+            logger.info("loading %s failed", m, exc_info=True)  # -v shows the traceback
+            _err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
+                 "-v shows the traceback")
+            model_errors += 1
     if model_errors:
         return 2
     for m in models:
@@ -186,13 +264,15 @@ def cmd_analyze(argv: list[str]) -> int:
                 "(open it once in the app to confirm the task and save a card)\n"
             )
     inputs = expand_inputs(args.inputs)
-    progress = None if args.quiet else TextProgress()
+    progress = make_progress(args.quiet, args.progress)
     bad: list[tuple[str, str]] = []
 
     def on_error(spec: str, reason: str) -> None:
         bad.append((spec, reason))
         if progress:
-            sys.stderr.write("\n")
+            progress.input_failed()
+        if "unexpected error" in reason and not logger.isEnabledFor(logging.INFO):
+            reason += "; -v shows the traceback"
         _err(f"{spec}: {reason}")
 
     stream = None
@@ -243,6 +323,7 @@ def cmd_analyze(argv: list[str]) -> int:
         wall = time.perf_counter() - wall
     except KeyboardInterrupt:
         if progress:
+            progress.input_failed()
             progress.finish()
         _err(f"interrupted; rows written so far are in {args.out}" if args.out else "interrupted")
         return 130
@@ -285,13 +366,14 @@ def cmd_compare(argv: list[str]) -> int:
 
     from loupe.quality import AlignmentError, VideoReadError, compare_videos
 
-    progress = None if args.quiet else TextProgress()
+    progress = make_progress(args.quiet)
     if progress:
         progress.set_status("comparing")
     try:
         res = compare_videos(args.reference, args.distorted, progress=progress.set_progress if progress else None)
     except (AlignmentError, VideoReadError) as e:
         if progress:
+            progress.input_failed()
             progress.finish()
         _err(f"cannot compare {Path(args.distorted).name} with {Path(args.reference).name}: {e}")
         return 2
@@ -378,9 +460,25 @@ def cmd_gui(argv: list[str]) -> int:
         args = ap.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
+    missing = [p for p in args.paths if not _openable(p)]
+    if missing:  # e.g. a mistyped command: say so instead of opening a window on nothing
+        word = missing[0]
+        _err(f"no such file or command: {word!r} (commands: {', '.join(COMMANDS)}; "
+             "`loupe --help` for the window's options)")
+        return 2
     from loupe.ui.app import run_gui
 
     return run_gui(args)
+
+
+def _openable(spec: str) -> bool:
+    """What the window can be given as a PATH: an existing file or folder, a camera (``N``,
+    ``camera:N``) or a DICOM series of a folder (``folder#<series uid>``)."""
+    from loupe.sources.open import parse_camera
+    from loupe.sources.series import parse_series_spec
+
+    path = Path(spec).expanduser()
+    return path.exists() or parse_camera(spec) is not None or parse_series_spec(path) is not None
 
 
 FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly", "codebook": "loupe_models.fit_codebook",
@@ -403,10 +501,33 @@ def cmd_fit(argv: list[str]) -> int:
     return int(module.main(argv[1:]) or 0)
 
 
+VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    logging.basicConfig(level=os.environ.get("LOUPE_LOG", "WARNING").upper(), format="loupe: %(message)s")
+    verbose = 0
+    if not argv or argv[0] != "fit":  # the fit tools have their own options
+        verbose = sum(2 if a == "-vv" else 1 for a in argv if a in VERBOSE_FLAGS)
+        argv = [a for a in argv if a not in VERBOSE_FLAGS]
+    level = {0: os.environ.get("LOUPE_LOG", "WARNING").upper(), 1: "INFO"}.get(verbose, "DEBUG")
+    logging.basicConfig(level=level, format="loupe: %(message)s")
+    root = logging.getLogger()
+    old_level = root.level
+    if verbose:
+        root.setLevel(level)  # also when logging was set up before (tests, embedding)
+    try:
+        return _dispatch(argv)
+    except Exception as e:  # a library failed in a way nobody foresaw: one line, never a traceback
+        logger.info("unexpected error", exc_info=True)  # -v shows it
+        _err(f"unexpected error: {type(e).__name__}: {e}" + ("" if verbose else " (run with -v for the details)"))
+        return 2
+    finally:
+        root.setLevel(old_level)
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "analyze":
         return cmd_analyze(argv[1:])
     if argv and argv[0] == "info":
