@@ -5,9 +5,17 @@ The same model and clip three ways, in one run, at 1, 2 and all ONNX Runtime thr
   (a) ceiling: bare ``session.run`` on frames decoded and preprocessed beforehand;
   (b) naive: the loop a user writes from a paper's demo code, one step after another:
       decode (cv2.VideoCapture) -> preprocess -> run -> bilinear upsampling of the logits to full
-      resolution (cv2.resize per channel) -> argmax -> palette lookup -> blend (cv2.addWeighted);
+      resolution (cv2.resize per channel) -> argmax -> each class's area;
   (c) Loupe: ``loupe.analyze.analyze`` through the app's own code, class map produced as the GUI
-      produces it (display resolution: the frame size capped at 1280 px).
+      produces it (display resolution: the frame size capped at 1280 px, i.e. full size for
+      both clips here) with each class's area.
+
+(b) and (c) do the same work and run the same ONNX Runtime session settings: (b) runs on the
+session of an ``Engine`` built like (c)'s (intra-op threads as given, one inter-op thread,
+sequential, idle threads sleeping instead of spinning), and neither blends a picture (analyze
+writes rows; blending is the view's, measured by overlay_cost.py). So c/b is what the app's
+pipelining (decode ahead on its own thread, the next inference overlapping post-processing, the
+argmax as a running max over class planes) gains over the plain loop, not a session setting.
 
 Models: the demo segmentation model on bikes.mp4 and DDRNet-23-slim (Cityscapes layout, 19
 classes, deterministic reference-fill weights: speed does not depend on the weights) on
@@ -48,19 +56,17 @@ def ceiling(engine: Engine, feeds_list: list[dict], n: int, warm: int = 2) -> fl
 
 
 def naive(model_path: str, clip: str, n: int, threads: int, warm: int = 2) -> float:
-    """The paper-demo loop, sequential, with the card's normalisation and palette."""
-    import onnxruntime as ort
-
-    eng = Engine(model_path, providers="cpu", threads=threads)  # only for the card
+    """The paper-demo loop, sequential, with the card's normalisation, on a session with the
+    app's options (an Engine's: same threads, no spinning, one inter-op thread); its outputs
+    are (c)'s: the class map at full size and each class's area."""
+    eng = Engine(model_path, providers="cpu", threads=threads)
     card = eng.card
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    sess = eng.session
     name = sess.get_inputs()[0].name
     mean = np.array(card.input.mean, np.float32)
     std = np.array(card.input.std, np.float32)
     mult = max(1, card.input.size_multiple)
-    palette = np.array(card.palette, np.uint8)
+    n_classes = len(card.labels)
     cap = cv2.VideoCapture(clip)
     done = 0
     t = None
@@ -81,10 +87,9 @@ def naive(model_path: str, clip: str, n: int, threads: int, warm: int = 2) -> fl
         lh, lw = logits.shape[1:]
         logits = logits[:, : -(-lh * h // ph), : -(-lw * w // pw)]
         up = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in logits])
-        cls = up.argmax(0)
-        colour = palette[cls]
-        blended = cv2.addWeighted(rgb, 0.5, colour, 0.5, 0.0)
-        assert blended.shape == rgb.shape
+        cls = up.argmax(0).astype(np.uint8)
+        area = np.bincount(cls.ravel(), minlength=n_classes) / cls.size
+        assert cls.shape == (h, w) and len(area) >= n_classes
         done += 1
     cap.release()
     return n / (time.perf_counter() - t)
