@@ -1,5 +1,6 @@
 """Benchmark 5: memory soak: the demo clip, looped, through the GUI's worker with every
-streaming demo model loaded.
+streaming demo model loaded (worker only: no window, no view; ``window_soak.py`` soaks the
+window itself at the clip's own size).
 
 The reader (``Player``, lockstep so no frame is dropped) feeds the ``InferenceWorker`` QThread,
 which runs every shipped streaming demo model (segmentation, density, anomaly, and codebook
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(after) >= 2:
         growth = after[-1][1] - after[0][1]
         peak = max(r for _, r in after) - after[0][1]
-        print(f"frames {sink.n} in {el:.0f} s ({sink.n / el:.1f} fps); RSS after warm-up ({after[0][0]} frames) "
+        print(f"worker only (no view), frames at scale {args.scale:g} ({first.width}x{first.height}): "
+              f"frames {sink.n} in {el:.0f} s ({sink.n / el:.1f} fps); RSS after warm-up ({after[0][0]} frames) "
               f"{after[0][1]:.1f} MB -> {after[-1][1]:.1f} MB at {after[-1][0]}: growth {growth:+.1f} MB "
               f"(peak {peak:+.1f}); goal <= 20 MB: {'met' if growth <= 20 else 'NOT met'}   load {common.load()}")
     else:
