@@ -106,19 +106,53 @@ def plane_weights(ref: Sequence[np.ndarray]) -> tuple[float, float, float]:
 
 
 # --- PSNR ------------------------------------------------------------------------------
-def psnr_from_mse(mse: float, max_value: float = MAX_VALUE) -> float:
-    """10 log10(max^2 / mse); ``inf`` for mse == 0 (FFmpeg prints ``inf``)."""
-    if mse <= 0.0:
-        return math.inf
-    return 10.0 * math.log10(max_value * max_value / mse)
+def psnr_from_mse(mse: float | np.ndarray, max_value: float = MAX_VALUE) -> float | np.ndarray:
+    """10 log10(max^2 / mse), the one PSNR of Loupe and loupe_models: ``inf`` for mse == 0
+    (identical frames, as FFmpeg prints it and the official anomaly code computes it), ``nan``
+    for a NaN mse (the caller decides what a NaN means). An array of MSEs gives an array."""
+    if np.ndim(mse) == 0:
+        m = float(mse)
+        if m <= 0.0:
+            return math.inf
+        return 10.0 * math.log10(max_value * max_value / m)  # nan stays nan
+    m = np.asarray(mse, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(m <= 0.0, np.inf, 10.0 * np.log10(max_value * max_value / np.where(m <= 0.0, 1.0, m)))
+
+
+def mse(a: np.ndarray, b: np.ndarray, *, batch: bool = False) -> float | np.ndarray:
+    """Mean squared difference in float64; ``batch=True``: one value per entry of the first axis
+    (per frame of a stack). Raises ValueError when the shapes differ."""
+    x = np.asarray(a)
+    y = np.asarray(b)
+    if x.shape != y.shape:
+        raise AlignmentError(f"shapes differ: {x.shape} vs {y.shape}")
+    if not batch:
+        return _sse(x, y) / x.size if x.size else math.nan
+    if x.ndim < 1:
+        raise ValueError("mse(batch=True) needs at least one axis")
+    d = x.astype(np.float64).reshape(len(x), -1) - y.astype(np.float64).reshape(len(y), -1)
+    return np.einsum("ij,ij->i", d, d) / max(d.shape[1], 1) if d.shape[1] else np.full(len(x), math.nan)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = MAX_VALUE, *,
+         batch: bool = False) -> float | np.ndarray:
+    """PSNR in dB of two arrays of the same shape whose values span ``data_range`` (255 for
+    8-bit frames, 1.0 for [0, 1], 2.0 for [-1, 1]): ``psnr_from_mse(mse(a, b), data_range)``, so
+    identical arrays give ``inf`` and a NaN anywhere gives ``nan``. ``batch=True``: one value
+    per entry of the first axis."""
+    if not data_range > 0:
+        raise ValueError(f"psnr: data_range must be > 0, got {data_range}")
+    return psnr_from_mse(mse(a, b, batch=batch), data_range)
 
 
 def _sse(a: np.ndarray, b: np.ndarray) -> float:
-    """Sum of squared differences, exact for 8-bit data (OpenCV accumulates in double)."""
+    """Sum of squared differences in float64: through OpenCV for 8/16-bit data (exact: integer
+    differences, summed in double), else with numpy on float64 differences."""
     import cv2
 
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    if a.dtype == b.dtype and a.dtype in (np.uint8, np.uint16, np.float32, np.float64) and a.size:
+    if a.dtype == b.dtype and a.dtype in (np.uint8, np.uint16) and a.ndim >= 1 and a.size:
         return float(cv2.norm(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), cv2.NORM_L2SQR))
     d = a.astype(np.float64).ravel() - b.astype(np.float64).ravel()
     return float(np.dot(d, d))

@@ -21,8 +21,9 @@ Anomaly Detection - A New Baseline", CVPR 2018).
   training only has to learn the change. H and W must be multiples of 8. Trained by
   :mod:`loupe_models.fit_anomaly`.
 
-The score helpers (:func:`psnr`, :func:`regularity`, :func:`anomaly_score`, ...) in the
-section "scores" are pure numpy: they use no torch and can move to the app unchanged.
+The score (:func:`psnr`, :func:`regularity`, :func:`anomaly_score`, :func:`minmax_normalise`)
+is the app's (``loupe.quality``, ``loupe.tasks.anomaly``), re-exported here; the section
+"scores" adds the official per-frame PSNR and the card calibration, in numpy.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
+from loupe.quality import psnr
+from loupe.tasks.anomaly import anomaly_score, minmax_normalise, regularity
 from loupe_models.export import (
     MAX_IR_VERSION,
     OnnxCheck,
@@ -84,96 +87,14 @@ VERIFY_ATOL = 1e-4
 # ==========================================================================================
 # scores (pure numpy; no torch below this line until the "models" section)
 # ==========================================================================================
-def psnr(
-    pred: np.ndarray, real: np.ndarray, data_range: float = 1.0, *, batch: bool = False
-) -> float | np.ndarray:
-    """Peak signal-to-noise ratio ``10*log10(data_range**2 / mse)`` in dB.
-
-    ``batch=False``: one value over the whole arrays. ``batch=True``: one value per entry of
-    the first axis (per frame). Identical inputs give ``inf``. For predictor outputs in
-    [-1, 1] use ``data_range=2.0`` (equal to the official ``psnr_error``, which maps both
-    frames to [0, 1] by ``(x+1)/2`` first); for uint8 frames ``data_range=255``.
-    """
-    p = np.asarray(pred, dtype=np.float64)
-    r = np.asarray(real, dtype=np.float64)
-    if p.shape != r.shape:
-        raise ValueError(f"psnr: shapes differ, {p.shape} vs {r.shape}")
-    if data_range <= 0:
-        raise ValueError(f"psnr: data_range must be > 0, got {data_range}")
-    d2 = np.square(p - r)
-    if batch:
-        if p.ndim < 1 or p.shape[0] == 0:
-            return np.zeros((0,), np.float64)
-        mse = d2.reshape(p.shape[0], -1).mean(axis=1)
-    else:
-        mse = np.asarray(d2.mean())
-    with np.errstate(divide="ignore"):
-        out = 10.0 * np.log10(float(data_range) ** 2 / mse)
-    return out if batch else float(out)
-
-
+# psnr (loupe.quality) and the score (loupe.tasks.anomaly: minmax_normalise, regularity,
+# anomaly_score) are the app's own, imported above, so a fitted model is calibrated and
+# evaluated with exactly the maths the app scores it with.
 def psnr_frames(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
     """Per-frame PSNR of ``N x 3 x H x W`` predictor outputs against real frames, both in
-    [-1, 1] (the official ``psnr_error`` per frame)."""
-    return np.asarray(psnr(pred, real, data_range=2.0, batch=True))
-
-
-def minmax_normalise(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """``(v - min) / (max - min)`` over the finite values (per video, as the official
-    evaluation); a constant sequence maps to 1, ``+inf`` to 1, ``-inf``/NaN to 0."""
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    if not finite.any():
-        return np.where(v == np.inf, 1.0, 0.0)
-    lo, hi = float(v[finite].min()), float(v[finite].max())
-    if hi <= lo:
-        out = np.ones_like(v)
-    else:
-        out = (v - lo) / (hi - lo)
-    out = np.where(v == np.inf, 1.0, out)
-    return np.where(np.isnan(v) | (v == -np.inf), 0.0, out)
-
-
-def regularity(
-    psnr_db: float | Sequence[float] | np.ndarray,
-    p_min: float | None = None,
-    p_max: float | None = None,
-) -> float | np.ndarray:
-    """Regularity ``s = (P - P_min) / (P_max - P_min)`` of PSNR values ``P`` (dB).
-
-    With ``p_min``/``p_max`` given (the card's calibration) ``s`` is not clipped (values
-    outside the calibrated range give ``s < 0`` or ``s > 1``). With both None the range is
-    the per-video minimum and maximum of ``psnr_db`` (:func:`minmax_normalise`, the official
-    evaluation). A scalar in gives a float out.
-    """
-    scalar = np.ndim(psnr_db) == 0
-    v = np.asarray(psnr_db, dtype=np.float64)
-    if p_min is None and p_max is None:
-        out = minmax_normalise(np.atleast_1d(v))
-        return float(out[0]) if scalar else out
-    if p_min is None or p_max is None:
-        raise ValueError("regularity: give both p_min and p_max, or neither (per-video min-max)")
-    if not p_max > p_min:
-        raise ValueError(f"regularity: p_max ({p_max}) must exceed p_min ({p_min})")
-    with np.errstate(invalid="ignore"):
-        out = (v - float(p_min)) / (float(p_max) - float(p_min))
-    return float(out) if scalar else out
-
-
-def anomaly_score(
-    psnr_db: float | Sequence[float] | np.ndarray,
-    p_min: float | None = None,
-    p_max: float | None = None,
-) -> float | np.ndarray:
-    """``clip(1 - regularity, 0, 1)``: 0 = well predicted (normal), 1 = anomalous.
-
-    ``p_min``/``p_max`` from the card's ``calibration`` (``psnr_min``/``psnr_max``), or both
-    None for the per-video min-max normalisation. NaN PSNR scores 1.
-    """
-    s = regularity(psnr_db, p_min, p_max)
-    a = np.clip(1.0 - np.asarray(s, dtype=np.float64), 0.0, 1.0)
-    a = np.where(np.isnan(a), 1.0, a)
-    return float(a) if np.ndim(psnr_db) == 0 else a
+    [-1, 1] (the official ``psnr_error`` per frame: both mapped to [0, 1] by ``(x+1)/2``, which
+    is data range 2 here; identical frames give ``inf`` there too)."""
+    return np.asarray(psnr(pred, real, 2.0, batch=True))
 
 
 def calibrate(

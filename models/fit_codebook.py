@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loupe.media import resolve_clip
+from loupe.quality import psnr
 from loupe.text import parse_span
 
 from .export import ExportError, run_cli
@@ -308,11 +309,11 @@ def codebook_stats(counts: np.ndarray) -> tuple[int, float]:
 
 
 def _psnr01(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per-image PSNR (dB) of [-1, 1] images mapped to [0, 1] (pred clipped)."""
+    """Per-image PSNR (dB) of [-1, 1] images mapped to [0, 1] (pred clipped, as the app shows
+    the reconstruction); ``inf`` for an exact one."""
     p = np.clip((pred + 1) / 2, 0, 1).astype(np.float64)
     t = ((target + 1) / 2).astype(np.float64)
-    mse = ((p - t) ** 2).reshape(len(p), -1).mean(1)
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+    return np.asarray(psnr(p, t, 1.0, batch=True))
 
 
 # --------------------------------------------------------------------------------------

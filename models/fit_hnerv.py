@@ -62,6 +62,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from loupe import quality as q
+from loupe.quality import psnr_from_mse
+
 from .hnerv import HNeRV, HNeRVConfig, HNeRVDecoder, config_for, export_compression
 
 logger = logging.getLogger(__name__)
@@ -356,10 +359,6 @@ def _lr_at(frac: float, peak: float, warmup: float = 0.1, floor: float = 0.01) -
     return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * f)))
 
 
-def _psnr_of(mse: float) -> float:
-    return 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf
-
-
 @dataclass
 class _TrainOutcome:
     model: HNeRV
@@ -420,7 +419,7 @@ def fit_frames(
                 last_report = now
                 done = fraction(epoch + (s + 1) / steps_per_epoch, now - t0)
                 eta = (now - t0) * (1.0 - done) / max(done, 1e-6)
-                info = {"psnr": _psnr_of(sse / count), "loss": loss, "epoch": epoch + 1,
+                info = {"psnr": psnr_from_mse(sse / count, 1.0), "loss": loss, "epoch": epoch + 1,
                         "eta_s": eta, "status": f"training, epoch {epoch + 1}"}
                 if report(done, info) is False:
                     cancelled = True
@@ -428,7 +427,7 @@ def fit_frames(
         if cancelled:
             break
         epoch += 1
-        psnr = _psnr_of(sse / max(count, 1))
+        psnr = psnr_from_mse(sse / max(count, 1), 1.0)
         elapsed = time.perf_counter() - t0
         logger.info("epoch %d: train PSNR %.2f dB, %.0f s", epoch, psnr, elapsed)
         if (epochs is not None and epoch >= epochs) or elapsed >= budget:
@@ -454,15 +453,9 @@ def decode_all(decoder: HNeRVDecoder, emb: torch.Tensor, batch: int = 8) -> np.n
 
 def quality(ref_u8: np.ndarray, dist_u8: np.ndarray, *, yuv: bool = True) -> dict[str, float]:
     """RGB PSNR (mean over frames) and, with ``yuv``, FFmpeg-style YUV PSNR/SSIM pooled."""
-    mse = ((ref_u8.astype(np.float64) - dist_u8.astype(np.float64)) ** 2).reshape(
-        len(ref_u8), -1).mean(axis=1)
-    out = {"psnr_rgb": float(np.mean([_psnr_of(m / 255.0**2) for m in mse])),
+    out = {"psnr_rgb": float(np.mean(q.psnr(ref_u8, dist_u8, 255.0, batch=True))),
            "psnr_yuv_pooled": math.nan, "psnr_yuv_mean": math.nan, "ssim_yuv": math.nan}
     if yuv:
-        try:
-            from loupe import quality as q
-        except ImportError:  # pragma: no cover - the metrics module ships with the app
-            return out
         frames = [q.frame_metrics(q.rgb_to_yuv420(a), q.rgb_to_yuv420(b))
                   for a, b in zip(ref_u8, dist_u8)]
         pooled = q.pool(frames)

@@ -271,8 +271,8 @@ def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, arg
 
 
 def test_density_and_anomaly_columns_with_segmentation(tmp_path, argmax_model):
+    from loupe.quality import psnr
     from loupe.sources.open import open_source
-    from loupe.tasks.anomaly import psnr
     from tests.helpers import make_copy_last_model, make_density_model
 
     dens = make_density_model(tmp_path / "dens.onnx")
@@ -297,7 +297,7 @@ def test_density_and_anomaly_columns_with_segmentation(tmp_path, argmax_model):
     anom_rows = by_model["anom"]
     assert all(r["psnr"] == "" for r in anom_rows[:4])  # 4 past frames needed
     for t in range(4, 8):
-        expect = psnr(frames[t - 1] / 255.0, frames[t] / 255.0)
+        expect = psnr(frames[t - 1], frames[t])  # 8-bit frames: data range 255
         assert float(anom_rows[t]["psnr"]) == pytest.approx(expect, abs=0.02)
         assert anom_rows[t]["flagged"] in ("0", "1")
 

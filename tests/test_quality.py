@@ -99,3 +99,41 @@ def test_unreadable_inputs_raise_video_read_error(tmp_path):
         q.compare_videos(bad, bad)
     with pytest.raises(q.VideoReadError, match="no such file"):
         q.probe(tmp_path / "missing.mp4")
+
+
+# --- the one PSNR (app, analyze, fitters, the anomaly score) -------------------------------
+def test_psnr_of_identical_frames_is_infinite_for_every_dtype():
+    a = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert q.psnr(a, a) == math.inf
+    assert q.psnr(a / 255.0, a / 255.0, 1.0) == math.inf
+    np.testing.assert_array_equal(q.psnr(a, a, batch=True), [math.inf] * 6)
+    assert q.psnr_from_mse(0.0) == math.inf
+    np.testing.assert_array_equal(q.psnr_from_mse(np.array([0.0, 65025.0])), [math.inf, 0.0])
+
+
+def test_psnr_is_the_same_number_at_any_scale_and_dtype():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+    p8 = q.psnr(a, b)
+    assert p8 == pytest.approx(q.psnr(a / 255.0, b / 255.0, 1.0), abs=1e-9)
+    assert p8 == pytest.approx(q.psnr(a / 127.5 - 1, b / 127.5 - 1, 2.0), abs=1e-9)
+    assert p8 == pytest.approx(q.psnr_rgb(a, b), abs=1e-12)
+    mse = ((a.astype(float) - b.astype(float)) ** 2).reshape(4, -1).mean(1)
+    np.testing.assert_allclose(q.psnr(a, b, batch=True), 10 * np.log10(255.0**2 / mse), rtol=1e-12)
+
+
+def test_psnr_of_a_nan_is_nan_not_a_number_of_decibels():
+    a = np.zeros((2, 4, 4))
+    b = a.copy()
+    b[1, 0, 0] = np.nan
+    assert math.isnan(q.psnr(a, b, 1.0))
+    r = q.psnr(a, b, 1.0, batch=True)
+    assert r[0] == math.inf and math.isnan(r[1])
+
+
+def test_psnr_refuses_mismatched_shapes_and_a_bad_range():
+    with pytest.raises(ValueError, match="shapes differ"):
+        q.psnr(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="data_range must be > 0"):
+        q.psnr(np.zeros(3), np.zeros(3), 0.0)

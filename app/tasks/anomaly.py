@@ -20,6 +20,7 @@ and stacked along channels (N x 3T x H x W).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,33 +30,89 @@ import numpy as np
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, display_size, prepare
+from loupe.quality import json_number, psnr
 from loupe.sources.base import Frame
 
 
 # --- the score ---------------------------------------------------------------------------
-def psnr(pred: np.ndarray, real: np.ndarray, data_range: float = 1.0) -> float:
-    """PSNR in dB of two arrays in [0, data_range] (capped at 100 dB for identical frames)."""
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(real, np.float64)) ** 2))
-    if mse <= 1e-10 * data_range**2:
-        return 100.0
-    return float(10.0 * np.log10(data_range**2 / mse))
+# The one implementation, also used by loupe_models (fitting, calibration, the official model's
+# evaluation). Edge cases, decided once (tests/test_anomaly_score.py):
+# - identical frames: PSNR = inf (as the official ``psnr_error``), regularity inf, anomaly 0;
+#   ``analyze`` writes the PSNR as an empty CSV cell / JSON null, as ``loupe compare`` does;
+# - a NaN PSNR (a prediction with NaNs) scores 1, the most anomalous: a broken prediction is
+#   flagged, never silently passed as normal;
+# - a calibration needs psnr_max > psnr_min: anything else is an error (a card saying otherwise
+#   is refused when the model loads), not a silent step function.
+def check_calibration(p_min: float, p_max: float) -> tuple[float, float]:
+    """(p_min, p_max) as floats; ValueError unless both are finite and p_max > p_min."""
+    lo, hi = float(p_min), float(p_max)
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"calibration psnr_max ({p_max}) must exceed psnr_min ({p_min}), both finite dB")
+    return lo, hi
 
 
-def anomaly_score(p: float, p_min: float, p_max: float) -> float:
-    """1 - regularity, clipped to [0, 1]."""
-    span = p_max - p_min
-    if span <= 0:
-        return 0.0 if p >= p_max else 1.0
-    return float(np.clip(1.0 - (p - p_min) / span, 0.0, 1.0))
-
-
-def per_video_scores(psnrs: np.ndarray) -> np.ndarray:
-    """The papers' per-video min-max normalisation (needs the whole video): 1 - regularity."""
-    p = np.asarray(psnrs, np.float64)
-    lo, hi = float(np.min(p)), float(np.max(p))
+def minmax_normalise(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``(v - min) / (max - min)`` over the finite values (per video, as the official
+    evaluation); a constant sequence maps to 1, ``+inf`` to 1, ``-inf``/NaN to 0."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.where(v == np.inf, 1.0, 0.0)
+    lo, hi = float(v[finite].min()), float(v[finite].max())
     if hi <= lo:
-        return np.zeros_like(p)
-    return 1.0 - (p - lo) / (hi - lo)
+        out = np.ones_like(v)
+    else:
+        with np.errstate(invalid="ignore"):
+            out = (v - lo) / (hi - lo)
+    out = np.where(v == np.inf, 1.0, out)
+    return np.where(np.isnan(v) | (v == -np.inf), 0.0, out)
+
+
+def regularity(
+    psnr_db: float | Sequence[float] | np.ndarray,
+    p_min: float | None = None,
+    p_max: float | None = None,
+) -> float | np.ndarray:
+    """Regularity ``s = (P - P_min) / (P_max - P_min)`` of PSNR values ``P`` (dB).
+
+    With ``p_min``/``p_max`` given (the card's calibration) ``s`` is not clipped (values
+    outside the calibrated range give ``s < 0`` or ``s > 1``). With both None the range is
+    the per-video minimum and maximum of ``psnr_db`` (:func:`minmax_normalise`, the official
+    evaluation). A scalar in gives a float out.
+    """
+    scalar = np.ndim(psnr_db) == 0
+    v = np.asarray(psnr_db, dtype=np.float64)
+    if p_min is None and p_max is None:
+        out = minmax_normalise(np.atleast_1d(v))
+        return float(out[0]) if scalar else out
+    if p_min is None or p_max is None:
+        raise ValueError("regularity: give both p_min and p_max, or neither (per-video min-max)")
+    lo, hi = check_calibration(p_min, p_max)
+    with np.errstate(invalid="ignore"):
+        out = (v - lo) / (hi - lo)
+    return float(out) if scalar else out
+
+
+def anomaly_score(
+    psnr_db: float | Sequence[float] | np.ndarray,
+    p_min: float | None = None,
+    p_max: float | None = None,
+) -> float | np.ndarray:
+    """``clip(1 - regularity, 0, 1)``: 0 = well predicted (normal), 1 = anomalous.
+
+    ``p_min``/``p_max`` from the card's ``calibration`` (``psnr_min``/``psnr_max``), or both
+    None for the per-video min-max normalisation. Infinite PSNR scores 0, NaN PSNR scores 1.
+    """
+    s = regularity(psnr_db, p_min, p_max)
+    a = np.clip(1.0 - np.asarray(s, dtype=np.float64), 0.0, 1.0)
+    a = np.where(np.isnan(a), 1.0, a)
+    return float(a) if np.ndim(psnr_db) == 0 else a
+
+
+def per_video_scores(psnrs: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The papers' per-video min-max normalisation (needs the whole video): ``anomaly_score``
+    without a calibration."""
+    return np.asarray(anomaly_score(np.atleast_1d(np.asarray(psnrs, np.float64))))
 
 
 # --- the task ----------------------------------------------------------------------------
@@ -103,8 +160,10 @@ class AnomalyTask:
         self.out_lo, self.out_hi = float(lo), float(hi)
         self.pred_bgr = str(out.get("color", self.card.input.color)).upper() == "BGR"
         cal = out.get("calibration") or {}
-        self.psnr_min = float(cal.get("psnr_min", 20.0))
-        self.psnr_max = float(cal.get("psnr_max", 40.0))
+        try:
+            self.psnr_min, self.psnr_max = check_calibration(cal.get("psnr_min", 20.0), cal.get("psnr_max", 40.0))
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"{engine.path.name}: loupe.output {e}") from None
         self.threshold = float(out.get("threshold", 0.5))
         self._history: deque[np.ndarray] = deque(maxlen=self.past)
         self._last_index: int | None = None
@@ -114,7 +173,8 @@ class AnomalyTask:
         self._in_hi = (255.0 * spec.scale - np.asarray(spec.mean)) / np.asarray(spec.std)
 
     def set_calibration(self, psnr_min: float, psnr_max: float) -> None:
-        self.psnr_min, self.psnr_max = float(psnr_min), float(psnr_max)
+        """ValueError (and no change) unless psnr_max > psnr_min, both finite."""
+        self.psnr_min, self.psnr_max = check_calibration(psnr_min, psnr_max)
 
     def reset(self) -> None:
         self._history.clear()
@@ -157,11 +217,14 @@ class AnomalyTask:
             )
         pred01 = self._to_unit(pred.astype(np.float32), self.out_lo, self.out_hi)
         real01 = self._to_unit(ctx.target, self._in_lo, self._in_hi)
-        p = psnr(pred01, real01)
+        p = psnr(pred01, real01, 1.0)  # inf for a perfect prediction, nan for a NaN one
         score = anomaly_score(p, self.psnr_min, self.psnr_max)
         geo = ctx.geometry
         oh, ow = display_size(geo.frame_hw, self.display_max_side)
         err = ((pred01 - real01) ** 2).mean(axis=0).astype(np.float32)
+        if np.isnan(p):  # NaNs in the prediction: shown as the largest error, on black
+            err = np.nan_to_num(err, nan=1.0)
+            pred01 = np.nan_to_num(pred01, nan=0.0)
         if geo.mode == "pad":
             rh, rw = geo.crop_output(err.shape)
             err, pred01 = err[:rh, :rw], pred01[:, :rh, :rw]
@@ -178,4 +241,5 @@ class AnomalyTask:
     def row(self, result: AnomalyResult) -> dict[str, Any]:
         if result.psnr is None:
             return {"psnr": None, "score": None, "flagged": None}
-        return {"psnr": round(result.psnr, 4), "score": round(result.score, 6), "flagged": int(bool(result.flagged))}
+        # infinite PSNR (a perfect prediction) is an empty CSV cell / JSON null, as in loupe compare
+        return {"psnr": json_number(result.psnr, 4), "score": round(result.score, 6), "flagged": int(bool(result.flagged))}

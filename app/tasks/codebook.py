@@ -30,6 +30,7 @@ import numpy as np
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, display_rgb, display_size, prepare
+from loupe.quality import json_number, psnr_rgb
 from loupe.sources.base import Frame
 
 GOLDEN = 0.6180339887498949
@@ -356,8 +357,7 @@ class CodebookTask:
             if rgb is not None:
                 ref = rgb if recon.shape[:2] == rgb.shape[:2] else cv2.resize(
                     np.ascontiguousarray(rgb), (recon.shape[1], recon.shape[0]), interpolation=cv2.INTER_AREA)
-                mse = cv2.norm(recon, np.ascontiguousarray(ref), cv2.NORM_L2SQR) / recon.size
-                psnr = 100.0 if mse <= 1e-10 else float(10.0 * np.log10(255.0**2 / mse))
+                psnr = psnr_rgb(np.ascontiguousarray(ref), recon)  # inf for an exact reconstruction
         return CodebookResult(tuple(levels), geo.frame_hw, recon, psnr)
 
     def _reconstruction(self, raw: np.ndarray, geo: Geometry) -> np.ndarray:
@@ -393,5 +393,5 @@ class CodebookTask:
             out[used] = lv.codes_used
             out[ppl] = round(lv.perplexity, 4)
         if self.recon_index is not None:
-            out["recon_psnr"] = None if result.recon_psnr is None else round(result.recon_psnr, 4)
+            out["recon_psnr"] = json_number(result.recon_psnr, 4)  # inf (exact) -> empty cell / null
         return out

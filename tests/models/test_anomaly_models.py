@@ -239,11 +239,11 @@ def test_export_checks_the_card(tmp_path):
 # --------------------------------------------------------------------------------------
 def test_psnr_known_values():
     real = np.full((4, 4), 0.1)
-    assert psnr(np.zeros((4, 4)), real) == pytest.approx(20.0)  # mse 0.01
+    assert psnr(np.zeros((4, 4)), real, data_range=1.0) == pytest.approx(20.0)  # mse 0.01
     assert psnr(np.zeros((2, 2)), np.full((2, 2), 25.5), data_range=255) == pytest.approx(20.0)
-    assert psnr(real, real) == math.inf
+    assert psnr(real, real, data_range=1.0) == math.inf
     frames = np.stack([np.zeros((3, 2, 2)), np.full((3, 2, 2), 0.01)])
-    np.testing.assert_allclose(psnr(np.zeros_like(frames), frames, batch=True), [np.inf, 40.0])
+    np.testing.assert_allclose(psnr(np.zeros_like(frames), frames, data_range=1.0, batch=True), [np.inf, 40.0])
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(np.zeros(3), np.zeros(4))
 

@@ -10,8 +10,8 @@ from tests.helpers import make_copy_last_model
 def test_psnr_and_score_definitions():
     a = np.zeros((4, 4))
     b = np.full((4, 4), 0.1)
-    assert psnr(a, b) == pytest.approx(20.0)
-    assert psnr(a, a) == 100.0
+    assert psnr(a, b, 1.0) == pytest.approx(20.0)
+    assert psnr(a, a, 1.0) == np.inf  # as the official psnr_error (tests/test_anomaly_score.py)
     assert anomaly_score(30.0, 20.0, 40.0) == pytest.approx(0.5)
     assert anomaly_score(45.0, 20.0, 40.0) == 0.0 and anomaly_score(10.0, 20.0, 40.0) == 1.0
     np.testing.assert_allclose(per_video_scores(np.array([20.0, 30.0, 40.0])), [1.0, 0.5, 0.0])
@@ -29,10 +29,10 @@ def test_copy_last_predictor_scores_frame_differences(tmp_path):
         results.append(task.postprocess(None if feeds is None else task.engine.run(feeds), ctx))
     assert results[0].psnr is None and results[1].psnr is None  # history of 2 past frames filling
     # frame t is predicted as frame t-1
-    expect = psnr(frames[1] / 255.0, frames[2] / 255.0)
+    expect = psnr(frames[1], frames[2])
     assert results[2].psnr == pytest.approx(expect, abs=1e-3)
     r = results[3]
-    assert r.psnr == pytest.approx(psnr(frames[2] / 255.0, frames[3] / 255.0), abs=1e-3)
+    assert r.psnr == pytest.approx(psnr(frames[2], frames[3]), abs=1e-3)
     assert r.score == pytest.approx(anomaly_score(r.psnr, 10.0, 30.0))
     assert r.flagged == (r.score >= 0.5)
     # the error map shows where the frame changed: top half only

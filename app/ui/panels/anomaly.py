@@ -153,7 +153,8 @@ class AnomalyPanel(QWidget):
         """Re-score the recorded history with a new calibration (the task scores new frames)."""
         from loupe.tasks.anomaly import anomaly_score
 
-        self.scores = [np.nan if not np.isfinite(p) else anomaly_score(p, psnr_min, psnr_max) for p in self.psnrs]
+        # nan: no result yet for that frame; inf (a perfect prediction) scores 0
+        self.scores = [np.nan if np.isnan(p) else anomaly_score(p, psnr_min, psnr_max) for p in self.psnrs]
         self.refresh()
 
     def show_result(self, result: AnomalyResult, frame_rgb: np.ndarray, index: int, update_plot: bool = True) -> None:
@@ -224,11 +225,12 @@ class AnomalyPanel(QWidget):
         self.recal_btn.setEnabled(on)
 
     def calibration_from_span(self, first: float, last: float) -> tuple[float, float] | None:
-        """(P_min, P_max) over the recorded PSNRs of frames in [first, last]."""
+        """(P_min, P_max) over the recorded PSNRs of frames in [first, last]; None when the span
+        has no two different finite PSNRs (a calibration needs P_max > P_min)."""
         f = np.asarray(self.frames)
         p = np.asarray(self.psnrs, float)
         sel = (f >= first) & (f <= last) & np.isfinite(p)
-        if sel.sum() < 2:
+        if sel.sum() < 2 or p[sel].max() <= p[sel].min():
             return None
         return float(p[sel].min()), float(p[sel].max())
 
