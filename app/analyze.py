@@ -37,6 +37,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from loupe.pipeline import LoadedModel, Runner, run_stream
+from loupe.quality import json_number
 from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
 from loupe.sources.series import parse_series_spec, scan_series
@@ -152,10 +153,13 @@ class RowWriter:
                 stream.flush()
 
     def write(self, row: dict[str, Any]) -> None:
+        # A non-finite float (an infinite PSNR of identical frames) is JSON null and an empty CSV
+        # cell, whichever task wrote it: JSON has no inf/nan and "Infinity" breaks strict readers.
+        row = {k: json_number(v) for k, v in row.items()}
         if self._csv is not None:
             self._csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
         else:
-            self.stream.write(json.dumps(row) + "\n")
+            self.stream.write(json.dumps(row, allow_nan=False) + "\n")
         self.stream.flush()
 
 

@@ -318,3 +318,25 @@ def test_calibrate_per_video_uses_the_inputs_own_psnr_range(tmp_path):
     np.testing.assert_allclose(s, 1 - (p - p.min()) / (p.max() - p.min()), atol=1e-5)
     assert s.min() == pytest.approx(0.0) and s.max() == pytest.approx(1.0)
     assert all(r["flagged"] == int(r["score"] >= 0.5) for r in scored)
+
+
+def test_row_writer_writes_non_finite_numbers_as_null_and_empty_cells():
+    """Identical frames have an infinite PSNR: whichever task returns it, JSONL gets null (not
+    the non-standard ``Infinity``) and CSV an empty cell; finite values pass unchanged."""
+    import io
+
+    from loupe.analyze import RowWriter
+
+    rows = [{"frame": 0, "psnr": float("inf"), "score": np.float32(0.25)},
+            {"frame": 1, "psnr": float("nan"), "score": 0.5}]
+    js = io.StringIO()
+    w = RowWriter(js, "jsonl", ["frame", "psnr", "score"])
+    for r in rows:
+        w.write(r)
+    got = [json.loads(line) for line in js.getvalue().splitlines()]
+    assert got == [{"frame": 0, "psnr": None, "score": 0.25}, {"frame": 1, "psnr": None, "score": 0.5}]
+    cs = io.StringIO()
+    w = RowWriter(cs, "csv", ["frame", "psnr", "score"])
+    for r in rows:
+        w.write(r)
+    assert cs.getvalue().splitlines() == ["frame,psnr,score", "0,,0.25", "1,,0.5"]
