@@ -70,7 +70,7 @@ from loupe.sources.dicom import DicomSource
 
 from . import recipe
 from .ddrnet import DualResNet
-from .export import VERIFY_ATOL, VERIFY_RTOL, cpu_session, export_segmentation, verify_onnx
+from .export import check_onnx, export_segmentation, verify_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -445,19 +445,13 @@ def make_card(train_names: Sequence[str], iou: dict[str, float], miou: float,
 
 
 def verify_on_slice(model: nn.Module, path: Path, hu: np.ndarray) -> float:
-    """Max |onnxruntime - torch| logits on one real slice (CPU provider)."""
-    x = to_input(hu[None])
-    with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(x)).numpy()
-    sess = cpu_session(path)
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    if got.shape != ref.shape:
-        raise RuntimeError(f"onnxruntime output {got.shape} != torch {ref.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - ref)))
-    limit = VERIFY_ATOL + VERIFY_RTOL * float(np.max(np.abs(ref)))
-    if diff > limit:
-        raise RuntimeError(f"onnxruntime and torch differ by {diff:.3g} (limit {limit:.3g})")
-    return diff
+    """Max |onnxruntime - float64 torch| logits on one real slice (CPU provider), checked by the
+    exporters' one rule (``loupe_models.export.check_onnx``: tolerance plus the model's own
+    float32 sensitivity at that slice)."""
+    check = check_onnx(model.eval(), path, torch.from_numpy(to_input(hu[None])))
+    if not check.ok:
+        raise RuntimeError(f"onnxruntime and torch differ {check.summary()}")
+    return check.max_abs_diff
 
 
 def colourise(classes: np.ndarray) -> np.ndarray:
@@ -530,8 +524,7 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     export_segmentation(model, out, card, sample_hw=(cfg.crop, cfg.crop))
     check = verify_onnx(model, out, hw=(264, 520), card=card)
     if not check.ok:
-        raise RuntimeError(f"onnxruntime and torch differ by {check.max_abs_diff:.3g} on random "
-                           f"input (limit {check.limit:.3g})")
+        raise RuntimeError(f"onnxruntime and torch differ on random input {check.summary()}")
     diff = verify_on_slice(model, out, held[0].hu)  # 512x512, not a training size
     times["export"] = time.perf_counter() - t3
     if preview is not None:

@@ -47,7 +47,7 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 
 from . import labels_bikes, recipe
 from .ddrnet import DualResNet
-from .export import cpu_session
+from .export import OnnxCheck, check_onnx
 from .labels_bikes import LABELS, PALETTE
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ HELDOUT_START = 0.4  # held-out chunk starts at 40% of each shot ...
 HELDOUT_SHARE = 0.2  # ... and covers 20% of its frames (at least 2)
 HELDOUT_GAP = 2  # frames on each side of the chunk used for neither training nor evaluation
 MAX_IR_VERSION = 10
-VERIFY_ATOL = 1e-4
 SEED = 0
 
 
@@ -270,16 +269,11 @@ def export_onnx(model: DualResNet, path: Path, card: ModelCard, sample_hw: tuple
     return path.stat().st_size
 
 
-def verify_onnx(model: DualResNet, path: Path, rgb: np.ndarray) -> float:
-    """Max |onnxruntime - torch| on real frames ``[N, H, W, 3]`` (CPU provider)."""
-    x = normalise(rgb)
-    with torch.no_grad():
-        ref = model.eval()(x).numpy()
-    sess = cpu_session(path)
-    got = sess.run(["logits"], {"image": x.numpy()})[0]
-    if got.shape != ref.shape:
-        raise RuntimeError(f"onnxruntime output {got.shape} != torch {ref.shape}")
-    return float(np.max(np.abs(got.astype(np.float64) - ref)))
+def verify_onnx(model: DualResNet, path: Path, rgb: np.ndarray) -> OnnxCheck:
+    """ONNX Runtime (CPU provider) vs the float64 model on real frames ``[N, H, W, 3]``, by the
+    exporters' one rule (``loupe_models.export.check_onnx``: float64 reference, tolerance plus
+    the model's own float32 sensitivity at those frames)."""
+    return check_onnx(model.eval(), path, normalise(rgb))
 
 
 def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.ndarray) -> None:
@@ -324,9 +318,10 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     t3 = time.perf_counter()
     card = make_card(len(train_idx), iou, miou)
     size = export_onnx(model, out, card, sample_hw=cfg.crop)
-    diff = verify_onnx(model, out, frames[eval_idx[:1]])  # full 272x640, not a training size
-    if diff >= VERIFY_ATOL:
-        raise RuntimeError(f"onnxruntime and torch differ by {diff:.3g} (limit {VERIFY_ATOL})")
+    check = verify_onnx(model, out, frames[eval_idx[:1]])  # full 272x640, not a training size
+    if not check.ok:
+        raise RuntimeError(f"onnxruntime and torch differ {check.summary()}")
+    diff = check.max_abs_diff
     times["export"] = time.perf_counter() - t3
     if preview is not None:
         pick = [eval_idx[i] for i in np.linspace(0, len(eval_idx) - 1, min(6, len(eval_idx))).astype(int)]

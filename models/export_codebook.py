@@ -11,9 +11,13 @@ active first) and, when the card names one, the reconstruction decoded *from tho
 size, stride (input pixels per code position) and ``k``, and how the reconstruction maps to
 RGB in [0, 1] (``rgb = out * scale + offset``). Batch and spatial axes are dynamic.
 
-After writing, ONNX Runtime (CPU) is run against PyTorch on a random image at a second size:
-the code maps must agree (at most 0.1 % of positions may flip between near-tied codes) and
-the reconstruction must agree within ``VERIFY_ATOL + VERIFY_RTOL * peak``.
+After writing, ONNX Runtime (CPU) is run against the float64 PyTorch model on a random image at
+a second size (the exporters' one rule, :func:`loupe_models.export.compare_outputs`): the code
+maps must agree except at near-tied codes (at most 0.1 % of positions, or twice as many as
+flip in the model itself between float32 and float64 or under a tiny input perturbation:
+which code is nearest is decided by float32 rounding there, and that differs between CPUs),
+and when the codes agree the reconstruction must agree within
+``VERIFY_ATOL + VERIFY_RTOL * peak`` plus the decoder's own float32 sensitivity.
 
 Exit codes: 0 ok, 1 the ONNX Runtime check failed, 2 bad checkpoint or arguments.
 """
@@ -35,11 +39,15 @@ from torch import nn
 from loupe.inference.card import InputSpec, ModelCard
 
 from .export import (
+    SENSITIVITY_FACTOR,
     VERIFY_ATOL,
-    VERIFY_RTOL,
     ExportError,
+    OutputAgreement,
+    card_sample,
     cpu_session,
     onnx_bytes_of,
+    output_agreement,
+    reference_runs,
     run_cli,
     save_with_card,
 )
@@ -169,81 +177,87 @@ def run_codebook_onnx(onnx_path: str | Path, x: np.ndarray) -> dict[str, np.ndar
 
 @dataclass(frozen=True)
 class CodebookCheck:
-    """Result of :func:`verify_codebook_onnx`."""
+    """Result of :func:`verify_codebook_onnx` (ONNX Runtime vs the float64 model)."""
 
     input_shape: tuple[int, ...]
-    code_mismatches: dict[str, int]  # level -> positions whose code(s) differ
+    code_mismatches: dict[str, int]  # level -> positions whose code(s) differ from float64's
     code_positions: dict[str, int]  # level -> positions compared
-    recon_max_abs_diff: float | None  # None: no reconstruction output
-    recon_peak: float
+    code_sensitivity: dict[str, int]  # level -> most positions flipped by the model itself
+    recon: OutputAgreement | None  # None: no reconstruction output, or codes differ
+
+    @property
+    def recon_max_abs_diff(self) -> float | None:
+        return None if self.recon is None else self.recon.max_abs_diff
 
     @property
     def recon_limit(self) -> float:
-        return VERIFY_ATOL + VERIFY_RTOL * self.recon_peak
+        return VERIFY_ATOL if self.recon is None else self.recon.limit
 
     @property
     def codes_equal(self) -> bool:
         return not any(self.code_mismatches.values())
 
+    def allowed_flips(self, level: str) -> float:
+        return max(CODE_FLIP_FRACTION * self.code_positions[level],
+                   SENSITIVITY_FACTOR * self.code_sensitivity.get(level, 0))
+
     @property
     def ok(self) -> bool:
         for name, bad in self.code_mismatches.items():
-            if bad > CODE_FLIP_FRACTION * self.code_positions[name]:
+            if bad > self.allowed_flips(name):
                 return False
-        if self.recon_max_abs_diff is None or not self.codes_equal:
+        if self.recon is None:
             return True  # a flipped code moves the decoded image locally; codes decide then
-        return self.recon_max_abs_diff <= self.recon_limit
+        return self.recon.ok
 
     def summary(self) -> str:
         shape = "x".join(str(d) for d in self.input_shape)
-        codes = ", ".join(f"{n}: {self.code_mismatches[n]}/{self.code_positions[n]} differ"
+        codes = ", ".join(f"{n}: {self.code_mismatches[n]}/{self.code_positions[n]} differ "
+                          f"(model's own {self.code_sensitivity.get(n, 0)})"
                           for n in self.code_mismatches)
-        rec = ("" if self.recon_max_abs_diff is None else
-               f"; reconstruction max abs diff {self.recon_max_abs_diff:.2e} "
-               f"(limit {self.recon_limit:.2e})")
+        rec = "" if self.recon is None else f"; reconstruction {self.recon.summary()}"
         return f"onnxruntime vs torch at {shape}: codes {codes}{rec}"
+
+
+def _flipped_positions(a: np.ndarray, b: np.ndarray) -> int:
+    return int((a != b).reshape(*a.shape[:3], -1).any(axis=-1).sum())
 
 
 def verify_codebook_onnx(
     net: nn.Module, onnx_path: str | Path, card: ModelCard, hw: tuple[int, int] = (72, 104),
     seed: int = 0, x: torch.Tensor | None = None,
 ) -> CodebookCheck:
-    """Compare the ONNX with ``net`` (the exported module) on a random normalised image of
-    size ``hw`` (or on ``x``)."""
+    """Compare the ONNX with the float64 ``net`` (the exported module) on a random normalised
+    image of size ``hw`` (or on ``x``)."""
     if x is None:
-        g = torch.Generator().manual_seed(seed)
-        x = torch.rand(1, card.input.channels, int(hw[0]), int(hw[1]), generator=g)
-        mean = torch.tensor(card.input.mean).view(1, -1, 1, 1)
-        std = torch.tensor(card.input.std).view(1, -1, 1, 1)
-        x = (x - mean) / std
+        x = card_sample(hw, card, seed)
     net.eval()
-    with torch.no_grad():
-        ref = net(x)
-    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    ref, alts = reference_runs(net, x, seed=seed)
     got = run_codebook_onnx(onnx_path, x.numpy())
+    levels = _levels(card)
     mismatches: dict[str, int] = {}
     positions: dict[str, int] = {}
-    for lv, r in zip(_levels(card), ref, strict=False):
+    sensitivity: dict[str, int] = {}
+    same_codes = [True] * len(alts[0]) if alts else []
+    for k, (lv, r) in enumerate(zip(levels, ref, strict=False)):
         g_codes = got[lv["output"]]
-        r_codes = r.numpy()
+        r_codes = r
         if g_codes.shape != r_codes.shape:
             raise ExportError(f"{lv['output']}: onnxruntime shape {g_codes.shape} != torch {r_codes.shape}")
         if g_codes.dtype != np.int64:
             raise ExportError(f"{lv['output']}: onnxruntime dtype {g_codes.dtype}, expected int64")
-        per_pos = (g_codes != r_codes).reshape(*r_codes.shape[:3], -1).any(axis=-1)
-        mismatches[lv["name"]] = int(per_pos.sum())
-        positions[lv["name"]] = int(per_pos.size)
-    diff: float | None = None
-    peak = 0.0
+        mismatches[lv["name"]] = _flipped_positions(g_codes, r_codes)
+        positions[lv["name"]] = int(np.prod(r_codes.shape[:3]))
+        flips = [_flipped_positions(a.astype(np.int64), r_codes) for a in alts[k]]
+        sensitivity[lv["name"]] = max(flips, default=0)
+        same_codes = [s and f == 0 for s, f in zip(same_codes, flips)]
+    recon = None
     rec = card.output.get("reconstruction")
-    if rec:
-        r = ref[-1].numpy().astype(np.float64)
-        g = got[rec["output"]].astype(np.float64)
-        if g.shape != r.shape:
-            raise ExportError(f"{rec['output']}: onnxruntime shape {g.shape} != torch {r.shape}")
-        diff = float(np.max(np.abs(g - r)))
-        peak = float(np.max(np.abs(r)))
-    return CodebookCheck(tuple(x.shape), mismatches, positions, diff, peak)
+    if rec and not any(mismatches.values()):
+        # the decoder's own spread, from the runs whose codes equal the float64 model's
+        same = [a for a, s in zip(alts[-1], same_codes) if s]
+        recon = output_agreement(rec["output"], got[rec["output"]], ref[-1], same)
+    return CodebookCheck(tuple(x.shape), mismatches, positions, sensitivity, recon)
 
 
 # --------------------------------------------------------------------------------------
