@@ -53,6 +53,7 @@ from loupe.analyze import RowWriter, analyze, columns_for  # noqa: E402
 from loupe.media import clip_path  # noqa: E402
 from loupe.pipeline import LoadedModel, load_model  # noqa: E402
 from loupe.sources.open import open_source  # noqa: E402
+from loupe.tasks.anomaly import calibrate  # noqa: E402
 
 KINDS = ("pasted", "against-flow", "frozen")
 DONOR = "bigbuckbunny.mp4"
@@ -305,9 +306,18 @@ def evaluate(kind: str, labels: np.ndarray, card_rows: list[dict], pv_rows: list
     ``past_frames`` frames have none)."""
     if len(card_rows) != len(frames) or len(pv_rows) != len(frames):
         raise RuntimeError(f"{kind}: {len(card_rows)}/{len(pv_rows)} rows for {len(frames)} frames")
-    keep = np.array([r["psnr"] is not None for r in card_rows]) & (np.arange(len(frames)) > 0)
+    # A row has a score once the history is full; its PSNR is then None only where it is
+    # infinite (a perfect prediction, e.g. a frozen frame under a copy-last predictor): rows
+    # write inf as null. In the two-sided ranking inf lies further from the median than any
+    # finite PSNR (as the 100 dB cap of older rows did).
+    keep = np.array([r["score"] is not None for r in card_rows]) & (np.arange(len(frames)) > 0)
     y = labels[keep]
-    p = np.array([r["psnr"] for r, k in zip(card_rows, keep) if k], np.float64)
+    p = np.array([math.inf if r["psnr"] is None else r["psnr"]
+                  for r, k in zip(card_rows, keep) if k], np.float64)
+    finite = np.isfinite(p)
+    p_two_sided = np.zeros_like(p)
+    p_two_sided[finite] = two_sided(p[finite])
+    p_two_sided[~finite] = p_two_sided.max(initial=0.0) + 1.0
     card = np.array([r["score"] for r, k in zip(card_rows, keep) if k], np.float64)
     pv = np.array([r["score"] for r, k in zip(pv_rows, keep) if k], np.float64)
     diff = frame_diff(frames)[keep]
@@ -317,9 +327,9 @@ def evaluate(kind: str, labels: np.ndarray, card_rows: list[dict], pv_rows: list
         roc_auc(y, card),
         roc_auc(y, pv),
         roc_auc(y, base),
-        roc_auc(y, two_sided(p)),
+        roc_auc(y, p_two_sided),
         roc_auc(y, two_sided(diff)),
-        mean_psnr_span=float(p[y == 1].mean()),
+        mean_psnr_span=float(p[y == 1].mean()),  # inf when the span is predicted exactly
         mean_psnr_normal=float(p[y == 0].mean()),
     )
     res.flags = {"card": flags(card, y, threshold), "per-video": flags(pv, y, threshold),
@@ -328,14 +338,6 @@ def evaluate(kind: str, labels: np.ndarray, card_rows: list[dict], pv_rows: list
 
 
 # --- the model -----------------------------------------------------------------------------
-def calibrate_like_fit(psnrs: np.ndarray) -> tuple[float, float]:
-    """The card calibration rule of loupe_models.anomaly.calibrate: psnr_max at the 99th
-    percentile of normal PSNRs, psnr_min as far below the 1st percentile (spread >= 0.5 dB)."""
-    lo, hi = (float(v) for v in np.percentile(psnrs, [1.0, 99.0]))
-    spread = max(hi - lo, 0.5)
-    return lo - spread, lo + spread
-
-
 def copy_last_model(out: Path, train_clip: Path) -> tuple[Path, str]:
     """tests/helpers' copy-last-frame predictor, calibrated on the normal part."""
     from tests.helpers import make_copy_last_model
@@ -344,7 +346,8 @@ def copy_last_model(out: Path, train_clip: Path) -> tuple[Path, str]:
     rows = model_rows([train_clip], load_model(str(raw), display_max_side=None), False)[str(train_clip)]
     p = np.array([r["psnr"] for r in rows if r["psnr"] is not None], np.float64)
     p = p[np.isfinite(p) & (p < 100.0)]
-    lo, hi = calibrate_like_fit(p) if len(p) else (20.0, 40.0)
+    cal = calibrate(p) if len(p) else {"psnr_min": 20.0, "psnr_max": 40.0}
+    lo, hi = cal["psnr_min"], cal["psnr_max"]
     return make_copy_last_model(out, calibration=(lo, hi)), "copy-last-frame predictor (tests/helpers), calibrated on the normal part"
 
 

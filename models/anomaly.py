@@ -29,7 +29,7 @@ is the app's (``loupe.quality``, ``loupe.tasks.anomaly``), re-exported here; the
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.quality import psnr
-from loupe.tasks.anomaly import anomaly_score, minmax_normalise, regularity
+from loupe.tasks.anomaly import anomaly_score, calibrate, minmax_normalise, regularity
 from loupe_models.export import (
     MAX_IR_VERSION,
     OnnxCheck,
@@ -95,37 +95,6 @@ def psnr_frames(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
     [-1, 1] (the official ``psnr_error`` per frame: both mapped to [0, 1] by ``(x+1)/2``, which
     is data range 2 here; identical frames give ``inf`` there too)."""
     return np.asarray(psnr(pred, real, 2.0, batch=True))
-
-
-def calibrate(
-    normal_psnr: Sequence[float] | np.ndarray,
-    low_percentile: float = 1.0,
-    high_percentile: float = 99.0,
-) -> dict[str, float]:
-    """Card calibration from PSNR values (dB) of predictions on normal frames.
-
-    ``psnr_max`` is the ``high_percentile`` of the normal PSNRs and ``psnr_min`` lies as far
-    below their ``low_percentile`` as ``psnr_max`` lies above it:
-    ``psnr_min = p_low - (p_high - p_low)``. So every normal frame in the central range
-    scores an anomaly in [0, 0.5] (the frame at ``p_low`` scores exactly 0.5, the default
-    threshold), and a frame predicted as much worse than the worst normal frame as the
-    normal spread scores 1. Percentiles (not min/max) keep one odd frame from setting the
-    range. The spread is at least 0.5 dB (then ``psnr_max = p_low + 0.5``). Returned keys:
-    ``psnr_min``, ``psnr_max``, ``psnr_low`` (= ``p_low``), ``psnr_median``, ``frames``.
-    """
-    v = np.asarray(normal_psnr, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        raise ValueError("calibrate: no finite PSNR values")
-    p_lo, p_med, p_hi = (float(x) for x in np.percentile(v, [low_percentile, 50.0, high_percentile]))
-    spread = max(p_hi - p_lo, 0.5)  # at least 0.5 dB, so the range never collapses
-    return {
-        "psnr_min": p_lo - spread,
-        "psnr_max": p_lo + spread,
-        "psnr_low": p_lo,
-        "psnr_median": p_med,
-        "frames": int(v.size),
-    }
 
 
 # ==========================================================================================

@@ -115,6 +115,37 @@ def per_video_scores(psnrs: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.asarray(anomaly_score(np.atleast_1d(np.asarray(psnrs, np.float64))))
 
 
+def calibrate(
+    normal_psnr: Sequence[float] | np.ndarray,
+    low_percentile: float = 1.0,
+    high_percentile: float = 99.0,
+) -> dict[str, float]:
+    """Card calibration (``loupe_models.fit_anomaly`` and ``bench/anomaly_auc.py``) from PSNR values (dB) of predictions on normal frames.
+
+    ``psnr_max`` is the ``high_percentile`` of the normal PSNRs and ``psnr_min`` lies as far
+    below their ``low_percentile`` as ``psnr_max`` lies above it:
+    ``psnr_min = p_low - (p_high - p_low)``. So every normal frame in the central range
+    scores an anomaly in [0, 0.5] (the frame at ``p_low`` scores exactly 0.5, the default
+    threshold), and a frame predicted as much worse than the worst normal frame as the
+    normal spread scores 1. Percentiles (not min/max) keep one odd frame from setting the
+    range. The spread is at least 0.5 dB (then ``psnr_max = p_low + 0.5``). Returned keys:
+    ``psnr_min``, ``psnr_max``, ``psnr_low`` (= ``p_low``), ``psnr_median``, ``frames``.
+    """
+    v = np.asarray(normal_psnr, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("calibrate: no finite PSNR values")
+    p_lo, p_med, p_hi = (float(x) for x in np.percentile(v, [low_percentile, 50.0, high_percentile]))
+    spread = max(p_hi - p_lo, 0.5)  # at least 0.5 dB, so the range never collapses
+    return {
+        "psnr_min": p_lo - spread,
+        "psnr_max": p_lo + spread,
+        "psnr_low": p_lo,
+        "psnr_median": p_med,
+        "frames": int(v.size),
+    }
+
+
 # --- the task ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AnomalyResult:
