@@ -16,10 +16,11 @@ from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError, load_ddrnet_checkpoint
 from loupe_models.ddrnet import DualResNet, ddrnet23_slim
 from loupe_models.export import (
-    VERIFY_ATOL,
-    VERIFY_RTOL,
+    _FirstOutput,
+    compare_outputs,
     ddrnet23_slim_card,
     export_segmentation,
+    float64_copy,
     main,
 )
 
@@ -269,17 +270,18 @@ def test_export_cli_official_checkpoint(tmp_path, capsys):
     g = torch.Generator().manual_seed(1)
     for shape in [(1, 3, 192, 320), (2, 3, 136, 248)]:
         x = torch.rand(*shape, generator=g) * 4 - 2
-        with torch.no_grad():
-            ref = model(x).numpy()
         got = sess.run(None, {"image": x.numpy()})[0]
         assert got.shape == (shape[0], 19, shape[2] // 8, shape[3] // 8)
-        diff = float(np.max(np.abs(got - ref)))
-        limit = VERIFY_ATOL + VERIFY_RTOL * float(np.max(np.abs(ref)))
-        assert diff <= limit, f"{shape}: max abs diff {diff:.3g} > {limit:.3g}"
-        assert (
-            np.array_equal(got.argmax(1), ref.argmax(1))
-            or np.mean(got.argmax(1) != ref.argmax(1)) < 1e-3
-        )
+        # against the float64 model, within the exporter's rule (CPU-independent)
+        check = compare_outputs(model, x, [got])
+        assert check.ok, f"{shape}: {check.summary()}"
+        # the class map may differ only where the two best float64 logits are closer than
+        # the accepted difference (a near-tie, decided by float32 rounding on each CPU)
+        with torch.no_grad():
+            ref = float64_copy(model)(x.double()).numpy()
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        near_tie = (top2[:, 1] - top2[:, 0]) <= 2 * check.limit
+        assert not np.any((got.argmax(1) != ref.argmax(1)) & ~near_tie)
 
 
 @pytest.mark.slow
@@ -294,10 +296,9 @@ def test_export_segmentation_narrow_augment_model(tmp_path):
     assert len(sess.get_outputs()) == 1
     x = torch.rand(1, 3, 96, 160)
     got = sess.run(None, {"image": x.numpy()})[0]
-    with torch.no_grad():
-        ref = model(x)[0].numpy()
-    assert got.shape == ref.shape == (1, 4, 12, 20)
-    assert np.max(np.abs(got - ref)) <= VERIFY_ATOL + VERIFY_RTOL * np.max(np.abs(ref))
+    assert got.shape == (1, 4, 12, 20)
+    check = compare_outputs(_FirstOutput(model), x, [got])
+    assert check.ok, check.summary()
     md = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert ModelCard.from_metadata(md).name == "narrow"
 
