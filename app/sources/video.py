@@ -312,6 +312,14 @@ class VideoSource(ReaderSource):
             self._decoder = None  # a fresh decode() resumes after the bad data
             logger.info("decoding %s failed at frame %d: %s", self.name, index, exc)  # the error says it
             structure = mp4_structure_problem(self.path)
+            expected = self._header_frames
+            if structure and structure.startswith("it is truncated") and 0 < index < expected - _SLACK:
+                # where the data runs out, some FFmpeg builds (PyAV 17's) report invalid data
+                # instead of the end of the stream: the same truncation the end check names
+                self._truncation_reported = True
+                raise SourceError(
+                    f"{self.name} ended at frame {index} of {expected}: the file is truncated ({structure})"
+                ) from exc
             why = f"({structure})" if structure else "(the file may be damaged or truncated)"
             raise SourceError(
                 f"Decoding {self.name} failed at frame {index}: {_ffmpeg_reason(exc)} {why}"
