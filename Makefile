@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test demo-model bench bench-all lint wheel icons bundle bundle-smoke install-desktop uninstall-desktop clean
+.PHONY: install run test pythons demo-model bench bench-all lint wheel icons bundle bundle-smoke install-desktop uninstall-desktop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+# The other claimed Pythons found here (3.10, 3.12, 3.13): a real `pip install .` into build/py3.X
+# each, then analyze the demo clip, the offscreen window screenshot and the hostile corpus.
+pythons:
+	.ci/other-pythons
 
 demo-model: $(STAMP)
 	$(BIN)/python -m loupe_models.demo_seg --out resources/demo_segmentation.onnx
