@@ -5,9 +5,10 @@ in the main window with the demo segmentation model.
 one runs the whole GUI path: the window (offscreen Qt platform, 1400x800) decodes the clip at
 full size, the worker runs the model, the view paints each frame with its class overlay, the
 segmentation panel updates its legend, the status bar its meters. The player runs in the
-window's lockstep mode (the one ``loupe --screenshot`` uses): every frame is shown, none is
-dropped, at the speed the model allows rather than the clip's 25 fps. The clip is looped until
-``--frames`` frames have been shown.
+window's lockstep mode (the one ``loupe --screenshot`` uses): the reader hands over every frame,
+at the speed the model allows rather than the clip's 25 fps (the worker may still skip a result
+when the UI is two behind and the next frame waits: the count is printed, 2 in 10,000 when
+measured). The clip is looped until ``--frames`` frames have been shown.
 
 RSS is printed every ``--every`` frames shown (after a garbage collection); the growth after
 warm-up (RSS at the end minus RSS at the first report at or after ``--warmup`` frames) is the
