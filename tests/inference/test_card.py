@@ -167,3 +167,18 @@ def test_malformed_sidecar_in_the_window_shows_the_reason(qtbot, tmp_path):
     assert "TypeError" not in sig.args[0]
     assert not win.models
     win.close()
+
+
+def test_readme_sidecar_example_is_a_card_loupe_reads(tmp_path):
+    """The hand-written sidecar shown in README.md reads as documented."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if '"loupe.task"' in b]
+    assert blocks, "README.md shows no hand-written sidecar"
+    model = _cardless(tmp_path / "unet.onnx")
+    (tmp_path / "unet.onnx.loupe.json").write_text(blocks[0])
+    card = read_sidecar(model)
+    assert card.task == "segmentation" and card.labels == ("background", "road", "car")
+    assert card.input.size_multiple == 32 and len(card.palette) == 3
