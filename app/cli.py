@@ -58,6 +58,11 @@ class TextProgress:
     def cancelled(self) -> bool:
         return False
 
+    def step_done(self, text: str, fraction: float) -> None:
+        """A step that is reported when it ends (a part on Ray)."""
+        self.set_status(text)
+        self.set_progress(fraction)
+
     def input_failed(self) -> None:
         """An error line follows: end the bar's line first."""
         if self._drawn:
@@ -105,6 +110,11 @@ class LineProgress:
 
     def cancelled(self) -> bool:
         return False
+
+    def step_done(self, text: str, fraction: float) -> None:
+        """A step that is reported when it ends (a part on Ray): its line now."""
+        self.stream.write(f"loupe: {text}: done ({100 * fraction:.0f}%)\n")
+        self.stream.flush()
 
     def input_failed(self) -> None:
         self._failed = True
@@ -308,8 +318,7 @@ def cmd_analyze(argv: list[str]) -> int:
 
             def on_part(res, n: int, total: int) -> None:
                 if progress:
-                    progress.set_status(f"part {n}/{total} on {res.host}:{res.pid}")
-                    progress.set_progress(n / total)
+                    progress.step_done(f"part {n}/{total} on {res.host}:{res.pid}", n / total)
 
             summary, _parts = analyze_on_ray(
                 inputs, [str(m.engine.path) for m in models], writer, address=args.ray, workers=args.ray_workers,

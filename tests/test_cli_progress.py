@@ -95,3 +95,18 @@ def test_piped_stderr_of_a_real_process_has_no_carriage_return(argmax_model, tmp
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
     assert "carphone_pristine.mp4 (1/1): done in" in r.stderr
+
+
+def test_ray_parts_get_a_line_each_as_they_finish():
+    log = io.StringIO()
+    lines = make_progress(stream=log)
+    lines.step_done("part 1/4 on host:11", 0.25)
+    lines.step_done("part 2/4 on host:12", 0.5)
+    assert log.getvalue().splitlines() == ["loupe: part 1/4 on host:11: done (25%)",
+                                           "loupe: part 2/4 on host:12: done (50%)"]
+    lines.finish()
+    assert len(log.getvalue().splitlines()) == 2  # nothing pending to report at the end
+    term = _Terminal()
+    bar = make_progress(stream=term)
+    bar.step_done("part 1/4 on host:11", 0.25)
+    assert "\r[" in term.getvalue() and "part 1/4" in term.getvalue()
