@@ -39,7 +39,10 @@ whose object positions are known exactly, drawn onto real video backgrounds.
    scenes and on real ``bikes.mp4`` frames.
 6. **Export** with :func:`loupe_models.export_density.export_density` (opset 17, dynamic batch /
    height / width, size multiple 16) and an ONNX Runtime vs PyTorch check (:func:`check_onnx`)
-   on a random image and a held-out scene at the scene size and on a real 272x640 frame.
+   on a random image and a held-out scene at the scene size and on a real 272x640 frame:
+   against the float64 model within the exporters' one rule (tolerance plus the model's own
+   float32 / perturbed-input spread, which covers max-unpool near-ties on any CPU), and the
+   count within 0.01 objects plus the model's own spread of it.
 
 Everything is seeded; with the same library versions and thread count the run is repeatable.
 On a CPU shared with other jobs, ``OMP_WAIT_POLICY=PASSIVE`` in the environment keeps torch's two
@@ -68,7 +71,14 @@ from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCa
 
 from . import recipe
 from .density import ConvBlock, MSegNet, SegBackEnd, VGGFrontEnd
-from .export import cpu_session
+from .export import (
+    SENSITIVITY_FACTOR,
+    OutputAgreement,
+    cpu_session,
+    output_agreement,
+    reference_runs,
+)
+from .export import OnnxCheck as ExportCheck
 from .export_density import SEGNET_SIZE_MULTIPLE, VERIFY_ATOL, VERIFY_RTOL, export_density
 
 logger = logging.getLogger(__name__)
@@ -89,6 +99,7 @@ __all__ = [
     "load_backgrounds",
     "main",
     "make_card",
+    "onnx_agreement",
     "render_scene",
     "run",
     "split_frames",
@@ -645,62 +656,85 @@ def make_card(heldout: dict[str, float], bikes: dict[int, float], n_train: int,
 
 
 # --- ONNX Runtime check --------------------------------------------------------------------
-#: Share of output pixels allowed beyond ``VERIFY_ATOL + VERIFY_RTOL * peak``. Max-pooling picks
-#: one of two nearly equal values by a float32 rounding difference now and then (ONNX Runtime and
-#: PyTorch sum convolutions in different orders), and max-unpooling then puts that value one pixel
-#: off: a few output pixels differ by a fraction of the peak while the count does not move. A
-#: wrong export differs almost everywhere. Flat (e.g. saturated) image regions hold many near
-#: ties; the attention map, which is not counted, reached 0.98% on bikes.mp4 frame 0, so it gets
-#: a wider margin than the density map.
-MAX_OFF_SHARE = {"density": 0.01, "attention": 0.05}
-#: The count (map sum x count_scale) must agree to this many objects.
+#: The count (map sum x count_scale) of ONNX Runtime must agree with the float64 model's to
+#: this many objects, plus ``SENSITIVITY_FACTOR`` times the model's own spread of the count at
+#: that input (float32 and perturbed float64 runs, as for the map). float32 rounding moves a
+#: sum of at most ~1e5 pixels by ~1e-6 of it (< 1e-3 objects here); a max-unpool near-tie
+#: flip moves a value to the next cell of its pooling window, where the decoder spreads it
+#: over nearly the same pixels, so the sum hardly moves; a wrong export moves it by far more.
 COUNT_ATOL = 0.01
 
 
 @dataclass(frozen=True)
 class OnnxCheck:
-    """ONNX Runtime vs PyTorch on one input."""
+    """ONNX Runtime vs the float64 PyTorch model on one input: every output by the exporters'
+    one rule (:class:`loupe_models.export.OnnxCheck`: within ``atol + rtol * peak`` plus the
+    model's own float32/perturbed-input spread at that input, and no larger share of pixels
+    off than the model's own near-ties explain), and the count (the density map's sum)."""
 
     what: str
-    shape: tuple[int, ...]
-    max_abs_diff: dict[str, float]
-    off_share: dict[str, float]  # share of pixels beyond the tolerance, per output
-    count_torch: float
-    count_onnx: float
+    agreement: ExportCheck
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.agreement.input_shape
+
+    @property
+    def density(self) -> OutputAgreement:
+        return self.agreement.outputs[0]
+
+    @property
+    def count_torch(self) -> float:
+        """The float64 model's count at the input."""
+        return self.density.sum_torch / DENSITY_SCALE
+
+    @property
+    def count_onnx(self) -> float:
+        return self.density.sum_onnx / DENSITY_SCALE
+
+    @property
+    def count_limit(self) -> float:
+        return COUNT_ATOL + SENSITIVITY_FACTOR * self.density.sum_sensitivity / DENSITY_SCALE
 
     @property
     def ok(self) -> bool:
-        return (all(v <= MAX_OFF_SHARE.get(k, 0.01) for k, v in self.off_share.items())
-                and abs(self.count_torch - self.count_onnx) <= COUNT_ATOL)
+        return self.agreement.ok and abs(self.count_onnx - self.count_torch) <= self.count_limit
 
     def summary(self) -> str:
-        outs = ", ".join(f"{k} max diff {self.max_abs_diff[k]:.2e} ({self.off_share[k]:.3%} of "
-                         f"pixels off)" for k in self.max_abs_diff)
-        return (f"{self.what} {'x'.join(map(str, self.shape[2:]))}: {outs}; count torch "
-                f"{self.count_torch:.4f} onnx {self.count_onnx:.4f}")
+        return (f"{self.what} {self.agreement.summary()}; count torch (float64) "
+                f"{self.count_torch:.4f} onnx {self.count_onnx:.4f} (limit "
+                f"{self.count_limit:.3g})")
+
+
+def onnx_agreement(what: str, shape: Sequence[int], got: Sequence[np.ndarray],
+                   ref: Sequence[np.ndarray], alternatives: Sequence[Sequence[np.ndarray]],
+                   names: Sequence[str] = ("density", "attention")) -> OnnxCheck:
+    """The check of ONNX Runtime's outputs ``got`` against the float64 model's ``ref`` given
+    the model's own ``alternatives`` per output (float32 and perturbed float64 runs at the
+    same input, :func:`loupe_models.export.reference_runs`). Pure numpy."""
+    return OnnxCheck(what, ExportCheck(tuple(int(d) for d in shape), tuple(
+        output_agreement(n, g, r, a, VERIFY_ATOL, VERIFY_RTOL)
+        for n, g, r, a in zip(names, got, ref, alternatives, strict=True))))
 
 
 def check_onnx(model: SlimMSegNet, path: Path, inputs: Sequence[tuple[str, torch.Tensor]]
                ) -> list[OnnxCheck]:
-    """Run ``path`` in ONNX Runtime (CPU) and ``model`` in PyTorch on normalised NCHW inputs."""
+    """Run ``path`` in ONNX Runtime (CPU) on normalised NCHW ``inputs`` and check each against
+    the float64 ``model`` (:func:`onnx_agreement`). Why float64 and the model's own spread:
+    max-unpooling puts a decoder value at whichever cell of a pooling window won, so where two
+    cells nearly tie, float32 rounding alone (which differs between CPUs: AVX2 or AVX-512, FMA,
+    threads) moves a few pixels by a share of the peak; the float64 model is the one reference
+    both runtimes approximate, and its spread at that input says how far rounding can move it."""
     sess = cpu_session(path)
     names = [o.name for o in sess.get_outputs()]
-    checks = []
     model.eval()
+    checks = []
     for what, x in inputs:
-        with torch.no_grad():
-            ref = [t.numpy().astype(np.float64) for t in model(x)]
-        got = [o.astype(np.float64) for o in sess.run(None, {"image": x.numpy()})]
-        diff, off = {}, {}
-        for name, r, o in zip(names, ref, got):
-            if r.shape != o.shape:
-                raise RuntimeError(f"onnxruntime output {name} {o.shape} != torch {r.shape}")
-            d = np.abs(o - r)
-            diff[name] = float(d.max())
-            off[name] = float((d > VERIFY_ATOL + VERIFY_RTOL * np.abs(r).max()).mean())
-        checks.append(OnnxCheck(what, tuple(x.shape), diff, off,
-                                float(ref[0].sum()) / DENSITY_SCALE,
-                                float(got[0].sum()) / DENSITY_SCALE))
+        ref, alts = reference_runs(model, x)
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        if len(got) != len(ref):
+            raise RuntimeError(f"onnxruntime gives {len(got)} outputs, torch {len(ref)}")
+        checks.append(onnx_agreement(what, tuple(x.shape), got, ref, alts, names))
     return checks
 
 
