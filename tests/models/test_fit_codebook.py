@@ -8,12 +8,13 @@ import torch
 
 from loupe.inference.engine import Engine
 from loupe.media import clip_path
-from loupe_models.export_codebook import run_codebook_onnx
+from loupe_models.export_codebook import run_codebook_onnx, verify_codebook_onnx
 from loupe_models.fit_anomaly import decode_span
 from loupe_models.fit_codebook import (
     CodebookFitConfig,
     FitCancelled,
     VQAutoencoder,
+    _CodesAndRecon,
     auto_size,
     codebook_stats,
     fit_codebook_clip,
@@ -141,9 +142,14 @@ def test_k_export_matches_torch(tmp_path, frames):
         ids = outcome.model.codes(x)
         rec = outcome.model.decode_codes(ids)
     assert got["codes"].shape == (1, 16, 24, 2) and got["codes"].dtype == np.int64
-    np.testing.assert_array_equal(got["codes"], ids.numpy())
-    np.testing.assert_allclose(got["recon"], rec.numpy(), atol=1e-4)
+    assert ids.shape == got["codes"].shape and rec.shape == got["recon"].shape
     eng = Engine(out, providers="cpu")
+    # ONNX Runtime against the float64 model (CPU-independent): codes equal except where the
+    # model itself flips a near-tie under float32 rounding, the reconstruction within the
+    # tolerance plus the decoder's own sensitivity (not an exact float32 match: which of two
+    # nearly equidistant codes wins depends on the CPU's summation order)
+    check = verify_codebook_onnx(_CodesAndRecon(outcome.model).eval(), out, eng.card, x=x)
+    assert check.ok, check.summary()
     assert eng.card.output["levels"][0]["k"] == 2
 
 
@@ -158,7 +164,11 @@ def test_torch_codes_match_onnx_after_fit(tmp_path, frames):
         ids = outcome.model.codes(x).numpy()
     eng = Engine(out, providers="cpu")
     got = eng.run({"image": x.numpy()})
-    np.testing.assert_array_equal(got[0], ids)
+    assert got[0].shape == ids.shape
+    # equal to the float64 model's codes except at the model's own near-ties (see above)
+    check = verify_codebook_onnx(_CodesAndRecon(outcome.model).eval(), out, eng.card, x=x)
+    assert check.ok, check.summary()
+    assert check.code_mismatches["codes"] <= check.allowed_flips("codes")
 
 
 def test_helpers():
