@@ -67,6 +67,7 @@ from torch import nn
 
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.sources.dicom import DicomSource
+from loupe.tasks.segmentation import confusion_matrix, iou_from_confusion
 
 from . import recipe
 from .ddrnet import DualResNet
@@ -388,19 +389,6 @@ def predict(model: nn.Module, hu: np.ndarray) -> np.ndarray:
     return logits[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
 
 
-def confusion(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
-    idx = target.ravel().astype(np.int64) * num_classes + pred.ravel().astype(np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """IoU per class (NaN for a class absent from both prediction and target)."""
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / union, np.nan)
-
-
 def _named(iou: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(LABELS, iou, strict=True) if not np.isnan(v)}
 
@@ -502,18 +490,18 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
     t2 = time.perf_counter()
     n = len(LABELS)
-    conf_held = sum(confusion(predict(model, s.hu), label_hu(s.hu), n) for s in held)
+    conf_held = sum(confusion_matrix(predict(model, s.hu), label_hu(s.hu), n) for s in held)
     conf_stripe = np.zeros((n, n), np.int64)
     conf_train = np.zeros((n, n), np.int64)
     for s in train_slices:
         pred, lab = predict(model, s.hu), label_hu(s.hu)
         w = s.hu.shape[1]
         a, b = train_width(w), stripe_start(w)
-        conf_train += confusion(pred[:, :a], lab[:, :a], n)
-        conf_stripe += confusion(pred[:, b:], lab[:, b:], n)
+        conf_train += confusion_matrix(pred[:, :a], lab[:, :a], n)
+        conf_stripe += confusion_matrix(pred[:, b:], lab[:, b:], n)
     iou_held, iou_stripe = iou_from_confusion(conf_held), iou_from_confusion(conf_stripe)
     iou_train = iou_from_confusion(conf_train)
-    conf_blur = sum(confusion(label_hu(cv2.GaussianBlur(s.hu, (0, 0), 2.0)), label_hu(s.hu), n)
+    conf_blur = sum(confusion_matrix(label_hu(cv2.GaussianBlur(s.hu, (0, 0), 2.0)), label_hu(s.hu), n)
                     for s in held)
     times["eval"] = time.perf_counter() - t2
 

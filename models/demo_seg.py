@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, InputSpec, ModelCard, embed_card
+from loupe.tasks.segmentation import confusion_matrix, iou_from_confusion
 
 from . import labels_bikes, recipe
 from .ddrnet import DualResNet
@@ -195,12 +196,7 @@ def predict(model: DualResNet, rgb: np.ndarray, chunk: int = 4) -> np.ndarray:
 
 def iou_per_class(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
     """IoU per class (NaN for a class absent from both)."""
-    conf = np.bincount(target.ravel().astype(np.int64) * num_classes + pred.ravel(),
-                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / union, np.nan)
+    return iou_from_confusion(confusion_matrix(pred, target, num_classes))
 
 
 # --- export ----------------------------------------------------------------------------------

@@ -123,6 +123,26 @@ def class_counts(class_map: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(class_map.ravel(), minlength=n)[:n].astype(np.float64)
 
 
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """``n x n`` pixel counts, rows the target class, columns the predicted class (int64);
+    add the matrices of several frames to pool them."""
+    p = np.asarray(pred).ravel().astype(np.int64)
+    t = np.asarray(target).ravel().astype(np.int64)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction and target differ in size: {p.size} vs {t.size}")
+    return np.bincount(t * n + p, minlength=n * n).reshape(n, n)
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """IoU per class from a confusion matrix: ``TP / (TP + FP + FN)``; NaN for a class absent
+    from both prediction and target (leave it out of a mean with ``np.nanmean``)."""
+    conf = np.asarray(conf)
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
 def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """(C, h, w) logits -> (H, W) uint8 argmax of the bilinearly upsampled logits.
 

@@ -160,3 +160,18 @@ def test_class_counts_equal_bincount(shape):
     want = np.bincount(cm.ravel(), minlength=256)[:5].astype(np.float64)
     got = class_counts(cm, 5)
     assert got.dtype == np.float64 and got.tolist() == want.tolist()
+
+
+def test_iou_from_confusion_counts_pixels_and_leaves_absent_classes_out():
+    """The one IoU of the demo recipes and the held-out mIoU test: TP / (TP + FP + FN) per
+    class from pooled pixel counts; a class in neither map is NaN, not 0."""
+    from loupe.tasks.segmentation import confusion_matrix, iou_from_confusion
+
+    target = np.array([[0, 0, 1, 1]])
+    pred = np.array([[0, 1, 1, 1]])
+    conf = confusion_matrix(pred, target, 3)
+    assert conf.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+    iou = iou_from_confusion(conf + confusion_matrix(target, target, 3))  # pooled over 2 frames
+    assert iou[0] == 3 / 4 and iou[1] == 4 / 5 and np.isnan(iou[2])
+    with pytest.raises(ValueError, match="differ in size"):
+        confusion_matrix(pred, target[:, :3], 3)
