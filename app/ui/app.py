@@ -61,6 +61,7 @@ def run_gui(args: argparse.Namespace) -> int:
         comparing: list[bool] = []
 
         def done() -> None:
+            win._update_status()  # fps, latency and provider as of the last frame, not the last tick
             win.grab().save(screenshot)
             sys.stderr.write(f"loupe: saved {screenshot} after {win.shown} frames\n")
             win.close()

@@ -402,6 +402,7 @@ class MainWindow(QMainWindow):
         self._accept_after = time.monotonic()  # results computed with the old model list are dropped
         self._slow_stale = False  # the last result belongs to the old list: no catch-up with it
         self._update_info()
+        self._update_status()  # the provider at once, not at the next status tick
         self._add_recent(path)
         if self.player is not None and not self.player.playing and self.last_result is not None:
             self.slot.put(self.last_result.frame)  # re-run the paused frame with the new model
@@ -486,6 +487,7 @@ class MainWindow(QMainWindow):
                 self.panel_tabs.removeTab(tab)
             panel.deleteLater()
         self._update_info()
+        self._update_status()
         if self.player is not None and not self.player.playing and self.last_result is not None:
             self.slot.put(self.last_result.frame)  # re-run the paused frame without it
 
@@ -500,6 +502,7 @@ class MainWindow(QMainWindow):
         self.panels.clear()
         self.panel_tabs.clear()
         self._update_info()
+        self._update_status()
 
     def _confirm_task(self, engine: Engine) -> bool:
         guess = engine.card.task

@@ -442,3 +442,14 @@ def test_learn_normal_waits_for_a_running_fit(qtbot, win, monkeypatch):
     assert "already running" in win.banner.label.text()
     assert win.fit_job is running  # not replaced: closing the window still waits for it
     win.fit_job = None
+
+
+def test_status_bar_names_the_provider_as_soon_as_a_model_loads(qtbot, win, argmax_model):
+    """The status bar said "no model (drop an .onnx)" until its next tick while a model was
+    already drawing (seen in --screenshot pictures); it follows loading and removing at once."""
+    win._status_timer.stop()  # only the model events may update it here
+    assert win.st_provider.text().startswith("no model")
+    load(qtbot, win, argmax_model)
+    assert win.st_provider.text() == "on CPU"
+    win.remove_model(0)
+    assert win.st_provider.text().startswith("no model")
