@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/analyze_fps.py
 
 # Every benchmark in bench/ (start-up, pipeline efficiency, overlay cost, UI stall, live latency,
-# GPU, memory soak) in under 30 minutes on a 2-core CPU; the log goes to build/bench-<date>.txt.
+# GPU, memory soaks) in about 28 minutes (budget 40) on a 2-core CPU; the log goes to build/bench-<date>.txt.
 bench-all: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run_all.py
 
