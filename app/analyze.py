@@ -171,9 +171,9 @@ def columns_for(models: list[LoadedModel], with_dicom: bool) -> list[str]:
         cols += DICOM_COLUMNS
     for m in models:
         task_cols = list(m.task.columns())
-        physical = getattr(m.task, "physical_columns", None)
-        if with_dicom and physical is not None:
-            task_cols += physical()
+        spec = m.spec
+        if with_dicom and spec is not None and spec.physical_columns:
+            task_cols += m.task.physical_columns()
         for c in task_cols:
             if c not in cols:
                 cols.append(c)
@@ -308,7 +308,7 @@ def _volume_row(
 ) -> dict[str, Any]:
     """Add this frame's slab (area_mm2 x slice spacing) to its series' running volume; the
     ``volume_ml_*`` values so far (nothing without mm² areas or a slice spacing)."""
-    area_mm2 = getattr(mr.result, "class_area_mm2", None)
+    area_mm2 = mr.result.class_area_mm2  # a segmentation result: None without a pixel spacing
     spacing = frame.metadata.get("slice_spacing_mm")
     if area_mm2 is None or spacing is None or not (float(spacing) > 0):
         return {}

@@ -1,4 +1,4 @@
-"""The ``loupe`` command: the window, ``loupe analyze``, ``loupe compare``, ``loupe info`` and ``loupe sysinfo``."""
+"""The ``loupe`` command: the window, ``loupe analyze``, ``loupe compare``, ``loupe info``, ``loupe sysinfo`` and ``loupe tasks``."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ USAGE = """loupe [PATH ...] [--model M.onnx]... [--camera N] [--screenshot OUT.p
        loupe compare REFERENCE DISTORTED [--out FILE.json]
        loupe fit {anomaly,codebook,hnerv} CLIP ...
        loupe sysinfo [--json]
+       loupe tasks
        loupe --version
        -v (any command but fit): log what happens, with the traceback of an unexpected error"""
 
 #: The subcommands, for the "no such file or command" line.
-COMMANDS = ("analyze", "compare", "fit", "info", "sysinfo")
+COMMANDS = ("analyze", "compare", "fit", "info", "sysinfo", "tasks")
 
 
 def _is_terminal(stream) -> bool:
@@ -454,6 +455,32 @@ def cmd_sysinfo(argv: list[str]) -> int:
     return 0
 
 
+def cmd_tasks(argv: list[str]) -> int:
+    """``loupe tasks``: one line per registered task (name, origin, panel), then one per plug-in
+    that failed to load (its error). Exit 0, or 1 when some plug-in failed."""
+    ap = argparse.ArgumentParser(
+        prog="loupe tasks",
+        description="List the tasks this Loupe knows: built-in ones and those of installed plug-ins "
+                    "(entry-point group loupe.tasks), and plug-ins that failed to load.",
+    )
+    try:
+        ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from loupe import registry
+
+    specs = registry.all_specs()
+    failed = registry.failures()
+    width = max([len(s.name) for s in specs] + [len(f.name) for f in failed] + [4])
+    origin_w = max([len(s.origin) for s in specs] + [8])
+    for s in specs:
+        panel = "panel" if s.has_panel else "no panel"
+        sys.stdout.write(f"{s.name:<{width}}  {s.origin:<{origin_w}}  {panel:<8}  {s.summary}".rstrip() + "\n")
+    for f in failed:
+        sys.stdout.write(f"{f.name:<{width}}  {f.origin:<{origin_w}}  FAILED    {one_line(f.error)}\n")
+    return 1 if failed else 0
+
+
 def cmd_gui(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="loupe", usage=USAGE, description="Loupe: see what your vision model does, live.")
     ap.add_argument("paths", nargs="*", metavar="PATH", help="video, image, folder, DICOM or .onnx model")
@@ -547,6 +574,8 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_fit(argv[1:])
     if argv and argv[0] == "sysinfo":
         return cmd_sysinfo(argv[1:])
+    if argv and argv[0] == "tasks":
+        return cmd_tasks(argv[1:])
     return cmd_gui(argv)
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from loupe import registry
 from loupe.inference.engine import Engine
+from loupe.registry import TaskSpec
 from loupe.sources.base import Frame
 from loupe.tasks import make_task
 from loupe.tasks.base import Task
@@ -48,6 +50,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.engine.path.stem
+
+    @property
+    def spec(self) -> TaskSpec | None:
+        """The task's registry entry (None for a task object no registered task class made)."""
+        return registry.spec_of(self.task)
 
 
 def load_model(path: str, providers: str = "auto", threads: int | None = None,
@@ -99,8 +106,10 @@ class Runner:
     @property
     def overlap_safe(self) -> bool:
         """True when every task's postprocess depends only on its outputs and context (not on
-        state a later ``prepare`` changes), so post-processing may overlap the next inference."""
-        return all(getattr(m.task, "overlap_safe", False) for m in self._models)
+        state a later ``prepare`` changes), so post-processing may overlap the next inference:
+        what each task's registry entry declares (``TaskSpec.overlap_safe``)."""
+        specs = [m.spec for m in self._models]
+        return all(s is not None and s.overlap_safe for s in specs)
 
 
 @dataclass(frozen=True)

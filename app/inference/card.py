@@ -9,7 +9,8 @@ Keys. In ONNX metadata every value is a string (objects and lists JSON-encoded);
 value may be plain JSON (``"loupe.labels": ["road", "car"]``, what a person writes) or such a
 JSON string (what the app writes): both read the same.
 
-- ``loupe.task``: plain string, one of TASKS.
+- ``loupe.task``: plain string, the name of a registered task (``loupe.registry``; ``loupe tasks``
+  lists them).
 - ``loupe.name``: plain string, a short display name.
 - ``loupe.input``: ``{"color": "RGB"|"BGR"|"GRAY", "scale": float, "mean": [..], "std": [..],
   "size_multiple": int, "fixed_size": [h, w] | null, "raw_values": bool}``. Pixels are fed as
@@ -31,7 +32,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "anomaly", "density", "codebook", "compression")
 PREFIX = "loupe."
 SIDECAR_SUFFIX = ".loupe.json"
 
@@ -109,8 +109,16 @@ class ModelCard:
     origin: str = "metadata"  # "metadata" | "sidecar" | "inferred"
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise CardError(f"loupe.task must be one of {', '.join(TASKS)}; got {self.task!r}")
+        known = task_names()
+        if self.task not in known:
+            from loupe import registry
+
+            broken = [f for f in registry.failures() if f.name == self.task]
+            if broken:
+                raise CardError(f"loupe.task {self.task!r} comes from a plug-in that failed to load "
+                                f"({broken[0].origin}): {broken[0].error}")
+            raise CardError(f"loupe.task must be one of {', '.join(known)}; got {self.task!r} (a plug-in may "
+                            "add a task: `loupe tasks` lists the installed ones)")
         if self.palette and self.labels and len(self.palette) < len(self.labels):
             raise CardError(
                 f"loupe.palette has {len(self.palette)} colours for {len(self.labels)} labels"
@@ -234,29 +242,54 @@ def _numbers(value: Any, what: str) -> tuple[float, ...]:
     return tuple(_number(v, what) for v in value)
 
 
-#: Numeric ``loupe.output`` entries the tasks read (the codebook and compression tasks check
-#: their own, richer entries when the model loads).
-_OUTPUT_NUMBERS = {
-    "segmentation": ("stride",),
-    "density": ("count_scale", "display_max", "stride"),
-    "anomaly": ("past_frames", "threshold"),
-}
+def task_names() -> tuple[str, ...]:
+    """The tasks a card may name: every registered task (built-in and plug-in)."""
+    from loupe import registry
+
+    return registry.names()
 
 
-def _check_output(task: Any, output: dict[str, Any]) -> None:
-    for key in _OUTPUT_NUMBERS.get(task, ()) if isinstance(task, str) else ():
+def check_numbers(output: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` present in ``loupe.output`` is a number (CardError naming the key)."""
+    for key in keys:
         if output.get(key) is not None:
             _number(output[key], f"loupe.output {key}")
-    if task == "anomaly":
-        if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:
-            raise CardError("loupe.output output_range needs 2 numbers [low, high]")
-        cal = output.get("calibration")
-        if cal is not None:
-            if not isinstance(cal, dict):
-                raise CardError(f"loupe.output calibration must be an object, got {_json_type(cal)}")
-            for key in ("psnr_min", "psnr_max"):
-                if cal.get(key) is not None:
-                    _number(cal[key], f"loupe.output calibration {key}")
+
+
+# The built-in tasks' ``loupe.output`` checks (their registry entries' ``check_card``; the codebook
+# and compression tasks check their own, richer entries when the model loads).
+def check_segmentation_output(output: dict[str, Any]) -> None:
+    check_numbers(output, ("stride",))
+
+
+def check_density_output(output: dict[str, Any]) -> None:
+    check_numbers(output, ("count_scale", "display_max", "stride"))
+
+
+def check_anomaly_output(output: dict[str, Any]) -> None:
+    check_numbers(output, ("past_frames", "threshold"))
+    if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:
+        raise CardError("loupe.output output_range needs 2 numbers [low, high]")
+    cal = output.get("calibration")
+    if cal is not None:
+        if not isinstance(cal, dict):
+            raise CardError(f"loupe.output calibration must be an object, got {_json_type(cal)}")
+        for key in ("psnr_min", "psnr_max"):
+            if cal.get(key) is not None:
+                _number(cal[key], f"loupe.output calibration {key}")
+
+
+def _check_output(task: str, output: dict[str, Any]) -> None:
+    """The card checks of the task's registry entry (none for a task nobody registered: the
+    card is refused for that reason when it is made)."""
+    from loupe import registry
+
+    spec = registry.find(task)
+    if spec is not None:
+        try:
+            spec.check_output(output)
+        except registry.UnsupportedTask as e:  # a plug-in whose check does not import
+            raise CardError(str(e)) from None
 
 
 def has_card(metadata: dict[str, str]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_io", "check_model_file"]
+__all__ = ["check_anomaly", "check_density", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -127,9 +127,8 @@ def check_model_file(path: str | Path) -> None:
 
 
 # ----------------------------------------------------------------------------- inputs/outputs
-
-#: tasks whose input is one image (or a stack of past frames) in N x C x H x W float32
-IMAGE_TASKS = ("segmentation", "density", "anomaly")
+# Each task's check is named by its registry entry (``TaskSpec.check_io``); ``check_io`` runs the
+# one of the model's task and refuses a task the registry does not know.
 
 
 def _dims(shape: tuple[Any, ...]) -> str:
@@ -138,12 +137,18 @@ def _dims(shape: tuple[Any, ...]) -> str:
 
 def check_io(engine: Any) -> None:
     """Raise ModelError when the model's inputs/outputs cannot be what its task needs (the
-    image tasks: one float32 N x C x H x W input whose channel count matches the card; outputs
-    of the shape the task reads). Tasks this module does not know are not checked here."""
+    check its registry entry names), or UnsupportedTask when no registered task has its name."""
+    from loupe import registry
+
+    registry.get(engine.card.task).check_model(engine)
+
+
+def check_image_input(engine: Any, channels: int | None = None, what: str | None = None) -> None:
+    """One float32 N x C x H x W input whose channel count is ``channels`` (the card's colour's
+    count by default; ``what`` says where a different count comes from), and some output. For
+    plug-ins whose model takes one image, like the built-in image tasks."""
     card = engine.card
     task = card.task
-    if task not in IMAGE_TASKS:
-        return
     name = engine.path.name
     inputs = list(engine.inputs)
     if len(inputs) != 1:
@@ -159,44 +164,56 @@ def check_io(engine: Any) -> None:
         raise ModelError(
             f"{name}: its input '{inp.name}' is {inp.dtype}; Loupe feeds float32 images (tensor(float))"
         )
-    channels = card.input.channels
-    if task == "anomaly":
-        channels *= int(card.output.get("past_frames", 4) or 1)
+    if channels is None:
+        channels = card.input.channels
     c = inp.shape[1]
     if isinstance(c, int) and c != channels:
-        what = f"{card.input.color} ({card.input.channels} channel{'s' if card.input.channels > 1 else ''})"
-        if task == "anomaly":
-            what += f" x {card.output.get('past_frames', 4)} past frames = {channels}"
+        if what is None:
+            what = f"{card.input.color} ({card.input.channels} channel{'s' if card.input.channels > 1 else ''})"
         raise ModelError(
             f"{name}: its input '{inp.name}' takes {c} channel{'s' if c != 1 else ''} but the card says {what}"
         )
-    outputs = list(engine.outputs)
-    if not outputs:
+    if not list(engine.outputs):
         raise ModelError(f"{name} has no outputs")
-    if task == "segmentation":
-        out = outputs[0]
-        if len(out.shape) not in (3, 4):
-            raise ModelError(
-                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a segmentation "
-                f"model outputs N x C x h x w logits (or an N x h x w class map)"
-            )
-    elif task == "density":
-        names = [o.name for o in outputs]
-        out = outputs[names.index("density")] if "density" in names else outputs[0]
-        if len(out.shape) not in (2, 3, 4):
-            raise ModelError(
-                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a density "
-                f"model outputs one map, N x 1 x h x w"
-            )
-        if len(out.shape) == 4 and isinstance(out.shape[1], int) and out.shape[1] != 1:
-            raise ModelError(
-                f"{name}: its output '{out.name}' has {out.shape[1]} channels ({_dims(out.shape)}); a density "
-                f"model outputs one map with 1 channel, N x 1 x h x w"
-            )
-    elif task == "anomaly":
-        out = outputs[0]
-        if len(out.shape) not in (3, 4):
-            raise ModelError(
-                f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); an anomaly "
-                f"model predicts a frame, N x C x H x W"
-            )
+
+
+def check_segmentation(engine: Any) -> None:
+    check_image_input(engine)
+    name, out = engine.path.name, next(iter(engine.outputs))
+    if len(out.shape) not in (3, 4):
+        raise ModelError(
+            f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a segmentation "
+            f"model outputs N x C x h x w logits (or an N x h x w class map)"
+        )
+
+
+def check_density(engine: Any) -> None:
+    check_image_input(engine)
+    name, outputs = engine.path.name, list(engine.outputs)
+    names = [o.name for o in outputs]
+    out = outputs[names.index("density")] if "density" in names else outputs[0]
+    if len(out.shape) not in (2, 3, 4):
+        raise ModelError(
+            f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a density "
+            f"model outputs one map, N x 1 x h x w"
+        )
+    if len(out.shape) == 4 and isinstance(out.shape[1], int) and out.shape[1] != 1:
+        raise ModelError(
+            f"{name}: its output '{out.name}' has {out.shape[1]} channels ({_dims(out.shape)}); a density "
+            f"model outputs one map with 1 channel, N x 1 x h x w"
+        )
+
+
+def check_anomaly(engine: Any) -> None:
+    card = engine.card
+    past = card.output.get("past_frames", 4)
+    channels = card.input.channels * int(past or 1)
+    what = (f"{card.input.color} ({card.input.channels} channel{'s' if card.input.channels > 1 else ''})"
+            f" x {past} past frames = {channels}")
+    check_image_input(engine, channels, what)
+    name, out = engine.path.name, next(iter(engine.outputs))
+    if len(out.shape) not in (3, 4):
+        raise ModelError(
+            f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); an anomaly "
+            f"model predicts a frame, N x C x H x W"
+        )

@@ -173,9 +173,14 @@ class AnomalyContext:
     ready: bool
 
 
+def past_frames(card: ModelCard) -> int:
+    """T, the past frames the model predicts from (``loupe.output.past_frames``, default 4): the
+    task's ``history`` (the registry's ``history`` for anomaly models)."""
+    return int(card.output.get("past_frames", 4))
+
+
 class AnomalyTask:
     name = "anomaly"
-    overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         self.engine = engine
@@ -183,7 +188,7 @@ class AnomalyTask:
         self.input_name = engine.inputs[0].name
         self.display_max_side = display_max_side
         out = self.card.output
-        self.past = int(out.get("past_frames", 4))
+        self.past = past_frames(self.card)
         if self.past < 1:
             raise ModelError(f"{engine.path.name}: loupe.output past_frames must be >= 1")
         self.history: int = self.past  # frame t is predicted from frames t-T..t-1

@@ -211,7 +211,6 @@ def _int(value: Any, what: str, model: str, minimum: int = 1) -> int:
 
 class CodebookTask:
     name = "codebook"
-    overlap_safe = True  # postprocess reads its outputs, its context and a shape-keyed index cache only
     history = 0  # each frame on its own (the index cache depends on shapes only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:

@@ -69,7 +69,6 @@ def polygon_mask(points: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[in
 
 class DensityTask:
     name = "density"
-    overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
     history = 0  # each frame on its own (display_max, fixed from the first frame, is display only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:

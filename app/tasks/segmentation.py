@@ -171,7 +171,6 @@ def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
 
 class SegmentationTask:
     name = "segmentation"
-    overlap_safe = True  # postprocess reads only its outputs and context (see Runner.overlap_safe)
     history = 0  # each frame on its own
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:

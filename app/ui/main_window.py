@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loupe.inference.card import TASKS, write_sidecar
+from loupe.inference.card import task_names, write_sidecar
 from loupe.inference.engine import Engine, ModelError
 from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
 from loupe.player import Player
@@ -40,7 +40,6 @@ from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
 from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
 from loupe.ui.panels.anomaly import AnomalyPanel
-from loupe.ui.panels.density import DensityPanel
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
@@ -175,6 +174,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.panel_tabs = QTabWidget()
+        self.panel_tabs.setTabsClosable(True)  # the close button removes that tab's model
+        self.panel_tabs.tabCloseRequested.connect(self._close_panel_tab)
         self.panel_dock = QDockWidget("Panels", self)
         self.panel_dock.setObjectName("panels")
         self.panel_dock.setWidget(self.panel_tabs)
@@ -280,6 +281,10 @@ class MainWindow(QMainWindow):
         self.learn_action = act(fit, "&Learn normal from this clip…", self._learn_normal, "Ctrl+L")
         self.hnerv_action = act(fit, "Fit &HNeRV on this clip…", self._fit_hnerv, "Ctrl+H")
         self.codebook_action = act(fit, "Fit a &codebook on this clip…", self._fit_codebook, "Ctrl+Shift+L")
+        mm = self.menuBar().addMenu("&Model")
+        self.remove_model_action = act(mm, "&Remove", self.remove_current_model, "Ctrl+W")
+        self.remove_model_action.setToolTip("Unload the model whose panel is shown")
+        self.remove_model_action.setEnabled(False)
         v = self.menuBar().addMenu("&View")
         act(v, "Play / pause", self.toggle_play, "Space")
         act(v, "Next frame", self.step, "Right")
@@ -396,8 +401,11 @@ class MainWindow(QMainWindow):
             panel.attach(self.view.vb)
             panel.overlay.setZValue(10 + len(self.models))
             self.panel_tabs.addTab(panel, lm.name)
+            self.panel_tabs.setTabToolTip(self.panel_tabs.indexOf(panel), f"{lm.name} ({lm.task.name}): "
+                                          "the close button unloads the model")
             self.panel_tabs.setCurrentWidget(panel)
         self.panels.append(panel)
+        self.remove_model_action.setEnabled(True)
         self.runner.set_models(self.models)
         self._accept_after = time.monotonic()  # results computed with the old model list are dropped
         self._slow_stale = False  # the last result belongs to the old list: no catch-up with it
@@ -432,43 +440,34 @@ class MainWindow(QMainWindow):
         self._io.submit(work).add_done_callback(finished)
 
     def _make_panel(self, lm: LoadedModel):
-        task, card = lm.task, lm.engine.card
-        title = card.name or lm.name
-        if task.name == "segmentation":
-            panel = SegmentationPanel(task.labels, task.palette, title=title)
-            panel.set_opacity(float(self.settings.value("segmentation/opacity", 0.5)))
-            panel.set_mode(str(self.settings.value("segmentation/mode", "fill")))
-            panel.settingsChanged.connect(lambda p=panel: self._save_panel_settings(p))
-            return panel
-        if task.name == "density":
-            panel = DensityPanel(title, display_max=task.display_max)
-            panel.roiChanged.connect(task.set_roi)
-            return panel
-        if task.name == "anomaly":
-            panel = AnomalyPanel(title, threshold=task.threshold)
-            panel.seekRequested.connect(self.seek_to)
-            panel.thresholdChanged.connect(lambda v, t=task: setattr(t, "threshold", v))
+        """The model's panel, made by its task's registry entry (``TaskSpec.panel``); a task
+        without one gets the table of its ``analyze`` values. A plug-in's panel that fails is
+        reported and replaced by that table: the model still runs."""
+        from loupe.ui.panels.table import make_panel as table_panel
 
-            def recalibrate(lo: float, hi: float, t=task, p=panel) -> None:
-                t.set_calibration(lo, hi)
-                p.apply_calibration(lo, hi)
-                self.show_error(f"{lm.name}: recalibrated on the marked span: PSNR {lo:.1f}–{hi:.1f} dB", "info")
+        spec = lm.spec
+        if spec is None or not spec.has_panel:
+            return table_panel(lm, self)
+        try:
+            return spec.make_panel(lm, self)
+        except Exception as e:  # a plug-in's panel code: never lose the model over it
+            if spec.builtin:
+                raise
+            logger.warning("panel of %s failed", lm.name, exc_info=True)
+            self.show_error(f"{lm.name}: the {spec.name} panel ({spec.origin}) failed "
+                            f"({type(e).__name__}: {e}); showing its values as a table")
+            return table_panel(lm, self)
 
-            panel.calibrationRequested.connect(recalibrate)
-            return panel
-        if task.name == "compression":
-            from loupe.ui.panels.compression import CompressionPanel
+    def remove_current_model(self) -> None:
+        """Model ▸ Remove: unload the model whose panel is the current tab."""
+        panel = self.panel_tabs.currentWidget()
+        if panel is not None and panel in self.panels:
+            self.remove_model(self.panels.index(panel))
 
-            panel = CompressionPanel(title, output=card.output, model_path=str(lm.engine.path),
-                                     clip=lambda: self.source_spec)
-            panel.seekRequested.connect(self.seek_to)
-            return panel
-        if task.name == "codebook":
-            from loupe.ui.panels.codebook import CodebookPanel
-
-            return CodebookPanel([(s.name, s.codebook_size, s.k) for s in task.levels], title,
-                                 has_reconstruction=task.recon_index is not None)
-        return None
+    def _close_panel_tab(self, tab: int) -> None:
+        panel = self.panel_tabs.widget(tab)
+        if panel is not None and panel in self.panels:
+            self.remove_model(self.panels.index(panel))
 
     def remove_model(self, index: int) -> None:
         """Unload model ``index`` (its panel and overlay go too); the others keep running."""
@@ -482,10 +481,12 @@ class MainWindow(QMainWindow):
         self.models[:] = models
         if panel is not None:
             panel.detach()
+            panel.shutdown()
             tab = self.panel_tabs.indexOf(panel)
             if tab >= 0:
                 self.panel_tabs.removeTab(tab)
             panel.deleteLater()
+        self.remove_model_action.setEnabled(bool(self.models))
         self._update_info()
         self._update_status()
         if self.player is not None and not self.player.playing and self.last_result is not None:
@@ -498,9 +499,11 @@ class MainWindow(QMainWindow):
         for p in self.panels:
             if p is not None:
                 p.detach()
+                p.shutdown()
         self.models.clear()
         self.panels.clear()
         self.panel_tabs.clear()
+        self.remove_model_action.setEnabled(False)
         self._update_info()
         self._update_status()
 
@@ -515,7 +518,7 @@ class MainWindow(QMainWindow):
             self, "Model without a card",
             f"{engine.path.name} carries no Loupe model card.\nWhat does it do? (the answer is saved "
             f"next to the model as {engine.path.name}.loupe.json; the model file is not changed)",
-            list(TASKS), TASKS.index(guess), False,
+            list(task_names()), task_names().index(guess), False,
         )
         if not ok:
             return False
@@ -907,10 +910,6 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda checked=False, p=p: self.open_paths([p]))
         self.recent_menu.setEnabled(bool(self._recent()))
 
-    def _save_panel_settings(self, panel: SegmentationPanel) -> None:
-        self.settings.setValue("segmentation/opacity", panel.opacity.value() / 100.0)
-        self.settings.setValue("segmentation/mode", panel.mode)
-
     def _toggle_mode(self) -> None:
         for p in self.panels:
             if isinstance(p, SegmentationPanel):
@@ -933,7 +932,7 @@ class MainWindow(QMainWindow):
             job.cancel()
             job.wait(10000)
         for p in self.panels:  # panels that run their own worker (compression report)
-            if p is not None and hasattr(p, "shutdown"):
+            if p is not None:
                 p.shutdown()
         self._source_gen += 1  # anything still opening is dropped when it lands
         self._stop_player()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,7 +239,23 @@ def test_screenshot_cli_saves_whole_window(tmp_path, argmax_model):
         assert (np.all(img == colour, axis=2) & (comp != k)).sum() >= 50, colour
 
 
-@pytest.mark.parametrize("panel", ["segmentation", "density", "anomaly"])
+def _panels_with_a_preview() -> list[str]:
+    """The built-in tasks (from the registry) whose panel module ends with a ``__main__`` preview."""
+    import importlib.util
+
+    from loupe import registry
+
+    names = []
+    for spec in registry.all_specs():
+        if spec.builtin and spec.has_panel and spec.panel.partition(":")[0] == f"loupe.ui.panels.{spec.name}":
+            source = Path(importlib.util.find_spec(f"loupe.ui.panels.{spec.name}").origin).read_text(encoding="utf-8")
+            if 'if __name__ == "__main__"' in source:
+                names.append(spec.name)
+    assert {"segmentation", "density", "anomaly"} <= set(names), names
+    return names
+
+
+@pytest.mark.parametrize("panel", _panels_with_a_preview())
 def test_panel_previews_run(panel):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     r = subprocess.run([sys.executable, "-m", f"loupe.ui.panels.{panel}", "--quit"], capture_output=True, text=True, timeout=60, env=env)
@@ -453,3 +470,61 @@ def test_status_bar_names_the_provider_as_soon_as_a_model_loads(qtbot, win, argm
     assert win.st_provider.text() == "on CPU"
     win.remove_model(0)
     assert win.st_provider.text().startswith("no model")
+
+
+def test_a_models_tab_closes_and_model_remove_unloads_the_current_one(qtbot, win, tmp_path, argmax_model):
+    """Each model's tab has a close button that unloads that model (its overlay goes, the others
+    keep running); Model ▸ Remove unloads the model whose tab is shown."""
+    from tests.helpers import make_density_model
+
+    assert not win.remove_model_action.isEnabled()  # nothing to remove yet
+    load(qtbot, win, argmax_model)
+    load(qtbot, win, make_density_model(tmp_path / "d.onnx"))
+    assert win.panel_tabs.tabsClosable() and win.remove_model_action.isEnabled()
+    seg, dens = win.panels
+    assert seg.overlay.scene() is not None and dens.overlay.scene() is not None
+    shown = collect(win)
+    win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=30000)
+    assert [mr.task for mr in shown[-1].results] == ["segmentation", "density"]
+
+    close = win.panel_tabs.tabBar().tabButton(0, win.panel_tabs.tabBar().ButtonPosition.RightSide)
+    assert close is not None and close.isVisible()
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)  # the segmentation tab's close button
+    assert [m.task.name for m in win.models] == ["density"] and win.panels == [dens]
+    assert win.panel_tabs.count() == 1 and win.panel_tabs.widget(0) is dens
+    assert seg.overlay.scene() is None  # its overlay left the frame view
+    n = len(shown)
+    win.step()
+    qtbot.waitUntil(lambda: len(shown) > n, timeout=30000)
+    assert [mr.task for mr in shown[-1].results] == ["density"]  # the other model runs on
+
+    win.panel_tabs.setCurrentWidget(dens)
+    win.remove_model_action.trigger()  # Model ▸ Remove
+    assert win.models == [] and win.panels == [] and win.panel_tabs.count() == 0
+    assert dens.overlay.scene() is None and not win.remove_model_action.isEnabled()
+    assert win.st_provider.text().startswith("no model")
+
+
+def test_a_task_without_a_panel_shows_its_values_and_closes(qtbot, win, tmp_path, monkeypatch):
+    """A registered task with no panel (a plug-in may have none) gets a tab with this frame's
+    analyze values, which closes like any other."""
+    import dataclasses
+
+    from loupe import registry
+    from loupe.ui.panels.table import TablePanel
+    from tests.helpers import make_density_model
+
+    spec = registry.get("density")
+    monkeypatch.setitem(registry._registry.specs, "density", dataclasses.replace(spec, panel=None))
+    load(qtbot, win, make_density_model(tmp_path / "d.onnx"))
+    panel = win.panels[0]
+    assert isinstance(panel, TablePanel)
+    assert [panel.table.item(i, 0).text() for i in range(panel.table.rowCount())] == ["count", "roi_count"]
+    shown = collect(win)
+    win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=30000)
+    panel.refresh_slow(shown[-1].results[0].result, shown[-1].frame)
+    assert float(panel.table.item(0, 1).text()) == pytest.approx(shown[-1].results[0].result.count, rel=1e-4, abs=1e-4)
+    win.panel_tabs.tabCloseRequested.emit(0)
+    assert win.models == [] and win.panel_tabs.count() == 0

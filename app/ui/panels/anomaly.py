@@ -131,6 +131,9 @@ class AnomalyPanel(QWidget):
         if self._view_box is not None:
             self._view_box.removeItem(self.overlay)
 
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
     # --- view of a result ------------------------------------------------------------------
     def refresh_slow(self, result: AnomalyResult, frame) -> None:
         from loupe.inference.preprocess import display_rgb
@@ -239,6 +242,24 @@ class AnomalyPanel(QWidget):
         cal = self.calibration_from_span(lo, hi)
         if cal is not None:
             self.calibrationRequested.emit(*cal)
+
+
+
+def make_panel(model, host) -> AnomalyPanel:
+    """The registry's panel factory: threshold and recalibration go to the task, clicks on the
+    plot or a flagged span seek the window."""
+    task = model.task
+    panel = AnomalyPanel(model.engine.card.name or model.name, threshold=task.threshold)
+    panel.seekRequested.connect(host.seek_to)
+    panel.thresholdChanged.connect(lambda v, t=task: setattr(t, "threshold", v))
+
+    def recalibrate(lo: float, hi: float, t=task, p=panel) -> None:
+        t.set_calibration(lo, hi)
+        p.apply_calibration(lo, hi)
+        host.show_error(f"{model.name}: recalibrated on the marked span: PSNR {lo:.1f}–{hi:.1f} dB", "info")
+
+    panel.calibrationRequested.connect(recalibrate)
+    return panel
 
 
 if __name__ == "__main__":  # a preview fed synthetic results

@@ -168,6 +168,9 @@ class CodebookPanel(QWidget):
             for item in (self.overlay, self.mask_item, self.probe_item):
                 self._view_box.removeItem(item)
 
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
     # --- view of a result -------------------------------------------------------------------
     def update_from(self, result: CodebookResult, frame, slow: bool) -> None:
         self.show_result(result, (frame.height, frame.width), frame.index, slow)
@@ -383,6 +386,15 @@ class CodebookPanel(QWidget):
         self.set_highlight(None)
         self._show_map()
         self.refresh()
+
+
+
+def make_panel(model, host) -> CodebookPanel:
+    """The registry's panel factory: one entry per level of the model's codebooks."""
+    task = model.task
+    return CodebookPanel([(s.name, s.codebook_size, s.k) for s in task.levels],
+                         model.engine.card.name or model.name,
+                         has_reconstruction=task.recon_index is not None)
 
 
 if __name__ == "__main__":  # a preview fed synthetic results

@@ -817,3 +817,11 @@ def compare_then(win, done: Callable[[], None]) -> bool:
     panel.reportFailed.connect(lambda _m: done())
     panel.compare()  # a failure to start still ends in reportFailed
     return True
+
+
+def make_panel(model, host) -> CompressionPanel:
+    """The registry's panel factory: the codec comparison runs on the window's open clip."""
+    panel = CompressionPanel(model.engine.card.name or model.name, output=model.engine.card.output,
+                             model_path=str(model.engine.path), clip=lambda: host.source_spec)
+    panel.seekRequested.connect(host.seek_to)
+    return panel

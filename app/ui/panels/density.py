@@ -103,6 +103,9 @@ class DensityPanel(QWidget):
                 if item is not None:
                     self._view_box.removeItem(item)
 
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
     # --- view of a result ------------------------------------------------------------------
     def refresh_slow(self, result: DensityResult, frame) -> None:
         self.refresh_plot()
@@ -197,6 +200,15 @@ class DensityPanel(QWidget):
             return None
         pts = [self.roi.mapToParent(h["item"].pos()) for h in self.roi.handles]
         return np.array([[p.x(), p.y()] for p in pts], float)
+
+
+
+def make_panel(model, host) -> DensityPanel:
+    """The registry's panel factory: the region of interest drawn here is the task's."""
+    task = model.task
+    panel = DensityPanel(model.engine.card.name or model.name, display_max=task.display_max)
+    panel.roiChanged.connect(task.set_roi)
+    return panel
 
 
 if __name__ == "__main__":  # a preview fed synthetic results

@@ -112,6 +112,9 @@ class SegmentationPanel(QWidget):
         if getattr(self, "_view_box", None) is not None:
             self._view_box.removeItem(self.overlay)
 
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
     def refresh_slow(self, result: SegmentationResult, frame) -> None:
         """Bring the legend up to date with the last shown result."""
         self.update_legend(result)
@@ -210,6 +213,23 @@ class SegmentationPanel(QWidget):
     def _apply_lut(self) -> None:
         self.lut = make_lut(self.palette, self.visible)
         self.overlay.setLookupTable(self.lut)
+
+
+
+def make_panel(model, host) -> SegmentationPanel:
+    """The registry's panel factory (``loupe.ui.panels.base``): opacity and fill/contour as the
+    user last left them, saved again when changed."""
+    task = model.task
+    panel = SegmentationPanel(task.labels, task.palette, title=model.engine.card.name or model.name)
+    panel.set_opacity(float(host.settings.value("segmentation/opacity", 0.5)))
+    panel.set_mode(str(host.settings.value("segmentation/mode", "fill")))
+
+    def save(p: SegmentationPanel = panel) -> None:
+        host.settings.setValue("segmentation/opacity", p.opacity.value() / 100.0)
+        host.settings.setValue("segmentation/mode", p.mode)
+
+    panel.settingsChanged.connect(save)
+    return panel
 
 
 if __name__ == "__main__":  # a preview fed a synthetic result

@@ -1,0 +1,71 @@
+"""What a panel is: the ``Panel`` protocol every task's panel follows, and ``PanelHost``, what the
+window offers a panel factory.
+
+A task's registry entry (``loupe.registry.TaskSpec.panel``) names a factory
+``make_panel(model, host) -> Panel``: ``model`` is the ``LoadedModel`` (its ``task``, whose
+settings the panel may change, and its ``engine``, whose ``card`` says how to draw), ``host`` the
+window. The factory connects the panel's signals to the task and the host; the window then owns
+the panel: it adds it as a tab, attaches its overlay to the frame view, feeds it every result and
+removes it (``detach`` then ``shutdown``) when the model goes or the window closes.
+
+Everything here runs on the UI thread. Results arrive there by a queued signal after the task's
+``postprocess`` ran on the worker thread; they are frozen records a panel reads and never writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Panel(Protocol):
+    """A ``QWidget`` (the window shows it as a tab) that also provides the following."""
+
+    #: A pyqtgraph item drawn over the frame in frame pixel coordinates (an ``ImageItem`` the
+    #: size of the frame, usually); the window stacks models' overlays and toggles them (``O``).
+    overlay: Any
+
+    def attach(self, view_box: Any) -> None:
+        """Add ``overlay`` (and any other items drawn over the frame) to the frame's view box."""
+        ...
+
+    def detach(self) -> None:
+        """Remove what ``attach`` added (the model is being removed)."""
+        ...
+
+    def update_from(self, result: Any, frame: Any, slow: bool) -> None:
+        """Show one result (the task's result record) for ``frame`` (a ``loupe.sources.base.Frame``),
+        every frame the window shows: keep it cheap. ``slow`` is True a few times a second: then
+        legends, plots and tables may be brought up to date too."""
+        ...
+
+    def refresh_slow(self, result: Any, frame: Any) -> None:
+        """Bring legends, plots and tables up to date with the last shown result (the window calls
+        it when playback pauses after results that skipped the slow part)."""
+        ...
+
+    def reset_series(self) -> None:
+        """A new source was opened: forget per-source history (plots over time, running totals)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop any background work the panel started (the window is closing or the model goes);
+        return when it has stopped. A panel that starts none does nothing."""
+        ...
+
+
+class PanelHost(Protocol):
+    """What a panel factory may use of the window (``MainWindow`` provides it)."""
+
+    #: The app's ``QSettings`` (keep a panel's settings under ``<task>/...`` keys).
+    settings: Any
+    #: The path of the open source ("" when none; ``camera:N`` for a camera).
+    source_spec: str
+
+    def seek_to(self, index: int) -> None:
+        """Show frame ``index`` of the open source (a click on a plot or list)."""
+        ...
+
+    def show_error(self, text: str, level: str = "error") -> None:
+        """A message in the banner above the view (``level`` "error" or "info")."""
+        ...
