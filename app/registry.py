@@ -170,6 +170,11 @@ class TaskSpec:
             return h
         return self._load("history", h)(card)
 
+    def modules(self) -> list[str]:
+        """The modules its ``"module:attribute"`` references name (a bundler's hidden imports)."""
+        refs = (self.task, self.panel, self.result, self.check_io, self.check_card, self.history)
+        return sorted({r.partition(":")[0] for r in refs if isinstance(r, str)})
+
     def describe_history(self) -> str:
         h = self.history
         if h is None:

@@ -6,6 +6,7 @@ pipeline ask the registry, so a task registered in code needs no other edit."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import re
@@ -115,6 +116,10 @@ def test_the_builtin_tasks_are_registered_in_the_cards_order():
         cls = spec.task_class()  # imported now, by its "module:Class" string
         assert cls.name == spec.name
         assert spec.result_type().__name__.endswith("Result")
+        # what the PyInstaller spec adds as hidden imports: the modules the strings name, all real
+        assert f"loupe.tasks.{spec.name}" in spec.modules() and f"loupe.ui.panels.{spec.name}" in spec.modules()
+        for module in spec.modules():
+            assert importlib.util.find_spec(module) is not None, module
 
 
 def test_a_task_registered_in_code_loads_analyzes_and_overlaps(reg, tmp_path):
