@@ -138,7 +138,18 @@ class TaskSpec:
     def make(self, engine: Any, display_max_side: int | None = 1280) -> Any:
         """The task object for a loaded engine, after the checks (see ``loupe.tasks.make_task``)."""
         self.check_model(engine)
-        task = self.task_class()(engine, display_max_side=display_max_side)
+        cls = self.task_class()
+        try:
+            task = cls(engine, display_max_side=display_max_side)
+        except Exception as e:
+            from loupe.inference.card import CardError
+            from loupe.inference.engine import ModelError
+
+            if self.builtin or isinstance(e, (ModelError, CardError)):
+                raise  # a message for the user (or a bug of Loupe's own, reported as such)
+            # a plug-in's bug: say whose, and let the app run on without this model
+            raise UnsupportedTask(f"the {self.name!r} task ({self.origin}) failed on {engine.path.name}: "
+                                  f"{type(e).__name__}: {e}") from e
         want = self.history_for(engine.card)
         if task.history != want:
             raise UnsupportedTask(

@@ -153,6 +153,17 @@ def test_the_registrations_history_must_match_the_tasks(reg, tmp_path):
         load_model(str(identity_model(tmp_path / "grey.onnx")), providers="cpu")
 
 
+def test_a_plugin_task_that_crashes_on_a_model_is_reported_as_the_plugins(reg, tmp_path):
+    class Crashing(BrightnessTask):
+        def __init__(self, engine, display_max_side=1280):
+            raise KeyError("gain")
+
+    reg.register(brightness_spec(task=Crashing), origin="loupe-brightness 0.2")
+    path = identity_model(tmp_path / "grey.onnx")
+    with pytest.raises(UnsupportedTask, match=r"'brightness' task \(loupe-brightness 0.2\) failed on grey.onnx: KeyError"):
+        load_model(str(path), providers="cpu")
+
+
 def test_the_registrations_checks_run_before_the_task_is_made(reg, tmp_path):
     def refuse(engine):
         raise ModelError(f"{engine.path.name}: not a brightness model")

@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
 
         self._make_menus()
         self._make_status()
+        self._report_broken_plugins()
 
         self.worker = InferenceWorker(self.slot, self.runner, self)
         self.worker.resultReady.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
@@ -457,6 +458,15 @@ class MainWindow(QMainWindow):
             self.show_error(f"{lm.name}: the {spec.name} panel ({spec.origin}) failed "
                             f"({type(e).__name__}: {e}); showing its values as a table")
             return table_panel(lm, self)
+
+    def _report_broken_plugins(self) -> None:
+        """A task plug-in that failed to load is named in the banner; the app runs on without it."""
+        from loupe import registry
+
+        failed = registry.failures()
+        if failed:
+            self.show_error("Task plug-ins not loaded (`loupe tasks` lists them): " + "; ".join(
+                f"{f.name} ({f.origin}): {f.error}" for f in failed), "info")
 
     def remove_current_model(self) -> None:
         """Model ▸ Remove: unload the model whose panel is the current tab."""

@@ -528,3 +528,19 @@ def test_a_task_without_a_panel_shows_its_values_and_closes(qtbot, win, tmp_path
     assert float(panel.table.item(0, 1).text()) == pytest.approx(shown[-1].results[0].result.count, rel=1e-4, abs=1e-4)
     win.panel_tabs.tabCloseRequested.emit(0)
     assert win.models == [] and win.panel_tabs.count() == 0
+
+
+def test_a_plugin_that_failed_to_load_is_named_and_the_window_runs_on(qtbot, monkeypatch, argmax_model):
+    from loupe import registry
+
+    registry.load_plugins()  # the installed ones, before the stand-in failure below
+    broken = registry.PluginFailure("sharpness", "loupe-sharpness 1.0", "ModuleNotFoundError: No module named 'cv3'")
+    monkeypatch.setattr(registry._registry, "failed", [broken])
+    w = MainWindow(ask_task=False)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.banner.isVisible() and w.banner.level == "info"
+    assert "sharpness (loupe-sharpness 1.0): ModuleNotFoundError: No module named 'cv3'" in w.banner.label.text()
+    load(qtbot, w, argmax_model)  # the built-in tasks load as ever
+    assert [m.task.name for m in w.models] == ["segmentation"]
+    w.close()
