@@ -32,11 +32,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 
 from loupe.pipeline import LoadedModel, Runner, run_stream
+from loupe.progress import Cancelled, Progress, as_progress
 from loupe.quality import json_number
 from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
@@ -48,23 +49,6 @@ logger = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
 DICOM_COLUMNS = ["series_uid", "series_description", "instance", "slice_position_mm", "slice_spacing_mm"]
-
-
-class Progress(Protocol):
-    def set_progress(self, fraction: float) -> None: ...
-    def set_status(self, text: str) -> None: ...
-    def cancelled(self) -> bool: ...
-
-
-class NullProgress:
-    def set_progress(self, fraction: float) -> None:
-        pass
-
-    def set_status(self, text: str) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
 
 
 @dataclass
@@ -208,7 +192,7 @@ def analyze(
     from frame 0 (the input's first ``max_frames`` frames). Not called with
     ``calibrate_per_video``, whose scores need the whole input.
     """
-    progress = progress or NullProgress()
+    progress = as_progress(progress)
     expanded: list[str] = []
     for spec in inputs:
         series = _dicom_series_specs(Path(spec)) if Path(spec).is_dir() else None
@@ -239,15 +223,13 @@ def analyze(
         if max_frames is not None:
             total = min(total, max_frames) if total else max_frames
         total = max(total - first, 0) if total else total
-        progress.set_status(f"{Path(spec).name} ({k + 1}/{n_inputs})")
+        progress.update(k / n_inputs, f"{Path(spec).name} ({k + 1}/{n_inputs})")
         frames = iter(source) if max_frames is None else itertools.islice(source, max(max_frames - first, 0))
         # decode (and the next frame's inference) on their own threads, ahead of this one
         stream = run_stream(frames, runner, read_ahead=read_ahead)
         try:
             for fr in stream:
-                if progress.cancelled():
-                    summary.cancelled = True
-                    break
+                progress.check()
                 frame = fr.frame
                 for m, mr in zip(runner.models, fr.results):
                     row = _row(spec, fr.frame, mr)
@@ -266,7 +248,9 @@ def analyze(
                 if s.series_description is None:
                     s.series_description = frame.metadata.get("series_description")
                 if total:
-                    progress.set_progress((k + min(s.frames / total, 1.0)) / n_inputs)
+                    progress.update((k + min(s.frames / total, 1.0)) / n_inputs)
+        except Cancelled:  # the rows so far are kept (Summary.cancelled)
+            summary.cancelled = True
         except (SourceError, Exception) as e:  # a bad frame mid-file fails this input only
             logger.debug("analysis of %s failed", spec, exc_info=True)
             s.error = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
@@ -283,7 +267,8 @@ def analyze(
             s.seconds = time.perf_counter() - t_start
         if summary.cancelled:
             break
-    progress.set_progress(1.0)
+    if not summary.cancelled:
+        progress.update(1.0)
     return summary
 
 

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from loupe import __version__
+from loupe.errors import LoupeError
+from loupe.progress import Progress
 
 logger = logging.getLogger("loupe")
 
@@ -36,11 +38,12 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-class TextProgress:
-    """A progress bar on stderr, redrawn in place with ``\\r`` (the core's Progress protocol);
+class TextProgress(Progress):
+    """A progress bar on stderr, redrawn in place with ``\\r`` (a ``loupe.progress.Progress``);
     for a terminal only (``make_progress``)."""
 
     def __init__(self, stream=None, width: int = 30) -> None:
+        super().__init__()
         self.stream, self.width = stream or sys.stderr, width
         self.status = ""
         self.fraction = 0.0
@@ -56,8 +59,10 @@ class TextProgress:
         self.fraction = max(0.0, min(1.0, fraction))
         self._draw(force=self.fraction >= 1.0)
 
-    def cancelled(self) -> bool:
-        return False
+    def show(self, fraction: float, status: str, info) -> None:  # Progress.update
+        if status:
+            self.set_status(status)
+        self.set_progress(fraction)
 
     def step_done(self, text: str, fraction: float) -> None:
         """A step that is reported when it ends (a part on Ray)."""
@@ -90,12 +95,13 @@ class TextProgress:
             self._drawn = False
 
 
-class LineProgress:
+class LineProgress(Progress):
     """Progress for a log (stderr not a terminal: CI, a pipe, a file): no bar, one short line
     per finished step (an input of ``analyze``, a part on Ray), none for a step that failed
     (its error line says so)."""
 
     def __init__(self, stream=None) -> None:
+        super().__init__()
         self.stream = stream or sys.stderr
         self._status = ""
         self._failed = False
@@ -109,8 +115,9 @@ class LineProgress:
     def set_progress(self, fraction: float) -> None:
         pass
 
-    def cancelled(self) -> bool:
-        return False
+    def show(self, fraction: float, status: str, info) -> None:  # Progress.update
+        if status:
+            self.set_status(status)
 
     def step_done(self, text: str, fraction: float) -> None:
         """A step that is reported when it ends (a part on Ray): its line now."""
@@ -380,7 +387,7 @@ def cmd_compare(argv: list[str]) -> int:
     if progress:
         progress.set_status("comparing")
     try:
-        res = compare_videos(args.reference, args.distorted, progress=progress.set_progress if progress else None)
+        res = compare_videos(args.reference, args.distorted, progress=progress)
     except (AlignmentError, VideoReadError) as e:
         if progress:
             progress.input_failed()
@@ -555,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
         root.setLevel(level)  # also when logging was set up before (tests, embedding)
     try:
         return _dispatch(argv)
+    except LoupeError as e:  # meant for the user: its message, as it is
+        logger.info("error", exc_info=True)
+        _err(str(e))
+        return 2
     except Exception as e:  # a library failed in a way nobody foresaw: one line, never a traceback
         logger.info("unexpected error", exc_info=True)  # -v shows it
         _err(f"unexpected error: {type(e).__name__}: {e}" + ("" if verbose else " (run with -v for the details)"))

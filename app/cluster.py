@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loupe.analyze import InputSummary, Summary, analyze
+from loupe.progress import Progress
 from loupe.sources.base import SourceError
 
 logger = logging.getLogger(__name__)
@@ -104,18 +105,14 @@ class _Collect:
             self.rows.append(row)
 
 
-class _StopAfter:
-    """The Progress hook ``analyze`` asks before each frame: stop once frame ``stop - 1`` is done."""
+class _StopAfter(Progress):
+    """The Progress ``analyze`` checks before each frame: cancelled once frame ``stop - 1`` is done."""
 
     def __init__(self, collect: _Collect, stop: int | None) -> None:
+        super().__init__()
         self.collect, self.stop = collect, stop
 
-    def set_progress(self, fraction: float) -> None:
-        pass
-
-    def set_status(self, text: str) -> None:
-        pass
-
+    @property
     def cancelled(self) -> bool:
         return self.stop is not None and self.collect.last_frame >= self.stop - 1
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from loupe.errors import LoupeError
+from loupe.progress import Progress, as_progress
 from loupe.quality import Planes, _frame_planes, rgb_to_yuv420, yuv420_to_rgb
 
 CODECS = {
@@ -35,12 +37,8 @@ CODECS = {
 CRF_RANGE = (0.0, 51.0)
 
 
-class CodecError(RuntimeError):
+class CodecError(LoupeError, RuntimeError):
     """An encoder is missing or failed; the message is one line for the user."""
-
-
-class EncodeCancelled(Exception):
-    """``cancelled()`` returned True during a search."""
 
 
 @dataclass
@@ -217,21 +215,19 @@ def decode_stream(codec: str, data: bytes, packet_sizes: Sequence[int], width: i
 
 
 def encode_matched(frames_rgb: Sequence[np.ndarray] | np.ndarray, fps: float, codec: str, target_bytes: int,
-                   tolerance: float = 0.05, progress: Callable[[float], None] | None = None, *,
-                   preset: str = "medium", cancelled: Callable[[], bool] | None = None,
-                   max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
+                   tolerance: float = 0.05, progress: Progress | None = None, *,
+                   preset: str = "medium", max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
     """Encode RGB frames (N x H x W x 3 uint8) with ``codec`` ("h264" | "h265") at a size within
-    ``tolerance`` of ``target_bytes`` (see the module docstring). ``progress(fraction)`` after each
-    trial encode; ``cancelled()`` is checked between encodes (raises EncodeCancelled)."""
+    ``tolerance`` of ``target_bytes`` (see the module docstring). ``progress`` is updated after
+    each trial encode and checked before each (``loupe.progress.Cancelled``)."""
     frames_yuv = [rgb_to_yuv420(np.asarray(f)) for f in frames_rgb]
     return encode_matched_yuv(frames_yuv, fps, codec, target_bytes, tolerance, progress, preset=preset,
-                              cancelled=cancelled, max_encodes=max_encodes, crf_start=crf_start)
+                              max_encodes=max_encodes, crf_start=crf_start)
 
 
 def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, target_bytes: int,
-                       tolerance: float = 0.05, progress: Callable[[float], None] | None = None, *,
-                       preset: str = "medium", cancelled: Callable[[], bool] | None = None,
-                       max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
+                       tolerance: float = 0.05, progress: Progress | None = None, *,
+                       preset: str = "medium", max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
     """``encode_matched`` for frames already in (Y, U, V) planes. ``crf_start``: the first CRF
     tried (a good guess, e.g. from an encode of the same frames at another size, saves encodes)."""
     if codec not in CODECS:
@@ -240,6 +236,7 @@ def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, tar
         raise ValueError("no frames to encode")
     if target_bytes <= 0:
         raise ValueError(f"target_bytes must be positive, got {target_bytes}")
+    progress = as_progress(progress)
     t0 = time.perf_counter()
     height, width = frames_yuv[0][0].shape
     vframes = _video_frames(frames_yuv, width, height)
@@ -249,16 +246,14 @@ def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, tar
 
     def trial(**kw: Any) -> int:
         nonlocal best
-        if cancelled is not None and cancelled():
-            raise EncodeCancelled()
+        progress.check()
         pkts = _encode(codec, vframes, fps, preset=preset, **kw)
         size = sum(len(p) for p in pkts)
         attempts.append({**kw, "bytes": size})
         err = abs(size - target_bytes) / target_bytes
         if best is None or err < best[0]:
             best = (err, dict(kw), pkts)
-        if progress is not None:
-            progress(min(0.99, len(attempts) / 8.0))
+        progress.update(min(0.99, len(attempts) / 8.0))
         return size
 
     def ok(size: int) -> bool:
@@ -308,8 +303,7 @@ def encode_matched_yuv(frames_yuv: Sequence[Planes], fps: float, codec: str, tar
     assert best is not None
     _, kw, pkts = best
     size = sum(len(p) for p in pkts)
-    if progress is not None:
-        progress(1.0)
+    progress.update(1.0)
     return EncodedClip(
         codec=codec, bytes=size, crf=kw.get("crf"), bitrate=kw.get("bitrate"), data=b"".join(pkts),
         packet_sizes=[len(p) for p in pkts], width=width, height=height, fps=float(fps), frames=n,

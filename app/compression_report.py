@@ -21,15 +21,17 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from loupe.codecs import CODECS, EncodeCancelled, EncodedClip, encode_matched_yuv
+from loupe.codecs import CODECS, EncodedClip, encode_matched_yuv
+from loupe.errors import LoupeError
 from loupe.media import resolve_clip
+from loupe.progress import Progress, as_progress
 from loupe.quality import (
     AlignmentError,
     Planes,
@@ -44,11 +46,9 @@ from loupe.quality import (
 )
 from loupe.tasks.compression import CompressionSpec, output_to_rgb
 
-Progress = Callable[[float, str], None]
 
-
-class ReportCancelled(Exception):
-    """``cancelled()`` returned True."""
+class ReportError(LoupeError, ValueError):
+    """The report cannot be built as asked (e.g. an unknown codec); one line for the user."""
 
 
 @dataclass
@@ -226,25 +226,21 @@ class CompressionReport:
 
 def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264", "h265"),
                  sizes: Sequence[float] = (0.5, 1.0, 2.0), progress: Progress | None = None,
-                 cancelled: Callable[[], bool] | None = None, preset: str = "medium",
+                 preset: str = "medium",
                  providers: str = "auto", max_frames: int | None = None, tolerance: float = 0.05) -> CompressionReport:
     """Score a compression model against H.264/H.265 at matched bits (see the module docstring).
 
     ``model``: a path to the ONNX or a ``loupe.inference.engine.Engine``. ``clip``: a path or the
     name of a shipped clip. ``sizes``: codec sizes relative to the model's bits for the RD plot
-    (1.0, the matched size, is always included). ``progress(fraction, message)``; ``cancelled()``
-    is checked between frames and encodes (raises ReportCancelled). ``max_frames``: compare only
+    (1.0, the matched size, is always included). ``progress`` is updated with what runs and
+    checked between frames and encodes (``loupe.progress.Cancelled``). ``max_frames``: compare only
     the first N frames of model and clip (both cut alike). Raises AlignmentError, ModelError,
     VideoReadError/SourceError, CodecError with one-line messages."""
     from loupe.inference.engine import Engine, ModelError
     from loupe.sources.video import VideoSource
 
     t0 = time.perf_counter()
-    report_progress: Progress = progress or (lambda f, m: None)
-
-    def check_cancel() -> None:
-        if cancelled is not None and cancelled():
-            raise ReportCancelled()
+    progress = as_progress(progress)
 
     engine = model if isinstance(model, Engine) else Engine(model, providers=providers)
     if engine.card.task != "compression":
@@ -254,7 +250,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
         raise ModelError(f"{engine.path.name}: the card gives no 'bits'; codecs cannot be matched to it")
     for c in codecs:
         if c not in CODECS:
-            raise ValueError(f"unknown codec {c!r}; one of {', '.join(CODECS)}")
+            raise ReportError(f"unknown codec {c!r}; one of {', '.join(CODECS)}")
     clip_p = resolve_clip(clip)
     n = spec.frames if max_frames is None else min(spec.frames, int(max_frames))
 
@@ -278,14 +274,14 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
     target_yuv: list[Planes] = []
     neural_yuv: list[Planes] = []
     neural_frames: list[dict[str, float]] = []
-    report_progress(0.0, f"running {engine.path.name} on {clip_p.name}")
+    progress.update(0.0, f"running {engine.path.name} on {clip_p.name}")
     w_neural = 0.3
     with VideoSource(str(clip_p)) as src:
         for frame in src:
             i = frame.index
             if i >= n:
                 break
-            check_cancel()
+            progress.check()
             try:
                 target = spec.target(np.asarray(frame.pixels))
             except ValueError as e:
@@ -297,7 +293,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
             target_yuv.append(ty)
             neural_yuv.append(ry)
             neural_frames.append(m)
-            report_progress(w_neural * (i + 1) / n, f"{engine.path.name}: frame {i + 1}/{n}")
+            progress.update(w_neural * (i + 1) / n, f"{engine.path.name}: frame {i + 1}/{n}")
     if len(neural_frames) != n:
         raise AlignmentError(f"{clip_p.name} decoded to {len(neural_frames)} frames, {n} expected")
     frame_px = spec.size[0] * spec.size[1]
@@ -319,23 +315,18 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
     jobs = [(c, f) for c in codecs for f in factors]
     found: dict[str, tuple[float, int]] = {}  # codec -> (crf, bytes) at the matched size
     for k, (codec, factor) in enumerate(jobs):
-        check_cancel()
+        progress.check()
         base = w_neural + (1 - w_neural) * k / len(jobs)
         span = (1 - w_neural) / len(jobs)
         name = CODECS[codec][2]
-
-        def sub(fr: float, _b=base, _s=span, _n=name, _f=factor) -> None:
-            report_progress(_b + _s * fr, f"{_n} at {_f:g}x the neural size")
+        progress.update(base, f"{name} at {factor:g}x the neural size")
+        sub = progress.part(base, base + span)
 
         target = max(1, round(bits * factor / 8))
         start = 23.0
         if codec in found:
             start = found[codec][0] + 6.0 * math.log2(found[codec][1] / target)
-        try:
-            enc = encode_matched_yuv(target_yuv, fps, codec, target, tolerance, sub, preset=preset,
-                                     cancelled=cancelled, crf_start=start)
-        except EncodeCancelled:
-            raise ReportCancelled() from None
+        enc = encode_matched_yuv(target_yuv, fps, codec, target, tolerance, sub, preset=preset, crf_start=start)
         if factor == 1.0 and enc.crf is not None:
             found[codec] = (enc.crf, enc.bytes)
         dec = enc.decoded
@@ -357,7 +348,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
             enc.release()  # keep the bitstream only
     methods.update(others)
     rd.sort(key=lambda p: (p.method != "neural", p.method, p.size_factor))
-    report_progress(1.0, "done")
+    progress.update(1.0, "done")
     return CompressionReport(
         clip=str(clip_p), model=str(engine.path), model_label=label, frames=n, size=spec.size, fps=float(fps),
         methods=methods, rd=rd, timestamps=[t - clip_pts[0] for t in clip_pts], seconds=time.perf_counter() - t0,

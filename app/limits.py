@@ -21,6 +21,8 @@ import logging
 import os
 from dataclasses import dataclass, fields, replace
 
+from loupe.errors import LoupeError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LimitError", "Limits", "configure", "current", "reset"]
@@ -37,7 +39,7 @@ CLI = {
 }
 
 
-class LimitError(ValueError):
+class LimitError(LoupeError, ValueError):
     """A limit was given a value that is not a positive number."""
 
 

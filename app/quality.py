@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from loupe.errors import LoupeError
+from loupe.progress import Progress, as_progress
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 PLANES = ("y", "u", "v")
@@ -46,11 +49,11 @@ SSIM_C1 = int(0.01 * 0.01 * 255 * 255 * 64 + 0.5)  # 416
 SSIM_C2 = int(0.03 * 0.03 * 255 * 255 * 64 * 63 + 0.5)  # 235963
 
 
-class AlignmentError(ValueError):
+class AlignmentError(LoupeError, ValueError):
     """Two videos cannot be compared frame by frame; the message is one line for the user."""
 
 
-class VideoReadError(ValueError):
+class VideoReadError(LoupeError, ValueError):
     """A video cannot be opened or decoded; the message is one line for the user."""
 
 
@@ -447,10 +450,12 @@ class CompareResult:
 
 
 def compare_videos(ref_path: str | Path, dist_path: str | Path,
-                   progress: Callable[[float], None] | None = None) -> CompareResult:
+                   progress: Progress | None = None) -> CompareResult:
     """Per-frame and pooled PSNR/SSIM of ``dist_path`` against ``ref_path`` (FFmpeg's
     definitions). Alignment (count, size, timestamps) is checked before any frame is compared.
-    ``progress(fraction)`` is called as frames are done. Raises AlignmentError or VideoReadError."""
+    ``progress`` is updated as frames are done and checked between them (``Cancelled``).
+    Raises AlignmentError or VideoReadError."""
+    progress = as_progress(progress)
     t0 = time.perf_counter()
     ia = probe(ref_path)
     ib = probe(dist_path)
@@ -467,8 +472,9 @@ def compare_videos(ref_path: str | Path, dist_path: str | Path,
                                      f"{Path(ref_path).name} to more") from None
             m = frame_metrics(pa, pb)
             res.frames.append({"index": i, "pts": round(ta, 6), **m})
-            if progress is not None and n:
-                progress(min(1.0, (i + 1) / n))
+            if n:
+                progress.update(min(1.0, (i + 1) / n))
+            progress.check()
         extra = sum(1 for _ in it_b)
         if extra:
             raise AlignmentError(f"frame counts differ: {Path(dist_path).name} decodes to {len(res.frames) + extra} "

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loupe.errors import LoupeError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ResumeError", "ResumeState", "SkipDone", "first_missing", "history_of", "make_start_at", "prepare_resume"]
@@ -30,7 +32,7 @@ __all__ = ["ResumeError", "ResumeState", "SkipDone", "first_missing", "history_o
 Key = tuple[str, int, str]
 
 
-class ResumeError(Exception):
+class ResumeError(LoupeError):
     """The output file cannot be continued (other columns, unreadable); meant for the user."""
 
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loupe.errors import LoupeError
 from loupe.inference.card import InputSpec, ModelCard
 from loupe.quality import psnr
 from loupe.tasks.anomaly import anomaly_score, calibrate, minmax_normalise, regularity
@@ -413,7 +414,7 @@ class TemporalAttentionPredictor(nn.Module):
 # ==========================================================================================
 # export
 # ==========================================================================================
-class AnomalyExportError(RuntimeError):
+class AnomalyExportError(LoupeError, RuntimeError):
     """Export or post-export verification failed."""
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from loupe.errors import LoupeError
+
 from .ddrnet import ddrnet23_slim
 
 logger = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ __all__ = ["CheckpointError", "load_ddrnet_checkpoint", "read_checkpoint", "unwr
 _MAX_LISTED = 5
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LoupeError, ValueError):
     """The checkpoint cannot be read or does not fit the model; the message says why."""
 
 

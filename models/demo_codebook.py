@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     r: CodebookFitResult = fit_codebook_clip(
         CLIP, Path(args.out), start=SPAN[0], end=SPAN[1], minutes=args.minutes,
-        codebook_size=CODES, k=1, report=report, stride=4, seed=0, threads=1, steps=args.steps,
+        codebook_size=CODES, k=1, progress=report, stride=4, seed=0, threads=1, steps=args.steps,
         name=NAME, demo=True,
     )
     fit_s = time.perf_counter() - t0

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out)
     r = fit_hnerv_clip(CLIP, out, params=PARAMS, epochs=args.epochs, minutes=args.minutes,
-                       report=report, threads=args.threads, name=NAME, demo=True)
+                       progress=report, threads=args.threads, name=NAME, demo=True)
     load1 = os.getloadavg()
     notes = out.with_suffix(".md")
     write_notes(notes, r, (load0[0], load1[0]), args.epochs, args.threads)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from loupe.errors import LoupeError
 from loupe.inference.card import (
     CITYSCAPES_LABELS,
     CITYSCAPES_PALETTE,
@@ -73,7 +74,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
 
-class ExportError(RuntimeError):
+class ExportError(LoupeError, RuntimeError):
     """Export or post-export verification failed."""
 
 

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from loupe.errors import LoupeError
+
 from .checkpoint import CheckpointError
 from .export import ExportError
 from .hnerv import (
@@ -60,7 +62,7 @@ BUNNY_SOURCE_SIZE = (720, 1280)
 BUNNY_FPS = 25.0
 
 
-class UsageError(ValueError):
+class UsageError(LoupeError, ValueError):
     """Bad arguments or input files; the message is the one line printed."""
 
 

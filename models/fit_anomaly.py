@@ -74,6 +74,7 @@ import torch
 import torch.nn.functional as F
 
 from loupe.media import resolve_clip
+from loupe.progress import CallbackProgress, Progress, as_progress
 from loupe.text import parse_span  # re-exported: the fitters' --normal/--span
 
 from .anomaly import (
@@ -90,7 +91,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FitConfig",
     "FitResult",
-    "ProgressCallback",
     "decode_span",
     "fastest_threads",
     "fit_predictor",
@@ -100,10 +100,6 @@ __all__ = [
     "parse_span",
     "split_windows",
 ]
-
-#: ``progress(fraction, loss, eta_s) -> bool``: return False to stop training early.
-ProgressCallback = Callable[[float, float, float], bool]
-
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -329,7 +325,7 @@ def fit_predictor(
     *,
     steps: int | None = None,
     time_budget_s: float | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     seed: int | None = None,
     config: FitConfig | None = None,
 ) -> FitResult:
@@ -338,8 +334,9 @@ def fit_predictor(
     ``frames``: ``(N, H, W, 3)`` uint8 RGB, consecutive frames of normal activity (at least
     ``2*(past+1)``). ``size``: working ``(height, width)``, multiples of 8. ``steps`` and
     ``time_budget_s`` (seconds) override the config; training stops at whichever comes
-    first. ``progress(fraction, loss, eta_s)`` is called after every step; returning False
-    stops training (the model trained so far is still evaluated and returned).
+    first. ``progress`` (``loupe.progress``) is updated after every step with ``loss``,
+    ``eta_s`` and ``step``; once it is cancelled training stops there (the model trained so far
+    is still evaluated and returned, with ``stopped_early``).
     See the module docstring for the split, the losses and the calibration.
     """
     cfg = config or FitConfig()
@@ -362,7 +359,7 @@ def fit_predictor(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)) if cfg.threads > 0 else 2)
     try:
-        return _fit(frames, (h, w), int(past), cfg, progress)
+        return _fit(frames, (h, w), int(past), cfg, as_progress(progress))
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -415,7 +412,7 @@ def _pick_threads(
 
 def _fit(
     frames: np.ndarray, size: tuple[int, int], past: int, cfg: FitConfig,
-    progress: ProgressCallback | None,
+    progress: Progress,
 ) -> FitResult:
     t_start = time.perf_counter()
     h, w = size
@@ -494,9 +491,10 @@ def _fit(
         if step % 50 == 0:
             logger.info("step %d loss %.5f lr %.2e (%.0f s, eta %.0f s)", step, loss_ema, lr,
                         elapsed, eta)
-        if progress is not None and not progress(frac, loss_ema, eta):
+        progress.update(frac, loss=loss_ema, eta_s=eta, step=step)
+        if progress.cancelled:
             stopped = frac < 1.0
-            logger.info("fit stopped by the progress callback at step %d", step)
+            logger.info("fit stopped (cancelled) at step %d", step)
             break
     train_seconds = time.perf_counter() - t_train
     model.eval()
@@ -676,15 +674,14 @@ def _run(args: argparse.Namespace) -> int:
 
     last_print = [0.0]
 
-    def report(frac: float, loss: float, eta: float) -> bool:
+    def report(frac: float, info: dict[str, Any]) -> None:
         now = time.perf_counter()
         if now - last_print[0] >= 5.0 or frac >= 1.0:
             last_print[0] = now
-            print(f"  {100 * frac:5.1f}%  loss {loss:.5f}  eta {eta:5.0f} s", file=sys.stderr)
-        return True
+            print(f"  {100 * frac:5.1f}%  loss {info['loss']:.5f}  eta {info['eta_s']:5.0f} s", file=sys.stderr)
 
     try:
-        result = fit_predictor(frames, size, 4, progress=report, config=cfg)
+        result = fit_predictor(frames, size, 4, progress=CallbackProgress(report), config=cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

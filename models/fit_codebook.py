@@ -55,7 +55,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loupe.media import resolve_clip
+from loupe.progress import CallbackProgress, Progress, as_progress
 from loupe.quality import psnr
 from loupe.text import parse_span
 
@@ -88,7 +89,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CodebookFitConfig",
     "CodebookFitResult",
-    "FitCancelled",
     "FitOutcome",
     "VQAutoencoder",
     "auto_size",
@@ -98,17 +98,11 @@ __all__ = [
     "main",
 ]
 
-#: ``report(fraction, info) -> bool``; False stops the fit now.
-Report = Callable[[float, dict[str, Any]], bool]
 LEVEL_NAME = "codes"
 INPUT_MEAN = (0.5, 0.5, 0.5)
 INPUT_STD = (0.5, 0.5, 0.5)
 #: seconds kept back from the budget for evaluation and export
 EXPORT_RESERVE_S = 10.0
-
-
-class FitCancelled(RuntimeError):
-    """The report callback asked to stop; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -356,13 +350,13 @@ def _pick_threads(model: VQAutoencoder, x: torch.Tensor) -> int:
 def fit_codebook_frames(
     frames: np.ndarray,
     config: CodebookFitConfig | None = None,
-    report: Report | None = None,
+    progress: Progress | None = None,
     status: str = "training",
 ) -> FitOutcome:
     """Train a :class:`VQAutoencoder` on ``frames`` ``(N, h, w, 3)`` uint8 RGB (already at
-    the working size, multiples of the stride x 2). ``report(fraction, info)`` is called
-    after every step with ``loss``, ``codes_used``, ``perplexity``, ``dead_pct``, ``eta_s``,
-    ``status`` and ``step``; returning False raises :class:`FitCancelled`."""
+    the working size, multiples of the stride x 2). ``progress`` (``loupe.progress``) is
+    updated after every step with ``status`` and ``loss``, ``codes_used``, ``perplexity``,
+    ``dead_pct``, ``eta_s`` and ``step``, then checked: a cancel raises ``Cancelled`` there."""
     cfg = config or CodebookFitConfig()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -372,12 +366,12 @@ def fit_codebook_frames(
         raise ValueError(f"frame size must be multiples of 8, got {w}x{h}")
     prev_threads = torch.get_num_threads()
     try:
-        return _fit(frames, cfg, report, status)
+        return _fit(frames, cfg, as_progress(progress), status)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _fit(frames: np.ndarray, cfg: CodebookFitConfig, report: Report | None, status: str) -> FitOutcome:
+def _fit(frames: np.ndarray, cfg: CodebookFitConfig, progress: Progress, status: str) -> FitOutcome:
     n, h, w, _ = frames.shape
     n_held = 0 if n < 2 else max(1, round(cfg.heldout * n))
     n_train = n - n_held
@@ -453,11 +447,9 @@ def _fit(frames: np.ndarray, cfg: CodebookFitConfig, report: Report | None, stat
         elapsed = time.perf_counter() - t0
         frac = min(1.0, max(elapsed / budget, step / cfg.steps if cfg.steps else 0.0))
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("inf")
-        if report is not None and not report(frac, {
-            "loss": loss_ema, "codes_used": used, "perplexity": perp, "dead_pct": dead_pct,
-            "eta_s": eta, "step": step, "status": status,
-        }):
-            raise FitCancelled("fitting cancelled")
+        progress.update(frac, status, loss=loss_ema, codes_used=used, perplexity=perp, dead_pct=dead_pct,
+                        eta_s=eta, step=step)
+        progress.check()
     train_seconds = time.perf_counter() - t0
 
     # evaluation on whole frames
@@ -549,7 +541,7 @@ def fit_codebook_clip(
     minutes: float = 2.5,
     codebook_size: int = 256,
     k: int = 1,
-    report: Report | None = None,
+    progress: Progress | None = None,
     stride: int = 4,
     size: tuple[int, int] | None = None,
     max_frames: int = 600,
@@ -563,12 +555,13 @@ def fit_codebook_clip(
     """Decode ``clip`` from ``start`` to ``end`` seconds, fit a VQ autoencoder within
     ``minutes`` (the whole call), export it to ``out`` and return the figures.
 
-    ``report(fraction, info)`` gets ``loss``, ``codes_used``, ``perplexity``, ``dead_pct``,
-    ``eta_s`` and ``status`` (and ``step``); returning False raises :class:`FitCancelled`
-    and writes nothing. An unreadable clip or empty span raises ValueError with a one-line
+    ``progress`` (``loupe.progress``) gets a status line and, while training, ``loss``,
+    ``codes_used``, ``perplexity``, ``dead_pct``, ``eta_s`` and ``step``; a cancel raises
+    ``Cancelled`` and writes nothing. An unreadable clip or empty span raises ValueError with a one-line
     reason. ``size`` is the working (height, width) (default :func:`auto_size`).
     """
     t_start = time.perf_counter()
+    progress = as_progress(progress)
     path = resolve_clip(clip)
     cfg = CodebookFitConfig(codebook_size=int(codebook_size), k=int(k), stride=int(stride),
                             seed=int(seed), threads=int(threads), steps=steps,
@@ -577,8 +570,8 @@ def fit_codebook_clip(
         raise ValueError(f"the time budget must be positive, got {minutes} minutes")
 
     def tell(frac: float, text: str) -> None:
-        if report is not None and not report(frac, {"status": text}):
-            raise FitCancelled("fitting cancelled")
+        progress.update(frac, text)
+        progress.check()
 
     span = _span_text(start, end)
     tell(0.0, f"decoding {path.name} {span}…")
@@ -604,10 +597,7 @@ def fit_codebook_clip(
     if len(frames) >= max_frames:
         status += f" (the first {max_frames} of the span)"
 
-    def train_report(frac: float, info: dict[str, Any]) -> bool:
-        return report is None or report(frac, info)
-
-    outcome = fit_codebook_frames(frames, cfg, train_report if report else None, status)
+    outcome = fit_codebook_frames(frames, cfg, progress, status)
     tell(1.0, "evaluating and exporting…")
     clip_name = Path(path).name
     source = {
@@ -689,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     last = [0.0]
 
-    def report(frac: float, info: dict[str, Any]) -> bool:
+    def report(frac: float, info: dict[str, Any]) -> None:
         now = time.perf_counter()
         if "loss" not in info:
             print(info.get("status", ""), file=sys.stderr)
@@ -697,14 +687,13 @@ def _run(args: argparse.Namespace) -> int:
             last[0] = now
             print(f"  {100 * frac:5.1f}%  loss {info['loss']:.4f}  codes used {info['codes_used']}"
                   f"  perplexity {info['perplexity']:.1f}  eta {info['eta_s']:4.0f} s", file=sys.stderr)
-        return True
 
     try:
         start, end = parse_span(args.span)
         size = parse_size(args.size) if args.size else None
         result = fit_codebook_clip(
             args.clip, Path(args.out), start=start, end=end, minutes=args.minutes,
-            codebook_size=args.codes, k=args.k, report=report, stride=args.stride, size=size,
+            codebook_size=args.codes, k=args.k, progress=CallbackProgress(report), stride=args.stride, size=size,
             seed=args.seed, threads=args.threads, steps=args.steps,
             restarts=not args.no_restarts, name=args.name, demo=args.demo,
         )

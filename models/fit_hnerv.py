@@ -53,7 +53,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ import torch
 import torch.nn.functional as F
 
 from loupe import quality as q
+from loupe.errors import LoupeError
+from loupe.progress import CallbackProgress, Progress, as_progress
 from loupe.quality import psnr_from_mse
 
 from .hnerv import HNeRV, HNeRVConfig, HNeRVDecoder, config_for, export_compression
@@ -83,9 +85,6 @@ __all__ = [
     "plan",
 ]
 
-#: ``report(fraction, info) -> bool``; info: psnr, loss, epoch, eta_s, status. False = cancel.
-ReportCallback = Callable[[float, dict[str, Any]], bool]
-
 DEFAULT_EPOCHS = 60
 DEFAULT_MINUTES = 9.0
 GPU_THRESHOLD_S = 30 * 60  # estimate above this on CPU -> needs_gpu
@@ -96,11 +95,7 @@ MAX_EMBED_SHARE = 0.15
 EMBED_DIM = 16
 
 
-class FitCancelled(RuntimeError):
-    """The report callback asked to stop (nothing is written)."""
-
-
-class UsageError(ValueError):
+class UsageError(LoupeError, ValueError):
     """Bad arguments or input; the message is the one line printed."""
 
 
@@ -134,7 +129,6 @@ class HNeRVFitResult:
     device: str = "cpu"
     config: HNeRVConfig | None = None
     crop: list[int] = field(default_factory=list)
-    cancelled: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -366,18 +360,19 @@ class _TrainOutcome:
     seconds: float
     threads: int
     last_psnr: float
-    cancelled: bool
 
 
 def fit_frames(
     x: torch.Tensor, cfg: HNeRVConfig, *, minutes: float | None, epochs: int | None,
-    report: ReportCallback | None = None, batch: int = 2, lr: float = 2e-3,
+    progress: Progress | None = None, batch: int = 2, lr: float = 2e-3,
     threads: int = 0, seed: int = 0,
 ) -> _TrainOutcome:
     """Train a fresh :class:`HNeRV` on frames ``x`` (N x 3 x H x W in [0, 1], on the device).
 
     Stops after ``epochs`` epochs or ``minutes`` of training, whichever first (at least one
-    epoch); ``report(fraction, info)`` after every step-group (about 1 s) and every epoch."""
+    epoch); ``progress`` is updated about once a second (psnr, loss, epoch, eta_s and a status
+    line) and checked after every step: a cancel raises ``loupe.progress.Cancelled``."""
+    progress = as_progress(progress)
     if epochs is None and minutes is None:
         raise ValueError("give epochs, minutes or both")
     dev = x.device
@@ -395,7 +390,6 @@ def fit_frames(
     t0 = time.perf_counter()
     epoch, last_report = 0, 0.0
     psnr = math.nan
-    cancelled = False
 
     def fraction(ep_float: float, elapsed: float) -> float:
         a = ep_float / epochs if epochs else 0.0
@@ -415,17 +409,13 @@ def fit_frames(
             sse += loss * len(idx)
             count += len(idx)
             now = time.perf_counter()
-            if report is not None and now - last_report >= 1.0:
+            if now - last_report >= 1.0:
                 last_report = now
                 done = fraction(epoch + (s + 1) / steps_per_epoch, now - t0)
                 eta = (now - t0) * (1.0 - done) / max(done, 1e-6)
-                info = {"psnr": psnr_from_mse(sse / count, 1.0), "loss": loss, "epoch": epoch + 1,
-                        "eta_s": eta, "status": f"training, epoch {epoch + 1}"}
-                if report(done, info) is False:
-                    cancelled = True
-                    break
-        if cancelled:
-            break
+                progress.update(done, f"training, epoch {epoch + 1}", psnr=psnr_from_mse(sse / count, 1.0),
+                                loss=loss, epoch=epoch + 1, eta_s=eta)
+            progress.check()
         epoch += 1
         psnr = psnr_from_mse(sse / max(count, 1), 1.0)
         elapsed = time.perf_counter() - t0
@@ -433,8 +423,7 @@ def fit_frames(
         if (epochs is not None and epoch >= epochs) or elapsed >= budget:
             break
     return _TrainOutcome(model=model.eval(), epochs=epoch, seconds=time.perf_counter() - t0,
-                         threads=threads if dev.type == "cpu" else 0, last_psnr=psnr,
-                         cancelled=cancelled)
+                         threads=threads if dev.type == "cpu" else 0, last_psnr=psnr)
 
 
 # --------------------------------------------------------------------------------------
@@ -508,19 +497,20 @@ def _fmt_s(s: float) -> str:
 
 def fit_hnerv_clip(
     clip: str, out: Path, *, params: float = 0.3e6, minutes: float | None = None,
-    epochs: int | None = None, report: ReportCallback | None = None,
+    epochs: int | None = None, progress: Progress | None = None,
     crop: Sequence[int] | None = None, device: str | None = None, threads: int = 0,
     max_frames: int | None = None, batch: int = 2, lr: float = 2e-3, name: str | None = None,
     demo: bool = False,
 ) -> HNeRVFitResult:
     """Fit, quantise, entropy-code and export (see the module docstring).
 
-    ``report(fraction, info)`` (info: psnr, loss, epoch, eta_s, status) is called while
-    training and at each later stage; returning False cancels: FitCancelled is raised and
-    nothing is written. Bad input raises UsageError (one line)."""
+    ``progress`` (``loupe.progress``) gets a status line and psnr, loss, epoch, eta_s while
+    training and at each later stage; a cancel raises ``Cancelled`` and nothing is written.
+    Bad input raises UsageError (one line)."""
     from . import hnerv_codec
 
     t_start = time.perf_counter()
+    progress = as_progress(progress)
     params = parse_params(params)
     if epochs is None and minutes is None:
         epochs, minutes = DEFAULT_EPOCHS, DEFAULT_MINUTES
@@ -532,11 +522,8 @@ def fit_hnerv_clip(
     path = _resolve_clip(clip)
 
     def say(frac: float, status: str, **extra: Any) -> None:
-        if report is not None:
-            info = {"psnr": None, "loss": None, "epoch": None, "eta_s": None,
-                    "status": status, **extra}
-            if report(frac, info) is False:
-                raise FitCancelled("fitting cancelled")
+        progress.update(frac, status, **{"psnr": None, "loss": None, "epoch": None, "eta_s": None, **extra})
+        progress.check()
 
     say(0.0, "reading the clip")
     frames, fps = _read_clip(path, max_frames=max_frames)
@@ -547,14 +534,8 @@ def fit_hnerv_clip(
     x = _to_tensor(frames, pl.crop, dev)
     logger.info("fitting %d frames, crop %s, config %s on %s", n, pl.crop, cfg.to_dict(), dev)
 
-    def train_report(frac: float, info: dict[str, Any]) -> bool:
-        return report(0.95 * frac, info) if report is not None else True
-
-    outcome = fit_frames(x, cfg, minutes=minutes, epochs=epochs,
-                         report=train_report if report is not None else None,
+    outcome = fit_frames(x, cfg, minutes=minutes, epochs=epochs, progress=progress.part(0.0, 0.95),
                          batch=batch, lr=lr, threads=threads)
-    if outcome.cancelled:
-        raise FitCancelled("fitting cancelled")
     model = outcome.model
     say(0.95, "quantising and entropy-coding", epoch=outcome.epochs)
     with torch.no_grad():
@@ -659,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         last = [0.0]
 
-        def report(frac: float, info: dict[str, Any]) -> bool:
+        def report(frac: float, info: dict[str, Any]) -> None:
             now = time.monotonic()
             if now - last[0] >= 5.0 or frac >= 1.0:
                 last[0] = now
@@ -667,10 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{100 * frac:5.1f}%  {info.get('status', '')}"
                       + (f"  PSNR {psnr:.2f} dB" if psnr is not None else "")
                       + (f"  ETA {_fmt_s(eta)}" if eta is not None else ""), file=sys.stderr)
-            return True
 
         res = fit_hnerv_clip(args.clip, Path(args.out), params=params, minutes=args.minutes,
-                             epochs=args.epochs, report=report, crop=crop, device=args.device,
+                             epochs=args.epochs, progress=CallbackProgress(report), crop=crop, device=args.device,
                              threads=args.threads, max_frames=args.frames)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

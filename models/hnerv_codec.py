@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from loupe.errors import LoupeError
+
 __all__ = [
     "BLOCK",
     "MAGIC",
@@ -69,7 +71,7 @@ MAX_CODE_LEN = 16  # Huffman code lengths are limited to this (lookup table of 2
 MAX_PER_AXIS_SHARE = 0.02  # per-axis min/scale only when they cost < 2 % of the elements
 
 
-class HNeRVFileError(ValueError):
+class HNeRVFileError(LoupeError, ValueError):
     """A ``.hnerv`` file is damaged or not one."""
 
 

@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from loupe.progress import CallbackProgress, Progress
+
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 
 
@@ -68,18 +70,17 @@ def fit_parser(name: str, what: str, out_help: str) -> argparse.ArgumentParser:
 
 
 def throttled_report(seconds: float, ready: Callable[[dict[str, Any]], bool],
-                     log: Callable[[float, dict[str, Any]], None]) -> Callable[[float, dict[str, Any]], bool]:
-    """A fitter's ``report(frac, info)`` that calls ``log`` when ``ready(info)`` and more than
-    ``seconds`` have passed since it last did, and never stops the fit."""
+                     log: Callable[[float, dict[str, Any]], None]) -> Progress:
+    """A fitter's ``progress`` that calls ``log(frac, info)`` when ``ready(info)`` and more than
+    ``seconds`` have passed since it last did (``info["status"]``: the status line)."""
     last = [0.0]
 
-    def report(frac: float, info: dict[str, Any]) -> bool:
+    def report(frac: float, info: dict[str, Any]) -> None:
         if ready(info) and time.perf_counter() - last[0] > seconds:
             last[0] = time.perf_counter()
             log(frac, info)
-        return True
 
-    return report
+    return CallbackProgress(report)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import pytest
 from loupe import codecs as c
 from loupe import quality as q
 from loupe.media import clip_path
+from loupe.progress import CallbackProgress
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def carphone_yuv():
 def test_size_within_5_percent_and_frames_line_up(carphone_yuv, codec):
     seen = []
     target = 6000
-    enc = c.encode_matched_yuv(carphone_yuv, 29.97, codec, target, progress=seen.append)
+    enc = c.encode_matched_yuv(carphone_yuv, 29.97, codec, target, progress=CallbackProgress(lambda f, info: seen.append(f)))
     assert enc.matched and abs(enc.bytes - target) <= 0.05 * target
     assert enc.bytes == len(enc.data) == sum(enc.packet_sizes)
     assert enc.bpp == pytest.approx(enc.bytes * 8 / (24 * 176 * 144))

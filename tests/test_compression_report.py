@@ -7,7 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from loupe.compression_report import ReportCancelled, build_report
+from loupe.compression_report import build_report
+from loupe.progress import CallbackProgress, Cancelled
 from loupe.quality import AlignmentError
 from tests.compression_model import expected_quality, make_compression_model
 
@@ -24,7 +25,7 @@ def model(tmp_path_factory):
 def report(model):
     seen = []
     rep = build_report(model[0], "carphone_pristine.mp4", max_frames=N, providers="cpu",
-                       progress=lambda f, m: seen.append(f))
+                       progress=CallbackProgress(lambda f, info: seen.append(f)))
     return rep, seen
 
 
@@ -111,5 +112,6 @@ def test_cancel(model):
         calls.append(1)
         return len(calls) > 3
 
-    with pytest.raises(ReportCancelled):
-        build_report(model[0], "carphone_pristine.mp4", max_frames=N, providers="cpu", cancelled=cancelled)
+    with pytest.raises(Cancelled):
+        build_report(model[0], "carphone_pristine.mp4", max_frames=N, providers="cpu",
+                     progress=CallbackProgress(cancelled=cancelled))

@@ -30,13 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loupe.errors import LoupeError
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "loupe."
 SIDECAR_SUFFIX = ".loupe.json"
 
 
-class CardError(ValueError):
+class CardError(LoupeError, ValueError):
     """A card is present but malformed; the message names the key."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from loupe.errors import LoupeError
 from loupe.inference.card import (
     CardError,
     InputSpec,
@@ -42,7 +43,7 @@ SHORT = {
 }
 
 
-class ModelError(Exception):
+class ModelError(LoupeError):
     """A model cannot be loaded or run; the message is meant for the user."""
 
 

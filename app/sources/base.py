@@ -9,10 +9,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from loupe.errors import LoupeError
+
 logger = logging.getLogger(__name__)
 
 
-class SourceError(Exception):
+class SourceError(LoupeError):
     """A source cannot be opened or read; the message is meant for the user."""
 
 

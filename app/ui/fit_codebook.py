@@ -105,27 +105,23 @@ def status_line(info: dict) -> str:
 
 def make_fit(clip: str, out: Path, start: float, end: float | None, minutes: float, codebook_size: int, k: int,
              fit_fn: Callable | None = None):
-    """The fitting function for a FitJob; returns the CodebookFitResult."""
+    """The fitting function for a Job (``fit(progress)``); returns the CodebookFitResult."""
 
-    def fit(report):
+    def fit(progress):
         fn = fit_fn
         if fn is None:
             from loupe_models.fit_codebook import fit_codebook_clip as fn
 
-        def progress(fraction: float, info: dict) -> bool:
-            info = dict(info)
-            info["status"] = status_line(info)
-            return report(fraction, info)
-
+        shown = progress.part(0.0, 1.0, lambda status, info: status_line({**info, "status": status}))
         return fn(clip, out, start=start, end=end, minutes=minutes, codebook_size=codebook_size, k=k,
-                  report=progress)
+                  progress=shown)
 
     return fit
 
 
 def start_fit(win, clip: str, out: Path, start: float, end: float | None, minutes: float,
               codebook_size: int = 256, k: int = 1, fit_fn: Callable | None = None):
-    """Run the fitting in a FitJob with a FitDialog; load the model into ``win`` when done."""
+    """Run the fitting in a Job with a FitDialog; load the model into ``win`` when done."""
     from loupe.ui.fit_job import run_fit
 
     job, win.codebook_dialog = run_fit(

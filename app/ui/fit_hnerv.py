@@ -8,9 +8,7 @@ imported once the user asks for it, and never at all without the ``[fit]`` extra
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QWidget,
 )
+
+from loupe.ui.job import Job
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def format_seconds(s: float) -> str:
 class FitHNeRVDialog(QDialog):
     """Budget and time limit; the estimate is computed off the UI thread as the budget changes."""
 
-    estimated = Signal(int, object)  # request number, FitEstimate or an error string
+    estimated = Signal(int, object)  # request number, FitEstimate or an error string (on the UI thread)
 
     def __init__(self, clip: str, parent: QWidget | None = None,
                  estimate: Callable[[str, float], Any] | None = None) -> None:
@@ -97,18 +97,17 @@ class FitHNeRVDialog(QDialog):
         self.estimate_label.setStyleSheet("")
         est = self._estimate
 
-        def work() -> None:
-            try:
-                fn = est
-                if fn is None:
-                    from loupe_models.fit_hnerv import estimate as fn
-                answer: Any = fn(clip, params)
-            except Exception as e:  # shown in the dialog
-                answer = f"{type(e).__name__}: {e}" if not isinstance(e, (ValueError, OSError)) else str(e)
-            with contextlib.suppress(RuntimeError):  # the dialog is gone
-                self.estimated.emit(n, answer)
+        def work(_progress) -> Any:
+            fn = est
+            if fn is None:
+                from loupe_models.fit_hnerv import estimate as fn
+            return fn(clip, params)
 
-        threading.Thread(target=work, name="loupe-hnerv-estimate", daemon=True).start()
+        job = Job(work, "hnerv-estimate", self)  # a failure: a LoupeError's message, else type and message
+        job.finishedWith.connect(lambda answer: self.estimated.emit(n, answer))
+        job.failedWith.connect(lambda msg: self.estimated.emit(n, msg))
+        job.done.connect(job.deleteLater)
+        job.start()
 
     def _on_estimate(self, n: int, est: Any) -> None:
         if n != self._request:
@@ -133,9 +132,10 @@ class FitHNeRVDialog(QDialog):
 
 
 def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callable | None = None):
-    """The fitting function for a FitJob: PSNR so far in the status line; returns HNeRVFitResult."""
+    """The fitting function for a Job (``fit(progress)``): PSNR so far in the status line;
+    returns HNeRVFitResult."""
 
-    def fit(report):
+    def fit(progress):
         fn, kw = fit_fn, {}
         if fn is None:  # the default epochs (what estimate() timed), stopped early by the time limit
             from loupe_models.fit_hnerv import DEFAULT_EPOCHS
@@ -143,24 +143,22 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
 
             kw["epochs"] = DEFAULT_EPOCHS
 
-        def progress(fraction: float, info: dict) -> bool:
-            info = dict(info)
-            parts = [str(info["status"])] if info.get("status") else []
+        def describe(status: str, info) -> str:
+            parts = [status] if status else []
             if info.get("epoch") is not None and "epoch" not in " ".join(parts):
                 parts.append(f"epoch {info['epoch']}")
             if info.get("psnr") is not None:
                 parts.append(f"PSNR so far {float(info['psnr']):.2f} dB")
-            info["status"] = " · ".join(parts) or "fitting…"
-            return report(fraction, info)
+            return " · ".join(parts) or "fitting…"
 
-        report(0.0, {"status": f"decoding {Path(clip).name}…"})
-        return fn(clip, out, params=params, minutes=minutes, report=progress, **kw)
+        progress.update(0.0, f"decoding {Path(clip).name}…")
+        return fn(clip, out, params=params, minutes=minutes, progress=progress.part(0.0, 1.0, describe), **kw)
 
     return fit
 
 
 def start_fit(win, clip: str, params: float, minutes: float, out: Path, fit_fn: Callable | None = None):
-    """Run the fitting in a FitJob with a FitDialog; load the model into ``win`` when done."""
+    """Run the fitting in a Job with a FitDialog; load the model into ``win`` when done."""
     from loupe.ui.fit_job import run_fit
 
     job, win.hnerv_dialog = run_fit(

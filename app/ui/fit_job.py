@@ -1,65 +1,32 @@
-"""Fitting a model from the window: torch on a worker thread, with progress, ETA, a live loss
-plot and cancel. Generic over the fitting function, which reports through a callback:
+"""Fitting a model from the window: torch in a background ``Job``, with progress, ETA, a live
+loss plot and cancel. Generic over the fitting function:
 
-    fit(report) -> result, where report(fraction, info: dict) -> bool (False: stop now)
+    fit(progress) -> result, with progress a loupe.progress.Progress
 
-``info`` may hold ``loss``, ``eta_s`` and a ``status`` line. The result reaches ``finishedWith``
-on the UI thread; an exception's message reaches ``failedWith``.
+whose updates may carry ``loss``, ``eta_s``, ``step`` and a status line. The result, a failure
+(a ``LoupeError``'s message, or an unexpected error's type and message) or a cancel reach the
+window on the UI thread through the Job's signals.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from loupe.progress import Progress
+from loupe.ui.job import Job
 
 logger = logging.getLogger(__name__)
 
 
-class FitJob(QThread):
-    progressed = Signal(float, object)  # fraction, info dict
-    finishedWith = Signal(object)
-    failedWith = Signal(str)
-
-    def __init__(self, fit: Callable[[Callable[[float, dict], bool]], Any], parent=None) -> None:
-        super().__init__(parent)
-        self._fit = fit
-        self._cancel = False
-        self._last_emit = 0.0
-
-    def cancel(self) -> None:
-        self._cancel = True
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel
-
-    def _report(self, fraction: float, info: dict) -> bool:
-        now = time.monotonic()
-        if now - self._last_emit > 0.2 or fraction >= 1.0:  # at display rate, not step rate
-            self._last_emit = now
-            self.progressed.emit(float(fraction), dict(info))
-        return not self._cancel
-
-    def run(self) -> None:
-        try:
-            result = self._fit(self._report)
-        except Exception as e:  # shown in the window, never a crash
-            logger.exception("fitting failed")
-            self.failedWith.emit(f"{type(e).__name__}: {e}" if not str(e).startswith("cannot") else str(e))
-            return
-        self.finishedWith.emit(result)
-
-
 class FitDialog(QDialog):
-    """Progress bar, ETA, loss plot and a Cancel button for a FitJob."""
+    """Progress bar, ETA, loss plot and a Cancel button for a fitting Job."""
 
-    def __init__(self, title: str, job: FitJob, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, job: Job, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setMinimumWidth(460)
@@ -88,6 +55,7 @@ class FitDialog(QDialog):
         job.progressed.connect(self.on_progress)
         job.finishedWith.connect(lambda _r: self.accept())
         job.failedWith.connect(lambda _m: self.reject())
+        job.wasCancelled.connect(self.reject)
 
     def on_progress(self, fraction: float, info: dict) -> None:
         self.bar.setValue(int(1000 * fraction))
@@ -131,36 +99,33 @@ def can_fit(win, no_file: str, no_torch: str = NO_TORCH) -> bool:
     return True
 
 
-def run_fit(win, action, title: str, fit: Callable[[Callable[[float, dict], bool]], Any],
+def run_fit(win, action, title: str, fit: Callable[[Progress], Any],
             done_message: Callable[[Any], str], failed: str,
-            cancelled: str | None = None) -> tuple[FitJob, FitDialog]:
-    """Run ``fit`` in a FitJob with a FitDialog over ``win``: the player pauses, ``action`` is off
+            cancelled: str | None = None) -> tuple[Job, FitDialog]:
+    """Run ``fit`` in a Job with a FitDialog over ``win``: the player pauses, ``action`` is off
     and ``win.fit_job`` holds the job while it runs. When it is done the window shows
     ``done_message(result)`` and loads the model at ``result.onnx_path``; when it fails it shows
-    "``failed``: why" (or ``cancelled``, where given, when the user cancelled)."""
+    "``failed``: why"; when the user cancelled, ``cancelled`` (by default "``title``:
+    cancelled; nothing was saved.")."""
     if win.player is not None:
         win.player.pause()
         win._update_play_button()
-    job = FitJob(fit, win)
+    job = Job(fit, "fit", win)
     dlg = FitDialog(title, job, win)
 
-    def done(res) -> None:
-        win.fit_job = None
-        action.setEnabled(True)
+    def succeeded(res) -> None:
         win.show_error(done_message(res), "info")
         win.add_model(str(res.onnx_path))
 
-    def failed_with(msg: str) -> None:
+    def ended() -> None:
         win.fit_job = None
         action.setEnabled(True)
-        if cancelled is not None and job.cancelled:
-            win.show_error(cancelled, "info")
-        else:
-            win.show_error(f"{failed}: {msg}")
+        job.deleteLater()
 
-    job.finishedWith.connect(done)
-    job.failedWith.connect(failed_with)
-    job.finished.connect(job.deleteLater)
+    job.finishedWith.connect(succeeded)
+    job.failedWith.connect(lambda msg: win.show_error(f"{failed}: {msg}"))
+    job.wasCancelled.connect(lambda: win.show_error(cancelled or f"{title}: cancelled; nothing was saved.", "info"))
+    job.done.connect(ended)
     action.setEnabled(False)
     win.fit_job = job
     job.start()

@@ -2,7 +2,7 @@
 worker thread (torch, GPU if present), save it as a card-carrying ONNX and load it at once.
 
 The fitting itself is ``loupe_models.fit_anomaly`` (the same code as ``loupe fit anomaly``);
-this module only asks for the span, runs it in a ``FitJob`` and shows progress, ETA and loss.
+this module only asks for the span, runs it in a ``Job`` and shows progress, ETA and loss.
 """
 
 from __future__ import annotations
@@ -48,25 +48,22 @@ def torch_available() -> bool:
 
 
 def make_fit(clip: str, start: float, end: float | None, minutes: float, out: Path, size=(128, 128)):
-    """The fitting function for a FitJob: decode the span, fit, export; returns LearnedModel."""
+    """The fitting function for a Job (``fit(progress)``): decode the span, fit, export; returns
+    LearnedModel. A cancel while fitting stops it early and keeps what was learned (as the
+    fitter's time limit does); before that, nothing is saved."""
 
-    def fit(report) -> LearnedModel:
+    def fit(progress) -> LearnedModel:
         from loupe_models.anomaly import export_predictor
         from loupe_models.fit_anomaly import FitConfig, decode_span, fit_card_info, fit_predictor
 
-        report(0.0, {"status": f"decoding {Path(clip).name} {start:g}–{'' if end is None else f'{end:g}'} s…"})
+        progress.update(0.0, f"decoding {Path(clip).name} {start:g}–{'' if end is None else f'{end:g}'} s…")
         frames, _fps = decode_span(clip, start, end, size=size)
+        progress.check()
         cfg = FitConfig(time_budget_s=60.0 * minutes, threads=0)  # 0: time 1 vs 2 threads, keep the faster
         t0 = time.perf_counter()
-        steps = [0]
-
-        def progress(frac: float, loss: float, eta: float) -> bool:
-            steps[0] += 1
-            return report(frac, {"loss": loss, "eta_s": eta, "step": steps[0],
-                                 "status": f"fitting on {len(frames)} frames at {size[1]}x{size[0]}"})
-
-        result = fit_predictor(frames, size, 4, progress=progress, config=cfg)
-        report(1.0, {"status": "exporting…"})
+        status = f"fitting on {len(frames)} frames at {size[1]}x{size[0]}"
+        result = fit_predictor(frames, size, 4, progress=progress.part(0.0, 1.0, lambda _s, _i: status), config=cfg)
+        progress.update(1.0, "exporting…")
         span = f"{start:g}:{'' if end is None else f'{end:g}'} s"
         info = fit_card_info(result, f"Learned normal: {Path(clip).stem} ({span})", {
             "training_data": f"{Path(clip).name}, normal span {span}, {len(frames)} frames",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,10 +34,10 @@ from loupe.inference.card import task_names, write_sidecar
 from loupe.inference.engine import Engine, ModelError
 from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
 from loupe.player import Player
-from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui.analyze_job import AnalyzeJob, describe, progress_dialog
+from loupe.ui.analyze_job import analysis_job, describe, progress_dialog
+from loupe.ui.job import Job, JobQueue
 from loupe.ui.panels.anomaly import AnomalyPanel
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
@@ -112,24 +111,16 @@ def parse_resolution(text: str | None) -> tuple[int | None, int | None]:
         raise ValueError(f"resolution must look like 1280x720, got {text!r}") from None
 
 
-class _Bridge(QObject):
-    """Runs callables on the UI thread: emit ``call`` from any thread."""
-
-    call = Signal(object)
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)
-
-    def _run(self, fn) -> None:
-        fn()
-
-
 class MainWindow(QMainWindow):
     frameShown = Signal(object)  # FrameResult, after the view and panels were updated
     errorShown = Signal(str)
     sourceOpened = Signal(str)
     modelLoaded = Signal(str)
+    # the player's reader thread reports through these (queued to the UI thread)
+    _playerError = Signal(str)
+    _playerEnded = Signal()
+    _playerStatus = Signal(str)
+    _playerRecovered = Signal(str)
 
     def __init__(self, providers: str = "auto", ask_task: bool = True, lockstep: bool = False) -> None:
         super().__init__()
@@ -155,11 +146,15 @@ class MainWindow(QMainWindow):
         self._slow_stale = False
         self._source_gen = 0
         self._accept_after = 0.0
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-io")
-        self._bridge = _Bridge(self)
+        self._loading = JobQueue()  # models and sources load one after the other, off the UI thread
         self._window_restored = False
-        self.analyze_job: AnalyzeJob | None = None
-        self.fit_job = None
+        self.analyze_job: Job | None = None
+        self.fit_job: Job | None = None
+        queued = Qt.ConnectionType.QueuedConnection
+        self._playerError.connect(self.show_error, queued)
+        self._playerEnded.connect(self._on_end, queued)
+        self._playerStatus.connect(lambda msg: self.statusBar().showMessage(msg, 10000), queued)
+        self._playerRecovered.connect(self._on_recovered, queued)
 
         self.view = FrameView()
         self.view.windowChanged.connect(self._on_window_changed)
@@ -363,11 +358,11 @@ class MainWindow(QMainWindow):
         self.cam_btn.setChecked(source.live)
         self.player = Player(
             source, self.slot,
-            on_error=lambda msg: self._bridge.call.emit(lambda: self.show_error(msg)),
-            on_end=lambda: self._bridge.call.emit(self._on_end),
+            on_error=self._playerError.emit,
+            on_end=self._playerEnded.emit,
             realtime=not self.lockstep, lockstep=self.lockstep,
-            on_status=lambda msg: self._bridge.call.emit(lambda: self.statusBar().showMessage(msg, 10000)),
-            on_recovered=lambda msg: self._bridge.call.emit(lambda: self._on_recovered(msg)),
+            on_status=self._playerStatus.emit,
+            on_recovered=self._playerRecovered.emit,
         )
         for p in self.panels:
             if p is not None:
@@ -417,28 +412,28 @@ class MainWindow(QMainWindow):
             self.slot.put(self.last_result.frame)  # re-run the paused frame with the new model
         self.modelLoaded.emit(lm.name)
 
-    def _in_background(self, work, done) -> None:
-        """Run ``work()`` on the I/O thread; ``done(result)`` or an error banner on the UI thread."""
+    def _in_background(self, work, done, name: str = "loading") -> Job | None:
+        """Run ``work()`` in a Job, after the loading started before it; ``done(result)`` or an
+        error banner (a LoupeError's message; else the type and message, logged) on the UI thread."""
         if getattr(self, "_closing", False):  # e.g. a fit that finished while the window closed
             logger.info("window closing: not starting background work")
-            return
+            return None
         QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
+        job = Job(lambda _progress: work(), name, self)
 
-        def finished(fut) -> None:
-            try:
-                result = fut.result()
-            except (SourceError, ModelError, ValueError, OSError) as e:
-                msg = str(e)
-                self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), self.show_error(msg)))
-                return
-            except Exception as e:  # never lose an error silently
-                logger.exception("background open failed")
-                msg = f"{type(e).__name__}: {e}"
-                self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), self.show_error(msg)))
-                return
-            self._bridge.call.emit(lambda: (QApplication.restoreOverrideCursor(), done(result)))
+        def finished(result) -> None:
+            QApplication.restoreOverrideCursor()
+            done(result)
 
-        self._io.submit(work).add_done_callback(finished)
+        def failed(msg: str) -> None:
+            QApplication.restoreOverrideCursor()
+            self.show_error(msg)
+
+        job.finishedWith.connect(finished)
+        job.failedWith.connect(failed)
+        job.wasCancelled.connect(QApplication.restoreOverrideCursor)  # the window closed first
+        job.done.connect(job.deleteLater)
+        return job.start(self._loading)
 
     def _make_panel(self, lm: LoadedModel):
         """The model's panel, made by its task's registry entry (``TaskSpec.panel``); a task
@@ -870,26 +865,24 @@ class MainWindow(QMainWindow):
         if out:
             self.analyze_to(out)
 
-    def analyze_to(self, out: str) -> AnalyzeJob:
+    def analyze_to(self, out: str) -> Job:
         """Every frame of the open file through every model, in order, rows to ``out``."""
         if self.player is not None:
             self.player.pause()
             self._update_play_button()
-        job = AnalyzeJob([self.source_spec], self.models, out, self)  # tasks of its own (see AnalyzeJob)
+        job = analysis_job([self.source_spec], self.models, out, self)  # tasks of its own (see analyze_job)
         dlg = progress_dialog(self, job)
 
-        def done(result) -> None:
+        def ended() -> None:
             self.analyze_job = None
             dlg.close()
             dlg.deleteLater()
-            if isinstance(result, str):
-                self.show_error(result)
-            else:
-                self.show_error(describe(result, out), "error" if result.failed else "info")
             self.analyze_action.setEnabled(True)
+            job.deleteLater()
 
-        job.finishedWith.connect(done)
-        job.finished.connect(job.deleteLater)
+        job.finishedWith.connect(lambda s: self.show_error(describe(s, out), "error" if s.failed else "info"))
+        job.failedWith.connect(lambda msg: self.show_error(f"Analysis failed: {msg}"))
+        job.done.connect(ended)
         self.analyze_action.setEnabled(False)
         self.analyze_job = job
         job.start()
@@ -947,7 +940,7 @@ class MainWindow(QMainWindow):
         self._source_gen += 1  # anything still opening is dropped when it lands
         self._stop_player()
         self.worker.stop()
-        self._io.shutdown(wait=True, cancel_futures=True)
+        self._loading.close()  # what has not started loading never will; the one loading ends
         self._status_timer.stop()
         self.settings.setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)

@@ -14,6 +14,7 @@ import torch
 
 from loupe.inference.card import ModelCard
 from loupe.inference.preprocess import prepare
+from loupe.progress import CallbackProgress
 from loupe.sources.base import Frame
 from loupe_models import golden
 from loupe_models.anomaly import (
@@ -315,13 +316,13 @@ def test_fit_predictor_smoke_and_early_stop():
     frames = _moving_frames(14, 32, 40)
     calls = []
 
-    def progress(frac, loss, eta):
-        calls.append((frac, loss, eta))
+    def progress(frac, info):
+        calls.append((frac, info["loss"], info["eta_s"]))
         return len(calls) < 2  # stop after the second step
 
     cfg = FitConfig(time_budget_s=60.0, steps=50, batch=2, crop=None, width=4, heads=1,
                     threads=1, heldout=0.3)
-    r = fit_predictor(frames, (32, 40), 4, progress=progress, config=cfg)
+    r = fit_predictor(frames, (32, 40), 4, progress=CallbackProgress(progress), config=cfg)
     assert r.steps == 2 and r.stopped_early and len(calls) == 2
     assert 0 < calls[0][0] <= calls[1][0] < 1 and math.isfinite(calls[1][1])
     assert r.size == (32, 40) and r.past == 4

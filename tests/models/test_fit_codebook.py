@@ -8,11 +8,11 @@ import torch
 
 from loupe.inference.engine import Engine
 from loupe.media import clip_path
+from loupe.progress import CallbackProgress, Cancelled
 from loupe_models.export_codebook import run_codebook_onnx, verify_codebook_onnx
 from loupe_models.fit_anomaly import decode_span
 from loupe_models.fit_codebook import (
     CodebookFitConfig,
-    FitCancelled,
     VQAutoencoder,
     _CodesAndRecon,
     auto_size,
@@ -77,8 +77,8 @@ def test_report_info_and_cancel(frames):
         seen.append(dict(info))
         return len(seen) < 7
 
-    with pytest.raises(FitCancelled):
-        fit_codebook_frames(frames, CodebookFitConfig(steps=1000, **TINY), report=report)
+    with pytest.raises(Cancelled):
+        fit_codebook_frames(frames, CodebookFitConfig(steps=1000, **TINY), progress=CallbackProgress(report))
     assert len(seen) == 7  # stopped at once
     assert {"loss", "codes_used", "perplexity", "dead_pct", "eta_s", "status"} <= set(seen[-1])
     assert seen[-1]["codes_used"] > 0 and 0 <= seen[-1]["dead_pct"] < 100
@@ -92,8 +92,8 @@ def test_cancel_writes_nothing(tmp_path):
         calls.append(info)
         return "loss" not in info  # cancel at the first training step
 
-    with pytest.raises(FitCancelled):
-        fit_codebook_clip("bikes.mp4", out, end=0.3, size=(64, 96), report=report, threads=1)
+    with pytest.raises(Cancelled):
+        fit_codebook_clip("bikes.mp4", out, end=0.3, size=(64, 96), progress=CallbackProgress(report), threads=1)
     assert not out.exists()
     assert calls[0]["status"].startswith("decoding bikes.mp4")
 

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from loupe.progress import CallbackProgress, Cancelled
 from loupe_models import fit_hnerv as fh
 from loupe_models import hnerv_codec as hc
 from loupe_models.hnerv import HNeRVConfig, HNeRVDecoder
@@ -45,7 +46,7 @@ def tiny_fit(clip, tmp_path_factory):
         calls.append((frac, dict(info)))
         return True
 
-    res = fh.fit_hnerv_clip(clip, out, params=0.06e6, epochs=2, report=report, crop=(48, 64),
+    res = fh.fit_hnerv_clip(clip, out, params=0.06e6, epochs=2, progress=CallbackProgress(report), crop=(48, 64),
                             max_frames=4, threads=1)
     return res, calls
 
@@ -141,8 +142,8 @@ def test_cancel_stops_and_writes_nothing(clip, tmp_path):
         return not info["status"].startswith("training")
 
     out = tmp_path / "c.onnx"
-    with pytest.raises(fh.FitCancelled):
-        fh.fit_hnerv_clip(clip, out, params=0.06e6, epochs=50, report=report, crop=(48, 64),
+    with pytest.raises(Cancelled):
+        fh.fit_hnerv_clip(clip, out, params=0.06e6, epochs=50, progress=CallbackProgress(report), crop=(48, 64),
                           max_frames=4, threads=1)
     assert not out.exists() and not out.with_suffix(".hnerv").exists()
     assert any(s.startswith("training") for s in seen)

@@ -191,19 +191,19 @@ def fake_fit(cancel_after: int | None = None):
     """A stand-in for fit_codebook_clip: reports like it, writes a codebook model, returns figures."""
     calls = []
 
-    def fit(clip, out, *, start, end, minutes, codebook_size, k, report):
+    def fit(clip, out, *, start, end, minutes, codebook_size, k, progress):
         calls.append(dict(clip=clip, start=start, end=end, minutes=minutes, codebook_size=codebook_size, k=k))
         step = 0
         while True:
             step += 1
             info = {"loss": 1.0 / step, "codes_used": 200, "perplexity": 150.0, "dead_pct": 21.875,
                     "eta_s": 3.0, "step": step, "status": "fitting 256 codes on 25 frames at 176x144"}
-            if not report(min(step / 5, 0.99), info):
-                raise RuntimeError("fitting cancelled")
+            progress.update(min(step / 5, 0.99), **info)
+            progress.check()
             if cancel_after is None and step >= 5:
                 break
             time.sleep(0.25 if cancel_after is None else 0.05)
-        report(1.0, {"status": "evaluating and exporting…"})
+        progress.update(1.0, "evaluating and exporting…")
         make_codebook_model(out)
         return SimpleNamespace(onnx_path=out, seconds=2.0, frames=25, codes_used=201, perplexity=151.5,
                                recon_psnr=24.5)

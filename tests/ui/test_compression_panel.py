@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from loupe.errors import LoupeError
 from loupe.media import clip_path
 from loupe.quality import psnr_planes, rgb_to_yuv420
 from loupe.sources.base import Frame
@@ -151,9 +152,9 @@ def test_compare_runs_off_the_ui_thread_reports_errors_and_cancels(qtbot, panel,
 
     seen = {}
 
-    def build(model, clip, codecs, sizes, progress, cancelled):
+    def build(model, clip, codecs, sizes, progress):
         seen["thread"] = threading.current_thread()
-        progress(0.5, "half")
+        progress.update(0.5, "half")
         return report
 
     panel._build_report = build
@@ -171,8 +172,8 @@ def test_compare_runs_off_the_ui_thread_reports_errors_and_cancels(qtbot, panel,
     assert "has 120" in panel.status.text() and panel.status.isVisible()
     assert panel.report is None and not panel.psnr_curves  # no number shown from a misaligned pair
 
-    def slow(model, clip, codecs, sizes, progress, cancelled):
-        while not cancelled():
+    def slow(model, clip, codecs, sizes, progress):
+        while not progress.cancelled:
             time.sleep(0.01)
         return None
 
@@ -273,7 +274,7 @@ def test_fit_dialog_shows_the_estimate_and_says_when_a_gpu_is_needed(qtbot):
     assert dlg.params == 1e6 and asked[-1] == 1e6 and "about 180 min on this CPU" in dlg.estimate_label.text()
 
     def broken(clip, params):
-        raise ValueError("cannot read the clip")
+        raise LoupeError("cannot read the clip")
 
     dlg2 = FitHNeRVDialog("missing.mp4", estimate=broken)
     qtbot.addWidget(dlg2)
@@ -297,7 +298,7 @@ def test_fit_without_torch_says_how_to_get_it(qtbot, monkeypatch):
 
 
 def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path):
-    """The FitJob plumbing with a stand-in fitting function (the real fit is tested in models/)."""
+    """The fitting Job plumbing with a stand-in fitting function (the real fit is tested in models/)."""
     from loupe.ui.fit_hnerv import start_fit
     from loupe.ui.main_window import MainWindow
 
@@ -313,10 +314,10 @@ def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path)
         frames: int
         epochs: int
 
-    def fit(clip, out, *, params, minutes, report):
+    def fit(clip, out, *, params, minutes, progress):
         for e in range(3):
-            if not report((e + 1) / 3, {"epoch": e + 1, "psnr": 20.0 + e, "loss": 0.1 / (e + 1), "eta_s": 3 - e}):
-                raise RuntimeError("cancelled")
+            progress.update((e + 1) / 3, epoch=e + 1, psnr=20.0 + e, loss=0.1 / (e + 1), eta_s=3 - e)
+            progress.check()
         return Result(model[0], model[0], 31.5, 0.93, 0.5, 1000, 1.0, N, 3)
 
     win = MainWindow(ask_task=False, providers="cpu")

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QThread, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -44,6 +44,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from loupe.progress import Cancelled, Progress
+from loupe.ui.job import Job
 from loupe.ui.panels.density import heat_lut
 
 logger = logging.getLogger(__name__)
@@ -101,49 +103,6 @@ def _fmt(v: Any, digits: int = 2) -> str:
     if math.isinf(f):
         return "∞" if f > 0 else "-∞"
     return "—" if math.isnan(f) else f"{f:.{digits}f}"
-
-
-class ReportJob(QThread):
-    """``build(progress, cancelled) -> report`` on a worker thread; progress at display rate."""
-
-    progressed = Signal(float, str)
-    finishedWith = Signal(object)
-    failedWith = Signal(str)
-
-    def __init__(self, build: Callable[[Callable, Callable[[], bool]], Any], parent=None) -> None:
-        super().__init__(parent)
-        self._build = build
-        self._cancel = False
-
-    def cancel(self) -> None:
-        self._cancel = True
-
-    def is_cancelled(self) -> bool:
-        return self._cancel
-
-    def _progress(self, fraction: float, *info: Any) -> bool:
-        text = ""
-        if info:
-            i = info[0]
-            text = str(i.get("status", "")) if isinstance(i, dict) else str(i)
-        self.progressed.emit(float(fraction), text)
-        return not self._cancel
-
-    def run(self) -> None:
-        try:
-            report = self._build(self._progress, self.is_cancelled)
-        except Exception as e:  # shown in the panel, never a crash
-            if self._cancel:
-                self.failedWith.emit("cancelled")
-                return
-            logger.info("report failed: %s", e, exc_info=not isinstance(e, (ValueError, OSError)))
-            name = type(e).__name__
-            self.failedWith.emit(str(e) if name in ("AlignmentError", "ValueError", "SourceError") else f"{name}: {e}")
-            return
-        if self._cancel or report is None:
-            self.failedWith.emit("cancelled")
-            return
-        self.finishedWith.emit(report)
 
 
 class ReportView:
@@ -230,7 +189,7 @@ class CompressionPanel(QWidget):
         self.report = None
         self.view: ReportView | None = None
         self.report_clip = ""
-        self.job: ReportJob | None = None
+        self.job: Job | None = None
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -466,6 +425,7 @@ class CompressionPanel(QWidget):
         if job is not None:
             job.cancel()
             job.wait(30000)
+            self._job_ended()
 
     def update_from(self, result, frame, slow: bool) -> None:
         from loupe.inference.preprocess import display_rgb
@@ -619,7 +579,7 @@ class CompressionPanel(QWidget):
             self.captions[s].setText(f"{STREAM_NAMES[s]}: press Compare")
 
     # --- the report ----------------------------------------------------------------------
-    def compare(self, codecs=("h264", "h265"), sizes=CODEC_SIZES, max_frames: int | None = None) -> ReportJob | None:
+    def compare(self, codecs=("h264", "h265"), sizes=CODEC_SIZES, max_frames: int | None = None) -> Job | None:
         """Build a report of the open clip on a worker thread; ``reportReady`` or ``reportFailed``."""
         if self.job is not None:
             return self.job
@@ -633,15 +593,19 @@ class CompressionPanel(QWidget):
         model = self.model_path
         kw = {} if max_frames is None else {"max_frames": max_frames}
 
-        def work(progress, cancelled):
-            return build(model, clip, codecs=tuple(codecs), sizes=tuple(sizes), progress=progress,
-                         cancelled=cancelled, **kw)
+        def work(progress: Progress):
+            report = build(model, clip, codecs=tuple(codecs), sizes=tuple(sizes), progress=progress, **kw)
+            progress.check()  # cancelled as it ended: no report shown
+            if report is None:  # a stand-in build that gave up
+                raise Cancelled()
+            return report
 
-        job = ReportJob(work, self)
+        job = Job(work, "compression report", self)
         job.progressed.connect(self._on_progress)
         job.finishedWith.connect(lambda rep, c=clip: self._on_report(rep, c))
         job.failedWith.connect(self._fail)
-        job.finished.connect(self._job_done)
+        job.wasCancelled.connect(self._on_cancelled)
+        job.done.connect(lambda j=job: self._job_done(j))
         self.job = job
         self.compare_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
@@ -657,18 +621,21 @@ class CompressionPanel(QWidget):
             self.cancel_btn.setEnabled(False)
             self._status("cancelling…")
 
-    def _job_done(self) -> None:
-        job, self.job = self.job, None
-        if job is not None:
-            job.deleteLater()
+    def _job_done(self, job: Job) -> None:
+        if self.job is job:
+            self.job = None
+            self._job_ended()
+        job.deleteLater()
+
+    def _job_ended(self) -> None:
         self.compare_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         self.progress.hide()
 
-    def _on_progress(self, fraction: float, text: str) -> None:
+    def _on_progress(self, fraction: float, info: dict) -> None:
         self.progress.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
-        if text:
-            self._status(text)
+        if info.get("status"):
+            self._status(str(info["status"]))
 
     def _status(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #b71c1c; font-weight: bold" if error else "color: #37474f")
@@ -676,13 +643,15 @@ class CompressionPanel(QWidget):
         self.status.setVisible(bool(text))
 
     def _fail(self, msg: str) -> None:
-        if msg == "cancelled":
-            self._status("comparison cancelled")
-        else:  # no figure stays on screen from a comparison that failed (e.g. misaligned streams)
-            if self.report is not None:
-                self.set_report(None)
-            self._status(f"No comparison: {msg}", error=True)
+        # no figure stays on screen from a comparison that failed (e.g. misaligned streams)
+        if self.report is not None:
+            self.set_report(None)
+        self._status(f"No comparison: {msg}", error=True)
         self.reportFailed.emit(msg)
+
+    def _on_cancelled(self) -> None:
+        self._status("comparison cancelled")
+        self.reportFailed.emit("cancelled")
 
     def _on_report(self, report, clip: str) -> None:
         self.report_clip = clip
