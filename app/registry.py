@@ -142,10 +142,7 @@ class TaskSpec:
         try:
             task = cls(engine, display_max_side=display_max_side)
         except Exception as e:
-            from loupe.inference.card import CardError
-            from loupe.inference.engine import ModelError
-
-            if self.builtin or isinstance(e, (ModelError, CardError)):
+            if self.builtin or isinstance(e, LoupeError):
                 raise  # a message for the user (or a bug of Loupe's own, reported as such)
             # a plug-in's bug: say whose, and let the app run on without this model
             raise UnsupportedTask(f"the {self.name!r} task ({self.origin}) failed on {engine.path.name}: "
