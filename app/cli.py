@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from loupe import __version__
-from loupe.errors import LoupeError
-from loupe.progress import Progress
+from loupe.base.errors import LoupeError
+from loupe.base.progress import Progress
 
 logger = logging.getLogger("loupe")
 
@@ -39,7 +39,7 @@ def _is_terminal(stream) -> bool:
 
 
 class TextProgress(Progress):
-    """A progress bar on stderr, redrawn in place with ``\\r`` (a ``loupe.progress.Progress``);
+    """A progress bar on stderr, redrawn in place with ``\\r`` (a ``loupe.base.progress.Progress``);
     for a terminal only (``make_progress``)."""
 
     def __init__(self, stream=None, width: int = 30) -> None:
@@ -157,8 +157,8 @@ def _err(msg: str) -> None:
 
 
 def add_limit_options(ap: argparse.ArgumentParser) -> None:
-    """``--max-megapixels``, ``--max-dicom-frames``, ``--max-memory-mb`` (see ``loupe.limits``)."""
-    from loupe.limits import Limits
+    """``--max-megapixels``, ``--max-dicom-frames``, ``--max-memory-mb`` (see ``loupe.base.limits``)."""
+    from loupe.base.limits import Limits
 
     d = Limits()
     ap.add_argument("--max-megapixels", type=float, metavar="MP",
@@ -171,7 +171,7 @@ def add_limit_options(ap: argparse.ArgumentParser) -> None:
 
 def apply_limit_options(args: argparse.Namespace) -> str | None:
     """Set the process's limits from the options; the error message, or None."""
-    from loupe.limits import LimitError, configure
+    from loupe.base.limits import LimitError, configure
 
     try:
         configure(max_megapixels=args.max_megapixels, max_dicom_frames=args.max_dicom_frames,
@@ -230,7 +230,7 @@ def cmd_analyze(argv: list[str]) -> int:
         _err("--resume needs --out: the file whose rows the run continues")
         return 2
     if args.ray is not None:
-        from loupe.cluster import ray_available
+        from loupe.run.cluster import ray_available
 
         if not ray_available():
             _err("--ray needs Ray: pip install 'loupe[cluster]'")
@@ -243,7 +243,9 @@ def cmd_analyze(argv: list[str]) -> int:
             _err(f"--out must end in .csv or .jsonl, got {args.out}")
             return 2
 
-    from loupe.analyze import (
+    from loupe.inference.card import CardError
+    from loupe.inference.engine import ModelError
+    from loupe.run.analyze import (
         RowWriter,
         analyze,
         columns_for,
@@ -251,9 +253,7 @@ def cmd_analyze(argv: list[str]) -> int:
         is_dicom_input,
         summary_table,
     )
-    from loupe.inference.card import CardError
-    from loupe.inference.engine import ModelError
-    from loupe.pipeline import load_model
+    from loupe.run.pipeline import load_model
     from loupe.tasks import UnsupportedTask
 
     try:
@@ -301,7 +301,7 @@ def cmd_analyze(argv: list[str]) -> int:
         if args.out:
             cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
             if args.resume:
-                from loupe.resume import ResumeError, SkipDone, make_start_at, prepare_resume
+                from loupe.run.resume import ResumeError, SkipDone, make_start_at, prepare_resume
 
                 try:
                     state = prepare_resume(args.out, fmt or "csv", cols)
@@ -322,7 +322,7 @@ def cmd_analyze(argv: list[str]) -> int:
                 writer = RowWriter(stream, fmt or "csv", cols)
         wall = time.perf_counter()
         if args.ray is not None:
-            from loupe.cluster import analyze_on_ray
+            from loupe.run.cluster import analyze_on_ray
 
             def on_part(res, n: int, total: int) -> None:
                 if progress:
@@ -381,7 +381,7 @@ def cmd_compare(argv: list[str]) -> int:
         return 2 if e.code else 0
     import json
 
-    from loupe.quality import AlignmentError, VideoReadError, compare_videos
+    from loupe.base.quality import AlignmentError, VideoReadError, compare_videos
 
     progress = make_progress(args.quiet)
     if progress:
@@ -474,7 +474,7 @@ def cmd_tasks(argv: list[str]) -> int:
         ap.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
-    from loupe import registry
+    from loupe.base import registry
 
     specs = registry.all_specs()
     failed = registry.failures()
@@ -524,8 +524,8 @@ def _openable(spec: str) -> bool:
     return path.exists() or parse_camera(spec) is not None or parse_series_spec(path) is not None
 
 
-FIT_KINDS = {"anomaly": "loupe_models.fit_anomaly", "codebook": "loupe_models.fit_codebook",
-             "hnerv": "loupe_models.fit_hnerv"}
+FIT_KINDS = {"anomaly": "loupe_models.fitters.anomaly", "codebook": "loupe_models.fitters.codebook",
+             "hnerv": "loupe_models.fitters.hnerv"}
 
 
 def cmd_fit(argv: list[str]) -> int:

@@ -14,10 +14,10 @@ import os
 import sys
 import time
 
-from loupe.analyze import analyze
-from loupe.media import clip_path
-from loupe.pipeline import load_model
+from loupe.base.media import clip_path
 from loupe.resources import demo_model
+from loupe.run.analyze import analyze
+from loupe.run.pipeline import load_model
 from loupe.sources.open import open_source
 
 

@@ -10,7 +10,7 @@ with one injected span of frames (ground truth 1 inside it, 0 elsewhere):
 - ``frozen``: the frame before the span repeated for the whole span (a freeze).
 
 Clips are written losslessly (FFV1, RGB, .mkv) and scored through the app's own code
-(``loupe.analyze.analyze`` with ``loupe.pipeline.load_model``) with the card calibration and with
+(``loupe.run.analyze.analyze`` with ``loupe.run.pipeline.load_model``) with the card calibration and with
 ``calibrate_per_video=True``, and by a model-free baseline: the mean absolute difference between
 frame t and t-1, min-max normalised per video. Printed: ROC AUC per anomaly type (rank-based
 Mann-Whitney, ties count 1/2), a two-sided variant (distance of the PSNR / difference from its
@@ -49,9 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # for tests.helpers (the copy-last fallback)
     sys.path.insert(0, str(REPO))
 
-from loupe.analyze import RowWriter, analyze, columns_for  # noqa: E402
-from loupe.media import clip_path  # noqa: E402
-from loupe.pipeline import LoadedModel, load_model  # noqa: E402
+from loupe.base.media import clip_path  # noqa: E402
+from loupe.run.analyze import RowWriter, analyze, columns_for  # noqa: E402
+from loupe.run.pipeline import LoadedModel, load_model  # noqa: E402
 from loupe.sources.open import open_source  # noqa: E402
 from loupe.tasks.anomaly import calibrate  # noqa: E402
 
@@ -374,11 +374,11 @@ def choose_model(args, work: Path, train_clip: Path) -> tuple[Path, str, list[st
     demo = REPO / "resources" / "demo_anomaly.onnx"
     if demo.is_file():
         return demo, "bundled resources/demo_anomaly.onnx", []
-    note = "loupe_models.fit_anomaly is not installed"
-    if importlib.util.find_spec("loupe_models.fit_anomaly") is not None:
+    note = "loupe_models.fitters.anomaly is not installed"
+    if importlib.util.find_spec("loupe_models.fitters.anomaly") is not None:
         try:
             path, said = fit_model(work / "fitted_anomaly.onnx", train_clip, args.fit_minutes, args.fit_size)
-            return path, f"fitted here by loupe_models.fit_anomaly ({args.fit_minutes:g} min budget) on the normal part", said
+            return path, f"fitted here by loupe_models.fitters.anomaly ({args.fit_minutes:g} min budget) on the normal part", said
         except Exception as e:  # a failed fit must not lose the benchmark
             note = f"fitting failed ({type(e).__name__}: {e})"
     path, how = copy_last_model(work / "copy_last.onnx", train_clip)

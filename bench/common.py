@@ -55,9 +55,9 @@ def ddrnet_onnx(num_classes: int = 19) -> Path:
         return out
     import torch
 
-    from loupe_models.ddrnet import ddrnet23_slim
-    from loupe_models.export import ddrnet23_slim_card, export_segmentation
+    from loupe_models.exporters.onnx import ddrnet23_slim_card, export_segmentation
     from loupe_models.golden import fill_state_dict
+    from loupe_models.nets.ddrnet import ddrnet23_slim
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     net = ddrnet23_slim(num_classes=num_classes)

@@ -3,15 +3,15 @@
 For the demo clip (``carphone_pristine.mp4``, 120 frames, the demo model's centre crop), at
 three HNeRV parameter budgets (default 0.1M, 0.2M, 0.3M):
 
-1. HNeRV is fitted (:func:`loupe_models.fit_hnerv.fit_hnerv_clip`, ``--epochs`` epochs, the
+1. HNeRV is fitted (:func:`loupe_models.fitters.hnerv.fit_hnerv_clip`, ``--epochs`` epochs, the
    wall time is printed); for the 0.3M point the shipped demo (``resources/demo_hnerv.onnx``
    + ``.hnerv``) is used unless ``--refit`` (its fitting time comes from its notes file).
    The frames are decoded from the entropy-coded ``.hnerv`` file (what the bits hold).
 2. H.264 (libx264) and H.265 (libx265) encode the same cropped frames through PyAV at a size
-   within 5 % of the ``.hnerv`` file (:func:`loupe.codecs.encode_matched`: CRF search, then
+   within 5 % of the ``.hnerv`` file (:func:`loupe.run.codecs.encode_matched`: CRF search, then
    bitrate) and are decoded back.
 3. Every stream is compared with the cropped source frames as FFmpeg would
-   (:mod:`loupe.quality`): YUV 4:2:0 PSNR pooled (PSNR of the mean MSE, FFmpeg "average")
+   (:mod:`loupe.base.quality`): YUV 4:2:0 PSNR pooled (PSNR of the mean MSE, FFmpeg "average")
    and mean of per-frame PSNR, SSIM (FFmpeg "All", mean over frames), bits per pixel.
 
 Prints the core count and load average, the table, and a plain-words verdict.
@@ -44,7 +44,7 @@ def _load() -> str:
 
 
 def _metrics(ref_planes: list, dist_planes: list) -> dict[str, float]:
-    from loupe import quality as q
+    from loupe.base import quality as q
 
     frames = [q.frame_metrics(a, b) for a, b in zip(ref_planes, dist_planes, strict=True)]
     return q.pool(frames)
@@ -54,9 +54,9 @@ def _hnerv_frames(codec_path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Decoded RGB uint8 frames of a .hnerv file and its header meta."""
     import torch
 
-    from loupe_models import hnerv_codec as hc
-    from loupe_models.fit_hnerv import decode_all
-    from loupe_models.hnerv import HNeRVConfig, HNeRVDecoder
+    from loupe_models.fitters import hnerv_codec as hc
+    from loupe_models.fitters.hnerv import decode_all
+    from loupe_models.nets.hnerv import HNeRVConfig, HNeRVDecoder
 
     rep = hc.read_representation(codec_path.read_bytes())
     dec = HNeRVDecoder(HNeRVConfig.from_dict(rep.config))
@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
 
-    from loupe import codecs
-    from loupe import quality as q
-    from loupe.media import clip_path
-    from loupe_models.fit_hnerv import _read_clip, fit_hnerv_clip, parse_params
+    from loupe.base import quality as q
+    from loupe.base.media import clip_path
+    from loupe.run import codecs
+    from loupe_models.fitters.hnerv import _read_clip, fit_hnerv_clip, parse_params
 
     root = Path(__file__).resolve().parents[1]
     demo = Path(args.demo) if args.demo else root / "resources" / "demo_hnerv.onnx"

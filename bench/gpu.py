@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         reasons = "; ".join(f"{p}: {why}" for p, why in status.items() if why) or "no GPU found"
         print(f"GPU benchmark skipped: no usable GPU here (GPU: {gpu or 'none'}; {reasons})")
         return 0
-    from loupe.analyze import analyze
+    from loupe.base.media import clip_path
     from loupe.inference.engine import Engine, trt_cache_dir
-    from loupe.media import clip_path
-    from loupe.pipeline import LoadedModel
+    from loupe.run.analyze import analyze
+    from loupe.run.pipeline import LoadedModel
     from loupe.sources.base import Frame
     from loupe.tasks import make_task
 

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 import cv2
 
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.resources import resource_path
 from loupe.sources.base import Frame
 
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     common.header("Memory soak (RSS, MB; provider CPU)")
     from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QTimer, Signal
 
-    from loupe.pipeline import LatestSlot, Runner, load_model
-    from loupe.player import Player
+    from loupe.run.pipeline import LatestSlot, Runner, load_model
+    from loupe.run.player import Player
     from loupe.ui.worker import InferenceWorker
 
     _app = QCoreApplication.instance() or QCoreApplication([])  # kept alive for the run

@@ -24,9 +24,9 @@ import common
 import cv2
 import numpy as np
 
-from loupe.media import clip_path
-from loupe.pipeline import load_model
+from loupe.base.media import clip_path
 from loupe.resources import resource_path
+from loupe.run.pipeline import load_model
 from loupe.sources.base import Frame
 
 

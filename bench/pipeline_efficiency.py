@@ -6,7 +6,7 @@ The same model and clip three ways, in one run, at 1, 2 and all ONNX Runtime thr
   (b) naive: the loop a user writes from a paper's demo code, one step after another:
       decode (cv2.VideoCapture) -> preprocess -> run -> bilinear upsampling of the logits to full
       resolution (cv2.resize per channel) -> argmax -> each class's area;
-  (c) Loupe: ``loupe.analyze.analyze`` through the app's own code, class map produced as the GUI
+  (c) Loupe: ``loupe.run.analyze.analyze`` through the app's own code, class map produced as the GUI
       produces it (display resolution: the frame size capped at 1280 px, i.e. full size for
       both clips here) with each class's area.
 
@@ -37,11 +37,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 
-from loupe.analyze import analyze
+from loupe.base.media import clip_path
 from loupe.inference.engine import Engine
-from loupe.media import clip_path
-from loupe.pipeline import load_model
 from loupe.resources import demo_model
+from loupe.run.analyze import analyze
+from loupe.run.pipeline import load_model
 
 
 def ceiling(engine: Engine, feeds_list: list[dict], n: int, warm: int = 2) -> float:

@@ -1,4 +1,4 @@
-"""Benchmark: `loupe analyze` on one process vs on a local Ray (loupe.cluster), same inputs.
+"""Benchmark: `loupe analyze` on one process vs on a local Ray (loupe.run.cluster), same inputs.
 
 Prints the machine, then frames/s of the local run (1 and 2 ONNX Runtime threads) and of the Ray
 run (2 actors x 1 thread; long videos split into frame ranges), with Ray's start-up (starting the
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import header
 
-from loupe.analyze import RowWriter, analyze, columns_for
-from loupe.media import clip_path
-from loupe.pipeline import load_model
+from loupe.base.media import clip_path
 from loupe.resources import demo_model
+from loupe.run.analyze import RowWriter, analyze, columns_for
+from loupe.run.pipeline import load_model
 
 
 def rows_without_latency(text: str) -> list[dict[str, str]]:
@@ -51,7 +51,7 @@ def main() -> int:
     args = ap.parse_args()
     import ray
 
-    from loupe.cluster import analyze_on_ray
+    from loupe.run.cluster import analyze_on_ray
 
     model = args.model or str(demo_model())
     inputs = [str(clip_path("bikes.mp4")), str(clip_path("bigbuckbunny.mp4"))]

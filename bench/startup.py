@@ -36,7 +36,7 @@ from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import QTimer
 app = QApplication(sys.argv[:1])
 from loupe.ui.main_window import MainWindow
-from loupe.media import demo_clip
+from loupe.base.media import demo_clip
 from loupe.resources import demo_model
 t_import = age()
 win = MainWindow()

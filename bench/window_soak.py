@@ -29,7 +29,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.resources import demo_model
 
 

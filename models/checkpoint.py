@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from loupe.errors import LoupeError
-
-from .ddrnet import ddrnet23_slim
+from loupe.base.errors import LoupeError
+from loupe_models.nets.ddrnet import ddrnet23_slim
 
 logger = logging.getLogger(__name__)
 

@@ -389,7 +389,7 @@ def output_spread(
     """The model's own spread at the golden input, per output and statistic: the largest
     ``|stat(run) - stat(float64 model at x)|`` over the float32 run at ``x`` and float64 runs
     at ``x +- SENSITIVITY_STEP * rms(x) * n`` for seeded Gaussian directions ``n`` (the same
-    perturbations as the ONNX export check, :func:`loupe_models.export.reference_runs`).
+    perturbations as the ONNX export check, :func:`loupe_models.exporters.onnx.reference_runs`).
 
     Why: a network whose output depends on *which* input of a max won (M-SegNet's
     max-unpooling) jumps where float32 rounding flips a near-tie, and rounding depends on the
@@ -401,7 +401,7 @@ def output_spread(
     fails. Returns ``{name: {"mean": .., "std": .., "min": .., "max": .., "sum": ..,
     "samples": [..]}}`` (float outputs only).
     """
-    from .export import SENSITIVITY_DIRECTIONS, SENSITIVITY_STEP, float64_copy
+    from loupe_models.exporters.onnx import SENSITIVITY_DIRECTIONS, SENSITIVITY_STEP, float64_copy
 
     names = list(names)
     run = forward if forward is not None else (lambda m, t: m(t))

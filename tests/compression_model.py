@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from loupe import quality as q
+from loupe.base import quality as q
+from loupe.base.media import clip_path
 from loupe.inference.card import InputSpec, ModelCard, embed_card
-from loupe.media import clip_path
 
 CLIP = "carphone_pristine.mp4"
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from loupe.base.media import clip_path, dicom_test_file
 from loupe.cli import main
-from loupe.media import clip_path, dicom_test_file
 from tests.helpers import expected_argmax_map
 
 BASE = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
@@ -248,8 +248,8 @@ def test_mm2_columns_are_empty_for_inputs_without_spacing(tmp_path, argmax_model
 
 
 def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, argmax_model):
-    from loupe.analyze import analyze, expand_inputs
-    from loupe.pipeline import load_model
+    from loupe.run.analyze import analyze, expand_inputs
+    from loupe.run.pipeline import load_model
     from tests.test_dicom_series import UID_A, UID_B, two_series
 
     two_series(tmp_path / "ct")
@@ -271,7 +271,7 @@ def test_expand_inputs_and_analyze_split_dicom_folders_into_series(tmp_path, arg
 
 
 def test_density_and_anomaly_columns_with_segmentation(tmp_path, argmax_model):
-    from loupe.quality import psnr
+    from loupe.base.quality import psnr
     from loupe.sources.open import open_source
     from tests.helpers import make_copy_last_model, make_density_model
 
@@ -325,7 +325,7 @@ def test_row_writer_writes_non_finite_numbers_as_null_and_empty_cells():
     the non-standard ``Infinity``) and CSV an empty cell; finite values pass unchanged."""
     import io
 
-    from loupe.analyze import RowWriter
+    from loupe.run.analyze import RowWriter
 
     rows = [{"frame": 0, "psnr": float("inf"), "score": np.float32(0.25)},
             {"frame": 1, "psnr": float("nan"), "score": 0.5}]

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from loupe.analyze import RowWriter
+from loupe.base.quality import psnr
 from loupe.inference.engine import Engine, ModelError
-from loupe.quality import psnr
+from loupe.run.analyze import RowWriter
 from loupe.sources.base import Frame
 from loupe.tasks.anomaly import (
     AnomalyTask,
@@ -95,11 +95,11 @@ def test_the_task_flags_a_prediction_with_nans(tmp_path):
 
 
 def test_loupe_models_scores_with_the_same_functions():
-    anomaly = pytest.importorskip("loupe_models.anomaly")
-    import loupe.quality
+    anomaly = pytest.importorskip("loupe_models.nets.anomaly")
+    import loupe.base.quality
     import loupe.tasks.anomaly
 
-    assert anomaly.psnr is loupe.quality.psnr
+    assert anomaly.psnr is loupe.base.quality.psnr
     for name in ("anomaly_score", "regularity", "minmax_normalise"):
         assert getattr(anomaly, name) is getattr(loupe.tasks.anomaly, name)
     # the official per-frame PSNR (frames in [-1, 1]) is the same PSNR at data range 2

@@ -75,7 +75,7 @@ def test_a_new_core_module_is_checked_without_being_named(tmp_path):
     new = {
         "loupe.tasks.newtask": "from PySide6.QtCore import QObject\n",
         "loupe.fresh": "def f():\n    import pyqtgraph\n",  # a lazy import counts as well
-        "loupe.sources.newsource": "import loupe_models.anomaly\n",
+        "loupe.sources.newsource": "import loupe_models.nets.anomaly\n",
         "loupe.inference.newengine": "import torch\n",
         "loupe.newhelper": "from loupe.cli import main\n",  # Qt through the CLI
     }
@@ -94,8 +94,8 @@ def test_a_new_core_module_is_checked_without_being_named(tmp_path):
 def test_the_core_module_list_is_found_not_written():
     mods = core_modules()
     # the modules the hand-written list of the old test left out are there, the UI is not
-    for name in ("loupe.tasks.anomaly", "loupe.tasks.density", "loupe.tasks.codebook", "loupe.cluster",
-                 "loupe.resume", "loupe.quality", "loupe.text", "loupe.resources", "loupe.sysinfo"):
+    for name in ("loupe.tasks.anomaly", "loupe.tasks.density", "loupe.tasks.codebook", "loupe.run.cluster",
+                 "loupe.run.resume", "loupe.base.quality", "loupe.base.text", "loupe.resources", "loupe.sysinfo"):
         assert name in mods
     assert not [m for m in mods if not _is_core(m)]
     on_disk = {p.stem for p in (ROOT / "app" / "tasks").glob("*.py") if p.stem != "__init__"}

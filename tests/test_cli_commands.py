@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from loupe.base.media import clip_path
 from loupe.cli import COMMANDS, _openable, main
-from loupe.media import clip_path
 
 
 @pytest.mark.parametrize("word", ["anaylze", "compre", "missing.mp4", "some/folder/that/is/not/there"])

@@ -7,10 +7,10 @@ from fractions import Fraction
 
 import pytest
 
-from loupe import quality as q
+from loupe.base import quality as q
+from loupe.base.media import clip_path
 from loupe.cli import main
-from loupe.codecs import _video_frames
-from loupe.media import clip_path
+from loupe.run.codecs import _video_frames
 
 REF = clip_path("carphone_pristine.mp4")
 DIST = clip_path("carphone_distorted.mp4")

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from loupe.base.media import clip_path
 from loupe.cli import LineProgress, TextProgress, main, make_progress
-from loupe.media import clip_path
 
 CLIP = str(clip_path("carphone_pristine.mp4"))
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+from loupe.base.media import clip_path
 from loupe.cli import main
-from loupe.media import clip_path
 
 CLIP = str(clip_path("carphone_pristine.mp4"))
 
@@ -75,12 +75,12 @@ def test_library_error_while_decoding_is_one_line_naming_file_and_frame(argmax_m
 
 
 def test_model_that_fails_unforeseen_is_one_line_naming_the_model(argmax_model, capsys, monkeypatch):
-    import loupe.pipeline
+    import loupe.run.pipeline
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(loupe.pipeline, "make_task", broken)
+    monkeypatch.setattr(loupe.run.pipeline, "make_task", broken)
     assert main(["analyze", CLIP, "--model", str(argmax_model), "--quiet"]) == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from loupe.analyze import RowWriter, columns_for
+from loupe.base.media import clip_path
 from loupe.cli import main
-from loupe.media import clip_path
-from loupe.pipeline import load_model
+from loupe.run.analyze import RowWriter, columns_for
+from loupe.run.pipeline import load_model
 from tests.helpers import make_copy_last_model
 
 ray = pytest.importorskip("ray")
@@ -50,7 +50,7 @@ def stills(tmp_path) -> Path:
 
 def test_ray_rows_equal_the_local_run_and_parts_of_a_video_ran_in_two_processes(
         ray_session, tmp_path, argmax_model, stills):
-    from loupe.cluster import analyze_on_ray
+    from loupe.run.cluster import analyze_on_ray
 
     anomaly = make_copy_last_model(tmp_path / "anomaly.onnx")  # keeps 4 past frames: parts start 4 frames early
     models = [str(argmax_model), str(anomaly)]
@@ -98,7 +98,7 @@ def test_cli_ray_gives_the_local_rows_errors_and_exit_code(ray_session, tmp_path
 
 
 def test_parts_stop_at_max_frames_and_a_resume_starts_at_the_first_missing_frame():
-    from loupe.cluster import Probe, plan_parts
+    from loupe.run.cluster import Probe, plan_parts
 
     probes = [Probe("a.png", "other", 1), Probe("v.mp4", "video", 120)]
     parts = plan_parts(probes, 2, 4, False, part_frames=20, max_frames=50)
@@ -118,7 +118,7 @@ def test_parts_stop_at_max_frames_and_a_resume_starts_at_the_first_missing_frame
 def test_compression_models_are_split_and_max_frames_works_on_ray(ray_session, tmp_path, argmax_model):
     """A compression decoder is fed the frame's index (history 0): its video is split like any
     other, and --max-frames caps every input, with the local run's rows."""
-    from loupe.cluster import analyze_on_ray
+    from loupe.run.cluster import analyze_on_ray
     from tests.compression_model import make_compression_model
 
     codec, _ = make_compression_model(tmp_path / "codec.onnx", frames=30)

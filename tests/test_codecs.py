@@ -1,4 +1,4 @@
-"""Reference codecs at matched sizes (loupe.codecs): the size lands within 5 % of the target and the
+"""Reference codecs at matched sizes (loupe.run.codecs): the size lands within 5 % of the target and the
 decoded frames line up with the input."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loupe import codecs as c
-from loupe import quality as q
-from loupe.media import clip_path
-from loupe.progress import CallbackProgress
+from loupe.base import quality as q
+from loupe.base.media import clip_path
+from loupe.base.progress import CallbackProgress
+from loupe.run import codecs as c
 
 
 @pytest.fixture(scope="module")

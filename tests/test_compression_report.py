@@ -7,9 +7,9 @@ import csv
 import numpy as np
 import pytest
 
-from loupe.compression_report import build_report
-from loupe.progress import CallbackProgress, Cancelled
-from loupe.quality import AlignmentError
+from loupe.base.progress import CallbackProgress, Cancelled
+from loupe.base.quality import AlignmentError
+from loupe.run.compression_report import build_report
 from tests.compression_model import expected_quality, make_compression_model
 
 N = 12

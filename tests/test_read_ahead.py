@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from loupe.analyze import RowWriter, analyze
-from loupe.media import clip_path
-from loupe.pipeline import Runner, load_model, run_stream
+from loupe.base.media import clip_path
+from loupe.run.analyze import RowWriter, analyze
+from loupe.run.pipeline import Runner, load_model, run_stream
 from loupe.sources.base import Frame, SourceError
 from tests.helpers import make_copy_last_model, make_density_model
 
@@ -99,7 +99,7 @@ def test_a_task_that_is_not_overlap_safe_runs_prepare_and_postprocess_in_turn(ar
             order.append("post")
             return lm.task.postprocess(outputs, ctx)
 
-    from loupe.pipeline import LoadedModel
+    from loupe.run.pipeline import LoadedModel
 
     runner = Runner([LoadedModel(lm.engine, Recording())])
     assert not runner.overlap_safe

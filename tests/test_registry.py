@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loupe import registry
-from loupe.analyze import RowWriter, analyze, columns_for
+from loupe.base import registry
+from loupe.base.media import clip_path
+from loupe.base.registry import TaskSpec, UnsupportedTask
 from loupe.cli import main
 from loupe.inference.card import CardError, ModelCard, task_names
 from loupe.inference.engine import Engine, ModelError
-from loupe.media import clip_path
-from loupe.pipeline import Runner, load_model
-from loupe.registry import TaskSpec, UnsupportedTask
+from loupe.run.analyze import RowWriter, analyze, columns_for
+from loupe.run.pipeline import Runner, load_model
 from loupe.tasks import make_task
 
 BUILTINS = ("segmentation", "anomaly", "density", "codebook", "compression")
@@ -224,7 +224,7 @@ def test_plugins_that_fail_are_listed_and_the_rest_load(reg, capsys):
     why = {f.name: f.error for f in failed}
     assert set(why) == {"missing", "odd", "other-name", "density"}
     assert why["missing"].startswith("ModuleNotFoundError") and "loupe_no_such_plugin_xyz" in why["missing"]
-    assert "not a loupe.registry.TaskSpec" in why["odd"]
+    assert "not a loupe.base.registry.TaskSpec" in why["odd"]
     assert "registers a task named 'brightness'" in why["other-name"]
     assert reg.get("brightness").origin == "entry point tests.test_registry:SPEC"
     assert reg.get("density").builtin

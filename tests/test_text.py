@@ -1,4 +1,4 @@
-"""loupe.text: the one natural file-name order and the one START:END span parser (used by the
+"""loupe.base.text: the one natural file-name order and the one START:END span parser (used by the
 image and DICOM sources, ``loupe analyze``'s folder expansion, the window and the fitters)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from loupe.text import natural_key, parse_span
+from loupe.base.text import natural_key, parse_span
 
 
 def test_numbers_sort_by_value_and_case_is_ignored():

@@ -9,7 +9,7 @@ Keys. In ONNX metadata every value is a string (objects and lists JSON-encoded);
 value may be plain JSON (``"loupe.labels": ["road", "car"]``, what a person writes) or such a
 JSON string (what the app writes): both read the same.
 
-- ``loupe.task``: plain string, the name of a registered task (``loupe.registry``; ``loupe tasks``
+- ``loupe.task``: plain string, the name of a registered task (``loupe.base.registry``; ``loupe tasks``
   lists them).
 - ``loupe.name``: plain string, a short display name.
 - ``loupe.input``: ``{"color": "RGB"|"BGR"|"GRAY", "scale": float, "mean": [..], "std": [..],
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class ModelCard:
     def __post_init__(self) -> None:
         known = task_names()
         if self.task not in known:
-            from loupe import registry
+            from loupe.base import registry
 
             broken = [f for f in registry.failures() if f.name == self.task]
             if broken:
@@ -246,7 +246,7 @@ def _numbers(value: Any, what: str) -> tuple[float, ...]:
 
 def task_names() -> tuple[str, ...]:
     """The tasks a card may name: every registered task (built-in and plug-in)."""
-    from loupe import registry
+    from loupe.base import registry
 
     return registry.names()
 
@@ -284,7 +284,7 @@ def check_anomaly_output(output: dict[str, Any]) -> None:
 def _check_output(task: str, output: dict[str, Any]) -> None:
     """The card checks of the task's registry entry (none for a task nobody registered: the
     card is refused for that reason when it is made)."""
-    from loupe import registry
+    from loupe.base import registry
 
     spec = registry.find(task)
     if spec is not None:

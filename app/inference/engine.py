@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 from loupe.inference.card import (
     CardError,
     InputSpec,

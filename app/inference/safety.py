@@ -138,7 +138,7 @@ def _dims(shape: tuple[Any, ...]) -> str:
 def check_io(engine: Any) -> None:
     """Raise ModelError when the model's inputs/outputs cannot be what its task needs (the
     check its registry entry names), or UnsupportedTask when no registered task has its name."""
-    from loupe import registry
+    from loupe.base import registry
 
     registry.get(engine.card.task).check_model(engine)
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 logger = logging.getLogger(__name__)
 

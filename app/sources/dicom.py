@@ -31,7 +31,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
-from loupe.limits import current as current_limits
+from loupe.base.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 
@@ -198,7 +198,7 @@ def pixel_claims_problem(ds: Dataset, uid: UID, frames: int) -> str | None:
     """Why the pixels a dataset's header claims cannot be decoded safely, or None.
 
     Checked before anything is decoded: the frame size against the pixel limit and the memory
-    budget (``loupe.limits``), the pixel data against the frame count and transfer syntax (a
+    budget (``loupe.base.limits``), the pixel data against the frame count and transfer syntax (a
     header that claims more frames than the data holds, or a compressed syntax over raw pixels),
     then the frame count against the frames-per-file limit."""
     limits = current_limits()

@@ -14,9 +14,9 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2
 import numpy as np
 
+from loupe.base.text import natural_key  # re-exported: the sources sort by it
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.sniff import check_file
-from loupe.text import natural_key  # re-exported: the sources sort by it
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from loupe.limits import current as current_limits
+from loupe.base.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError
 from loupe.sources.dicom import (
     DicomSource,

@@ -2,7 +2,7 @@
 
 Used before any decoder sees a file, so that a misnamed or hostile file gets a message that says
 what it is ("a text file", "an ONNX model", "a Python pickle") and so that sizes claimed by image
-and video headers are checked against ``loupe.limits`` before anything is decoded. Nothing here
+and video headers are checked against ``loupe.base.limits`` before anything is decoded. Nothing here
 executes or unpickles anything; it only reads bytes.
 """
 
@@ -157,9 +157,9 @@ def content_mismatch(path: str | Path, expected: str, head: bytes | None = None)
 
 def check_file(path: str | Path, expected: str) -> None:
     """Refuse ``path`` before decoding when it is empty, is not what its name says (see
-    ``content_mismatch``) or claims a frame over ``loupe.limits`` (``expected``: ``image`` or
+    ``content_mismatch``) or claims a frame over ``loupe.base.limits`` (``expected``: ``image`` or
     ``video``). Raises SourceError with the reason; returns quietly otherwise."""
-    from loupe.limits import current
+    from loupe.base.limits import current
     from loupe.sources.base import SourceError
 
     path = Path(path)

@@ -15,7 +15,7 @@ import av
 import av.logging
 import numpy as np
 
-from loupe.limits import current as current_limits
+from loupe.base.limits import current as current_limits
 from loupe.sources.base import Frame, ReaderSource, SourceError, unexpected_error
 from loupe.sources.sniff import check_file, mp4_structure_problem
 

@@ -27,10 +27,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from loupe.base.quality import json_number, psnr
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, display_size, prepare
-from loupe.quality import json_number, psnr
 from loupe.sources.base import Frame
 
 
@@ -120,7 +120,7 @@ def calibrate(
     low_percentile: float = 1.0,
     high_percentile: float = 99.0,
 ) -> dict[str, float]:
-    """Card calibration (``loupe_models.fit_anomaly`` and ``bench/anomaly_auc.py``) from PSNR values (dB) of predictions on normal frames.
+    """Card calibration (``loupe_models.fitters.anomaly`` and ``bench/anomaly_auc.py``) from PSNR values (dB) of predictions on normal frames.
 
     ``psnr_max`` is the ``high_percentile`` of the normal PSNRs and ``psnr_min`` lies as far
     below their ``low_percentile`` as ``psnr_max`` lies above it:

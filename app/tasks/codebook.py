@@ -27,10 +27,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from loupe.base.quality import json_number, psnr_rgb
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, display_rgb, display_size, prepare
-from loupe.quality import json_number, psnr_rgb
 from loupe.sources.base import Frame
 
 GOLDEN = 0.6180339887498949

@@ -12,7 +12,7 @@ For frame t of the clip:
 - the target is the source frame cropped per the card and, where the crop's size differs from
   ``size``, resized to it with ``cv2.INTER_AREA``;
 - ``psnr`` and ``ssim`` are FFmpeg's psnr "all" and ssim "All" on the YUV 4:2:0 planes of both
-  (``loupe.quality``), ``psnr_rgb`` the 8-bit RGB PSNR; ``bpp``/``bits`` come from the card.
+  (``loupe.base.quality``), ``psnr_rgb`` the 8-bit RGB PSNR; ``bpp``/``bits`` come from the card.
   Identical frames have ``psnr`` = inf (``analyze`` writes an empty cell / ``null``).
 """
 
@@ -25,14 +25,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from loupe.inference.card import ModelCard
-from loupe.inference.engine import Engine, ModelError
-from loupe.quality import (
+from loupe.base.quality import (
     Planes,
     json_number,
     rgb_frame_metrics,
     rgb_to_yuv420,
 )
+from loupe.inference.card import ModelCard
+from loupe.inference.engine import Engine, ModelError
 from loupe.sources.base import Frame
 
 logger = logging.getLogger(__name__)

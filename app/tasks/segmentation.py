@@ -9,7 +9,7 @@ Physical areas: when the frame says its ``pixel_spacing`` (DICOM, mm ``[row, col
 also holds ``class_area_mm2`` = area fraction x frame rows x frame cols x row spacing x col spacing,
 i.e. measured at the frame's original resolution whatever the display cap. Volumes
 (``volume_ml_<class>``, area_mm2 x slice spacing / 1000 summed over a series) are added by
-``loupe.analyze``; ``physical_columns()`` names both.
+``loupe.run.analyze``; ``physical_columns()`` names both.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Analyse the open file to CSV/JSONL from the window: every frame, in order, with progress and cancel.
 
-A thin adapter over ``loupe.analyze.analyze`` (the same code as ``loupe analyze``): it runs in a
+A thin adapter over ``loupe.run.analyze.analyze`` (the same code as ``loupe analyze``): it runs in a
 background ``Job`` (``loupe.ui.job``) and reports through the core's Progress protocol.
 
 The job never touches the live view's task objects: it builds fresh tasks on the same engines (an
@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
-from loupe.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
-from loupe.errors import LoupeError
-from loupe.pipeline import LoadedModel
-from loupe.progress import Progress
+from loupe.base.errors import LoupeError
+from loupe.base.progress import Progress
+from loupe.run.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
+from loupe.run.pipeline import LoadedModel
 from loupe.ui.job import Job
 
 logger = logging.getLogger(__name__)

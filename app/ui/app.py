@@ -31,7 +31,7 @@ def run_gui(args: argparse.Namespace) -> int:
     models = list(args.model)
     paths = list(args.paths)
     if not paths and args.camera is None and not args.no_demo:
-        from loupe.media import demo_clip
+        from loupe.base.media import demo_clip
 
         try:
             paths = [str(demo_clip())]

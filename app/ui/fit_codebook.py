@@ -2,7 +2,7 @@
 VQ autoencoder on a worker thread (progress, ETA, cancel; loss plotted, codes used, dead codes and
 perplexity in the status line while it trains), save it as a card-carrying ONNX and load it.
 
-The fitting is ``loupe_models.fit_codebook.fit_codebook_clip`` (the same code as
+The fitting is ``loupe_models.fitters.codebook.fit_codebook_clip`` (the same code as
 ``loupe fit codebook``); torch is only imported once the user asks for it, and never at all
 without the ``[fit]`` extra.
 """
@@ -77,7 +77,7 @@ class FitCodebookDialog(QDialog):
 
     def values(self) -> tuple[float, float | None, float, int, int]:
         """(start, end, minutes, codebook_size, k); ValueError with a user message for a bad span."""
-        from loupe.text import parse_span
+        from loupe.base.text import parse_span
 
         start, end = parse_span(self.span.text())
         return start, end, float(self.minutes.value()), int(self.size.currentData()), int(self.k.value())
@@ -110,7 +110,7 @@ def make_fit(clip: str, out: Path, start: float, end: float | None, minutes: flo
     def fit(progress):
         fn = fit_fn
         if fn is None:
-            from loupe_models.fit_codebook import fit_codebook_clip as fn
+            from loupe_models.fitters.codebook import fit_codebook_clip as fn
 
         shown = progress.part(0.0, 1.0, lambda status, info: status_line({**info, "status": status}))
         return fn(clip, out, start=start, end=end, minutes=minutes, codebook_size=codebook_size, k=k,

@@ -2,7 +2,7 @@
 first, and saying plainly when the clip needs a GPU), fit on a worker thread with progress, PSNR
 so far, ETA and cancel, then load the fitted compression model into the window.
 
-The fitting is ``loupe_models.fit_hnerv`` (the same code as ``loupe fit hnerv``); torch is only
+The fitting is ``loupe_models.fitters.hnerv`` (the same code as ``loupe fit hnerv``); torch is only
 imported once the user asks for it, and never at all without the ``[fit]`` extra.
 """
 
@@ -100,7 +100,7 @@ class FitHNeRVDialog(QDialog):
         def work(_progress) -> Any:
             fn = est
             if fn is None:
-                from loupe_models.fit_hnerv import estimate as fn
+                from loupe_models.fitters.hnerv import estimate as fn
             return fn(clip, params)
 
         job = Job(work, "hnerv-estimate", self)  # a failure: a LoupeError's message, else type and message
@@ -138,8 +138,8 @@ def make_fit(clip: str, out: Path, params: float, minutes: float, fit_fn: Callab
     def fit(progress):
         fn, kw = fit_fn, {}
         if fn is None:  # the default epochs (what estimate() timed), stopped early by the time limit
-            from loupe_models.fit_hnerv import DEFAULT_EPOCHS
-            from loupe_models.fit_hnerv import fit_hnerv_clip as fn
+            from loupe_models.fitters.hnerv import DEFAULT_EPOCHS
+            from loupe_models.fitters.hnerv import fit_hnerv_clip as fn
 
             kw["epochs"] = DEFAULT_EPOCHS
 

@@ -1,7 +1,7 @@
 """Fitting a model from the window: torch in a background ``Job``, with progress, ETA, a live
 loss plot and cancel. Generic over the fitting function:
 
-    fit(progress) -> result, with progress a loupe.progress.Progress
+    fit(progress) -> result, with progress a loupe.base.progress.Progress
 
 whose updates may carry ``loss``, ``eta_s``, ``step`` and a status line. The result, a failure
 (a ``LoupeError``'s message, or an unexpected error's type and message) or a cancel reach the
@@ -17,7 +17,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from loupe.progress import Progress
+from loupe.base.progress import Progress
 from loupe.ui.job import Job
 
 logger = logging.getLogger(__name__)

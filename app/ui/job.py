@@ -9,7 +9,7 @@ other with the queue's other jobs) and reports on the UI thread through signals:
 * then exactly one of ``finishedWith(result)``, ``failedWith(message)`` or ``wasCancelled()``; then
   ``done()``, whichever it was (the place to clean up).
 
-``progress`` is a :class:`loupe.progress.Progress`; ``job.cancel()`` sets its flag (any
+``progress`` is a :class:`loupe.base.progress.Progress`; ``job.cancel()`` sets its flag (any
 thread), so the work stops at its next ``progress.check()`` with ``Cancelled`` (reported as
 ``wasCancelled``), or returns early by itself. A failure's message: a ``LoupeError``'s own text
 (meant for the user); anything else is unexpected: its type and message, and the traceback is
@@ -31,8 +31,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from loupe.errors import LoupeError, user_message
-from loupe.progress import Cancelled, Progress
+from loupe.base.errors import LoupeError, user_message
+from loupe.base.progress import Cancelled, Progress
 
 logger = logging.getLogger(__name__)
 

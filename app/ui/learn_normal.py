@@ -1,7 +1,7 @@
 """"Learn normal from this clip": fit a next-frame predictor on a span of the open file, on a
 worker thread (torch, GPU if present), save it as a card-carrying ONNX and load it at once.
 
-The fitting itself is ``loupe_models.fit_anomaly`` (the same code as ``loupe fit anomaly``);
+The fitting itself is ``loupe_models.fitters.anomaly`` (the same code as ``loupe fit anomaly``);
 this module only asks for the span, runs it in a ``Job`` and shows progress, ETA and loss.
 """
 
@@ -53,8 +53,13 @@ def make_fit(clip: str, start: float, end: float | None, minutes: float, out: Pa
     fitter's time limit does); before that, nothing is saved."""
 
     def fit(progress) -> LearnedModel:
-        from loupe_models.anomaly import export_predictor
-        from loupe_models.fit_anomaly import FitConfig, decode_span, fit_card_info, fit_predictor
+        from loupe_models.fitters.anomaly import (
+            FitConfig,
+            decode_span,
+            fit_card_info,
+            fit_predictor,
+        )
+        from loupe_models.nets.anomaly import export_predictor
 
         progress.update(0.0, f"decoding {Path(clip).name} {start:g}–{'' if end is None else f'{end:g}'} s…")
         frames, _fps = decode_span(clip, start, end, size=size)
@@ -91,7 +96,7 @@ def ask_span(parent: QWidget, duration: float | None, marked: tuple[float, float
     )
     if not ok:
         return None
-    from loupe.text import parse_span
+    from loupe.base.text import parse_span
 
     start, end = parse_span(text)
     minutes, ok = QInputDialog.getDouble(parent, "Learn normal from this clip", "Time budget (minutes):", 4.0, 0.2, 120.0, 1)

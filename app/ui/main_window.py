@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 
 from loupe.inference.card import task_names, write_sidecar
 from loupe.inference.engine import Engine, ModelError
-from loupe.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
-from loupe.player import Player
+from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
+from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
 from loupe.ui.analyze_job import analysis_job, describe, progress_dialog
@@ -456,7 +456,7 @@ class MainWindow(QMainWindow):
 
     def _report_broken_plugins(self) -> None:
         """A task plug-in that failed to load is named in the banner; the app runs on without it."""
-        from loupe import registry
+        from loupe.base import registry
 
         failed = registry.failures()
         if failed:
@@ -716,8 +716,8 @@ class MainWindow(QMainWindow):
 
     def _apply_limit_settings(self) -> None:
         """``[limits]`` in the settings file (max_megapixels, max_dicom_frames, max_memory_mb)
-        override the environment and defaults of ``loupe.limits``; a bad value is reported."""
-        from loupe.limits import ENV, LimitError, configure
+        override the environment and defaults of ``loupe.base.limits``; a bad value is reported."""
+        from loupe.base.limits import ENV, LimitError, configure
 
         values = {}
         for name in ENV:

@@ -16,7 +16,7 @@ import time
 from PySide6.QtCore import QThread, Signal
 
 from loupe.inference.engine import ModelError
-from loupe.pipeline import LatestSlot, Runner, SharedCounter
+from loupe.run.pipeline import LatestSlot, Runner, SharedCounter
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ def main(kind: str, model: str, clip: str, out: str) -> int:
         job = win.analyze_to(out)
         assert wait(app, lambda: Path(out).exists() and Path(out).read_text().count("\n") > 5, 60), "no rows"
     else:
-        import loupe_models.fit_anomaly as fa
+        import loupe_models.fitters.anomaly as fa
 
         progressed: list = []
         job = win.learn(clip, 0.0, 2.0, 5.0, Path(out))  # a 5-minute budget: it is closed long before

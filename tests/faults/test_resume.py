@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from loupe.analyze import RowWriter
+from loupe.base.media import clip_path
 from loupe.cli import main
-from loupe.media import clip_path
+from loupe.run.analyze import RowWriter
 from tests.helpers import make_copy_last_model
 
 CLIP = clip_path("carphone_pristine.mp4")  # 120 frames

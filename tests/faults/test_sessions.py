@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from loupe.media import clip_path
-from loupe.pipeline import LatestSlot
-from loupe.player import Player
+from loupe.base.media import clip_path
+from loupe.run.pipeline import LatestSlot
+from loupe.run.player import Player
 from loupe.sources.camera import CameraSource
 from tests.helpers import make_copy_last_model, make_density_model
 

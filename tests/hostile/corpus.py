@@ -29,8 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from loupe.base.media import clip_path
 from loupe.inference.card import InputSpec, ModelCard, embed_card
-from loupe.media import clip_path
 from tests.helpers import make_argmax_model
 
 

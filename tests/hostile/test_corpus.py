@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from loupe.base.limits import reset as reset_limits
 from loupe.cli import main
-from loupe.limits import reset as reset_limits
 from tests.hostile.corpus import Case, build_corpus, good_files
 
 ROOT = Path(tempfile.mkdtemp(prefix="loupe-hostile-"))
@@ -197,7 +197,7 @@ def _shows_a_good_frame(qtbot, win) -> None:
 
 @pytest.mark.parametrize("name", [c.name for c in CASES if c.kind != "mixed"])
 def test_window_shows_the_reason_and_keeps_working(name, qtbot, window):
-    from loupe.limits import configure
+    from loupe.base.limits import configure
     from tests.ui.test_main_window import drop
 
     case = BY_NAME[name]
@@ -218,7 +218,7 @@ def test_window_shows_the_reason_and_keeps_working(name, qtbot, window):
 
 
 def test_window_plays_the_good_files_of_the_mixed_folder_and_then_a_clip(qtbot, window):
-    from loupe.media import clip_path
+    from loupe.base.media import clip_path
     from tests.ui.test_main_window import drop
 
     case = next(c for c in CASES if c.kind == "mixed")

@@ -12,12 +12,22 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from loupe.base.progress import CallbackProgress
 from loupe.inference.card import ModelCard
 from loupe.inference.preprocess import prepare
-from loupe.progress import CallbackProgress
 from loupe.sources.base import Frame
 from loupe_models import golden
-from loupe_models.anomaly import (
+from loupe_models.checkpoint import CheckpointError
+from loupe_models.fitters.anomaly import (
+    FitConfig,
+    fit_predictor,
+    gradient_loss,
+    main,
+    parse_size,
+    parse_span,
+    split_windows,
+)
+from loupe_models.nets.anomaly import (
     AnomalyExportError,
     PredictionUNet,
     TemporalAttentionPredictor,
@@ -32,16 +42,6 @@ from loupe_models.anomaly import (
     psnr,
     psnr_frames,
     regularity,
-)
-from loupe_models.checkpoint import CheckpointError
-from loupe_models.fit_anomaly import (
-    FitConfig,
-    fit_predictor,
-    gradient_loss,
-    main,
-    parse_size,
-    parse_span,
-    split_windows,
 )
 
 NAME = "anomaly_prediction_unet"

@@ -14,8 +14,7 @@ import torch
 from loupe.inference.card import CITYSCAPES_LABELS, CITYSCAPES_PALETTE, ModelCard
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError, load_ddrnet_checkpoint
-from loupe_models.ddrnet import DualResNet, ddrnet23_slim
-from loupe_models.export import (
+from loupe_models.exporters.onnx import (
     _FirstOutput,
     compare_outputs,
     ddrnet23_slim_card,
@@ -23,6 +22,7 @@ from loupe_models.export import (
     float64_copy,
     main,
 )
+from loupe_models.nets.ddrnet import DualResNet, ddrnet23_slim
 
 VARIANTS = [
     pytest.param(False, "ddrnet23_slim_cityscapes", id="main"),

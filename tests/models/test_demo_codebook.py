@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from loupe.base.media import clip_path
 from loupe.inference.engine import Engine
 from loupe.inference.preprocess import prepare
-from loupe.media import clip_path
 from loupe.resources import demo_models, resource_path
 from loupe.sources.open import open_source
 

@@ -14,8 +14,8 @@ from loupe.inference.card import ModelCard
 from loupe.inference.preprocess import prepare
 from loupe.sources.base import Frame
 from loupe.sources.dicom import DicomSource
-from loupe_models import demo_ct
-from loupe_models.demo_ct import HU_CUTS, LABELS, PALETTE
+from loupe_models.demos import ct as demo_ct
+from loupe_models.demos.ct import HU_CUTS, LABELS, PALETTE
 
 AIR, FAT, SOFT, BONE = range(4)
 
@@ -153,7 +153,7 @@ def test_quick_recipe_exports_a_carded_onnx(quick_onnx):
 @pytest.mark.slow
 @needs_data
 def test_quick_onnx_runs_in_the_app_on_a_real_ct_slice(quick_onnx, ct_small):
-    from loupe.pipeline import Runner, load_model
+    from loupe.run.pipeline import Runner, load_model
 
     model = load_model(str(quick_onnx), providers="cpu", threads=1)
     assert model.task.name == "segmentation"
@@ -169,9 +169,9 @@ def test_quick_onnx_runs_in_the_app_on_a_real_ct_slice(quick_onnx, ct_small):
 
 @pytest.mark.slow
 def test_shipped_model_follows_the_hu_labels_on_ct_small(ct_small):
-    from loupe.pipeline import Runner, load_model
+    from loupe.run.pipeline import Runner, load_model
 
-    shipped = Path(demo_ct.__file__).resolve().parents[1] / "resources" / "demo_ct.onnx"
+    shipped = Path(demo_ct.__file__).resolve().parents[2] / "resources" / "demo_ct.onnx"
     if not shipped.is_file():
         pytest.skip("resources/demo_ct.onnx not built (python -m loupe_models.demo_ct)")
     card = _card(shipped)

@@ -16,8 +16,8 @@ from loupe.inference.engine import Engine
 from loupe.resources import resource_path
 from loupe.sources.base import Frame
 from loupe.tasks.density import DensityTask
-from loupe_models import demo_density as dd
-from loupe_models.export_density import export_density
+from loupe_models.demos import density as dd
+from loupe_models.exporters.density import export_density
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ import torch
 from loupe.inference.engine import Engine
 from loupe.resources import resource_path
 from loupe.tasks import make_task
-from loupe_models import hnerv_codec as hc
-from loupe_models.demo_hnerv import CLIP
-from loupe_models.hnerv import HNeRVConfig, HNeRVDecoder
+from loupe_models.demos.hnerv import CLIP
+from loupe_models.fitters import hnerv_codec as hc
+from loupe_models.nets.hnerv import HNeRVConfig, HNeRVDecoder
 
 DEMO = resource_path("demo_hnerv.onnx")
 #: frame 0 of the shipped file measured 30.86 dB YUV PSNR (SSIM 0.914); the floor is just under
@@ -27,7 +27,7 @@ def engine():
 
 
 def _first_frame():
-    from loupe.media import clip_path
+    from loupe.base.media import clip_path
     from loupe.sources.open import open_source
 
     try:

@@ -3,10 +3,10 @@ ONNX files through the app's own path (``Engine`` -> ``SegmentationTask.prepare`
 Runtime -> ``postprocess``: padding, bilinear upsampling of the logits, argmax at full size).
 
 - ``resources/demo_segmentation.onnx``: the 50 held-out frames of ``bikes.mp4`` (one chunk per
-  shot, ``loupe_models.demo_seg.split_frames``) against the labelling procedure's maps
-  (``loupe_models.labels_bikes``), IoU pooled over those frames: README 0.731.
+  shot, ``loupe_models.demos.seg.split_frames``) against the labelling procedure's maps
+  (``loupe_models.demos.labels_bikes``), IoU pooled over those frames: README 0.731.
 - ``resources/demo_ct.onnx``: the held-out file ``explicit_VR-UN.dcm`` (never trained on) against
-  the HU-threshold labels (``loupe_models.demo_ct.label_hu``): README 0.704.
+  the HU-threshold labels (``loupe_models.demos.ct.label_hu``): README 0.704.
 
 The README prints three decimals; the card holds four. Both are checked: the recomputed mean
 must round to the README's figure and every IoU match the card to 5e-4. The card was computed in
@@ -54,7 +54,8 @@ def _check(engine: Engine, conf: np.ndarray, readme_miou: float) -> None:
 
 
 def test_demo_segmentation_held_out_miou_is_the_readmes():
-    from loupe_models import demo_seg, labels_bikes
+    from loupe_models.demos import labels_bikes
+    from loupe_models.demos import seg as demo_seg
 
     engine = Engine(RESOURCES / "demo_segmentation.onnx", providers="cpu")
     task = SegmentationTask(engine, display_max_side=None)
@@ -72,7 +73,7 @@ def test_demo_segmentation_held_out_miou_is_the_readmes():
 
 def test_demo_ct_held_out_file_miou_is_the_readmes():
     from loupe.sources.dicom import DicomSource
-    from loupe_models import demo_ct
+    from loupe_models.demos import ct as demo_ct
 
     engine = Engine(RESOURCES / "demo_ct.onnx", providers="cpu")
     task = SegmentationTask(engine, display_max_side=None)

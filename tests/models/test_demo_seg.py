@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from loupe.inference.card import ModelCard
-from loupe_models import demo_seg, labels_bikes
-from loupe_models.labels_bikes import LABELS, MOVING, PALETTE
+from loupe_models.demos import labels_bikes
+from loupe_models.demos import seg as demo_seg
+from loupe_models.demos.labels_bikes import LABELS, MOVING, PALETTE
 
 
 @pytest.fixture(autouse=True)

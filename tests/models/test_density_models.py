@@ -16,7 +16,16 @@ import torch.nn.functional as F
 from loupe.inference.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
-from loupe_models.density import (
+from loupe_models.exporters.density import (
+    VERIFY_ATOL,
+    VERIFY_RTOL,
+    density_card,
+    export_density,
+    main,
+    verify_density_onnx,
+)
+from loupe_models.exporters.onnx import SENSITIVITY_STEP, card_sample, compare_outputs, float64_copy
+from loupe_models.nets.density import (
     ContextualModule,
     MSegNet,
     MSFANet,
@@ -24,15 +33,6 @@ from loupe_models.density import (
     load_density_checkpoint,
     max_unpool2d_scatter,
     unwrap_density_checkpoint,
-)
-from loupe_models.export import SENSITIVITY_STEP, card_sample, compare_outputs, float64_copy
-from loupe_models.export_density import (
-    VERIFY_ATOL,
-    VERIFY_RTOL,
-    density_card,
-    export_density,
-    main,
-    verify_density_onnx,
 )
 
 MODELS = [
@@ -627,7 +627,7 @@ def test_check_refuses_a_defective_export_even_at_the_near_tie(segnet_qnrf, tmp_
 def test_cli_refuses_an_export_that_differs_from_the_checkpoint(tmp_path, capsys, monkeypatch):
     """End to end: the exporter checks the file against the checkpoint's model; a graph whose
     weight differs (here: the exporter is handed one changed weight) exits 1."""
-    import loupe_models.export_density as ed
+    import loupe_models.exporters.density as ed
 
     model = MSegNet("ucf-qnrf")
     sd = golden.fill_state_dict(model)

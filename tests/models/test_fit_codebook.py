@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from loupe.base.media import clip_path
+from loupe.base.progress import CallbackProgress, Cancelled
 from loupe.inference.engine import Engine
-from loupe.media import clip_path
-from loupe.progress import CallbackProgress, Cancelled
-from loupe_models.export_codebook import run_codebook_onnx, verify_codebook_onnx
-from loupe_models.fit_anomaly import decode_span
-from loupe_models.fit_codebook import (
+from loupe_models.exporters.codebook import run_codebook_onnx, verify_codebook_onnx
+from loupe_models.fitters.anomaly import decode_span
+from loupe_models.fitters.codebook import (
     CodebookFitConfig,
     VQAutoencoder,
     _CodesAndRecon,
@@ -129,7 +129,7 @@ def test_exported_model_runs_in_engine(tmp_path):
 
 
 def test_k_export_matches_torch(tmp_path, frames):
-    from loupe_models.fit_codebook import FitOutcome, export_fitted
+    from loupe_models.fitters.codebook import FitOutcome, export_fitted
 
     cfg = CodebookFitConfig(steps=10, k=2, **TINY)
     outcome = fit_codebook_frames(frames, cfg)
@@ -155,7 +155,7 @@ def test_k_export_matches_torch(tmp_path, frames):
 
 def test_torch_codes_match_onnx_after_fit(tmp_path, frames):
     """The fitted torch model and its ONNX give the same code map on a training frame."""
-    from loupe_models.fit_codebook import export_fitted
+    from loupe_models.fitters.codebook import export_fitted
 
     outcome = fit_codebook_frames(frames, CodebookFitConfig(steps=20, **TINY))
     out = export_fitted(outcome, tmp_path / "k1.onnx", "k1", {"architecture": "VQ (Loupe fit)"})
@@ -209,7 +209,7 @@ def test_loupe_fit_codebook(tmp_path):
     from loupe.cli import FIT_KINDS
     from loupe.cli import main as loupe_main
 
-    assert FIT_KINDS["codebook"] == "loupe_models.fit_codebook"
+    assert FIT_KINDS["codebook"] == "loupe_models.fitters.codebook"
     out = tmp_path / "via_loupe.onnx"
     assert loupe_main(["fit", "codebook", "bikes.mp4", "--out", str(out), "--span", ":0.2",
                        "--steps", "3", "--codes", "8", "--threads", "1"]) == 0

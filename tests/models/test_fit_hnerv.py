@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from loupe.progress import CallbackProgress, Cancelled
-from loupe_models import fit_hnerv as fh
-from loupe_models import hnerv_codec as hc
-from loupe_models.hnerv import HNeRVConfig, HNeRVDecoder
+from loupe.base.progress import CallbackProgress, Cancelled
+from loupe_models.fitters import hnerv as fh
+from loupe_models.fitters import hnerv_codec as hc
+from loupe_models.nets.hnerv import HNeRVConfig, HNeRVDecoder
 
 CLIP = "carphone_pristine.mp4"
 
@@ -28,7 +28,7 @@ def _threads():
 
 @pytest.fixture(scope="module")
 def clip():
-    from loupe.media import clip_path
+    from loupe.base.media import clip_path
 
     try:
         return str(clip_path(CLIP))

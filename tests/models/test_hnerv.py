@@ -14,8 +14,8 @@ from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
-from loupe_models.export_hnerv import centre_crop_box, main
-from loupe_models.hnerv import (
+from loupe_models.exporters.hnerv import centre_crop_box, main
+from loupe_models.nets.hnerv import (
     EXPORT_ATOL,
     HNeRV,
     HNeRVConfig,
@@ -547,7 +547,7 @@ def test_export_cli_checkpoint_encodes_clip(tmp_path, capsys):
     assert card.output["representation"]["file"] == "carphone.hnerv"
 
     # frame 2 of the ONNX is the (quantised) decode of the encoder's embedding of frame 2
-    from loupe_models.export_hnerv import encode_clip, read_clip_frames
+    from loupe_models.exporters.hnerv import encode_clip, read_clip_frames
 
     loaded, _ = load_training_checkpoint(tmp_path / "ckpt.pth", cfg)
     frames, _, src_hw = read_clip_frames(
@@ -563,7 +563,7 @@ def test_export_cli_checkpoint_encodes_clip(tmp_path, capsys):
 
 
 def _clip(name):
-    from loupe.media import clip_path
+    from loupe.base.media import clip_path
 
     return clip_path(name)
 

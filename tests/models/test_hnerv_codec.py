@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loupe_models import hnerv_codec as hc
+from loupe_models.fitters import hnerv_codec as hc
 
 
 def _entropy_bytes(sym: np.ndarray) -> float:

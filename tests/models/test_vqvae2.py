@@ -13,7 +13,7 @@ from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
-from loupe_models.export_codebook import (
+from loupe_models.exporters.codebook import (
     VQVAE2Codes,
     export_vqvae2,
     main,
@@ -21,7 +21,7 @@ from loupe_models.export_codebook import (
     verify_codebook_onnx,
     vqvae2_card,
 )
-from loupe_models.vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
+from loupe_models.nets.vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 
 NAME = "vqvae2_ffhq"
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.sources import video as video_module
 from loupe.sources.base import SourceError
 from loupe.sources.open import open_source

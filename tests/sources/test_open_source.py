@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import loupe.sources
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.sources.base import SourceError
 from loupe.sources.camera import CameraSource
 from loupe.sources.dicom import DicomFolderSource, DicomSource

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.sources.base import Frame, SourceError
 from loupe.sources.video import VideoSource
 

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from loupe import quality as q
+from loupe.base import quality as q
+from loupe.base.media import clip_path
 from loupe.cli import main
 from loupe.inference.engine import Engine, ModelError
-from loupe.media import clip_path
-from loupe.pipeline import Runner, load_model
+from loupe.run.pipeline import Runner, load_model
 from loupe.sources.base import Frame
 from loupe.tasks import make_task
 from loupe.tasks.compression import CompressionResult, CompressionTask

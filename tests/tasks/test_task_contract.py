@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loupe.pipeline import LoadedModel, load_model
-from loupe.resume import first_missing, history_of
+from loupe.run.pipeline import LoadedModel, load_model
+from loupe.run.resume import first_missing, history_of
 from loupe.sources.base import Frame
 from tests.compression_model import make_compression_model
 from tests.helpers import (

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from loupe.base.media import clip_path
 from loupe.inference.card import InputSpec, ModelCard, embed_card
-from loupe.media import clip_path
 
 CLIP = "carphone_pristine.mp4"
 

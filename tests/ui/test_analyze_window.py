@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from loupe.base.media import demo_clip
 from loupe.cli import main
-from loupe.media import demo_clip
 from loupe.resources import demo_model, resource_path
 from loupe.ui.main_window import MainWindow
 

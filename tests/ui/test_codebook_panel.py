@@ -15,7 +15,7 @@ from pyqtgraph import functions as fn
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
 
-from loupe.media import clip_path
+from loupe.base.media import clip_path
 from loupe.tasks.codebook import code_palette
 from loupe.ui.main_window import MainWindow
 from loupe.ui.panels.codebook import DIM_ALPHA, CodebookPanel
@@ -285,7 +285,7 @@ def test_panel_preview_runs():
 @pytest.mark.slow
 def test_fit_a_codebook_for_real_with_a_tiny_budget(qtbot, win, tmp_path):
     pytest.importorskip("torch")
-    pytest.importorskip("loupe_models.fit_codebook")
+    pytest.importorskip("loupe_models.fitters.codebook")
     from loupe.ui.fit_codebook import start_fit
 
     clip = str(clip_path(CLIP))

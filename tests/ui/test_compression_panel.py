@@ -2,7 +2,7 @@
 rate-distortion, worst frames, split view and CSV export; "Fit HNeRV on this clip".
 
 The model is a real compression ONNX built here (a Gather over a table of noised, downscaled
-carphone frames), the report the real ``loupe.compression_report`` on its first 12 frames."""
+carphone frames), the report the real ``loupe.run.compression_report`` on its first 12 frames."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from loupe.errors import LoupeError
-from loupe.media import clip_path
-from loupe.quality import psnr_planes, rgb_to_yuv420
+from loupe.base.errors import LoupeError
+from loupe.base.media import clip_path
+from loupe.base.quality import psnr_planes, rgb_to_yuv420
 from loupe.sources.base import Frame
 from loupe.ui.panels.compression import CompressionPanel, compose_split
 from tests.ui.compression_fixtures import CLIP, clip_frames, make_table_model
@@ -34,7 +34,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(model):
-    from loupe.compression_report import build_report
+    from loupe.run.compression_report import build_report
 
     return build_report(str(model[0]), CLIP, max_frames=N)
 
@@ -148,7 +148,7 @@ def test_csv_export(panel, report, tmp_path):
 
 
 def test_compare_runs_off_the_ui_thread_reports_errors_and_cancels(qtbot, panel, report):
-    from loupe.quality import AlignmentError
+    from loupe.base.quality import AlignmentError
 
     seen = {}
 
@@ -334,9 +334,9 @@ def test_fit_job_reports_psnr_so_far_and_loads_the_model(qtbot, model, tmp_path)
 
 def test_demo_model_live_figures_equal_loupe_quality(qtbot):
     """The shipped demo on its clip: the panel's frames are the card's crop and the decoder's
-    output, and the PSNR/SSIM it shows are loupe.quality's figures for that pair."""
+    output, and the PSNR/SSIM it shows are loupe.base.quality's figures for that pair."""
+    from loupe.base.quality import ssim_planes
     from loupe.inference.engine import Engine
-    from loupe.quality import ssim_planes
     from loupe.resources import resource_path
     from loupe.ui.main_window import MainWindow
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 from loupe.sources.base import SourceError
 from loupe.ui.job import Job, JobQueue
 

@@ -14,7 +14,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from loupe.media import clip_path, dicom_test_file
+from loupe.base.media import clip_path, dicom_test_file
 from loupe.ui.main_window import MainWindow
 from tests.helpers import expected_argmax_map, make_fixed_size_model
 
@@ -243,7 +243,7 @@ def _panels_with_a_preview() -> list[str]:
     """The built-in tasks (from the registry) whose panel module ends with a ``__main__`` preview."""
     import importlib.util
 
-    from loupe import registry
+    from loupe.base import registry
 
     names = []
     for spec in registry.all_specs():
@@ -432,7 +432,7 @@ def test_density_and_anomaly_panels_beside_segmentation(qtbot, win, tmp_path, ar
 @pytest.mark.slow
 def test_learn_normal_fits_saves_and_loads_a_predictor(qtbot, win, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    import loupe_models.fit_anomaly as fa
+    import loupe_models.fitters.anomaly as fa
 
     quick = fa.FitConfig.quick()
     monkeypatch.setattr(fa, "FitConfig", lambda **kw: quick)  # a smoke-sized fit
@@ -511,7 +511,7 @@ def test_a_task_without_a_panel_shows_its_values_and_closes(qtbot, win, tmp_path
     analyze values, which closes like any other."""
     import dataclasses
 
-    from loupe import registry
+    from loupe.base import registry
     from loupe.ui.panels.table import TablePanel
     from tests.helpers import make_density_model
 
@@ -531,7 +531,7 @@ def test_a_task_without_a_panel_shows_its_values_and_closes(qtbot, win, tmp_path
 
 
 def test_a_plugin_that_failed_to_load_is_named_and_the_window_runs_on(qtbot, monkeypatch, argmax_model):
-    from loupe import registry
+    from loupe.base import registry
 
     registry.load_plugins()  # the installed ones, before the stand-in failure below
     broken = registry.PluginFailure("sharpness", "loupe-sharpness 1.0", "ModuleNotFoundError: No module named 'cv3'")

@@ -11,7 +11,7 @@ import threading
 
 from PySide6.QtCore import Qt
 
-from loupe.pipeline import LatestSlot
+from loupe.run.pipeline import LatestSlot
 from loupe.ui.worker import InferenceWorker
 
 

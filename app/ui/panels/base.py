@@ -1,7 +1,7 @@
 """What a panel is: the ``Panel`` protocol every task's panel follows, and ``PanelHost``, what the
 window offers a panel factory.
 
-A task's registry entry (``loupe.registry.TaskSpec.panel``) names a factory
+A task's registry entry (``loupe.base.registry.TaskSpec.panel``) names a factory
 ``make_panel(model, host) -> Panel``: ``model`` is the ``LoadedModel`` (its ``task``, whose
 settings the panel may change, and its ``engine``, whose ``card`` says how to draw), ``host`` the
 window. The factory connects the panel's signals to the task and the host; the window then owns

@@ -8,7 +8,7 @@ how it compares with H.264 / H.265 at the same bits. A thin view over two things
   PSNR/SSIM plots linked to the frame slider, pooled figures, a rate-distortion plot, the five
   worst frames of each method and CSV export.
 
-Every number comes from the task or the report (loupe.quality); the panel only shows them.
+Every number comes from the task or the report (loupe.base.quality); the panel only shows them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loupe.progress import Cancelled, Progress
+from loupe.base.progress import Cancelled, Progress
 from loupe.ui.job import Job
 from loupe.ui.panels.density import heat_lut
 
@@ -106,7 +106,7 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 class ReportView:
-    """The panel's reading of a ``loupe.compression_report.CompressionReport``."""
+    """The panel's reading of a ``loupe.run.compression_report.CompressionReport``."""
 
     def __init__(self, report: Any) -> None:
         self.report = report
@@ -177,7 +177,7 @@ class CompressionPanel(QWidget):
         self.output = dict(output or {})
         self.model_path = model_path
         self._clip = clip or (lambda: "")
-        self._build_report = build_report  # injectable: tests, or None -> loupe.compression_report
+        self._build_report = build_report  # injectable: tests, or None -> loupe.run.compression_report
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(heat_lut("inferno"))
         self.overlay.setOpacity(0.0)
@@ -589,7 +589,7 @@ class CompressionPanel(QWidget):
             return None
         build = self._build_report
         if build is None:
-            from loupe.compression_report import build_report as build
+            from loupe.run.compression_report import build_report as build
         model = self.model_path
         kw = {} if max_frames is None else {"max_frames": max_frames}
 

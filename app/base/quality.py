@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from loupe.errors import LoupeError
-from loupe.progress import Progress, as_progress
+from loupe.base.errors import LoupeError
+from loupe.base.progress import Progress, as_progress
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 PLANES = ("y", "u", "v")

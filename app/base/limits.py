@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, fields, replace
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def make_start_at(models: Sequence[Any], done: set[Key]):
     """The ``start_at(spec, source)`` hook for ``analyze``: seeks ``source`` to
     ``first_missing`` (never past its end; a source that cannot seek starts at 0) and returns
     the frame it starts at."""
-    from loupe.analyze import is_dicom_input
+    from loupe.run.analyze import is_dicom_input
     from loupe.sources.base import SourceError
 
     def start_at(spec: str, source: Any) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def load_plugins(entry_points: Iterable[Any] | None = None) -> list[PluginFailur
 def _load_entry_point(ep: Any) -> TaskSpec:
     spec = ep.load()
     if not isinstance(spec, TaskSpec):
-        raise TypeError(f"entry point {ep.value} is a {type(spec).__name__}, not a loupe.registry.TaskSpec")
+        raise TypeError(f"entry point {ep.value} is a {type(spec).__name__}, not a loupe.base.registry.TaskSpec")
     if spec.name != ep.name:
         raise ValueError(f"entry point {ep.name!r} registers a task named {spec.name!r}; the two must match")
     return spec

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
 
 __all__ = [
     "BLOCK",

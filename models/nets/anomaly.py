@@ -19,10 +19,10 @@ Anomaly Detection - A New Baseline", CVPR 2018).
   frame before). Its output is ``tanh(atanh(warp(last frame, flow)) + residual)`` with the
   flow/residual head initialised to zero, so an untrained model copies the last frame and
   training only has to learn the change. H and W must be multiples of 8. Trained by
-  :mod:`loupe_models.fit_anomaly`.
+  :mod:`loupe_models.fitters.anomaly`.
 
 The score (:func:`psnr`, :func:`regularity`, :func:`anomaly_score`, :func:`minmax_normalise`)
-is the app's (``loupe.quality``, ``loupe.tasks.anomaly``), re-exported here; the section
+is the app's (``loupe.base.quality``, ``loupe.tasks.anomaly``), re-exported here; the section
 "scores" adds the official per-frame PSNR and the card calibration, in numpy.
 """
 
@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loupe.errors import LoupeError
+from loupe.base.errors import LoupeError
+from loupe.base.quality import psnr
 from loupe.inference.card import InputSpec, ModelCard
-from loupe.quality import psnr
 from loupe.tasks.anomaly import anomaly_score, calibrate, minmax_normalise, regularity
-from loupe_models.export import (
+from loupe_models.exporters.onnx import (
     MAX_IR_VERSION,
     OnnxCheck,
     check_onnx,
@@ -81,14 +81,14 @@ DEFAULT_THRESHOLD = 0.5
 INPUT_NAME = "frames"
 OUTPUT_NAME = "pred_frame"
 #: |onnxruntime - float64 torch| allowed by :func:`verify_predictor_onnx` beyond the model's own
-#: float32 sensitivity (outputs lie in [-1, 1]; see ``loupe_models.export.compare_outputs``).
+#: float32 sensitivity (outputs lie in [-1, 1]; see ``loupe_models.exporters.onnx.compare_outputs``).
 VERIFY_ATOL = 1e-4
 
 
 # ==========================================================================================
 # scores (pure numpy; no torch below this line until the "models" section)
 # ==========================================================================================
-# psnr (loupe.quality) and the score (loupe.tasks.anomaly: minmax_normalise, regularity,
+# psnr (loupe.base.quality) and the score (loupe.tasks.anomaly: minmax_normalise, regularity,
 # anomaly_score) are the app's own, imported above, so a fitted model is calibrated and
 # evaluated with exactly the maths the app scores it with.
 def psnr_frames(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -203,7 +203,7 @@ def unwrap_anomaly_unet(ckpt: object) -> dict[str, torch.Tensor]:
     ``ckpt['net_g']`` (train.py; the file also holds ``net_d`` and optimizer states), an
     older ``ckpt['net']``, or the state dict itself. Checked against the official layout;
     raises ``CheckpointError`` naming missing / unexpected / mis-shaped keys."""
-    from .checkpoint import CheckpointError
+    from loupe_models.checkpoint import CheckpointError
 
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(f"checkpoint holds a {type(ckpt).__name__}, expected a dict")
@@ -231,7 +231,7 @@ def unwrap_anomaly_unet(ckpt: object) -> dict[str, torch.Tensor]:
 def load_anomaly_unet_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official ``.pth`` (``torch.load(weights_only=True)``) and return the
     generator's state dict, ready for ``anomaly_unet().load_state_dict(sd, strict=True)``."""
-    from .checkpoint import read_checkpoint
+    from loupe_models.checkpoint import read_checkpoint
 
     return unwrap_anomaly_unet(read_checkpoint(path))
 
@@ -310,7 +310,7 @@ class TemporalAttentionPredictor(nn.Module):
       (the copy baseline) and training learns the change. ``residual=False``: ``tanh`` of
       the head output.
 
-    Defaults are those of :mod:`loupe_models.fit_anomaly` (width 8, 2 heads, flow and
+    Defaults are those of :mod:`loupe_models.fitters.anomaly` (width 8, 2 heads, flow and
     motion skips: about 0.1 M parameters).
     """
 
@@ -516,7 +516,7 @@ def export_predictor(
     or 64x64. The IR version is capped at :data:`MAX_IR_VERSION`. With ``verify`` ONNX
     Runtime is checked against the float64 PyTorch model at another size (and batch 2); a
     difference above ``VERIFY_ATOL`` plus the model's own float32 sensitivity
-    (``loupe_models.export.compare_outputs``) raises :class:`AnomalyExportError` after the file
+    (``loupe_models.exporters.onnx.compare_outputs``) raises :class:`AnomalyExportError` after the file
     is written.
     Returns the path and the check.
     """
@@ -565,7 +565,7 @@ def verify_predictor_onnx(
     seed: int = 0,
 ) -> OnnxCheck:
     """ONNX Runtime (CPU) vs the float64 PyTorch model on smooth random frames in [-1, 1] of
-    size ``hw`` (``loupe_models.export.check_onnx``, atol :data:`VERIFY_ATOL`)."""
+    size ``hw`` (``loupe_models.exporters.onnx.check_onnx``, atol :data:`VERIFY_ATOL`)."""
     past = _past_frames(model)
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(batch, 3 * past, max(1, hw[0] // 8), max(1, hw[1] // 8), generator=g)

@@ -18,7 +18,7 @@ Two variants per architecture:
 
 All outputs are at output stride 2 (N x 1 x H/2 x W/2); the count is ``density.sum()``.
 Input: RGB, ``/255``, ImageNet mean/std. M-SFANet needs H, W multiples of 16 (and multiples of
-48 for ONNX export, see :mod:`loupe_models.export_density`); M-SegNet (ShanghaiTech) runs at any
+48 for ONNX export, see :mod:`loupe_models.exporters.density`); M-SegNet (ShanghaiTech) runs at any
 size, M-SegNet (UCF-QNRF) needs multiples of 16.
 
 M-SegNet's max-unpooling uses :func:`max_unpool2d_scatter`, numerically identical to
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint, state_dict_problems
+from loupe_models.checkpoint import CheckpointError, read_checkpoint, state_dict_problems
 
 logger = logging.getLogger(__name__)
 

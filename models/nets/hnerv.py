@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, _listing, read_checkpoint
+from loupe_models.checkpoint import CheckpointError, _listing, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -813,7 +813,7 @@ def _quant_bits(entry: Any) -> int:
 # export: one card-carrying ONNX (frame index in, frame out)
 # --------------------------------------------------------------------------------------
 #: |onnxruntime - float64 torch| accepted per frame after export beyond the decoder's own float32
-#: sensitivity (outputs are in [0, 1]; ``loupe_models.export.compare_outputs``).
+#: sensitivity (outputs are in [0, 1]; ``loupe_models.exporters.onnx.compare_outputs``).
 EXPORT_ATOL = 1e-4
 INDEX_NAME = "frame_index"
 FRAME_NAME = "frame"
@@ -899,10 +899,16 @@ def export_compression(
     one) are a constant table inside the graph, read with Gather. After writing, the file is
     run in ONNX Runtime (CPU) for ``check_frames`` (default: first, second, middle, last) and
     compared with the float64 ``decoder(embeddings[i])`` by the exporters' one rule
-    (``loupe_models.export.compare_outputs``, atol :data:`EXPORT_ATOL`); a failure raises
+    (``loupe_models.exporters.onnx.compare_outputs``, atol :data:`EXPORT_ATOL`); a failure raises
     ExportError (the file is removed).
     """
-    from .export import ExportError, compare_outputs, cpu_session, onnx_bytes_of, save_with_card
+    from loupe_models.exporters.onnx import (
+        ExportError,
+        compare_outputs,
+        cpu_session,
+        onnx_bytes_of,
+        save_with_card,
+    )
 
     if isinstance(decoder, HNeRV):
         decoder = decoder.decoder_model()

@@ -1,7 +1,7 @@
 """What the demo recipes share (``demo_seg``, ``demo_ct``, ``demo_density``, ``demo_codebook``,
 ``demo_hnerv``): the command-line front, the logging set-up, the throttled progress report and
 the torch settings (threads, deterministic algorithms, seed) a training run is made under.
-The export side they share is in :mod:`loupe_models.export`."""
+The export side they share is in :mod:`loupe_models.exporters.onnx`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
-from loupe.progress import CallbackProgress, Progress
+from loupe.base.progress import CallbackProgress, Progress
 
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 

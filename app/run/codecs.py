@@ -1,6 +1,6 @@
 """Reference codecs: H.264 (libx264) and H.265 (libx265) through PyAV at a matched size (Qt-free).
 
-``encode_matched`` encodes frames as yuv420p (converted from RGB exactly as ``loupe.quality``
+``encode_matched`` encodes frames as yuv420p (converted from RGB exactly as ``loupe.base.quality``
 converts them for the metrics) and searches the rate until the encoded stream is within
 ``tolerance`` (5 %) of a target number of bytes: first CRF (fractional CRF, bracketed and
 interpolated in log size, which is close to linear in CRF), then, where no CRF in [0, 51]
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from loupe.errors import LoupeError
-from loupe.progress import Progress, as_progress
-from loupe.quality import Planes, _frame_planes, rgb_to_yuv420, yuv420_to_rgb
+from loupe.base.errors import LoupeError
+from loupe.base.progress import Progress, as_progress
+from loupe.base.quality import Planes, _frame_planes, rgb_to_yuv420, yuv420_to_rgb
 
 CODECS = {
     # name: (encoder, decoder, label, extra encoder options)
@@ -219,7 +219,7 @@ def encode_matched(frames_rgb: Sequence[np.ndarray] | np.ndarray, fps: float, co
                    preset: str = "medium", max_encodes: int = 14, crf_start: float = 23.0) -> EncodedClip:
     """Encode RGB frames (N x H x W x 3 uint8) with ``codec`` ("h264" | "h265") at a size within
     ``tolerance`` of ``target_bytes`` (see the module docstring). ``progress`` is updated after
-    each trial encode and checked before each (``loupe.progress.Cancelled``)."""
+    each trial encode and checked before each (``loupe.base.progress.Cancelled``)."""
     frames_yuv = [rgb_to_yuv420(np.asarray(f)) for f in frames_rgb]
     return encode_matched_yuv(frames_yuv, fps, codec, target_bytes, tolerance, progress, preset=preset,
                               max_encodes=max_encodes, crf_start=crf_start)

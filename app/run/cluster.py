@@ -2,7 +2,7 @@
 
 The inputs are cut into *parts*: a whole file, or, for a long video, a range of frames. Each Ray
 actor (``AnalyzeWorker``) loads the models once and analyses parts with the very code of
-``loupe.analyze.analyze`` (seeked to the part's first frame, stopped after its last); the driver
+``loupe.run.analyze.analyze`` (seeked to the part's first frame, stopped after its last); the driver
 hands parts to whichever actor is free (``ray.util.ActorPool``), takes the results back in part
 order and writes the rows itself, so the output file is the local run's, row for row and in the
 same order, in every column but ``latency_ms``.
@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loupe.analyze import InputSummary, Summary, analyze
-from loupe.progress import Progress
+from loupe.base.progress import Progress
+from loupe.run.analyze import InputSummary, Summary, analyze
 from loupe.sources.base import SourceError
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ class AnalyzeWorker:
 
     def __init__(self, model_paths: Sequence[str], providers: str = "auto", threads: int | None = 1,
                  limits: dict[str, float] | None = None, calibrate_per_video: bool = False) -> None:
-        from loupe.limits import configure
-        from loupe.pipeline import load_model
+        from loupe.base.limits import configure
+        from loupe.run.pipeline import load_model
 
         if limits:
             configure(**limits)
@@ -142,7 +142,7 @@ class AnalyzeWorker:
     def warmup_frames(self) -> int | None:
         """Frames of history the tasks need before a part's first frame (their declared
         ``history``); None when some task needs every frame since the start (never split)."""
-        from loupe.resume import history_of
+        from loupe.run.resume import history_of
 
         return history_of(self.models)
 
@@ -194,7 +194,7 @@ def plan_parts(probes: Sequence[Probe], workers: int, warmup: int | None, calibr
     already written, ``model_names`` the models' names): an input starts at its first frame not
     written for every model, less ``warmup``, where the local resume starts (not DICOM, nor per
     video calibration, nor an unbounded history: those start at 0)."""
-    from loupe.analyze import is_dicom_input
+    from loupe.run.analyze import is_dicom_input
 
     parts: list[Part] = []
     for order, p in enumerate(probes):
@@ -257,8 +257,8 @@ def analyze_on_ray(
     import ray
     from ray.util import ActorPool
 
-    from loupe.analyze import expand_inputs
-    from loupe.limits import current
+    from loupe.base.limits import current
+    from loupe.run.analyze import expand_inputs
 
     started = _init_ray(address, num_cpus)
     try:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from loupe import registry
+from loupe.base import registry
+from loupe.base.registry import TaskSpec
 from loupe.inference.engine import Engine
-from loupe.registry import TaskSpec
 from loupe.sources.base import Frame
 from loupe.tasks import make_task
 from loupe.tasks.base import Task

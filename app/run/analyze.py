@@ -36,14 +36,14 @@ from typing import IO, Any
 
 import numpy as np
 
-from loupe.pipeline import LoadedModel, Runner, run_stream
-from loupe.progress import Cancelled, Progress, as_progress
-from loupe.quality import json_number
+from loupe.base.progress import Cancelled, Progress, as_progress
+from loupe.base.quality import json_number
+from loupe.base.text import natural_key
+from loupe.run.pipeline import LoadedModel, Runner, run_stream
 from loupe.sources.base import SourceError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
 from loupe.sources.series import parse_series_spec, scan_series
 from loupe.tasks.segmentation import volume_column
-from loupe.text import natural_key
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def analyze(
     whether or not the caller ran ``expand_inputs``.
 
     ``read_ahead``: frames decoded ahead on a reader thread, while the next frame's inference
-    overlaps this one's post-processing (``loupe.pipeline.run_stream``); 0 runs everything on
+    overlaps this one's post-processing (``loupe.run.pipeline.run_stream``); 0 runs everything on
     the calling thread. The rows are the same either way.
 
     ``start_at(spec, source)``: called once an input is open; it may seek the source and returns

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint, state_dict_problems
+from loupe_models.checkpoint import CheckpointError, read_checkpoint, state_dict_problems
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from loupe.pipeline import LatestSlot
+from loupe.run.pipeline import LatestSlot
 from loupe.sources.base import Source, SourceError
 
 logger = logging.getLogger(__name__)

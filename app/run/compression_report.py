@@ -3,7 +3,7 @@
 ``build_report(model, clip)`` runs a compression-contract model (``loupe.tasks.compression``)
 over every frame of the clip, encodes the same target frames with each reference codec at the
 model's size in bits (and at other sizes for the rate-distortion plot), and scores everything
-against the target frames with ``loupe.quality`` (YUV 4:2:0, FFmpeg's definitions; RGB PSNR as
+against the target frames with ``loupe.base.quality`` (YUV 4:2:0, FFmpeg's definitions; RGB PSNR as
 a second figure for the neural output). Alignment is checked before any number is computed:
 the clip must have the card's frame count at the card's frame rate (timestamps within half a
 frame), and each decoded codec stream must give back as many frames as went in.
@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from loupe.codecs import CODECS, EncodedClip, encode_matched_yuv
-from loupe.errors import LoupeError
-from loupe.media import resolve_clip
-from loupe.progress import Progress, as_progress
-from loupe.quality import (
+from loupe.base.errors import LoupeError
+from loupe.base.media import resolve_clip
+from loupe.base.progress import Progress, as_progress
+from loupe.base.quality import (
     AlignmentError,
     Planes,
     check_aligned,
@@ -44,6 +43,7 @@ from loupe.quality import (
     rgb_to_yuv420,
     yuv420_to_rgb,
 )
+from loupe.run.codecs import CODECS, EncodedClip, encode_matched_yuv
 from loupe.tasks.compression import CompressionSpec, output_to_rgb
 
 
@@ -233,7 +233,7 @@ def build_report(model: Any, clip: str | Path, *, codecs: Sequence[str] = ("h264
     ``model``: a path to the ONNX or a ``loupe.inference.engine.Engine``. ``clip``: a path or the
     name of a shipped clip. ``sizes``: codec sizes relative to the model's bits for the RD plot
     (1.0, the matched size, is always included). ``progress`` is updated with what runs and
-    checked between frames and encodes (``loupe.progress.Cancelled``). ``max_frames``: compare only
+    checked between frames and encodes (``loupe.base.progress.Cancelled``). ``max_frames``: compare only
     the first N frames of model and clip (both cut alike). Raises AlignmentError, ModelError,
     VideoReadError/SourceError, CodecError with one-line messages."""
     from loupe.inference.engine import Engine, ModelError

