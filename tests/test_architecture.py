@@ -24,6 +24,7 @@ CONTRACTS = (
     "core is Qt-free and torch-free",
     "the CLI, entry point and system report are not imported by the core",
     "no loupe module imports torch (fitting goes through loupe_models)",
+    "layers: cli > ui > run > tasks > inference > sources > base",
 )
 
 
@@ -78,6 +79,8 @@ def test_a_new_core_module_is_checked_without_being_named(tmp_path):
         "loupe.sources.newsource": "import loupe_models.nets.anomaly\n",
         "loupe.inference.newengine": "import torch\n",
         "loupe.newhelper": "from loupe.cli import main\n",  # Qt through the CLI
+        "loupe.base.upward": "from loupe.run.analyze import analyze\n",  # a layer importing upwards
+        "loupe.sources.reaches_up": "def f():\n    from loupe.tasks import make_task\n",
     }
     for name, code in new.items():
         (tmp_path / (name.replace(".", "/") + ".py")).write_text(code, encoding="utf-8")
@@ -89,6 +92,8 @@ def test_a_new_core_module_is_checked_without_being_named(tmp_path):
     assert "loupe.sources.newsource -> loupe_models" in r.stdout, r.stdout
     assert "loupe.inference.newengine -> torch" in r.stdout, r.stdout
     assert "loupe.newhelper -> loupe.cli" in r.stdout, r.stdout
+    assert "loupe.base.upward -> loupe.run.analyze" in r.stdout, r.stdout
+    assert "loupe.sources.reaches_up -> loupe.tasks" in r.stdout, r.stdout
 
 
 def test_the_core_module_list_is_found_not_written():
