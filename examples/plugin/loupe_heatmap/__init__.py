@@ -11,7 +11,7 @@ This module is what Loupe imports to learn that the task exists (the entry point
 the window, so ``loupe analyze`` never imports Qt for it).
 """
 
-from loupe.base.registry import TaskSpec
+from loupe import TaskSpec
 
 __version__ = "0.1.0"
 
