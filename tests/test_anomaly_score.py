@@ -95,7 +95,7 @@ def test_the_task_flags_a_prediction_with_nans(tmp_path):
 
 
 def test_loupe_models_scores_with_the_same_functions():
-    anomaly = pytest.importorskip("loupe_models.nets.anomaly")
+    anomaly = pytest.importorskip("loupe_models.exporters.anomaly")
     import loupe.base.quality
     import loupe.tasks.anomaly
 

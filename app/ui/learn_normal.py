@@ -53,13 +53,13 @@ def make_fit(clip: str, start: float, end: float | None, minutes: float, out: Pa
     fitter's time limit does); before that, nothing is saved."""
 
     def fit(progress) -> LearnedModel:
+        from loupe_models.exporters.anomaly import export_predictor
         from loupe_models.fitters.anomaly import (
             FitConfig,
             decode_span,
             fit_card_info,
             fit_predictor,
         )
-        from loupe_models.nets.anomaly import export_predictor
 
         progress.update(0.0, f"decoding {Path(clip).name} {start:g}–{'' if end is None else f'{end:g}'} s…")
         frames, _fps = decode_span(clip, start, end, size=size)

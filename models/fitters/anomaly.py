@@ -39,7 +39,7 @@ Procedure (:func:`fit_predictor`):
    range 2, as the official ``psnr_error``) of the predictions on the held-out windows, and
    of the copy-the-last-frame baseline (frame ``t-1`` as the prediction of frame ``t``) on
    the same targets; the mean of the per-frame values is reported.
-5. Calibration (:func:`loupe_models.nets.anomaly.calibrate`): from the PSNRs of the predictions
+5. Calibration (:func:`loupe_models.exporters.anomaly.calibrate`): from the PSNRs of the predictions
    on the normal windows, ``calibration_windows`` (64) evenly spaced training windows plus
    all held-out windows (unseen normal data, which keeps the range from the optimism of the
    training frames): ``psnr_max`` = 99th percentile, ``psnr_min = p1 - (p99 - p1)``; a
@@ -76,14 +76,14 @@ import torch.nn.functional as F
 from loupe.base.media import resolve_clip
 from loupe.base.progress import CallbackProgress, Progress, as_progress
 from loupe.base.text import parse_span  # re-exported: the fitters' --normal/--span
-from loupe_models.exporters.onnx import run_cli
-from loupe_models.nets.anomaly import (
+from loupe_models.exporters.anomaly import (
     AnomalyExportError,
-    TemporalAttentionPredictor,
     calibrate,
     export_predictor,
     psnr_frames,
 )
+from loupe_models.exporters.onnx import run_cli
+from loupe_models.nets.anomaly import TemporalAttentionPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -537,7 +537,7 @@ def _fit(
 
 
 def fit_card_info(result: FitResult, name: str, source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`~loupe_models.nets.anomaly.predictor_card` arguments for a fitted predictor
+    """:func:`~loupe_models.exporters.anomaly.predictor_card` arguments for a fitted predictor
     (RGB, fixed to the working size, calibration and the held-out evaluation in the card)."""
     src = {
         "architecture": (

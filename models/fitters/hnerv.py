@@ -34,7 +34,7 @@ Procedure (:func:`fit_hnerv_clip`):
    embeddings (6 bits) are quantised and entropy-coded into the ``.hnerv`` file, read back,
    and the read-back decoder is evaluated: RGB PSNR (8-bit frames, mean over frames) and
    YUV 4:2:0 PSNR/SSIM as FFmpeg computes them (:mod:`loupe.base.quality`).
-5. Export (:func:`loupe_models.nets.hnerv.export_compression`), checked in ONNX Runtime.
+5. Export (:func:`loupe_models.exporters.hnerv.export_compression`), checked in ONNX Runtime.
 
 Defaults: ``epochs=None, minutes=None`` trains :data:`DEFAULT_EPOCHS` epochs or
 :data:`DEFAULT_MINUTES` minutes, whichever comes first; with only ``epochs`` there is no time
@@ -66,7 +66,8 @@ from loupe.base import quality as q
 from loupe.base.errors import LoupeError
 from loupe.base.progress import CallbackProgress, Progress, as_progress
 from loupe.base.quality import psnr_from_mse
-from loupe_models.nets.hnerv import HNeRV, HNeRVConfig, HNeRVDecoder, config_for, export_compression
+from loupe_models.exporters.hnerv import export_compression
+from loupe_models.nets.hnerv import HNeRV, HNeRVConfig, HNeRVDecoder, config_for
 
 logger = logging.getLogger(__name__)
 

@@ -27,14 +27,13 @@ Public API (used by ``fit_hnerv``, ``hnerv_codec`` and the exporters)::
     dec = HNeRVDecoder(cfg) or HNeRVDecoder.from_model(model)  # shares the modules
     frame = dec(emb)                               # N x 3 x H x W in [0, 1]
 
-Checkpoint import (``torch.load(weights_only=True)``) and the compression export live
-further down: :func:`load_training_checkpoint`, :func:`load_quant_vid`,
-:func:`export_compression`.
+Checkpoint import (``torch.load(weights_only=True)``) lives further down:
+:func:`load_training_checkpoint`, :func:`load_quant_vid`. The compression export (one
+card-carrying ONNX) is :func:`loupe_models.exporters.hnerv.export_compression`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -43,7 +42,6 @@ from functools import reduce as _fold
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -52,9 +50,6 @@ from loupe_models.checkpoint import CheckpointError, _listing, read_checkpoint
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "EXPORT_ATOL",
-    "CompressionExport",
-    "FrameTable",
     "HNeRV",
     "HNeRVConfig",
     "HNeRVDecoder",
@@ -63,11 +58,9 @@ __all__ = [
     "bunny_1p5m_config",
     "centre_crop_for",
     "choose_strides",
-    "compression_card",
     "config_for",
     "decoder_param_count",
     "dequantize",
-    "export_compression",
     "load_quant_vid",
     "load_training_checkpoint",
     "unwrap_training_checkpoint",
@@ -807,143 +800,3 @@ def _quant_bits(entry: Any) -> int:
     if q.numel() == 0:
         return 1
     return max(1, int(q.max().item()).bit_length())
-
-
-# --------------------------------------------------------------------------------------
-# export: one card-carrying ONNX (frame index in, frame out)
-# --------------------------------------------------------------------------------------
-#: |onnxruntime - float64 torch| accepted per frame after export beyond the decoder's own float32
-#: sensitivity (outputs are in [0, 1]; ``loupe_models.exporters.onnx.compare_outputs``).
-EXPORT_ATOL = 1e-4
-INDEX_NAME = "frame_index"
-FRAME_NAME = "frame"
-
-
-class FrameTable(nn.Module):
-    """``frame_index`` int64 [1] -> ``frame`` 1 x 3 x H x W: Gather from a constant table of
-    embeddings, then the decoder. What :func:`export_compression` exports."""
-
-    def __init__(self, decoder: HNeRVDecoder, embeddings: torch.Tensor) -> None:
-        super().__init__()
-        self.decoder = decoder
-        self.register_buffer("embeddings", embeddings.detach().to(torch.float32).contiguous())
-
-    def forward(self, frame_index: torch.Tensor) -> torch.Tensor:
-        emb = torch.index_select(self.embeddings, 0, frame_index.reshape(1))
-        return self.decoder(emb)
-
-
-@dataclass(frozen=True)
-class CompressionExport:
-    """Result of :func:`export_compression`."""
-
-    path: Path
-    card: Any  # loupe.inference.card.ModelCard
-    max_abs_diff: float  # largest |onnxruntime - torch| over the checked frames
-    checked_frames: tuple[int, ...]
-
-
-def compression_card(
-    config: HNeRVConfig, frames: int, card_info: dict[str, Any] | None = None
-) -> Any:
-    """The ``compression`` ModelCard of an HNeRV representation (contract in CONTRACTS.md).
-
-    ``card_info``: ``name`` and ``source`` (merged over ``{"architecture": "HNeRV", "demo":
-    False}``) are card fields; every other key goes into ``loupe.output`` (``crop``,
-    ``source_size``, ``fps``, ``bits``, ``representation``, ``clip``, ...). ``frames`` and
-    ``size`` come from the model, ``bpp`` is ``bits / (frames * H * W)`` when ``bits`` is given.
-    """
-    from loupe.inference.card import InputSpec, ModelCard
-
-    info = dict(card_info or {})
-    name = str(info.pop("name", "") or f"HNeRV {config.out_size[0]}x{config.out_size[1]}")
-    source = {"architecture": "HNeRV", "demo": False}
-    source.update(info.pop("source", {}) or {})
-    h, w = config.out_size
-    output: dict[str, Any] = {"frames": int(frames), "size": [h, w]}
-    for key, value in info.items():
-        output[key] = list(value) if isinstance(value, tuple) else value
-    if output.get("bits") is not None:
-        output["bits"] = int(output["bits"])
-        output.setdefault("bpp", output["bits"] / (int(frames) * h * w))
-    return ModelCard(
-        task="compression",
-        name=name,
-        input=InputSpec(color="RGB", scale=1.0 / 255.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-        output=output,
-        source=source,
-    )
-
-
-def _check_frames(n: int, check: Sequence[int] | None) -> tuple[int, ...]:
-    if check is not None:
-        return tuple(int(i) % n for i in check)
-    if n <= 4:
-        return tuple(range(n))
-    return tuple(sorted({0, 1, n // 2, n - 1}))
-
-
-def export_compression(
-    decoder: HNeRVDecoder | HNeRV,
-    embeddings: torch.Tensor,
-    card_info: dict[str, Any] | None,
-    out_path: str | Path,
-    *,
-    check_frames: Sequence[int] | None = None,
-    opset: int = 17,
-) -> CompressionExport:
-    """Write decoder + per-frame embeddings as one ``compression`` ONNX with its card.
-
-    Input ``frame_index`` int64 [1] (0-based), output ``frame`` float32 1 x 3 x H x W in
-    [0, 1]; the embeddings (N x C x h x w, already dequantised when the model is a quantised
-    one) are a constant table inside the graph, read with Gather. After writing, the file is
-    run in ONNX Runtime (CPU) for ``check_frames`` (default: first, second, middle, last) and
-    compared with the float64 ``decoder(embeddings[i])`` by the exporters' one rule
-    (``loupe_models.exporters.onnx.compare_outputs``, atol :data:`EXPORT_ATOL`); a failure raises
-    ExportError (the file is removed).
-    """
-    from loupe_models.exporters.onnx import (
-        ExportError,
-        compare_outputs,
-        cpu_session,
-        onnx_bytes_of,
-        save_with_card,
-    )
-
-    if isinstance(decoder, HNeRV):
-        decoder = decoder.decoder_model()
-    # a CPU float32 copy: the caller's model (maybe on a GPU, maybe training) is left as is
-    decoder = copy.deepcopy(decoder).to(device="cpu", dtype=torch.float32).eval()
-    cfg = decoder.config
-    emb = embeddings.detach().to(device="cpu", dtype=torch.float32)
-    if emb.dim() != 4 or tuple(emb.shape[1:]) != cfg.embed_shape:
-        raise ValueError(
-            f"embeddings must be [frames, {', '.join(map(str, cfg.embed_shape))}], "
-            f"got {list(emb.shape)}"
-        )
-    n = int(emb.shape[0])
-    if n < 1:
-        raise ValueError("no frame embeddings to export")
-    card = compression_card(cfg, n, card_info)
-    out_path = Path(out_path)
-    net = FrameTable(decoder, emb).eval()
-    sample = torch.zeros(1, dtype=torch.int64)
-    save_with_card(onnx_bytes_of(net, sample, [INDEX_NAME], [FRAME_NAME], opset=opset), card, out_path)
-
-    sess = cpu_session(out_path)
-    checked = _check_frames(n, check_frames)
-    worst = 0.0
-    for i in checked:
-        got = sess.run(None, {INDEX_NAME: np.array([i], dtype=np.int64)})[0]
-        try:
-            check = compare_outputs(decoder, emb[i : i + 1], [got], [f"frame {i}"],
-                                    atol=EXPORT_ATOL, rtol=0.0)
-        except ExportError:
-            out_path.unlink(missing_ok=True)
-            raise
-        worst = max(worst, check.max_abs_diff)
-        if not check.ok:
-            out_path.unlink(missing_ok=True)
-            raise ExportError(f"onnxruntime and torch differ {check.summary()}")
-    logger.info("exported %d frames to %s, max |ort - torch| %.3g", n, out_path, worst)
-    return CompressionExport(out_path, card, worst, checked)

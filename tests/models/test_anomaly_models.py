@@ -18,6 +18,18 @@ from loupe.inference.preprocess import prepare
 from loupe.sources.base import Frame
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
+from loupe_models.exporters.anomaly import (
+    AnomalyExportError,
+    anomaly_score,
+    anomaly_unet_card,
+    calibrate,
+    export_predictor,
+    minmax_normalise,
+    predictor_card,
+    psnr,
+    psnr_frames,
+    regularity,
+)
 from loupe_models.fitters.anomaly import (
     FitConfig,
     fit_predictor,
@@ -28,20 +40,10 @@ from loupe_models.fitters.anomaly import (
     split_windows,
 )
 from loupe_models.nets.anomaly import (
-    AnomalyExportError,
     PredictionUNet,
     TemporalAttentionPredictor,
-    anomaly_score,
     anomaly_unet,
-    anomaly_unet_card,
-    calibrate,
-    export_predictor,
     load_anomaly_unet_checkpoint,
-    minmax_normalise,
-    predictor_card,
-    psnr,
-    psnr_frames,
-    regularity,
 )
 
 NAME = "anomaly_prediction_unet"

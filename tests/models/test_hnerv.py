@@ -14,9 +14,8 @@ from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine
 from loupe_models import golden
 from loupe_models.checkpoint import CheckpointError
-from loupe_models.exporters.hnerv import centre_crop_box, main
+from loupe_models.exporters.hnerv import EXPORT_ATOL, centre_crop_box, export_compression, main
 from loupe_models.nets.hnerv import (
-    EXPORT_ATOL,
     HNeRV,
     HNeRVConfig,
     HNeRVDecoder,
@@ -25,7 +24,6 @@ from loupe_models.nets.hnerv import (
     choose_strides,
     config_for,
     dequantize,
-    export_compression,
     load_quant_vid,
     load_training_checkpoint,
 )
