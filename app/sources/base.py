@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -95,7 +96,20 @@ class FrameIterator(Iterator[Frame]):
 
 class ReaderSource:
     """Shared plumbing for the concrete sources: iteration through ``read()`` (an iterator that
-    stays usable after a SourceError) and use as a context manager (``close()`` on exit)."""
+    stays usable after a SourceError), use as a context manager (``close()`` on exit), and
+    ``fps`` / ``position`` from ``_fps`` / ``_index``."""
+
+    _fps: float | None = None
+    _index: int = 0
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def position(self) -> int:
+        """Index of the frame the next read returns."""
+        return self._index
 
     def read(self) -> Frame | None:  # pragma: no cover - every source implements it
         raise NotImplementedError
@@ -111,6 +125,61 @@ class ReaderSource:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close()
+
+
+class IndexedSource(ReaderSource):
+    """A file source whose frames are all reachable by index (a DICOM file or series, images):
+    ``read``, ``seek``, ``close`` and ``frame_count`` over ``frame_at(index)`` and ``_count``.
+    A subclass sets ``name``, ``_count``, ``_lock``, ``_closed``; ``_release()`` (under the
+    lock) lets go of what it holds on ``close()``. ``_unit`` names a frame in messages."""
+
+    live: bool = False
+    _unit = "frame"
+    _count: int
+    _closed: bool
+    _lock: Any
+    name: str
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._count
+
+    def frame_at(self, index: int) -> Frame:  # pragma: no cover - every source implements it
+        raise NotImplementedError
+
+    def _checked_index(self, index: int) -> int:
+        """``index`` as an int, or SourceError when the source has no such frame."""
+        index = operator.index(index)
+        if not 0 <= index < self._count:
+            raise SourceError(f"{self.name} has no {self._unit} {index} (it has {self._count})")
+        return index
+
+    def read(self) -> Frame | None:
+        """The next frame, or None after the last one (or once closed). The position moves
+        before the frame is decoded, so after a SourceError iterating goes on with the next."""
+        with self._lock:
+            if self._closed or self._index >= self._count:
+                return None
+            index = self._index
+            self._index += 1
+        return self.frame_at(index)
+
+    def seek(self, index: int) -> None:
+        index = operator.index(index)
+        if not 0 <= index <= self._count:
+            raise SourceError(
+                f"Cannot seek {self.name} to {self._unit} {index}: it has {self._count} {self._unit}s"
+            )
+        with self._lock:
+            self._index = index
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of decoded data or open files (called under the lock by ``close``)."""
 
 
 class Source(Protocol):

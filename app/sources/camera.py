@@ -131,11 +131,6 @@ class CameraSource(ReaderSource):
         width, height = self._get(cv2.CAP_PROP_FRAME_WIDTH), self._get(cv2.CAP_PROP_FRAME_HEIGHT)
         return (int(width), int(height)) if width and height else None
 
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
     def read(self) -> Frame | None:
         """Grab the next frame (blocking), or None once closed.
 

@@ -8,18 +8,17 @@ decoded through pydicom's plugins (pylibjpeg-libjpeg, pylibjpeg-openjpeg, pydico
 without one, the error names the transfer syntax and the package to install.
 
 Folders and series (grouping by Series Instance UID, order along the slice normal) live in
-``loupe.sources.series``; ``DicomFolderSource`` is importable from here too.
+``loupe.sources.series``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import operator
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,17 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
 from loupe.base.limits import current as current_limits
-from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.base import Frame, IndexedSource, SourceError
+from loupe.sources.dicom_values import (
+    as_float,
+    as_floats,
+    as_int,
+    frame_position,
+    frame_total,
+    lookup,
+    nominal_slice_spacing,
+    slice_spacing,
+)
 from loupe.sources.images import IMAGE_EXTENSIONS, natural_key
 
 logger = logging.getLogger(__name__)
@@ -131,41 +140,6 @@ def _pydicom_warnings_logged() -> Iterator[None]:
         logger.debug("pydicom: %s", item.message)
 
 
-def _first(value: Any) -> Any:
-    if value is None or isinstance(value, (str, bytes)):
-        return value
-    try:
-        return value[0] if len(value) else None
-    except TypeError:
-        return value
-
-
-def _float(value: Any) -> float | None:
-    value = _first(value)
-    if value is None or value == "":
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if np.isfinite(result) else None
-
-
-def _int(value: Any) -> int | None:
-    number = _float(value)
-    return int(number) if number is not None else None
-
-
-def _floats(value: Any, count: int) -> list[float] | None:
-    if value is None:
-        return None
-    try:
-        numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
-        return None
-    return numbers if len(numbers) == count else None
-
-
 def _read_dataset(path: Path, *, header_only: bool = False) -> Dataset:
     """dcmread with user-facing errors; accepts preamble-less files that hold an image."""
     name = path.name
@@ -202,9 +176,9 @@ def pixel_claims_problem(ds: Dataset, uid: UID, frames: int) -> str | None:
     header that claims more frames than the data holds, or a compressed syntax over raw pixels),
     then the frame count against the frames-per-file limit."""
     limits = current_limits()
-    rows, cols = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
-    samples = _int(ds.get("SamplesPerPixel")) or 1
-    bits = _int(ds.get("BitsAllocated")) or 16
+    rows, cols = as_int(ds.get("Rows")) or 0, as_int(ds.get("Columns")) or 0
+    samples = as_int(ds.get("SamplesPerPixel")) or 1
+    bits = as_int(ds.get("BitsAllocated")) or 16
     if rows <= 0 or cols <= 0:
         return f"its header gives no usable image size (Rows {rows}, Columns {cols})"
     decoded = max(samples * bits / 8, 3.0 if samples >= 3 else 4.0)  # as stored, or float32 after rescale
@@ -286,99 +260,10 @@ def _set_transfer_syntax(ds: Dataset) -> None:
         meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
 
 
-def _lookup(ds: Dataset, index: int, sequence: str, keyword: str) -> Any:
-    """A value for frame ``index`` from the per-frame, then the shared functional groups
-    (enhanced multi-frame files), then the top level of the dataset."""
-    groups = []
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and index < len(per_frame):
-        groups.append(per_frame[index])
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    for group in groups:
-        items = group.get(sequence)
-        if items:
-            value = items[0].get(keyword)
-            if value is not None and value != "":
-                return value
-    return ds.get(keyword)
-
-
-def _frame_total(ds: Dataset) -> int:
-    count = _int(ds.get("NumberOfFrames"))
-    return count if count and count > 0 else 1
-
-
-def _frame_plane(ds: Dataset, index: int) -> tuple[list[float] | None, list[float] | None]:
-    """Image Position (Patient) and Image Orientation (Patient) of frame ``index``."""
-    position = _floats(_lookup(ds, index, "PlanePositionSequence", "ImagePositionPatient"), 3)
-    orientation = _floats(
-        _lookup(ds, index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
-    )
-    return position, orientation
-
-
-def _slice_normal(orientation: Sequence[float] | None) -> np.ndarray | None:
-    """Unit normal of the image plane: row cosines x column cosines; None if degenerate."""
-    if orientation is None:
-        return None
-    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float))
-    norm = float(np.linalg.norm(normal))
-    return normal / norm if norm > 1e-6 else None
-
-
-def _frame_offset(ds: Dataset, index: int, count: int) -> float:
-    """Extra distance along the normal from a Grid Frame Offset Vector (RT dose, old NM)."""
-    offsets = ds.get("GridFrameOffsetVector")
-    if offsets is None or ds.get("PerFrameFunctionalGroupsSequence") or len(offsets) != count:
-        return 0.0
-    try:
-        return float(offsets[index]) - float(offsets[0])
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _frame_position(
-    ds: Dataset, index: int, count: int, normal: np.ndarray | None = None
-) -> float | None:
-    """Slice position of frame ``index`` in mm: its Image Position projected on ``normal``
-    (default: the frame's own plane normal); else the Slice Location; else None."""
-    position, orientation = _frame_plane(ds, index)
-    if normal is None:
-        normal = _slice_normal(orientation)
-    if position is not None and normal is not None:
-        return float(np.dot(position, normal)) + _frame_offset(ds, index, count)
-    return _float(ds.get("SliceLocation"))
-
-
-def _nominal_slice_spacing(ds: Dataset) -> float | None:
-    """Spacing Between Slices, else Slice Thickness (mm), when positive."""
-    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        value = _float(_lookup(ds, 0, "PixelMeasuresSequence", keyword))
-        if value is not None and value > 0:
-            return value
-    return None
-
-
-def _slice_spacing(positions: Sequence[float | None], nominal: float | None) -> float | None:
-    """Distance between consecutive slices (mm) for frames at ``positions`` (play order).
-
-    Several frames with known positions: the median of the non-zero steps between
-    consecutive positions; all at one position (a time series, not a volume): None. One
-    frame, or positions unknown: ``nominal`` (Spacing Between Slices / Slice Thickness).
-    """
-    if len(positions) < 2 or any(p is None for p in positions):
-        return nominal
-    steps = np.abs(np.diff(np.asarray(positions, float)))
-    steps = steps[steps > 1e-4]
-    return round(float(np.median(steps)), 6) if steps.size else None
-
-
 # ---------------------------------------------------------------------------- one file
 
 
-class DicomSource(ReaderSource):
+class DicomSource(IndexedSource):
     """The frames of one DICOM file (single or multi-frame).
 
     Frames: float32 ``H x W`` for monochrome data in modality units (rescale applied; for
@@ -401,8 +286,6 @@ class DicomSource(ReaderSource):
     Enhanced multi-frame files are read through their functional groups.
     """
 
-    live: bool = False
-
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
@@ -424,15 +307,15 @@ class DicomSource(ReaderSource):
         self._ds = ds
         self._uid = UID(str(ds.file_meta.get("TransferSyntaxUID") or ""))
         self._check_decoder()
-        self._count = self._frame_total(ds)
+        self._count = frame_total(ds)
         problem = pixel_claims_problem(ds, self._uid, self._count)
         if problem:
             raise SourceError(f"{self.name} is refused: {problem}")
         self._photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
         self._modality = str(ds.get("Modality", "") or "") or None
         self._fps, self._frame_time = self._timing(ds)
-        self._positions = [_frame_position(ds, i, self._count) for i in range(self._count)]
-        self._slice_spacing = _slice_spacing(self._positions, _nominal_slice_spacing(ds))
+        self._positions = [frame_position(ds, i, self._count) for i in range(self._count)]
+        self._slice_spacing = slice_spacing(self._positions, nominal_slice_spacing(ds))
         self._default_window: tuple[float, float] | None = None
         first = self._decode(0)
         self._default_window = self._fallback_window(first)
@@ -460,16 +343,12 @@ class DicomSource(ReaderSource):
             raise SourceError(_missing_decoder_message(self.name, uid))
 
     @staticmethod
-    def _frame_total(ds: Dataset) -> int:
-        return _frame_total(ds)
-
-    @staticmethod
     def _timing(ds: Dataset) -> tuple[float | None, float | None]:
-        frame_time = _float(ds.get("FrameTime"))
+        frame_time = as_float(ds.get("FrameTime"))
         if frame_time and frame_time > 0:
             return 1000.0 / frame_time, frame_time
         for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
-            rate = _float(ds.get(keyword))
+            rate = as_float(ds.get(keyword))
             if rate and rate > 0:
                 return rate, None
         return None, None
@@ -482,10 +361,6 @@ class DicomSource(ReaderSource):
         return self._ds
 
     @property
-    def frame_count(self) -> int | None:
-        return self._count
-
-    @property
     def default_window(self) -> tuple[float, float]:
         """(centre, width) used for frames whose file gives no window."""
         assert self._default_window is not None
@@ -496,33 +371,19 @@ class DicomSource(ReaderSource):
         """Distance between the file's frames along the slice normal (see ``_slice_spacing``)."""
         return self._slice_spacing
 
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
     def _lookup(self, index: int, sequence: str, keyword: str) -> Any:
-        return _lookup(self._ds, index, sequence, keyword)
+        return lookup(self._ds, index, sequence, keyword)
 
     def _rescale(self, index: int) -> tuple[float, float]:
-        slope = _float(self._lookup(index, "PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _float(
+        slope = as_float(self._lookup(index, "PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = as_float(
             self._lookup(index, "PixelValueTransformationSequence", "RescaleIntercept")
         )
         if slope is None:
-            scaling = _float(self._ds.get("DoseGridScaling"))
+            scaling = as_float(self._ds.get("DoseGridScaling"))
             if scaling is not None:
                 return scaling, 0.0
         return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
-
-    @property
-    def _is_color(self) -> bool:
-        samples = _int(self._ds.get("SamplesPerPixel")) or 1
-        return samples >= 3 or self._photometric == "PALETTE COLOR"
 
     @property
     def _uses_modality_lut(self) -> bool:
@@ -532,10 +393,10 @@ class DicomSource(ReaderSource):
         """Lowest and highest value the data can take, in output units."""
         ds = self._ds
         if self._uses_modality_lut:
-            depth = _int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) or 16
+            depth = as_int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) or 16
             return 0.0, float(2**depth - 1)
-        bits = _int(ds.get("BitsStored")) or _int(ds.get("BitsAllocated")) or 16
-        if _int(ds.get("PixelRepresentation")) == 1:
+        bits = as_int(ds.get("BitsStored")) or as_int(ds.get("BitsAllocated")) or 16
+        if as_int(ds.get("PixelRepresentation")) == 1:
             low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         else:
             low, high = 0, 2**bits - 1
@@ -579,7 +440,7 @@ class DicomSource(ReaderSource):
             if raw.shape[2] == 1:
                 raw = raw[:, :, 0]
             else:
-                bits = _int(ds.get("BitsStored")) or 8
+                bits = as_int(ds.get("BitsStored")) or 8
                 return self._color_to_uint8(raw[:, :, :3], bits)
         if self._uses_modality_lut:
             data = apply_modality_lut(raw, ds).astype(np.float32)
@@ -618,8 +479,8 @@ class DicomSource(ReaderSource):
 
     def _window(self, index: int, is_color: bool) -> tuple[float, float, bool]:
         if not is_color:
-            center = _float(self._lookup(index, "FrameVOILUTSequence", "WindowCenter"))
-            width = _float(self._lookup(index, "FrameVOILUTSequence", "WindowWidth"))
+            center = as_float(self._lookup(index, "FrameVOILUTSequence", "WindowCenter"))
+            width = as_float(self._lookup(index, "FrameVOILUTSequence", "WindowWidth"))
             if center is not None and width is not None and width > 0:
                 if self._photometric == "MONOCHROME1":
                     low, high = self._nominal_range(index)
@@ -637,7 +498,7 @@ class DicomSource(ReaderSource):
             intercept: float | None = None if self._uses_modality_lut else 0.0
         else:
             slope, intercept = self._rescale(index)
-        spacing = _floats(self._lookup(index, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        spacing = as_floats(self._lookup(index, "PixelMeasuresSequence", "PixelSpacing"), 2)
         series = ds.get("SeriesInstanceUID")
         return {
             "path": str(self.path),
@@ -654,7 +515,7 @@ class DicomSource(ReaderSource):
             "pixel_spacing": spacing,
             "series_uid": str(series) if series else None,
             "series_description": str(ds.get("SeriesDescription", "") or "") or None,
-            "instance": _int(ds.get("InstanceNumber")),
+            "instance": as_int(ds.get("InstanceNumber")),
             "slice_position_mm": self._positions[index],
             "slice_spacing_mm": self._slice_spacing,
             "frames": self._count,
@@ -671,9 +532,7 @@ class DicomSource(ReaderSource):
 
     def frame_at(self, index: int) -> Frame:
         """Frame ``index`` without moving the position."""
-        index = operator.index(index)
-        if not 0 <= index < self._count:
-            raise SourceError(f"{self.name} has no frame {index} (it has {self._count})")
+        index = self._checked_index(index)
         with self._lock, _pydicom_warnings_logged():
             if self._cached is not None and self._cached[0] == index:
                 pixels = self._cached[1]
@@ -685,37 +544,9 @@ class DicomSource(ReaderSource):
             pixels=pixels, index=index, timestamp=self._timestamp(index), metadata=metadata
         )
 
-    def read(self) -> Frame | None:
-        """The next frame, or None after the last one (or once closed)."""
-        with self._lock:
-            if self._closed or self._index >= self._count:
-                return None
-            index = self._index
-            self._index += 1
-            return self.frame_at(index)
-
-    def seek(self, index: int) -> None:
-        index = operator.index(index)
-        if not 0 <= index <= self._count:
-            raise SourceError(
-                f"Cannot seek {self.name} to frame {index}: it has {self._count} frames"
-            )
-        with self._lock:
-            self._index = index
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._cached = None
+    def _release(self) -> None:
+        self._cached = None
 
     def __repr__(self) -> str:
         return f"DicomSource({str(self.path)!r}, {self._count} frames)"
 
-
-def __getattr__(name: str) -> Any:
-    # DicomFolderSource moved to loupe.sources.series (which imports this module).
-    if name == "DicomFolderSource":
-        from loupe.sources.series import DicomFolderSource
-
-        return DicomFolderSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import threading
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ import cv2
 import numpy as np
 
 from loupe.base.text import natural_key  # re-exported: the sources sort by it
-from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.base import Frame, IndexedSource, SourceError
 from loupe.sources.sniff import check_file
 
 logger = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-class ImageSource(ReaderSource):
+class ImageSource(IndexedSource):
     """One image file or a folder of images (natural order: ``img2`` before ``img10``).
 
     Frames: RGB uint8 ``H x W x 3`` or greyscale ``H x W`` (uint8/uint16 kept). There is no
@@ -93,7 +92,7 @@ class ImageSource(ReaderSource):
     position has then already moved past it, so iterating again continues with the next file.
     """
 
-    live: bool = False
+    _unit = "image"
 
     def __init__(self, path: str | Path | Sequence[str | Path]) -> None:
         self._lock = threading.Lock()
@@ -109,6 +108,7 @@ class ImageSource(ReaderSource):
                 raise SourceError("No images to show")
             self.path = self._files[0].parent
             self.name = self.path.name or str(self.path)
+        self._count = len(self._files)
 
     @staticmethod
     def _collect(path: Path) -> list[Path]:
@@ -130,33 +130,9 @@ class ImageSource(ReaderSource):
         """The image files, in playing order."""
         return list(self._files)
 
-    @property
-    def frame_count(self) -> int | None:
-        return len(self._files)
-
-    @property
-    def fps(self) -> float | None:
-        return None
-
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
-    def read(self) -> Frame | None:
-        """The next image, or None after the last one (or once closed)."""
-        with self._lock:
-            if self._closed or self._index >= len(self._files):
-                return None
-            index = self._index
-            self._index += 1
-        return self.frame_at(index)
-
     def frame_at(self, index: int) -> Frame:
         """The frame at ``index`` without moving the position."""
-        index = operator.index(index)
-        if not 0 <= index < len(self._files):
-            raise SourceError(f"{self.name} has no image {index} (it has {len(self._files)})")
+        index = self._checked_index(index)
         path = self._files[index]
         try:
             pixels = read_image(path)
@@ -169,19 +145,6 @@ class ImageSource(ReaderSource):
             timestamp=float(index),
             metadata={"path": str(path), "file_name": path.name},
         )
-
-    def seek(self, index: int) -> None:
-        index = operator.index(index)
-        if not 0 <= index <= len(self._files):
-            raise SourceError(
-                f"Cannot seek {self.name} to image {index}: it has {len(self._files)}"
-            )
-        with self._lock:
-            self._index = index
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
 
     def __repr__(self) -> str:
         return f"ImageSource({str(self.path)!r}, {len(self._files)} images)"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import operator
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -31,20 +30,22 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from loupe.base.limits import current as current_limits
-from loupe.sources.base import Frame, ReaderSource, SourceError
+from loupe.sources.base import Frame, IndexedSource, SourceError
 from loupe.sources.dicom import (
     DicomSource,
-    _float,
-    _frame_offset,
-    _frame_plane,
-    _frame_total,
-    _int,
-    _nominal_slice_spacing,
     _pydicom_warnings_logged,
     _read_dataset,
-    _slice_normal,
-    _slice_spacing,
     list_dicom_files,
+)
+from loupe.sources.dicom_values import (
+    as_float,
+    as_int,
+    frame_offset,
+    frame_plane,
+    frame_total,
+    nominal_slice_spacing,
+    slice_normal,
+    slice_spacing,
 )
 from loupe.sources.images import natural_key
 
@@ -159,18 +160,18 @@ class _Header:
         self.path = path
         series = ds.get("SeriesInstanceUID")
         self.series = str(series).strip() if series else ""
-        self.number = _int(ds.get("SeriesNumber"))
+        self.number = as_int(ds.get("SeriesNumber"))
         self.description = str(ds.get("SeriesDescription", "") or "").strip()
         self.modality = str(ds.get("Modality", "") or "").strip() or None
-        self.instance = _int(ds.get("InstanceNumber"))
-        self.frames = _frame_total(ds)
-        planes = [_frame_plane(ds, i) for i in range(self.frames)]
+        self.instance = as_int(ds.get("InstanceNumber"))
+        self.frames = frame_total(ds)
+        planes = [frame_plane(ds, i) for i in range(self.frames)]
         self.positions = [position for position, _ in planes]
         self.orientation = next((o for _, o in planes if o is not None), None)
-        self.offsets = [_frame_offset(ds, i, self.frames) for i in range(self.frames)]
-        self.slice_location = _float(ds.get("SliceLocation"))
-        self.nominal_spacing = _nominal_slice_spacing(ds)
-        self.size = (_int(ds.get("Columns")), _int(ds.get("Rows")))
+        self.offsets = [frame_offset(ds, i, self.frames) for i in range(self.frames)]
+        self.slice_location = as_float(ds.get("SliceLocation"))
+        self.nominal_spacing = nominal_slice_spacing(ds)
+        self.size = (as_int(ds.get("Columns")), as_int(ds.get("Rows")))
 
     def frame_positions(self, normal: np.ndarray | None) -> list[float | None]:
         """Every frame's position along ``normal`` (mm); Slice Location as a fallback."""
@@ -210,7 +211,7 @@ def _header(path: Path) -> _Header | str:
     else:
         if "Rows" not in ds:
             result = "it holds no image"
-        elif (too_many := current_limits().frames_problem(_frame_total(ds))) is not None:
+        elif (too_many := current_limits().frames_problem(frame_total(ds))) is not None:
             result = too_many
         else:
             with _pydicom_warnings_logged():
@@ -228,7 +229,7 @@ def _header(path: Path) -> _Header | str:
 
 def _order_series(uid: str, headers: list[_Header], folder: Path | None) -> SeriesInfo:
     headers = sorted(headers, key=lambda h: natural_key(h.path))
-    normal = next((n for h in headers if (n := _slice_normal(h.orientation)) is not None), None)
+    normal = next((n for h in headers if (n := slice_normal(h.orientation)) is not None), None)
     positions = {id(h): h.frame_positions(normal) for h in headers}
     if all(positions[id(h)][0] is not None for h in headers):
 
@@ -255,7 +256,7 @@ def _order_series(uid: str, headers: list[_Header], folder: Path | None) -> Seri
         files=tuple(h.path for h in headers),
         frames_per_file=tuple(h.frames for h in headers),
         positions=tuple(ordered),
-        slice_spacing_mm=_slice_spacing(ordered, first.nominal_spacing),
+        slice_spacing_mm=slice_spacing(ordered, first.nominal_spacing),
         folder=folder,
         problem=problem,
     )
@@ -329,7 +330,7 @@ def scan_series(source: str | Path | Iterable[str | Path]) -> list[SeriesInfo]:
 # ---------------------------------------------------------------------------- sources
 
 
-class DicomSeriesSource(ReaderSource):
+class DicomSeriesSource(IndexedSource):
     """The frames of one DICOM series, file after file in ``SeriesInfo`` order.
 
     Frames and their metadata are those of ``DicomSource`` (float32 modality units or RGB
@@ -345,8 +346,6 @@ class DicomSeriesSource(ReaderSource):
     ``series`` lists the series offered with this one (all of a folder's for
     ``DicomFolderSource``; just this one otherwise); ``info`` is the one playing.
     """
-
-    live: bool = False
 
     def __init__(self, series: SeriesInfo, all_series: Sequence[SeriesInfo] | None = None) -> None:
         if not series.files:
@@ -384,19 +383,6 @@ class DicomSeriesSource(ReaderSource):
         """The series' files, in playing order."""
         return list(self.info.files)
 
-    @property
-    def frame_count(self) -> int | None:
-        return self._count
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
     # ------------------------------------------------------------------ reading
 
     def _source_for(self, file_index: int) -> DicomSource:
@@ -422,9 +408,7 @@ class DicomSeriesSource(ReaderSource):
 
     def frame_at(self, index: int) -> Frame:
         """Frame ``index`` (over the whole series) without moving the position."""
-        index = operator.index(index)
-        if not 0 <= index < self._count:
-            raise SourceError(f"{self.name} has no frame {index} (it has {self._count})")
+        index = self._checked_index(index)
         with self._lock:
             file_index = bisect.bisect_right(self._starts, index) - 1
             local = index - self._starts[file_index]
@@ -454,31 +438,11 @@ class DicomSeriesSource(ReaderSource):
         timestamp = frame.timestamp if single else float(index)
         return Frame(pixels=frame.pixels, index=index, timestamp=timestamp, metadata=metadata)
 
-    def read(self) -> Frame | None:
-        """The next frame, or None after the last one (or once closed)."""
-        with self._lock:
-            if self._closed or self._index >= self._count:
-                return None
-            index = self._index
-            self._index += 1
-            return self.frame_at(index)
-
-    def seek(self, index: int) -> None:
-        index = operator.index(index)
-        if not 0 <= index <= self._count:
-            raise SourceError(
-                f"Cannot seek {self.name} to frame {index}: it has {self._count} frames"
-            )
-        with self._lock:
-            self._index = index
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._current is not None:
-                self._current.close()
-                self._current = None
-                self._current_file = -1
+    def _release(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+            self._current_file = -1
 
     def __repr__(self) -> str:
         return (

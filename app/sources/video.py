@@ -213,15 +213,6 @@ class VideoSource(ReaderSource):
                 self._frame_count = n if n > 0 else None
         return self._frame_count
 
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    @property
-    def position(self) -> int:
-        """Index of the frame the next read returns."""
-        return self._index
-
     def read(self) -> Frame | None:
         """The next frame, or None at the end of the stream (or once closed)."""
         with self._lock:

@@ -18,7 +18,8 @@ from pydicom.pixels.decoders.base import get_decoder
 
 from loupe.sources import dicom as dicom_module
 from loupe.sources.base import SourceError
-from loupe.sources.dicom import DicomFolderSource, DicomSource, is_dicom_file, list_dicom_files
+from loupe.sources.dicom import DicomSource, is_dicom_file, list_dicom_files
+from loupe.sources.series import DicomFolderSource
 
 
 def data_file(name: str) -> Path:

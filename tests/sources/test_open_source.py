@@ -15,9 +15,10 @@ import loupe.sources
 from loupe.base.media import clip_path
 from loupe.sources.base import SourceError
 from loupe.sources.camera import CameraSource
-from loupe.sources.dicom import DicomFolderSource, DicomSource
+from loupe.sources.dicom import DicomSource
 from loupe.sources.images import ImageSource
 from loupe.sources.open import classify_path, open_source, parse_camera
+from loupe.sources.series import DicomFolderSource
 from loupe.sources.video import VideoSource
 
 
