@@ -229,11 +229,6 @@ def ssim_planes(ref: Sequence[np.ndarray], dist: Sequence[np.ndarray]) -> dict[s
     return out
 
 
-def ssim_db(ssim: float) -> float:
-    """FFmpeg's SSIM in dB: 10 log10(1 / (1 - ssim)); ``inf`` for ssim == 1."""
-    return 10.0 * math.log10(1.0 / (1.0 - ssim)) if abs(1.0 - ssim) > 1e-9 else math.inf
-
-
 # --- per frame and pooled --------------------------------------------------------------
 def frame_metrics(ref: Sequence[np.ndarray], dist: Sequence[np.ndarray]) -> dict[str, float]:
     """Every YUV figure of one frame pair: psnr_y/u/v/all, mse_y/u/v/all, ssim_y/u/v/all."""
