@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,16 +314,27 @@ class StreamInfo:
         return len(self.pts)
 
 
+@contextmanager
+def _read_errors(message: Callable[[str], str]) -> Iterator[None]:
+    """Turn any error PyAV raises (it raises many types) into one VideoReadError line:
+    ``message(reason)``, the reason being the error's first line."""
+    try:
+        yield
+    except VideoReadError:
+        raise
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise VideoReadError(message(reason)) from None
+
+
 def _open(path: str | Path):
     import av
 
     p = Path(path)
     if not p.is_file():
         raise VideoReadError(f"{p}: no such file")
-    try:
+    with _read_errors(lambda why: f"{p.name}: not a video PyAV can open ({why})"):
         container = av.open(str(p))
-    except Exception as e:  # PyAV raises many error types
-        raise VideoReadError(f"{p.name}: not a video PyAV can open ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not container.streams.video:
         container.close()
         raise VideoReadError(f"{p.name}: has no video stream")
@@ -331,8 +343,7 @@ def _open(path: str | Path):
 
 def probe(path: str | Path) -> StreamInfo:
     """Frame timestamps of the first video stream, from its packets (no decoding)."""
-    container = _open(path)
-    try:
+    with closing(_open(path)) as container, _read_errors(lambda why: f"{Path(path).name}: cannot be read ({why})"):
         st = container.streams.video[0]
         tb = float(st.time_base) if st.time_base else 0.0
         rate = st.average_rate or st.guessed_rate or st.base_rate
@@ -350,12 +361,6 @@ def probe(path: str | Path) -> StreamInfo:
         if n_nopts and fps > 0:  # raw streams: timestamps from the frame rate
             pts = [i / fps for i in range(len(pts) + n_nopts)]
         w, h = st.codec_context.width, st.codec_context.height
-    except VideoReadError:
-        raise
-    except Exception as e:
-        raise VideoReadError(f"{Path(path).name}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    finally:
-        container.close()
     return StreamInfo(str(path), int(w), int(h), fps, tuple(pts))
 
 
@@ -392,26 +397,19 @@ def read_yuv420(path: str | Path) -> Iterator[tuple[float, Planes]]:
     """(pts_seconds, (Y, U, V)) for every frame of the first video stream, decoded by PyAV.
     yuv420p/yuvj420p frames are taken as they are (like FFmpeg's filters); other pixel formats
     are converted to yuv420p by libswscale."""
-    container = _open(path)
-    try:
+    with closing(_open(path)) as container:
         st = container.streams.video[0]
         st.thread_type = "AUTO"
         rate = st.average_rate or st.guessed_rate
         fps = float(rate) if rate else 25.0
         i = 0
-        try:
+        with _read_errors(lambda why: f"{Path(path).name}: decoding failed at frame {i} ({why})"):
             for frame in container.decode(st):
                 if frame.format.name not in ("yuv420p", "yuvj420p"):
                     frame = frame.reformat(format="yuv420p", interpolation="BICUBIC")
                 t = frame.time if frame.time is not None else i / fps
                 yield float(t), _frame_planes(frame)
                 i += 1
-        except VideoReadError:
-            raise
-        except Exception as e:
-            raise VideoReadError(f"{Path(path).name}: decoding failed at frame {i} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    finally:
-        container.close()
 
 
 @dataclass

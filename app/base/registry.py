@@ -23,7 +23,7 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -352,61 +352,40 @@ def failures() -> list[PluginFailure]:
 # ----------------------------------------------------------------------------- built-in tasks
 # A built-in task is one entry here, one module in loupe.tasks and one in loupe.ui.panels.
 
-def _register_builtins(register: Callable[[TaskSpec], TaskSpec]) -> None:
-    register(TaskSpec(
-        name="segmentation",
-        task="loupe.tasks.segmentation:SegmentationTask",
-        panel="loupe.ui.panels.segmentation:make_panel",
-        result="loupe.tasks.segmentation:SegmentationResult",
-        check_io="loupe.inference.safety:check_segmentation",
-        check_card="loupe.inference.card:check_segmentation_output",
-        history=0,
-        overlap_safe=True,
-        physical_columns=True,
-        summary="class per pixel: areas (and mm², mL with DICOM spacing)",
-    ))
-    register(TaskSpec(
-        name="anomaly",
-        task="loupe.tasks.anomaly:AnomalyTask",
-        panel="loupe.ui.panels.anomaly:make_panel",
-        result="loupe.tasks.anomaly:AnomalyResult",
-        check_io="loupe.inference.safety:check_anomaly",
-        check_card="loupe.inference.card:check_anomaly_output",
-        history="loupe.tasks.anomaly:past_frames",
-        overlap_safe=True,
-        summary="next-frame prediction: PSNR, anomaly score, flagged frames",
-    ))
-    register(TaskSpec(
-        name="density",
-        task="loupe.tasks.density:DensityTask",
-        panel="loupe.ui.panels.density:make_panel",
-        result="loupe.tasks.density:DensityResult",
-        check_io="loupe.inference.safety:check_density",
-        check_card="loupe.inference.card:check_density_output",
-        history=0,
-        overlap_safe=True,
-        summary="density map: count, count in a region",
-    ))
-    register(TaskSpec(
-        name="codebook",
-        task="loupe.tasks.codebook:CodebookTask",
-        panel="loupe.ui.panels.codebook:make_panel",
-        result="loupe.tasks.codebook:CodebookResult",
-        check_io=None,  # CodebookTask checks its levels' outputs against the card when made
-        history=0,
-        overlap_safe=True,
-        summary="vector-quantised codes: codes used, perplexity",
-    ))
-    register(TaskSpec(
-        name="compression",
-        task="loupe.tasks.compression:CompressionTask",
-        panel="loupe.ui.panels.compression:make_panel",
-        result="loupe.tasks.compression:CompressionResult",
-        check_io=None,  # CompressionTask checks its index input and frame output when made
-        history=0,  # the decoder is fed the frame's index, never earlier frames
-        overlap_safe=False,
-        summary="neural codec: PSNR/SSIM against the frame, bits per pixel",
-    ))
+def _builtin(name: str, summary: str, *, checks: bool = True, history: int | Ref | None = 0,
+             overlap_safe: bool = True, physical_columns: bool = False) -> TaskSpec:
+    """The spec of a built-in task, whose code follows one layout: ``loupe.tasks.<name>`` holds
+    ``<Name>Task`` and ``<Name>Result``, ``loupe.ui.panels.<name>`` its ``make_panel`` and, with
+    ``checks``, ``loupe.inference.safety:check_<name>`` and ``loupe.inference.card:
+    check_<name>_output`` check the model and the card (without, the task class checks its model
+    when it is made)."""
+    module, cls = f"loupe.tasks.{name}", name.capitalize()
+    return TaskSpec(
+        name=name,
+        task=f"{module}:{cls}Task",
+        panel=f"loupe.ui.panels.{name}:make_panel",
+        result=f"{module}:{cls}Result",
+        check_io=f"loupe.inference.safety:check_{name}" if checks else None,
+        check_card=f"loupe.inference.card:check_{name}_output" if checks else None,
+        history=history,
+        overlap_safe=overlap_safe,
+        physical_columns=physical_columns,
+        summary=summary,
+    )
 
 
-_register_builtins(register)
+_BUILTINS = (
+    _builtin("segmentation", "class per pixel: areas (and mm², mL with DICOM spacing)", physical_columns=True),
+    _builtin("anomaly", "next-frame prediction: PSNR, anomaly score, flagged frames",
+             history="loupe.tasks.anomaly:past_frames"),
+    _builtin("density", "density map: count, count in a region"),
+    # CodebookTask checks its levels' outputs against the card when made
+    _builtin("codebook", "vector-quantised codes: codes used, perplexity", checks=False),
+    # CompressionTask checks its index input and frame output when made; history 0: the decoder
+    # is fed the frame's index, never earlier frames
+    _builtin("compression", "neural codec: PSNR/SSIM against the frame, bits per pixel", checks=False,
+             overlap_safe=False),
+)
+
+for _spec in _BUILTINS:
+    register(_spec)

@@ -30,8 +30,9 @@ import numpy as np
 from loupe.base.quality import json_number, psnr
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
-from loupe.inference.preprocess import Geometry, display_size, prepare
+from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
+from loupe.tasks.base import ModelTask
 
 
 # --- the score ---------------------------------------------------------------------------
@@ -179,14 +180,11 @@ def past_frames(card: ModelCard) -> int:
     return int(card.output.get("past_frames", 4))
 
 
-class AnomalyTask:
+class AnomalyTask(ModelTask):
     name = "anomaly"
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
-        self.engine = engine
-        self.card: ModelCard = engine.card
-        self.input_name = engine.inputs[0].name
-        self.display_max_side = display_max_side
+        super().__init__(engine, display_max_side)
         out = self.card.output
         self.past = past_frames(self.card)
         if self.past < 1:
@@ -218,7 +216,7 @@ class AnomalyTask:
 
     def fresh(self, display_max_side: int | None = None) -> AnomalyTask:
         """Threshold and calibration as they are now (the user may have moved them)."""
-        task = AnomalyTask(self.engine, display_max_side=display_max_side)
+        task = super().fresh(display_max_side)
         task.threshold = self.threshold
         task.set_calibration(self.psnr_min, self.psnr_max)
         return task
@@ -249,14 +247,14 @@ class AnomalyTask:
             pred = pred[0]
         if pred.shape != ctx.target.shape:
             raise ModelError(
-                f"{self.engine.path.name}: predicted frame {pred.shape} does not match the input frame {ctx.target.shape}"
+                f"{self.model_name}: predicted frame {pred.shape} does not match the input frame {ctx.target.shape}"
             )
         pred01 = self._to_unit(pred.astype(np.float32), self.out_lo, self.out_hi)
         real01 = self._to_unit(ctx.target, self._in_lo, self._in_hi)
         p = psnr(pred01, real01, 1.0)  # inf for a perfect prediction, nan for a NaN one
         score = anomaly_score(p, self.psnr_min, self.psnr_max)
         geo = ctx.geometry
-        oh, ow = display_size(geo.frame_hw, self.display_max_side)
+        oh, ow = self.display_hw(geo)
         err = ((pred01 - real01) ** 2).mean(axis=0).astype(np.float32)
         if np.isnan(p):  # NaNs in the prediction: shown as the largest error, on black
             err = np.nan_to_num(err, nan=1.0)

@@ -1,12 +1,19 @@
-"""The interface every task follows (Qt-free)."""
+"""The interface every task follows, and the set-up the built-in tasks share (Qt-free)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from loupe.inference.preprocess import Geometry, display_size
 from loupe.sources.base import Frame
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from loupe.inference.card import ModelCard
+    from loupe.inference.engine import Engine
 
 
 class Task(Protocol):
@@ -43,3 +50,35 @@ class Task(Protocol):
     def row(self, result: Any) -> dict[str, Any]:
         """The task's ``analyze`` values for one result."""
         ...
+
+
+class ModelTask:
+    """What a task made for one loaded model starts from (the built-ins subclass it; a plug-in
+    may, though only the ``Task`` protocol is required): the engine, its card, the name of its
+    first input and the display cap; ``reset`` with nothing to forget and ``fresh`` making
+    another on the same engine. A subclass with user settings or past frames extends
+    ``fresh`` (copying the settings) and ``reset``."""
+
+    name: str
+    history: int | None = 0
+
+    def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
+        self.engine = engine
+        self.card: ModelCard = engine.card
+        self.input_name: str = engine.inputs[0].name if engine.inputs else ""
+        self.display_max_side = display_max_side
+
+    @property
+    def model_name(self) -> str:
+        """The model file's name, which starts every ModelError a task raises."""
+        return self.engine.path.name
+
+    def reset(self) -> None:
+        """Nothing to forget: each frame's result depends on that frame alone."""
+
+    def fresh(self, display_max_side: int | None = None) -> Self:
+        return type(self)(self.engine, display_max_side=display_max_side)
+
+    def display_hw(self, geo: Geometry) -> tuple[int, int]:
+        """(h, w) at which this task's overlays are drawn: the frame's size, capped."""
+        return display_size(geo.frame_hw, self.display_max_side)

@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 
 from loupe.base.quality import json_number, psnr_rgb
-from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
-from loupe.inference.preprocess import Geometry, display_rgb, display_size, prepare
+from loupe.inference.preprocess import Geometry, display_rgb, prepare
 from loupe.sources.base import Frame
+from loupe.tasks.base import ModelTask
 
 GOLDEN = 0.6180339887498949
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -209,15 +209,12 @@ def _int(value: Any, what: str, model: str, minimum: int = 1) -> int:
     return v
 
 
-class CodebookTask:
+class CodebookTask(ModelTask):
     name = "codebook"
     history = 0  # each frame on its own (the index cache depends on shapes only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
-        self.engine = engine
-        self.card: ModelCard = engine.card
-        self.input_name = engine.inputs[0].name
-        self.display_max_side = display_max_side
+        super().__init__(engine, display_max_side)
         model = engine.path.name
         out = self.card.output
         names = [o.name for o in engine.outputs]
@@ -273,12 +270,6 @@ class CodebookTask:
         self.palette = {s.name: code_palette(s.codebook_size) for s in specs}
         self._maps: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
-    def reset(self) -> None:
-        pass
-
-    def fresh(self, display_max_side: int | None = None) -> CodebookTask:
-        return CodebookTask(self.engine, display_max_side=display_max_side)
-
     # --- prepare ------------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], CodebookContext]:
         x, geo = prepare(frame, self.card.input)
@@ -287,7 +278,7 @@ class CodebookTask:
 
     # --- postprocess -----------------------------------------------------------------------
     def _codes(self, spec: LevelSpec, raw: np.ndarray) -> np.ndarray:
-        model = self.engine.path.name
+        model = self.model_name
         a = np.asarray(raw)
         want = "1 x h x w" if spec.k == 1 else f"1 x h x w x {spec.k}"
         if not np.issubdtype(a.dtype, np.integer):
@@ -330,7 +321,7 @@ class CodebookTask:
 
     def postprocess(self, outputs: list[np.ndarray], ctx: CodebookContext | Geometry) -> CodebookResult:
         geo, rgb = (ctx.geometry, ctx.rgb) if isinstance(ctx, CodebookContext) else (ctx, None)
-        disp_hw = display_size(geo.frame_hw, self.display_max_side)
+        disp_hw = self.display_hw(geo)
         levels = []
         for spec in self.levels:
             a = self._codes(spec, outputs[self._index[spec.name]])
@@ -360,7 +351,7 @@ class CodebookTask:
         return CodebookResult(tuple(levels), geo.frame_hw, recon, psnr)
 
     def _reconstruction(self, raw: np.ndarray, geo: Geometry) -> np.ndarray:
-        model = self.engine.path.name
+        model = self.model_name
         r = np.asarray(raw)
         if r.ndim != 4 or r.shape[0] != 1 or r.shape[1] != 3 or not np.issubdtype(r.dtype, np.floating):
             raise ModelError(

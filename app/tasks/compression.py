@@ -34,6 +34,7 @@ from loupe.base.quality import (
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
 from loupe.sources.base import Frame
+from loupe.tasks.base import ModelTask
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class CompressionContext:
     message: str | None
 
 
-class CompressionTask:
+class CompressionTask(ModelTask):
     name = "compression"
     # The decoder is fed frame t's index and nothing else: frame t's result needs no earlier
     # frame, so a resumed run starts at the first missing frame and Ray splits the input like
@@ -168,9 +169,7 @@ class CompressionTask:
     history = 0
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
-        self.engine = engine
-        self.card: ModelCard = engine.card
-        self.display_max_side = display_max_side  # frames are kept at the model's size
+        super().__init__(engine, display_max_side)  # frames are kept at the model's size
         mname = engine.path.name
         self.spec = CompressionSpec.from_card(self.card, mname)
         if len(engine.inputs) != 1:
@@ -186,16 +185,13 @@ class CompressionTask:
     def reset(self) -> None:
         self._warned = False  # log "past the frames this model encodes" once per input
 
-    def fresh(self, display_max_side: int | None = None) -> CompressionTask:
-        return CompressionTask(self.engine, display_max_side=display_max_side)
-
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray] | None, CompressionContext]:
         i = int(frame.index)
         if i < 0 or i >= self.spec.frames:
             clip = f" of {self.spec.clip}" if self.spec.clip else ""
             msg = f"frame {i} is past the {self.spec.frames} frames{clip} this model encodes"
             if not self._warned:
-                logger.warning("%s: %s", self.engine.path.name, msg)
+                logger.warning("%s: %s", self.model_name, msg)
                 self._warned = True
             return None, CompressionContext(i, None, msg)
         try:
@@ -208,7 +204,7 @@ class CompressionTask:
         if outputs is None or ctx.target is None:
             return CompressionResult(ctx.index, None, None, None, None, None, self.spec.bpp, self.spec.bits,
                                      message=ctx.message or "not run")
-        recon = output_to_rgb(outputs[self.output_index], self.spec.size, self.engine.path.name)
+        recon = output_to_rgb(outputs[self.output_index], self.spec.size, self.model_name)
         m = frame_quality(ctx.target, recon)
         return CompressionResult(ctx.index, recon, ctx.target, m["psnr"], m["ssim"], m["psnr_rgb"],
                                  self.spec.bpp, self.spec.bits, m)

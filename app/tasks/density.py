@@ -21,10 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
-from loupe.inference.preprocess import Geometry, display_size, prepare
+from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
+from loupe.tasks.base import ModelTask
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,12 @@ def polygon_mask(points: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[in
     return inside
 
 
-class DensityTask:
+class DensityTask(ModelTask):
     name = "density"
     history = 0  # each frame on its own (display_max, fixed from the first frame, is display only)
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
-        self.engine = engine
-        self.card: ModelCard = engine.card
-        self.input_name = engine.inputs[0].name
-        self.display_max_side = display_max_side
+        super().__init__(engine, display_max_side)
         out = self.card.output
         self.count_scale = float(out.get("count_scale", 1.0))
         self.display_max = float(out.get("display_max", 0.0)) or None  # None: set from the first frame
@@ -83,12 +80,9 @@ class DensityTask:
         self.output_index = names.index("density") if "density" in names else 0
         self.roi: np.ndarray | None = None  # polygon, frame pixels (x, y); swapped whole, never edited
 
-    def reset(self) -> None:
-        pass
-
     def fresh(self, display_max_side: int | None = None) -> DensityTask:
         """The region of interest as it is now; a later edit of it does not reach the copy."""
-        task = DensityTask(self.engine, display_max_side=display_max_side)
+        task = super().fresh(display_max_side)
         task.set_roi(self.roi)
         return task
 
@@ -103,7 +97,7 @@ class DensityTask:
         d = np.asarray(outputs[self.output_index])
         while d.ndim > 2:
             if d.shape[0] != 1:
-                raise ModelError(f"{self.engine.path.name}: expected a 1 x 1 x h x w density map, got {outputs[self.output_index].shape}")
+                raise ModelError(f"{self.model_name}: expected a 1 x 1 x h x w density map, got {outputs[self.output_index].shape}")
             d = d[0]
         d = d.astype(np.float32, copy=False)
         if geo.mode == "pad":
@@ -117,7 +111,7 @@ class DensityTask:
             roi_count = float(d[mask].sum(dtype=np.float64)) * self.count_scale
         if self.display_max is None:  # fixed from the first frame on, never per frame
             self.display_max = max(float(np.percentile(d, 99.5)), 1e-6)
-        oh, ow = display_size(geo.frame_hw, self.display_max_side)
+        oh, ow = self.display_hw(geo)
         shown = cv2.resize(np.ascontiguousarray(d), (ow, oh), interpolation=cv2.INTER_LINEAR)
         return DensityResult(shown, count, roi_count, self.display_max)
 

@@ -21,10 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError, default_palette
-from loupe.inference.preprocess import Geometry, display_size, prepare
+from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
+from loupe.tasks.base import ModelTask
 
 NO_CLASS = 255  # class-map value drawn transparent (used by the contour map)
 
@@ -169,15 +169,12 @@ def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
     return cls
 
 
-class SegmentationTask:
+class SegmentationTask(ModelTask):
     name = "segmentation"
     history = 0  # each frame on its own
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
-        self.engine = engine
-        self.card: ModelCard = engine.card
-        self.input_name = engine.inputs[0].name
-        self.display_max_side = display_max_side
+        super().__init__(engine, display_max_side)
         out = engine.outputs[0].shape
         n = out[1] if len(out) == 4 and isinstance(out[1], int) else None
         labels = self.card.labels or tuple(f"class {i}" for i in range(n or 0))
@@ -189,11 +186,8 @@ class SegmentationTask:
         pal = self.card.palette or default_palette(len(labels))
         self.palette = np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
 
-    def reset(self) -> None:
-        pass
-
     def fresh(self, display_max_side: int | None = None) -> SegmentationTask:
-        task = SegmentationTask(self.engine, display_max_side=display_max_side)
+        task = super().fresh(display_max_side)
         if not task.labels:  # a fully dynamic output whose class count this task learned: keep it
             task.labels, task.palette = self.labels, self.palette
         return task
@@ -221,12 +215,12 @@ class SegmentationTask:
         if logits.ndim == 2:  # already a class map
             logits = logits[None]
         if logits.ndim != 3:
-            raise ModelError(f"{self.engine.path.name}: expected logits N x C x h x w, got {outputs[0].shape}")
+            raise ModelError(f"{self.model_name}: expected logits N x C x h x w, got {outputs[0].shape}")
         self._ensure_labels(logits.shape[0])
         if geo.mode == "pad":
             rh, rw = geo.crop_output(logits.shape[1:])
             logits = logits[:, :rh, :rw]
-        out_hw = display_size(geo.frame_hw, self.display_max_side)
+        out_hw = self.display_hw(geo)
         if outputs[0].ndim == 2 or (outputs[0].ndim == 3 and not np.issubdtype(outputs[0].dtype, np.floating)):
             cm = cv2.resize(logits[0].astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
         else:
