@@ -74,3 +74,43 @@ def describe(summary: Summary, out: str) -> str:
     if summary.failed:
         text += "; failed: " + "; ".join(f"{Path(i.path).name}: {i.error}" for i in summary.failed)
     return text
+
+
+def analyze_dialog(win) -> None:
+    """File ▸ Analyse to file: ask where, then ``win.analyze_to``."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from loupe.ui.settings import last_dir
+
+    if not win.models or not win.source_spec or win.source_spec.startswith("camera:"):
+        win.show_error("Open a file and load a model first: analysis runs every frame of a file.", "info")
+        return
+    default = str(Path(last_dir(win.settings)) / (Path(win.source_spec).stem + "_loupe.csv"))
+    out, _ = QFileDialog.getSaveFileName(win, "Analyse to file", default, "CSV (*.csv);;JSON lines (*.jsonl)")
+    if out:
+        win.analyze_to(out)
+
+
+def analyze_to(win, out: str) -> Job:
+    """Every frame of the window's open file through every model, in order, rows to ``out``; the
+    player pauses, a progress dialog shows, the result or failure lands in the banner."""
+    if win.player is not None:
+        win.player.pause()
+        win._update_play_button()
+    job = analysis_job([win.source_spec], win.models, out, win)  # tasks of its own (see above)
+    dlg = progress_dialog(win, job)
+
+    def ended() -> None:
+        win.analyze_job = None
+        dlg.close()
+        dlg.deleteLater()
+        win.analyze_action.setEnabled(True)
+        job.deleteLater()
+
+    job.finishedWith.connect(lambda s: win.show_error(describe(s, out), "error" if s.failed else "info"))
+    job.failedWith.connect(lambda msg: win.show_error(f"Analysis failed: {msg}"))
+    job.done.connect(ended)
+    win.analyze_action.setEnabled(False)
+    win.analyze_job = job
+    job.start()
+    return job

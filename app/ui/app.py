@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 
-from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 logger = logging.getLogger(__name__)
@@ -51,51 +49,15 @@ def run_gui(args: argparse.Namespace) -> int:
     elif paths:
         win.open_paths(paths)
     if screenshot:
-        win.resize(1400, 820)  # a fixed, README-sized window whatever the saved geometry
-        win.resizeDocks([win.panel_dock, win.info_dock], [580, 200], Qt.Orientation.Vertical)
-    win.show()
+        from loupe.ui.screenshot import prepare
 
+        prepare(win)
+    win.show()
     rc = [0]
     if screenshot:
-        target = max(1, args.frames)
-        comparing: list[bool] = []
+        from loupe.ui.screenshot import shoot
 
-        def done() -> None:
-            win._update_status()  # fps, latency and provider as of the last frame, not the last tick
-            win.grab().save(screenshot)
-            sys.stderr.write(f"loupe: saved {screenshot} after {win.shown} frames\n")
-            win.close()
-            app.quit()
-
-        def on_frame(_fr) -> None:
-            if win.shown >= target:
-                win.frameShown.disconnect(on_frame)
-                if win.player is not None:
-                    win.player.pause()
-                if os.environ.get("LOUPE_SCREENSHOT_COMPARE"):  # compression panel: build the report first
-                    from loupe.ui.panels.compression import compare_then
-
-                    if compare_then(win, lambda: QTimer.singleShot(300, done)):
-                        comparing.append(True)
-                        return
-                QTimer.singleShot(100, done)  # let the last paint land
-
-        def on_end_or_timeout() -> None:
-            if win.isVisible() and not comparing:
-                rc[0] = 1 if win.shown == 0 else 0
-                done()
-
-        win.frameShown.connect(on_frame)
-        QTimer.singleShot(int(1000 * max(30.0, target * 0.5)), on_end_or_timeout)
-        if not paths and args.camera is None:  # nothing to play: shoot the window as it is
-            QTimer.singleShot(1000, done)
-        else:  # a source that cannot open: shoot the window with its message, exit 1
-            def on_error(_msg: str) -> None:
-                if win.shown == 0 and win.player is None:
-                    rc[0] = 1
-                    QTimer.singleShot(300, done)
-
-            win.errorShown.connect(on_error)
+        rc = shoot(win, app, screenshot, args.frames, bool(paths) or args.camera is not None)
     signal.signal(signal.SIGINT, lambda *a: app.quit())
     app.exec()
     return rc[0]

@@ -6,109 +6,39 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDockWidget,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QInputDialog,
     QLabel,
     QMainWindow,
-    QSlider,
-    QSpinBox,
-    QStyle,
     QTabWidget,
     QTextBrowser,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from loupe.inference.card import task_names, write_sidecar
 from loupe.inference.engine import Engine, ModelError
 from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, Runner
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui.analyze_job import analysis_job, describe, progress_dialog
+from loupe.ui import analyze_job, dialogs, fit_menu, screenshot
+from loupe.ui import settings as keys
+from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
-from loupe.ui.panels.anomaly import AnomalyPanel
+from loupe.ui.panels.factory import broken_plugins, make_panel
 from loupe.ui.panels.segmentation import SegmentationPanel
+from loupe.ui.recent import RecentFiles
+from loupe.ui.settings import settings
+from loupe.ui.transport import TransportBar
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
 from loupe.ui.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 
-MAX_RECENT = 10
-CAMERA_RESOLUTIONS = ["default", "640x480", "1280x720", "1920x1080"]
-
-
-def settings() -> QSettings:
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "Loupe", "Loupe")
-
-
-class Banner(QWidget):
-    """A dismissible message strip above the view (errors and notices)."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 4, 4)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(self.label, 1)
-        close = QToolButton()
-        close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        lay.addWidget(close)
-        self.setAutoFillBackground(True)
-        self.hide()
-
-    def show_message(self, text: str, level: str = "error") -> None:
-        colors = {"error": ("#5c1d1d", "#ffd7d7"), "info": ("#1d3b5c", "#d7e9ff")}
-        bg, fg = colors.get(level, colors["info"])
-        self.setStyleSheet(f"background:{bg}; color:{fg};")
-        self.label.setText(text)
-        self.level = level
-        self.show()
-
-
-class CameraDialog(QDialog):
-    def __init__(self, parent=None, device: int = 0, resolution: str = "default") -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Open camera")
-        form = QFormLayout(self)
-        self.device = QSpinBox()
-        self.device.setRange(0, 63)
-        self.device.setValue(device)
-        form.addRow("Device index", self.device)
-        self.resolution = QComboBox()
-        self.resolution.addItems(CAMERA_RESOLUTIONS)
-        self.resolution.setEditable(True)
-        self.resolution.setCurrentText(resolution)
-        form.addRow("Resolution", self.resolution)
-        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        bb.accepted.connect(self.accept)
-        bb.rejected.connect(self.reject)
-        form.addRow(bb)
-
-
-def parse_resolution(text: str | None) -> tuple[int | None, int | None]:
-    if not text or text == "default":
-        return None, None
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise ValueError(f"resolution must look like 1280x720, got {text!r}") from None
+__all__ = ["MainWindow", "settings"]
 
 
 class MainWindow(QMainWindow):
@@ -130,7 +60,7 @@ class MainWindow(QMainWindow):
         self.ask_task = ask_task
         self.lockstep = lockstep  # every frame shown, none dropped (screenshot mode)
         self.settings = settings()
-        self._apply_limit_settings()
+        keys.apply_limits(self.settings)
         self.slot = LatestSlot()
         self.runner = Runner()
         self.models: list[LoadedModel] = []
@@ -165,7 +95,17 @@ class MainWindow(QMainWindow):
         lay.setSpacing(0)
         lay.addWidget(self.banner)
         lay.addWidget(self.view, 1)
-        lay.addWidget(self._make_transport())
+        self.transport = TransportBar()
+        lay.addWidget(self.transport)
+        t = self.transport  # the window's names for its widgets (tests and plug-ins use them)
+        self.play_btn, self.step_btn, self.seek, self.pos_label = t.play_btn, t.step_btn, t.seek, t.pos_label
+        self.series_box, self.window_box, self.cam_btn = t.series_box, t.window_box, t.cam_btn
+        t.playClicked.connect(self.toggle_play)
+        t.stepClicked.connect(self.step)
+        t.seekRequested.connect(self.seek_to)
+        t.seriesPicked.connect(self._on_series_picked)
+        t.windowPreset.connect(self._on_window_preset)
+        t.cameraClicked.connect(self._on_camera_button)
         self.setCentralWidget(central)
 
         self.panel_tabs = QTabWidget()
@@ -184,7 +124,8 @@ class MainWindow(QMainWindow):
 
         self._make_menus()
         self._make_status()
-        self._report_broken_plugins()
+        if broken := broken_plugins():
+            self.show_error(broken, "info")
 
         self.worker = InferenceWorker(self.slot, self.runner, self)
         self.worker.resultReady.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
@@ -195,54 +136,11 @@ class MainWindow(QMainWindow):
         self._status_timer.start(250)
         self.resize(1400, 800)
         self.resizeDocks([self.panel_dock, self.info_dock], [560, 200], Qt.Orientation.Vertical)
-        geo = self.settings.value("window/geometry")
+        geo = self.settings.value(keys.GEOMETRY)
         if geo is not None:
             self.restoreGeometry(geo)
 
     # --- construction ---------------------------------------------------------------------
-    def _make_transport(self) -> QWidget:
-        bar = QWidget()
-        lay = QHBoxLayout(bar)
-        lay.setContentsMargins(6, 2, 6, 2)
-        self.play_btn = QToolButton()
-        self.play_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
-        self.play_btn.setToolTip("Play / pause (Space)")
-        self.play_btn.clicked.connect(self.toggle_play)
-        self.step_btn = QToolButton()
-        self.step_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaSkipForward))
-        self.step_btn.setToolTip("Next frame (Right)")
-        self.step_btn.clicked.connect(self.step)
-        self.seek = QSlider(Qt.Orientation.Horizontal)
-        self.seek.setEnabled(False)
-        self.seek.setToolTip("Seek")
-        self.seek.sliderReleased.connect(lambda: self.seek_to(self.seek.value()))
-        self.seek.actionTriggered.connect(self._on_seek_action)
-        self.pos_label = QLabel("no source")
-        self.pos_label.setMinimumWidth(200)
-        self.series_box = QComboBox()
-        self.series_box.setToolTip("This folder holds several DICOM series: pick one")
-        self.series_box.setVisible(False)
-        self.series_box.activated.connect(self._on_series_picked)
-        self.window_box = QComboBox()
-        self.window_box.addItems([*WINDOW_PRESETS, "Custom"])
-        self.window_box.setToolTip("Display window for greyscale / DICOM frames (right-drag on the image: "
-                                   "horizontal = width, vertical = level). The model never sees it.")
-        self.window_box.textActivated.connect(self._on_window_preset)
-        self.window_box.setVisible(False)
-        self.cam_btn = QToolButton()
-        self.cam_btn.setText("Camera")
-        self.cam_btn.setCheckable(True)
-        self.cam_btn.setToolTip("Start / stop the camera (Ctrl+K)")
-        self.cam_btn.clicked.connect(self._on_camera_button)
-        for w in (self.play_btn, self.step_btn):
-            lay.addWidget(w)
-        lay.addWidget(self.seek, 1)
-        lay.addWidget(self.pos_label)
-        lay.addWidget(self.series_box)
-        lay.addWidget(self.window_box)
-        lay.addWidget(self.cam_btn)
-        return bar
-
     def _make_menus(self) -> None:
         m = self.menuBar().addMenu("&File")
 
@@ -254,10 +152,10 @@ class MainWindow(QMainWindow):
             menu.addAction(a)
             return a
 
-        act(m, "&Open file…", self._open_file_dialog, "Ctrl+O")
-        act(m, "Open &folder…", self._open_folder_dialog, "Ctrl+Shift+O")
-        act(m, "Open &model…", self._open_model_dialog, "Ctrl+M")
-        act(m, "Open &camera…", self._open_camera_dialog, "Ctrl+K")
+        act(m, "&Open file…", lambda: dialogs.open_file(self), "Ctrl+O")
+        act(m, "Open &folder…", lambda: dialogs.open_folder(self), "Ctrl+Shift+O")
+        act(m, "Open &model…", lambda: dialogs.open_model(self), "Ctrl+M")
+        act(m, "Open &camera…", lambda: dialogs.open_camera(self), "Ctrl+K")
         demos = m.addMenu("&Demo models")
         from loupe.resources import demo_models
 
@@ -267,16 +165,13 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda checked=False, p=str(path): self.add_model(p))
         demos.setEnabled(bool(demos.actions()))
         self.recent_menu = m.addMenu("&Recent")
-        self._rebuild_recent()
+        self.recent = RecentFiles(self.settings, self.recent_menu, lambda p: self.open_paths([p]))
         m.addSeparator()
-        self.analyze_action = act(m, "&Analyse to file…", self._analyze_dialog, "Ctrl+E")
-        act(m, "Save &screenshot…", self._save_screenshot_dialog, "Ctrl+S")
+        self.analyze_action = act(m, "&Analyse to file…", lambda: analyze_job.analyze_dialog(self), "Ctrl+E")
+        act(m, "Save &screenshot…", lambda: screenshot.save_dialog(self), "Ctrl+S")
         m.addSeparator()
         act(m, "&Quit", self.close, "Ctrl+Q")
-        fit = self.menuBar().addMenu("F&it")
-        self.learn_action = act(fit, "&Learn normal from this clip…", self._learn_normal, "Ctrl+L")
-        self.hnerv_action = act(fit, "Fit &HNeRV on this clip…", self._fit_hnerv, "Ctrl+H")
-        self.codebook_action = act(fit, "Fit a &codebook on this clip…", self._fit_codebook, "Ctrl+Shift+L")
+        fit_menu.add_fit_menu(self, act)
         mm = self.menuBar().addMenu("&Model")
         self.remove_model_action = act(mm, "&Remove", self.remove_current_model, "Ctrl+W")
         self.remove_model_action.setToolTip("Unload the model whose panel is shown")
@@ -350,12 +245,7 @@ class MainWindow(QMainWindow):
         self.frame_count = source.frame_count
         self.view.window_override = None
         self._window_restored = False
-        self.window_box.setCurrentText("From file")
-        self.seek.setEnabled(bool(self.frame_count) and not source.live)
-        self.seek.setRange(0, max(0, (self.frame_count or 1) - 1))
-        self.seek.setValue(0)
-        self.step_btn.setEnabled(not source.live)
-        self.cam_btn.setChecked(source.live)
+        self.transport.set_source(source)
         self.player = Player(
             source, self.slot,
             on_error=self._playerError.emit,
@@ -367,12 +257,11 @@ class MainWindow(QMainWindow):
         for p in self.panels:
             if p is not None:
                 p.reset_series()
-        self._update_series_box(source)
         self.player.start(playing=playing)
         self._update_play_button()
         self.setWindowTitle(f"Loupe — {source.name}")
         if not source.live:
-            self._add_recent(spec)
+            self.recent.add(spec)
         self.sourceOpened.emit(source.name)
 
     def add_model(self, path: str) -> None:
@@ -383,7 +272,7 @@ class MainWindow(QMainWindow):
 
     def _attach_model(self, path: str, engine: Engine) -> None:
         self.statusBar().clearMessage()
-        if engine.needs_task and not self._confirm_task(engine):
+        if engine.needs_task and not dialogs.confirm_task(self, engine):
             return
         try:
             task = make_task(engine)
@@ -407,7 +296,7 @@ class MainWindow(QMainWindow):
         self._slow_stale = False  # the last result belongs to the old list: no catch-up with it
         self._update_info()
         self._update_status()  # the provider at once, not at the next status tick
-        self._add_recent(path)
+        self.recent.add(path)
         if self.player is not None and not self.player.playing and self.last_result is not None:
             self.slot.put(self.last_result.frame)  # re-run the paused frame with the new model
         self.modelLoaded.emit(lm.name)
@@ -436,32 +325,7 @@ class MainWindow(QMainWindow):
         return job.start(self._loading)
 
     def _make_panel(self, lm: LoadedModel):
-        """The model's panel, made by its task's registry entry (``TaskSpec.panel``); a task
-        without one gets the table of its ``analyze`` values. A plug-in's panel that fails is
-        reported and replaced by that table: the model still runs."""
-        from loupe.ui.panels.table import make_panel as table_panel
-
-        spec = lm.spec
-        if spec is None or not spec.has_panel:
-            return table_panel(lm, self)
-        try:
-            return spec.make_panel(lm, self)
-        except Exception as e:  # a plug-in's panel code: never lose the model over it
-            if spec.builtin:
-                raise
-            logger.warning("panel of %s failed", lm.name, exc_info=True)
-            self.show_error(f"{lm.name}: the {spec.name} panel ({spec.origin}) failed "
-                            f"({type(e).__name__}: {e}); showing its values as a table")
-            return table_panel(lm, self)
-
-    def _report_broken_plugins(self) -> None:
-        """A task plug-in that failed to load is named in the banner; the app runs on without it."""
-        from loupe.base import registry
-
-        failed = registry.failures()
-        if failed:
-            self.show_error("Task plug-ins not loaded (`loupe tasks` lists them): " + "; ".join(
-                f"{f.name} ({f.origin}): {f.error}" for f in failed), "info")
+        return make_panel(lm, self)
 
     def remove_current_model(self) -> None:
         """Model ▸ Remove: unload the model whose panel is the current tab."""
@@ -512,31 +376,6 @@ class MainWindow(QMainWindow):
         self._update_info()
         self._update_status()
 
-    def _confirm_task(self, engine: Engine) -> bool:
-        guess = engine.card.task
-        if not self.ask_task:
-            self.show_error(
-                f"{engine.path.name} has no model card; treating it as {guess}.", level="info"
-            )
-            return True
-        task, ok = QInputDialog.getItem(
-            self, "Model without a card",
-            f"{engine.path.name} carries no Loupe model card.\nWhat does it do? (the answer is saved "
-            f"next to the model as {engine.path.name}.loupe.json; the model file is not changed)",
-            list(task_names()), task_names().index(guess), False,
-        )
-        if not ok:
-            return False
-        from dataclasses import replace
-
-        card = replace(engine.card, task=task, origin="sidecar")
-        try:
-            write_sidecar(engine.path, card)
-        except OSError as e:
-            self.show_error(f"could not save the card next to the model ({e}); using it for this session", "info")
-        engine.card = card
-        return True
-
     # --- transport ------------------------------------------------------------------------
     def toggle_play(self) -> None:
         if self.player is None:
@@ -564,10 +403,6 @@ class MainWindow(QMainWindow):
         if self.player is not None:
             self.player.seek(index)
 
-    def _on_seek_action(self, action: int) -> None:
-        if not self.seek.isSliderDown():  # page/arrow clicks on the slider
-            QTimer.singleShot(0, self, lambda: self.seek_to(self.seek.sliderPosition()))
-
     def _on_recovered(self, msg: str) -> None:
         """A live source came back after failing: say so (info), keep going."""
         self.show_error(msg, "info")
@@ -579,14 +414,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("end of file", 3000)
 
     def _update_play_button(self) -> None:
-        playing = self.player is not None and self.player.playing
-        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
-        self.play_btn.setIcon(self.style().standardIcon(icon))
+        self.transport.set_playing(self.player is not None and self.player.playing)
 
     def _on_camera_button(self, checked: bool) -> None:
         if checked:
             self.cam_btn.setChecked(False)
-            self._open_camera_dialog()
+            dialogs.open_camera(self)
         else:
             self._stop_player()
             self.statusBar().showMessage("camera stopped", 3000)
@@ -612,7 +445,7 @@ class MainWindow(QMainWindow):
             self.window_box.setVisible(self.view.is_greyscale)
         if self.view.is_greyscale and not self._window_restored:
             self._window_restored = True
-            saved = str(self.settings.value("display/window_preset", "From file"))
+            saved = str(self.settings.value(keys.WINDOW_PRESET, "From file"))
             if saved in WINDOW_PRESETS and (not saved.startswith("CT") or frame.metadata.get("modality") == "CT"):
                 self.window_box.setCurrentText(saved)
                 self.view.apply_preset(saved)
@@ -634,52 +467,17 @@ class MainWindow(QMainWindow):
         self.frameShown.emit(fr)
 
     def _update_position(self, frame) -> None:
-        if self.frame_count:
-            if not self.seek.isSliderDown():
-                self.seek.blockSignals(True)
-                self.seek.setValue(frame.index)
-                self.seek.blockSignals(False)
-            self.pos_label.setText(f"frame {frame.index + 1} / {self.frame_count}   {frame.timestamp:7.2f} s")
-        else:
-            self.pos_label.setText(f"frame {frame.index + 1}   {frame.timestamp:7.2f} s")
-        md = frame.metadata
-        if md.get("modality"):
-            parts = [str(md["modality"])]
-            if md.get("series_description"):
-                parts.append(str(md["series_description"]))
-            if self.view.is_greyscale:
-                c, w = self.view.current_window()
-                parts.append(f"W {w:.0f} / L {c:.0f}")
-            if md.get("pixel_spacing"):
-                ps = md["pixel_spacing"]
-                parts.append(f"{float(ps[0]):.3g}×{float(ps[1]):.3g} mm")
-            if md.get("slice_position_mm") is not None:
-                parts.append(f"z {float(md['slice_position_mm']):.1f} mm")
-            self.view.set_caption("  ".join(parts))
-        else:
-            self.view.set_caption("")
+        self.transport.show_position(frame, self.frame_count)
+        self.view.caption_from(frame.metadata)
 
-    def _update_series_box(self, source) -> None:
-        series = list(getattr(source, "series", None) or [])
-        self.series_box.blockSignals(True)
-        self.series_box.clear()
-        for info in series:
-            self.series_box.addItem(info.label, info.spec)
-        current = getattr(source, "info", None)
-        if current is not None:
-            self.series_box.setCurrentIndex(max(0, self.series_box.findData(current.spec)))
-        self.series_box.blockSignals(False)
-        self.series_box.setVisible(len(series) > 1)
-
-    def _on_series_picked(self, i: int) -> None:
-        spec = self.series_box.itemData(i)
-        if spec and spec != self.source_spec:
+    def _on_series_picked(self, spec: str) -> None:
+        if spec != self.source_spec:
             self.open_source(spec, playing=False)
 
     def _on_window_preset(self, name: str) -> None:
         if name in WINDOW_PRESETS:
             self.view.apply_preset(name)
-            self.settings.setValue("display/window_preset", name)
+            self.settings.setValue(keys.WINDOW_PRESET, name)
 
     def _on_window_changed(self, center: float, width: float, how: str) -> None:
         if how == "drag":
@@ -714,25 +512,6 @@ class MainWindow(QMainWindow):
             return
         self.info.setPlainText("\n\n".join(m.engine.describe() for m in self.models))
 
-    def _apply_limit_settings(self) -> None:
-        """``[limits]`` in the settings file (max_megapixels, max_dicom_frames, max_memory_mb)
-        override the environment and defaults of ``loupe.base.limits``; a bad value is reported."""
-        from loupe.base.limits import ENV, LimitError, configure
-
-        values = {}
-        for name in ENV:
-            raw = self.settings.value(f"limits/{name}")
-            if raw in (None, ""):
-                continue
-            try:
-                values[name] = float(raw)
-            except (TypeError, ValueError):
-                logger.warning("settings: limits/%s=%r is not a number; ignored", name, raw)
-        try:
-            configure(**values)
-        except LimitError as e:
-            logger.warning("settings: %s; limits left as they were", e)
-
     # --- errors -----------------------------------------------------------------------------
     def show_error(self, text: str, level: str = "error") -> None:
         logger.warning("%s", text)
@@ -752,42 +531,7 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.open_paths(paths)
 
-    # --- dialogs, recent files, settings ----------------------------------------------------
-    def _last_dir(self) -> str:
-        return str(self.settings.value("paths/last_dir", str(Path.home())))
-
-    def _open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open video, image or DICOM", self._last_dir(),
-            "Media (*.mp4 *.mkv *.avi *.mov *.webm *.m4v *.mpg *.ts *.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.dcm);;All files (*)",
-        )
-        if path:
-            self.settings.setValue("paths/last_dir", str(Path(path).parent))
-            self.open_source(path)
-
-    def _open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open folder of images or DICOM", self._last_dir())
-        if path:
-            self.settings.setValue("paths/last_dir", path)
-            self.open_source(path)
-
-    def _open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", self._last_dir(), "ONNX models (*.onnx)")
-        if path:
-            self.settings.setValue("paths/last_dir", str(Path(path).parent))
-            self.add_model(path)
-
-    def _open_camera_dialog(self) -> None:
-        dlg = CameraDialog(
-            self, int(self.settings.value("camera/device", 0)), str(self.settings.value("camera/resolution", "default"))
-        )
-        if dlg.exec() != QDialog.DialogCode.Accepted:
-            return
-        res = dlg.resolution.currentText()
-        self.settings.setValue("camera/device", dlg.device.value())
-        self.settings.setValue("camera/resolution", res)
-        self.open_camera(dlg.device.value(), res)
-
+    # --- what the menus start (each in its own module) -------------------------------------------
     def open_camera(self, device: int, resolution: str | None = None) -> None:
         try:
             w, h = parse_resolution(resolution)
@@ -796,122 +540,21 @@ class MainWindow(QMainWindow):
             return
         self.open_source(f"camera:{device}", width=w, height=h)
 
-    def _learn_normal(self) -> None:
-        from loupe.ui.fit_job import can_fit
-        from loupe.ui.learn_normal import ask_span, models_dir
-
-        if not can_fit(self, "Open a video file first: the predictor learns from a span of it.",
-                       no_torch="Learning needs PyTorch: install Loupe with pip install 'loupe[fit]' "
-                                "(the app bundle views and runs models only)."):
-            return
-        duration = None
-        if self.frame_count and self.last_result is not None and self.last_result.frame.index > 0:
-            f = self.last_result.frame
-            duration = f.timestamp / f.index * self.frame_count
-        marked = None
-        for p in self.panels:
-            if isinstance(p, AnomalyPanel) and p.calib.isVisible() and self.last_result is not None:
-                lo, hi = p.calib.getRegion()  # frames -> seconds at the nominal rate
-                fps = (self.last_result.frame.index / self.last_result.frame.timestamp
-                       if self.last_result.frame.timestamp > 0 else 25.0)
-                marked = (max(0.0, lo / fps), hi / fps)
-        try:
-            answer = ask_span(self, duration, marked)
-        except ValueError as e:
-            self.show_error(str(e))
-            return
-        if answer is None:
-            return
-        start, end, minutes = answer
-        out = models_dir() / f"{Path(self.source_spec).stem}_normal_{time.strftime('%Y%m%d_%H%M%S')}.onnx"
-        self.learn(self.source_spec, start, end, minutes, out)
-
-    def _fit_hnerv(self) -> None:
-        from loupe.ui.fit_hnerv import ask_and_fit
-
-        ask_and_fit(self)
-
-    def _fit_codebook(self) -> None:
-        from loupe.ui.fit_codebook import ask_and_fit
-
-        ask_and_fit(self)
-
     def learn(self, clip: str, start: float, end: float | None, minutes: float, out: Path):
         """Fit a predictor on [start, end) s of ``clip`` on a worker thread; load it when done."""
-        from loupe.ui.fit_job import run_fit
-        from loupe.ui.learn_normal import make_fit
+        return fit_menu.learn(self, clip, start, end, minutes, out)
 
-        def message(res) -> str:
-            verdict = "better" if res.heldout_psnr > res.baseline_psnr else "NOT better"
-            return (f"Learned normal from {res.frames} frames in {res.seconds:.0f} s: held-out prediction PSNR "
-                    f"{res.heldout_psnr:.2f} dB vs {res.baseline_psnr:.2f} dB for copying the last frame "
-                    f"({verdict}). Saved {res.path} and loaded it.")
+    def analyze_to(self, out: str) -> Job:
+        """Every frame of the open file through every model, in order, rows to ``out``."""
+        return analyze_job.analyze_to(self, out)
 
-        job, _dlg = run_fit(self, self.learn_action, "Learn normal from this clip",
-                            make_fit(clip, start, end, minutes, out), message, "Learning failed")
-        return job
+    def _recent(self) -> list[str]:
+        return self.recent.paths()
 
     def _show_about(self) -> None:
         from loupe.ui.about import show_about
 
         show_about(self)
-
-    def _analyze_dialog(self) -> None:
-        if not self.models or not self.source_spec or self.source_spec.startswith("camera:"):
-            self.show_error("Open a file and load a model first: analysis runs every frame of a file.", "info")
-            return
-        default = str(Path(self._last_dir()) / (Path(self.source_spec).stem + "_loupe.csv"))
-        out, _ = QFileDialog.getSaveFileName(self, "Analyse to file", default, "CSV (*.csv);;JSON lines (*.jsonl)")
-        if out:
-            self.analyze_to(out)
-
-    def analyze_to(self, out: str) -> Job:
-        """Every frame of the open file through every model, in order, rows to ``out``."""
-        if self.player is not None:
-            self.player.pause()
-            self._update_play_button()
-        job = analysis_job([self.source_spec], self.models, out, self)  # tasks of its own (see analyze_job)
-        dlg = progress_dialog(self, job)
-
-        def ended() -> None:
-            self.analyze_job = None
-            dlg.close()
-            dlg.deleteLater()
-            self.analyze_action.setEnabled(True)
-            job.deleteLater()
-
-        job.finishedWith.connect(lambda s: self.show_error(describe(s, out), "error" if s.failed else "info"))
-        job.failedWith.connect(lambda msg: self.show_error(f"Analysis failed: {msg}"))
-        job.done.connect(ended)
-        self.analyze_action.setEnabled(False)
-        self.analyze_job = job
-        job.start()
-        return job
-
-    def _save_screenshot_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", str(Path(self._last_dir()) / "loupe.png"), "PNG (*.png)")
-        if path:
-            self.grab().save(path)
-
-    def _add_recent(self, path: str) -> None:
-        path = str(Path(path).resolve()) if not path.startswith("camera:") else path
-        recent = [p for p in self._recent() if p != path]
-        recent.insert(0, path)
-        self.settings.setValue("recent", recent[:MAX_RECENT])
-        self._rebuild_recent()
-
-    def _recent(self) -> list[str]:
-        v = self.settings.value("recent", [])
-        if isinstance(v, str):
-            v = [v]
-        return [str(x) for x in (v or [])]
-
-    def _rebuild_recent(self) -> None:
-        self.recent_menu.clear()
-        for p in self._recent():
-            a = self.recent_menu.addAction(p)
-            a.triggered.connect(lambda checked=False, p=p: self.open_paths([p]))
-        self.recent_menu.setEnabled(bool(self._recent()))
 
     def _toggle_mode(self) -> None:
         for p in self.panels:
@@ -942,6 +585,6 @@ class MainWindow(QMainWindow):
         self.worker.stop()
         self._loading.close()  # what has not started loading never will; the one loading ends
         self._status_timer.stop()
-        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue(keys.GEOMETRY, self.saveGeometry())
         super().closeEvent(event)
 

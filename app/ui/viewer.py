@@ -81,10 +81,6 @@ class FrameView(pg.GraphicsLayoutWidget):
         self.vb.setRange(QRectF(0, 0, 640, 272), padding=0)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
-    def add_overlay(self, item: pg.ImageItem, z: float = 10) -> None:
-        item.setZValue(z)
-        self.vb.addItem(item)
-
     # --- display window ------------------------------------------------------------------
     def current_window(self) -> tuple[float, float]:
         """(center, width) in use for greyscale frames."""
@@ -154,10 +150,25 @@ class FrameView(pg.GraphicsLayoutWidget):
             self._shape = p.shape[:2]
             self.vb.setRange(QRectF(0, 0, p.shape[1], p.shape[0]), padding=0)
 
-    @property
-    def frame_shape(self) -> tuple[int, ...] | None:
-        return self._shape
-
     def set_caption(self, text: str) -> None:
         self.text.setText(text)
         self.text.setPos(0, 0)
+
+    def caption_from(self, md: dict) -> None:
+        """A DICOM frame's caption: modality, series, the window in use, pixel spacing, slice
+        position (nothing for other frames)."""
+        if not md.get("modality"):
+            self.set_caption("")
+            return
+        parts = [str(md["modality"])]
+        if md.get("series_description"):
+            parts.append(str(md["series_description"]))
+        if self.is_greyscale:
+            c, w = self.current_window()
+            parts.append(f"W {w:.0f} / L {c:.0f}")
+        if md.get("pixel_spacing"):
+            ps = md["pixel_spacing"]
+            parts.append(f"{float(ps[0]):.3g}×{float(ps[1]):.3g} mm")
+        if md.get("slice_position_mm") is not None:
+            parts.append(f"z {float(md['slice_position_mm']):.1f} mm")
+        self.set_caption("  ".join(parts))

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
+from loupe.ui import settings as keys
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -221,12 +222,12 @@ def make_panel(model, host) -> SegmentationPanel:
     user last left them, saved again when changed."""
     task = model.task
     panel = SegmentationPanel(task.labels, task.palette, title=model.engine.card.name or model.name)
-    panel.set_opacity(float(host.settings.value("segmentation/opacity", 0.5)))
-    panel.set_mode(str(host.settings.value("segmentation/mode", "fill")))
+    panel.set_opacity(float(host.settings.value(keys.SEGMENTATION_OPACITY, 0.5)))
+    panel.set_mode(str(host.settings.value(keys.SEGMENTATION_MODE, "fill")))
 
     def save(p: SegmentationPanel = panel) -> None:
-        host.settings.setValue("segmentation/opacity", p.opacity.value() / 100.0)
-        host.settings.setValue("segmentation/mode", p.mode)
+        host.settings.setValue(keys.SEGMENTATION_OPACITY, p.opacity.value() / 100.0)
+        host.settings.setValue(keys.SEGMENTATION_MODE, p.mode)
 
     panel.settingsChanged.connect(save)
     return panel

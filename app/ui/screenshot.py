@@ -1,0 +1,90 @@
+"""Screenshots: File ▸ Save screenshot, and ``loupe --screenshot OUT.png`` (the README's pictures):
+play N frames in lockstep, optionally build the compression panel's report
+(``LOUPE_SCREENSHOT_COMPARE=1``), grab the window, quit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QFileDialog
+
+from loupe.ui.settings import last_dir
+
+
+def save_dialog(win) -> None:
+    path, _ = QFileDialog.getSaveFileName(win, "Save screenshot", str(Path(last_dir(win.settings)) / "loupe.png"),
+                                          "PNG (*.png)")
+    if path:
+        win.grab().save(path)
+
+
+def prepare(win) -> None:
+    """A fixed, README-sized window whatever the saved geometry."""
+    win.resize(1400, 820)
+    win.resizeDocks([win.panel_dock, win.info_dock], [580, 200], Qt.Orientation.Vertical)
+
+
+def compare_then(win, done: Callable[[], None]) -> bool:
+    """Build the first compression panel's report, then call ``done`` (on success or failure).
+    False when the window has no compression panel."""
+    from loupe.ui.panels.compression import CompressionPanel
+
+    panel = next((p for p in win.panels if isinstance(p, CompressionPanel)), None)
+    if panel is None:
+        return False
+    win.panel_tabs.setCurrentWidget(panel)  # room for the four frames and the plots
+    win.resizeDocks([win.panel_dock], [740], Qt.Orientation.Horizontal)
+    win.resizeDocks([win.panel_dock, win.info_dock], [700, 80], Qt.Orientation.Vertical)
+    panel.reportReady.connect(lambda _r: done())
+    panel.reportFailed.connect(lambda _m: done())
+    panel.compare()  # a failure to start still ends in reportFailed
+    return True
+
+
+def shoot(win, app, out: str, frames: int, has_source: bool) -> list[int]:
+    """Grab ``win`` into ``out`` once ``frames`` frames were shown (or at the end, a timeout, or a
+    source that cannot open), then quit ``app``. The returned list's one item is the exit status
+    (1 when no frame was shown), set by the time the event loop ends."""
+    rc = [0]
+    target = max(1, frames)
+    comparing: list[bool] = []
+
+    def done() -> None:
+        win._update_status()  # fps, latency and provider as of the last frame, not the last tick
+        win.grab().save(out)
+        sys.stderr.write(f"loupe: saved {out} after {win.shown} frames\n")
+        win.close()
+        app.quit()
+
+    def on_frame(_fr) -> None:
+        if win.shown >= target:
+            win.frameShown.disconnect(on_frame)
+            if win.player is not None:
+                win.player.pause()
+            if os.environ.get("LOUPE_SCREENSHOT_COMPARE"):  # compression panel: build the report first
+                if compare_then(win, lambda: QTimer.singleShot(300, done)):
+                    comparing.append(True)
+                    return
+            QTimer.singleShot(100, done)  # let the last paint land
+
+    def on_end_or_timeout() -> None:
+        if win.isVisible() and not comparing:
+            rc[0] = 1 if win.shown == 0 else 0
+            done()
+
+    win.frameShown.connect(on_frame)
+    QTimer.singleShot(int(1000 * max(30.0, target * 0.5)), on_end_or_timeout)
+    if not has_source:  # nothing to play: shoot the window as it is
+        QTimer.singleShot(1000, done)
+    else:  # a source that cannot open: shoot the window with its message, exit 1
+        def on_error(_msg: str) -> None:
+            if win.shown == 0 and win.player is None:
+                rc[0] = 1
+                QTimer.singleShot(300, done)
+
+        win.errorShown.connect(on_error)
+    return rc
