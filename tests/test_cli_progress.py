@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from loupe.base.media import clip_path
-from loupe.cli import LineProgress, TextProgress, main, make_progress
+from loupe.cli import main
+from loupe.commands.output import LineProgress, TextProgress, make_progress
 
 CLIP = str(clip_path("carphone_pristine.mp4"))
 

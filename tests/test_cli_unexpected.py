@@ -89,12 +89,12 @@ def test_model_that_fails_unforeseen_is_one_line_naming_the_model(argmax_model, 
 
 
 def test_last_resort_is_one_line_and_exit_2(capsys, monkeypatch):
-    import loupe.cli
+    import loupe.sysinfo
 
-    def broken(argv):
+    def broken(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(loupe.cli, "cmd_sysinfo", broken)
+    monkeypatch.setattr(loupe.sysinfo, "format_system_info", broken)
     assert main(["sysinfo"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "-v" in err

@@ -206,8 +206,8 @@ def test_cli(tmp_path, capsys):
 
 
 def test_loupe_fit_codebook(tmp_path):
-    from loupe.cli import FIT_KINDS
     from loupe.cli import main as loupe_main
+    from loupe.commands.fit import FIT_KINDS
 
     assert FIT_KINDS["codebook"] == "loupe_models.fitters.codebook"
     out = tmp_path / "via_loupe.onnx"

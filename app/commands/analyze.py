@@ -1,0 +1,225 @@
+"""``loupe analyze``: run models over every frame of videos, images, folders and DICOM, headless;
+rows to CSV/JSONL (``--resume`` continues an interrupted run), spread over Ray with ``--ray``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from loupe.commands import Command
+from loupe.commands.output import err, make_progress, one_line
+
+logger = logging.getLogger("loupe")
+
+DESCRIPTION = "Run models over every frame of the inputs, headless."
+
+
+def add_limit_options(ap: argparse.ArgumentParser) -> None:
+    """``--max-megapixels``, ``--max-dicom-frames``, ``--max-memory-mb`` (see ``loupe.base.limits``)."""
+    from loupe.base.limits import Limits
+
+    d = Limits()
+    ap.add_argument("--max-megapixels", type=float, metavar="MP",
+                    help=f"refuse frames larger than this (default {d.max_megapixels:g}; env LOUPE_MAX_MEGAPIXELS)")
+    ap.add_argument("--max-dicom-frames", type=int, metavar="N",
+                    help=f"refuse DICOM files with more frames (default {d.max_dicom_frames}; env LOUPE_MAX_DICOM_FRAMES)")
+    ap.add_argument("--max-memory-mb", type=float, metavar="MB",
+                    help=f"decoded memory budget per frame (default {d.max_memory_mb:g}; env LOUPE_MAX_MEMORY_MB)")
+
+
+def apply_limit_options(args: argparse.Namespace) -> str | None:
+    """Set the process's limits from the options; the error message, or None."""
+    from loupe.base.limits import LimitError, configure
+
+    try:
+        configure(max_megapixels=args.max_megapixels, max_dicom_frames=args.max_dicom_frames,
+                  max_memory_mb=args.max_memory_mb)
+    except LimitError as e:
+        return str(e)
+    return None
+
+
+def _default_models(models: list[str] | None) -> list[str]:
+    if models:
+        return models
+    from loupe.resources import demo_model
+
+    return [str(demo_model())]
+
+
+def _add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image, folder or DICOM file")
+    ap.add_argument("--model", action="append", metavar="M.onnx", help="model (repeatable); default: the demo model")
+    ap.add_argument("--out", metavar="FILE", help="write rows to FILE.csv or FILE.jsonl (default: print a summary)")
+    ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
+    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical core, or $LOUPE_ORT_THREADS)")
+    ap.add_argument("--calibrate-per-video", action="store_true",
+                    help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
+    shown = ap.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress at all (errors and the summary only)")
+    shown.add_argument("--progress", action="store_true",
+                       help="draw the progress bar even when stderr is not a terminal (by default a log gets "
+                            "one line per finished input instead)")
+    ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="spread the inputs (long videos by frame ranges) over a Ray cluster; without ADDRESS a "
+                         "local Ray with --ray-cpus CPUs (needs loupe[cluster]); every other option works with it "
+                         "and the rows equal a local run's")
+    ap.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors (default: one per CPU, or per GPU with --ray-gpus)")
+    ap.add_argument("--ray-cpus", type=int, default=2, metavar="N", help="CPUs of the local Ray (default 2)")
+    ap.add_argument("--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per Ray actor (default 0)")
+    ap.add_argument("--ray-part-frames", type=int, metavar="N", help="frames per part of a split video (default: ~2 parts per actor)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run: keep the rows already in --out, add the missing ones")
+    add_limit_options(ap)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        err("--max-frames must be at least 1")
+        return 2
+    problem = apply_limit_options(args)
+    if problem:
+        err(problem)
+        return 2
+    if args.resume and not args.out:
+        err("--resume needs --out: the file whose rows the run continues")
+        return 2
+    if args.ray is not None:
+        from loupe.run.cluster import ray_available
+
+        if not ray_available():
+            err("--ray needs Ray: pip install 'loupe[cluster]'")
+            return 2
+    fmt = None
+    if args.out:
+        ext = Path(args.out).suffix.lower()
+        fmt = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(ext)
+        if fmt is None:
+            err(f"--out must end in .csv or .jsonl, got {args.out}")
+            return 2
+
+    from loupe.inference.card import CardError
+    from loupe.inference.engine import ModelError
+    from loupe.run.analyze import (
+        RowWriter,
+        analyze,
+        columns_for,
+        expand_inputs,
+        is_dicom_input,
+        summary_table,
+    )
+    from loupe.run.pipeline import load_model
+    from loupe.tasks import UnsupportedTask
+
+    try:
+        model_paths = _default_models(args.model)
+    except FileNotFoundError as e:
+        err(str(e))
+        return 2
+    models, model_errors = [], 0
+    for m in model_paths:  # every bad model gets its line, then exit 2
+        try:
+            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None))
+        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
+            err(str(e))
+            model_errors += 1
+        except Exception as e:  # a library failed unforeseen: still one line naming the model
+            logger.info("loading %s failed", m, exc_info=True)  # -v shows the traceback
+            err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
+                 "-v shows the traceback")
+            model_errors += 1
+    if model_errors:
+        return 2
+    for m in models:
+        if m.engine.needs_task:
+            sys.stderr.write(
+                f"loupe: {m.engine.path.name} has no model card; treating it as {m.engine.card.task} "
+                "(open it once in the app to confirm the task and save a card)\n"
+            )
+    inputs = expand_inputs(args.inputs)
+    progress = make_progress(args.quiet, args.progress)
+    bad: list[tuple[str, str]] = []
+
+    def on_error(spec: str, reason: str) -> None:
+        bad.append((spec, reason))
+        if progress:
+            progress.input_failed()
+        if "unexpected error" in reason and not logger.isEnabledFor(logging.INFO):
+            reason += "; -v shows the traceback"
+        err(f"{spec}: {reason}")
+
+    stream = None
+    start_at = None
+    done = None  # --resume: the rows already written (Ray plans its parts from them)
+    try:
+        writer = None
+        if args.out:
+            cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
+            if args.resume:
+                from loupe.run.resume import ResumeError, SkipDone, make_start_at, prepare_resume
+
+                try:
+                    state = prepare_resume(args.out, fmt or "csv", cols)
+                except ResumeError as e:
+                    err(str(e))
+                    return 2
+                if state.rows or state.dropped_partial:
+                    sys.stderr.write(
+                        f"loupe: resuming {args.out}: {state.rows} rows already there"
+                        + (" (a partial last line was dropped)" if state.dropped_partial else "") + "\n"
+                    )
+                stream = open(args.out, "a", encoding="utf-8", newline="")  # noqa: SIM115
+                writer = SkipDone(RowWriter(stream, fmt or "csv", cols, header=not state.has_header), state.done)
+                start_at = make_start_at(models, state.done)
+                done = state.done
+            else:
+                stream = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                writer = RowWriter(stream, fmt or "csv", cols)
+        wall = time.perf_counter()
+        if args.ray is not None:
+            from loupe.run.cluster import analyze_on_ray
+
+            def on_part(res, n: int, total: int) -> None:
+                if progress:
+                    progress.step_done(f"part {n}/{total} on {res.host}:{res.pid}", n / total)
+
+            summary, _parts = analyze_on_ray(
+                inputs, [str(m.engine.path) for m in models], writer, address=args.ray, workers=args.ray_workers,
+                num_cpus=args.ray_cpus, gpus_per_worker=args.ray_gpus, providers=args.providers,
+                threads=args.threads or 1, calibrate_per_video=args.calibrate_per_video,
+                part_frames=args.ray_part_frames, on_error=on_error, on_part=on_part,
+                max_frames=args.max_frames, done=done)
+        else:
+            summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
+                              calibrate_per_video=args.calibrate_per_video, start_at=start_at)
+        wall = time.perf_counter() - wall
+    except KeyboardInterrupt:
+        if progress:
+            progress.input_failed()
+            progress.finish()
+        err(f"interrupted; rows written so far are in {args.out}" if args.out else "interrupted")
+        return 130
+    finally:
+        if stream:
+            stream.close()
+    if progress:
+        progress.finish()
+    secs = wall if args.ray is not None else summary.seconds  # Ray parts overlap: wall time
+    fps = summary.frames / secs if secs > 0 else 0.0
+    providers = ", ".join(sorted({m.engine.provider for m in models}))
+    if args.out:
+        sys.stderr.write(
+            f"loupe: {summary.frames} frames from {len(inputs) - len(summary.failed)}/{len(inputs)} inputs "
+            f"at {fps:.1f} frames/s on {providers} -> {args.out}\n"
+        )
+    else:
+        sys.stdout.write(summary_table(summary) + "\n")
+        sys.stdout.write(f"{summary.frames} frames at {fps:.1f} frames/s on {providers}\n")
+    return summary.exit_code
+
+
+COMMAND = Command("analyze", DESCRIPTION, DESCRIPTION, _add_arguments, _run)
