@@ -27,6 +27,7 @@ from loupe_models.exporters.onnx import (
     MAX_IR_VERSION,
     OnnxCheck,
     check_onnx,
+    official_source,
     onnx_bytes_of,
     save_with_card,
 )
@@ -144,14 +145,12 @@ def anomaly_unet_card(
     """The card of an official future-frame U-Net: BGR, 256x256, ``x/127.5 - 1``, 4 past
     frames. Without ``calibration`` the app normalises PSNR per video (min-max), as the
     official evaluation does."""
-    source: dict[str, Any] = {
-        "architecture": "future-frame prediction U-Net (Liu et al. 2018; "
+    source = official_source(
+        "future-frame prediction U-Net (Liu et al. 2018; "
         "feiyuhuahuo/Anomaly_Prediction models/unet.py, UNet(12, 3))",
-        "training_data": "official checkpoint (UCSD Ped2 or CUHK Avenue)",
-        "demo": False,
-    }
-    if checkpoint_name:
-        source["checkpoint"] = checkpoint_name
+        "official checkpoint (UCSD Ped2 or CUHK Avenue)",
+        checkpoint_name,
+    )
     return predictor_card(
         name="Future-frame prediction U-Net (Liu et al. 2018)",
         past_frames=4,

@@ -44,9 +44,11 @@ from loupe_models.exporters.onnx import (
     OutputAgreement,
     card_sample,
     cpu_session,
+    load_strict,
     onnx_bytes_of,
     output_agreement,
     reference_runs,
+    report_export,
     run_cli,
     save_with_card,
 )
@@ -305,19 +307,11 @@ def export_vqvae2(model: VQVAE, out_path: str | Path, card: ModelCard | None = N
 
 def _export_vqvae2_cli(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
-    sd = load_vqvae2_checkpoint(ckpt)
-    model = vqvae2_ffhq()
-    model.load_state_dict(sd, strict=True)
-    model.eval()
+    model = load_strict(vqvae2_ffhq(), load_vqvae2_checkpoint(ckpt))
     card = vqvae2_card(ckpt.name)
     out = export_vqvae2(model, args.out, card)
     check = verify_codebook_onnx(VQVAE2Codes(model), out, card, hw=(136, 200))
-    if not check.ok:
-        print(f"error: {check.summary()}; {out} was written but should not be used", file=sys.stderr)
-        return 1
-    print(f"exported {card.name} -> {out} ({out.stat().st_size / 1e6:.1f} MB, opset 17); "
-          f"{check.summary()}")
-    return 0
+    return report_export(card, out, [check], differ="", agree="")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -57,7 +57,10 @@ from loupe_models.exporters.onnx import (
     OutputAgreement,
     card_sample,
     check_onnx,
+    load_strict,
+    official_source,
     onnx_bytes_of,
+    report_export,
     run_cli,
     save_with_card,
 )
@@ -158,32 +161,15 @@ def density_card(
     a, v = _norm(arch, variant)
     if a == "m-sfanet":
         fixed = check_size(a, fixed_size if fixed_size is not None else DEFAULT_SIZE)
-        spec = InputSpec(
-            color="RGB",
-            scale=1.0 / 255.0,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            size_multiple=SFANET_SIZE_MULTIPLE,
-            fixed_size=fixed,
-        )
+        multiple = SFANET_SIZE_MULTIPLE
     else:
         if fixed_size is not None:
             raise ValueError("M-SegNet exports with dynamic H/W; fixed_size must be None")
-        spec = InputSpec(
-            color="RGB",
-            scale=1.0 / 255.0,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            size_multiple=SEGNET_SIZE_MULTIPLE,
-        )
-    source: dict[str, object] = {
-        "architecture": _ARCHITECTURE[(a, v)],
-        "training_data": _TRAINING_DATA[v],
-        "demo": False,
-        "code": _CODE,
-    }
-    if checkpoint_name:
-        source["checkpoint"] = checkpoint_name
+        fixed, multiple = None, SEGNET_SIZE_MULTIPLE
+    spec = InputSpec(color="RGB", scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     size_multiple=multiple, fixed_size=fixed)
+    source = official_source(_ARCHITECTURE[(a, v)], _TRAINING_DATA[v], checkpoint_name,
+                             code=_CODE)
     return ModelCard(
         task="density",
         name=display_name(a, v),
@@ -300,10 +286,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: --size: {e}", file=sys.stderr)
         return 2
     ckpt = Path(args.checkpoint)
-    sd = load_density_checkpoint(ckpt, arch, variant)
-    model = build_density_model(arch, variant)
-    model.load_state_dict(sd, strict=True)
-    model.eval()
+    model = load_strict(build_density_model(arch, variant),
+                        load_density_checkpoint(ckpt, arch, variant))
     if arch == "m-sfanet":
         card = density_card(arch, variant, fixed_size=size, checkpoint_name=ckpt.name)
         out = export_density(model, args.out, card)
@@ -313,24 +297,12 @@ def _run(args: argparse.Namespace) -> int:
         out = export_density(model, args.out, card, sample_hw=size)
         check_sizes = [size, _second_size(size)]
     checks = [verify_density_onnx(model, out, hw, card=card) for hw in check_sizes]
-    size_mb = out.stat().st_size / 1e6
-    text = "; ".join(c.summary() for c in checks)
-    if not all(c.ok for c in checks):
-        print(
-            f"error: onnxruntime and torch differ {text}; {out} was written but should not be used",
-            file=sys.stderr,
-        )
-        return 1
     geometry = (
         f"fixed {size[0]}x{size[1]}"
         if card.input.fixed_size
         else f"dynamic H/W, multiples of {card.input.size_multiple}"
     )
-    print(
-        f"exported {card.name} -> {out} ({size_mb:.1f} MB, opset 17, {geometry}); "
-        f"onnxruntime vs torch {text}"
-    )
-    return 0
+    return report_export(card, out, checks, geometry=geometry)
 
 
 def _parser() -> argparse.ArgumentParser:

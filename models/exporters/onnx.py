@@ -61,9 +61,12 @@ __all__ = [
     "ddrnet23_slim_card",
     "export_segmentation",
     "float64_copy",
+    "load_strict",
     "main",
+    "official_source",
     "output_agreement",
     "reference_runs",
+    "report_export",
     "verify_onnx",
 ]
 
@@ -409,16 +412,49 @@ def verify_onnx(
     return compare_outputs(net, x, got, [sess.get_outputs()[0].name], seed=seed)
 
 
-def ddrnet23_slim_card(checkpoint_name: str = "") -> ModelCard:
-    """The card of the official DDRNet-23-slim Cityscapes model."""
-    source = {
-        "architecture": "DDRNet-23-slim (DualResNet, BasicBlock [2, 2, 2, 2], planes 32, "
-        "spp_planes 128, head_planes 64; ydhongHIT/DDRNet)",
-        "training_data": "Cityscapes (official checkpoint)",
-        "demo": False,
-    }
+def official_source(architecture: str, training_data: str, checkpoint_name: str = "",
+                    **extra: Any) -> dict[str, Any]:
+    """The card ``source`` of a model exported from an official checkpoint: ``architecture``,
+    ``training_data``, ``demo: False``, the ``extra`` keys, then ``checkpoint`` (the file's
+    name) when one is given."""
+    source: dict[str, Any] = {"architecture": architecture, "training_data": training_data,
+                              "demo": False, **extra}
     if checkpoint_name:
         source["checkpoint"] = checkpoint_name
+    return source
+
+
+def load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """``model`` with ``state_dict`` loaded strictly, in eval mode (an official checkpoint's
+    weights, already checked against the layout by its loader)."""
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def report_export(card: ModelCard, out: Path, checks: Sequence[Any], *, geometry: str = "",
+                  differ: str = "onnxruntime and torch differ ",
+                  agree: str = "onnxruntime vs torch ") -> int:
+    """The export tools' last word: when a post-export check failed, ``error: <differ><the
+    checks>; OUT was written but should not be used`` on stderr and 1; else ``exported NAME ->
+    OUT (N MB, opset 17[, geometry]); <agree><the checks>`` and 0."""
+    text = "; ".join(c.summary() for c in checks)
+    if not all(c.ok for c in checks):
+        print(f"error: {differ}{text}; {out} was written but should not be used", file=sys.stderr)
+        return 1
+    extra = f", {geometry}" if geometry else ""
+    print(f"exported {card.name} -> {out} ({out.stat().st_size / 1e6:.1f} MB, opset 17{extra}); "
+          f"{agree}{text}")
+    return 0
+
+
+def ddrnet23_slim_card(checkpoint_name: str = "") -> ModelCard:
+    """The card of the official DDRNet-23-slim Cityscapes model."""
+    source = official_source(
+        "DDRNet-23-slim (DualResNet, BasicBlock [2, 2, 2, 2], planes 32, "
+        "spp_planes 128, head_planes 64; ydhongHIT/DDRNet)",
+        "Cityscapes (official checkpoint)",
+        checkpoint_name,
+    )
     return ModelCard(
         task="segmentation",
         name="DDRNet-23-slim (Cityscapes)",
@@ -438,26 +474,11 @@ def ddrnet23_slim_card(checkpoint_name: str = "") -> ModelCard:
 
 def _export_ddrnet23_slim(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
-    sd = load_ddrnet_checkpoint(ckpt, augment=args.augment_checkpoint)
-    model = ddrnet23_slim(augment=args.augment_checkpoint)
-    model.load_state_dict(sd, strict=True)
-    model.eval()
+    model = load_strict(ddrnet23_slim(augment=args.augment_checkpoint),
+                        load_ddrnet_checkpoint(ckpt, augment=args.augment_checkpoint))
     card = ddrnet23_slim_card(ckpt.name)
     out = export_segmentation(model, args.out, card, sample_hw=(256, 512), opset=17)
-    check = verify_onnx(model, out, hw=(264, 520), card=card)
-    size_mb = out.stat().st_size / 1e6
-    if not check.ok:
-        print(
-            f"error: onnxruntime and torch differ {check.summary()}; {out} was written but "
-            "should not be used",
-            file=sys.stderr,
-        )
-        return 1
-    print(
-        f"exported {card.name} -> {out} ({size_mb:.1f} MB, opset 17); onnxruntime vs torch "
-        f"{check.summary()}"
-    )
-    return 0
+    return report_export(card, out, [verify_onnx(model, out, hw=(264, 520), card=card)])
 
 
 def _parser() -> argparse.ArgumentParser:

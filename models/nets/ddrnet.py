@@ -36,11 +36,13 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs with an identity (or projected) shortcut; ReLU after the sum unless
-    ``no_relu`` (the last block of a multi-block stage leaves it to the caller)."""
+class _Residual(nn.Module):
+    """A residual block: ``branch(x) + shortcut(x)``, then ReLU unless ``no_relu``. Subclasses
+    build their convs in :meth:`_build` (whose attribute names and order are the official
+    state-dict layout) and give their ``expansion`` and ``no_relu`` default."""
 
     expansion = 1
+    default_no_relu = False
 
     def __init__(
         self,
@@ -48,56 +50,59 @@ class BasicBlock(nn.Module):
         planes: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        no_relu: bool = False,
+        no_relu: bool | None = None,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = _bn(planes)
+        self._build(inplanes, planes, stride)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = _bn(planes)
         self.downsample = downsample
-        self.no_relu = no_relu
+        self.no_relu = self.default_no_relu if no_relu is None else no_relu
+
+    def _build(self, inplanes: int, planes: int, stride: int) -> None:
+        raise NotImplementedError
+
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out = out + shortcut
+        out = self._branch(x) + shortcut
         return out if self.no_relu else self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_Residual):
+    """Two 3x3 convs with an identity (or projected) shortcut; ReLU after the sum unless
+    ``no_relu`` (the last block of a multi-block stage leaves it to the caller)."""
+
+    def _build(self, inplanes: int, planes: int, stride: int) -> None:
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = _bn(planes)
+
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+
+class Bottleneck(_Residual):
     """1x1 reduce, 3x3, 1x1 expand (x2). By default no ReLU after the sum (official default)."""
 
     expansion = 2
+    default_no_relu = True
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        no_relu: bool = True,
-    ) -> None:
-        super().__init__()
+    def _build(self, inplanes: int, planes: int, stride: int) -> None:
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = _bn(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = _bn(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = _bn(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.no_relu = no_relu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out = out + shortcut
-        return out if self.no_relu else self.relu(out)
+        return self.bn3(self.conv3(out))
 
 
 def _pre_act_branch(pool: nn.Module | None, inplanes: int, outplanes: int, kernel: int = 1):
@@ -164,7 +169,7 @@ class SegHead(nn.Module):
 
 
 def _make_layer(
-    block: type[BasicBlock] | type[Bottleneck],
+    block: type[_Residual],
     inplanes: int,
     planes: int,
     blocks: int,
