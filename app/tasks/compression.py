@@ -33,6 +33,7 @@ from loupe.base.quality import (
 )
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError
+from loupe.inference.preprocess import display_rgb
 from loupe.sources.base import Frame
 from loupe.tasks.base import ModelTask
 
@@ -130,10 +131,16 @@ def frame_quality(target: np.ndarray, recon: np.ndarray, target_yuv: Planes | No
     }
 
 
+def error_map(target: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """H x W float32: the absolute error of ``recon`` against ``target``, averaged over R, G, B."""
+    return np.mean(np.abs(target.astype(np.int16) - recon.astype(np.int16)), axis=2).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class CompressionResult:
-    """One frame. recon/target: H x W x 3 uint8 RGB at the model's size (None when the frame was
-    not run); psnr/ssim: YUV 4:2:0 as FFmpeg ('all' / 'All'); psnr_rgb: 8-bit RGB PSNR; bpp/bits:
+    """One frame. recon/target: H x W x 3 uint8 RGB at the model's size (recon None when the frame
+    was not run; target then the frame's crop for display, made by a display task only, where the
+    frame holds the crop); error: ``error_map`` of the two (display tasks only); psnr/ssim: YUV 4:2:0 as FFmpeg ('all' / 'All'); psnr_rgb: 8-bit RGB PSNR; bpp/bits:
     the representation's, from the card; message: why the frame has no figures."""
 
     index: int
@@ -146,6 +153,7 @@ class CompressionResult:
     bits: int | None
     metrics: dict[str, float] = field(default_factory=dict)  # frame_quality() in full
     message: str | None = None
+    error: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("recon", "target"):
@@ -193,21 +201,32 @@ class CompressionTask(ModelTask):
             if not self._warned:
                 logger.warning("%s: %s", self.model_name, msg)
                 self._warned = True
-            return None, CompressionContext(i, None, msg)
+            return None, CompressionContext(i, self._display_target(frame), msg)
         try:
             target = self.spec.target(np.asarray(frame.pixels))
         except ValueError as e:
             return None, CompressionContext(i, None, str(e))
         return {self.input_name: np.array([i], dtype=np.int64)}, CompressionContext(i, target, None)
 
+    def _display_target(self, frame: Frame) -> np.ndarray | None:
+        """A frame the model does not cover, as the live view still shows it (display tasks only)."""
+        if self.display_max_side is None:
+            return None
+        try:
+            return self.spec.target(display_rgb(frame))
+        except ValueError:
+            return None
+
     def postprocess(self, outputs: list[np.ndarray] | None, ctx: CompressionContext) -> CompressionResult:
-        if outputs is None or ctx.target is None:
-            return CompressionResult(ctx.index, None, None, None, None, None, self.spec.bpp, self.spec.bits,
+        if outputs is None or ctx.message is not None or ctx.target is None:
+            return CompressionResult(ctx.index, None, ctx.target, None, None, None, self.spec.bpp, self.spec.bits,
                                      message=ctx.message or "not run")
         recon = output_to_rgb(outputs[self.output_index], self.spec.size, self.model_name)
         m = frame_quality(ctx.target, recon)
+        # the live view's error overlay, made here on the inference thread (analysis has no use for it)
+        err = error_map(ctx.target, recon) if self.display_max_side is not None else None
         return CompressionResult(ctx.index, recon, ctx.target, m["psnr"], m["ssim"], m["psnr_rgb"],
-                                 self.spec.bpp, self.spec.bits, m)
+                                 self.spec.bpp, self.spec.bits, m, error=err)
 
     def columns(self) -> list[str]:
         return ["psnr", "ssim", "psnr_rgb", "bpp"]

@@ -102,7 +102,8 @@ def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
     assert panel.table.item(0, 4).text() != "" and panel.table.item(1, 4).text() == ""
     rd = {d.name(): d.getData() for d in panel.rd_plot.listDataItems()}
     assert sorted(len(x) for x, _ in rd.values()) == [1, 3, 3]
-    # the codec frames at matched bits appear in the grid
+    # the codec frames at matched bits appear in the grid (converted from YUV on the panel's frame thread)
+    qtbot.waitUntil(lambda: panel.images["h264"].image is not None, timeout=10000)
     np.testing.assert_array_equal(panel.images["h264"].image, report.frame_rgb("h264", 0))
     # moving the player moves the plot line
     show(panel, 6)
@@ -119,10 +120,11 @@ def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
     assert sig.args == [3]
 
 
-def test_split_view_left_and_right_from_different_streams(panel, report, targets):
+def test_split_view_left_and_right_from_different_streams(qtbot, panel, report, targets):
     show(panel, 1)
     panel.set_report(report)
     panel.set_split("original", "h264", x=30)
+    qtbot.waitUntil(lambda: panel.split_composed is not None, timeout=10000)
     comp = panel.split_composed
     h264 = report.frame_rgb("h264", 1)
     assert not np.array_equal(targets[1], h264)
@@ -233,6 +235,7 @@ def test_window_live_view_report_seek_and_split(qtbot, model, targets):
     # split: left the original, right H.265, in the grabbed panel too
     i = target.data(256)
     panel.set_split("original", "h265", x=44)
+    qtbot.waitUntil(lambda: panel.split_composed is not None, timeout=10000)
     h265 = panel.report.frame_rgb("h265", i)
     np.testing.assert_array_equal(panel.split_composed[:, :44], targets[i][:, :44])
     np.testing.assert_array_equal(panel.split_composed[:, 44:], h265[:, 44:])

@@ -8,38 +8,29 @@ how it compares with H.264 / H.265 at the same bits. A thin view over two things
   PSNR/SSIM plots linked to the frame slider, pooled figures, a rate-distortion plot, the five
   worst frames of each method and CSV export.
 
-Every number comes from the task or the report (loupe.base.quality); the panel only shows them.
+Every number and image comes from the task or the report (loupe.base.quality): the task hands
+over the frame, its reconstruction and the error map, ``ReportFrames`` converts the codecs' frames
+on its own thread; the panel only draws them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -47,110 +38,21 @@ from PySide6.QtWidgets import (
 from loupe.base.progress import Cancelled, Progress
 from loupe.ui.job import Job
 from loupe.ui.panels.density import heat_lut
+from loupe.ui.panels.report_tabs import ReportTabs
+from loupe.ui.panels.report_view import (
+    STREAM_NAMES,
+    STREAMS,
+    ReportFrames,
+    ReportView,
+    compose_split,
+    fmt,
+)
 
 logger = logging.getLogger(__name__)
 
-STREAMS = ("original", "neural", "h264", "h265")
-STREAM_NAMES = {"original": "original", "neural": "neural (HNeRV)", "h264": "H.264", "h265": "H.265"}
-METHOD_COLORS = {"neural": "#d84315", "h264": "#1565c0", "h265": "#2e7d32"}
+__all__ = ["CODEC_SIZES", "CompressionPanel", "compose_split", "make_panel"]
+
 CODEC_SIZES = (0.5, 1.0, 2.0)
-
-
-def method_color(method: str) -> str:
-    return METHOD_COLORS.get(str(method).split("@")[0], "#6a1b9a")
-
-
-def compose_split(left: np.ndarray, right: np.ndarray, x: float) -> np.ndarray:
-    """One image: columns left of ``x`` from ``left``, the rest from ``right`` (same shape)."""
-    if left.shape != right.shape:
-        raise ValueError(f"split view needs same-size frames, got {left.shape} and {right.shape}")
-    cut = int(min(max(round(x), 0), left.shape[1]))
-    out = right.copy()
-    out[:, :cut] = left[:, :cut]
-    return out
-
-
-def target_of(rgb: np.ndarray, output: dict) -> np.ndarray:
-    """The card's comparison target of a source frame: the crop, resized to ``size`` (INTER_AREA)."""
-    crop = output.get("crop")
-    if crop:
-        t, lft, h, w = (int(v) for v in crop)
-        rgb = rgb[t:t + h, lft:lft + w]
-    size = output.get("size")
-    if size and tuple(rgb.shape[:2]) != (int(size[0]), int(size[1])):
-        rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(rgb)
-
-
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    f = _num(v)
-    if math.isinf(f):
-        return "∞" if f > 0 else "-∞"
-    return "—" if math.isnan(f) else f"{f:.{digits}f}"
-
-
-class ReportView:
-    """The panel's reading of a ``loupe.run.compression_report.CompressionReport``."""
-
-    def __init__(self, report: Any) -> None:
-        self.report = report
-        self.methods: list[str] = list(report.matched_methods)  # "neural", then the codecs at the neural bits
-        self.all_methods: list[str] = list(report.methods)  # ... then the codecs at the other RD sizes ("h264@0.5")
-        self.index = np.arange(int(report.frames))
-        self._cache: dict[tuple[str, int], np.ndarray] = {}
-
-    def per_frame(self, method: str, metric: str) -> np.ndarray:
-        m = self.report.methods[method]
-        return np.asarray(m.psnr if metric == "psnr" else m.ssim, float)
-
-    def pooled(self, method: str) -> dict:
-        return dict(self.report.methods[method].pooled)
-
-    def bpp(self, method: str) -> float:
-        return _num(self.report.methods[method].bpp)
-
-    def label(self, method: str) -> str:
-        return str(self.report.methods[method].label)
-
-    def worst(self, method: str, n: int = 5) -> list[tuple[int, float]]:
-        psnr = self.per_frame(method, "psnr")
-        return [(int(i), float(psnr[i])) for i in self.report.methods[method].worst(n)]
-
-    def frame(self, stream: str, index: int) -> np.ndarray | None:
-        """Frame ``index`` of a stream as RGB (converted once, the last few kept)."""
-        key = (stream, int(index))
-        if key not in self._cache:
-            if stream not in self.report.keys or not 0 <= index < self.report.frames:
-                return None
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[key] = self.report.frame_rgb(stream, int(index))
-        return self._cache[key]
-
-    def rd_curve(self, method: str) -> tuple[list[float], list[float]]:
-        """(bpp, pooled PSNR) of one method at every size, by bpp."""
-        pts = sorted((p for p in self.report.rd if p.method == method), key=lambda p: p.bpp)
-        return [float(p.bpp) for p in pts], [float(p.psnr_pooled) for p in pts]
-
-    def matched(self, codec: str) -> str | None:
-        """The method of ``codec`` at the neural representation's bits (the grid shows that one)."""
-        return codec if codec in self.methods else None
 
 
 class _ResizeAware(pg.GraphicsLayoutWidget):
@@ -190,6 +92,8 @@ class CompressionPanel(QWidget):
         self.view: ReportView | None = None
         self.report_clip = ""
         self.job: Job | None = None
+        self.frames = ReportFrames(self)  # the codecs' RGB frames, converted off the UI thread
+        self.frames.ready.connect(self.refresh_frames)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -305,71 +209,12 @@ class CompressionPanel(QWidget):
         self.frames_stack.addWidget(split)
         self.frames_stack.setMinimumHeight(150)
 
-        # --- per-frame plots (one widget, x linked) --------------------------------------
-        per_frame = QWidget()
-        pf = QVBoxLayout(per_frame)
-        pf.setContentsMargins(0, 0, 0, 0)
-        pf.setSpacing(0)
-        self.legend = QLabel(" ".join(f"<span style='color:{c}'>&#9644; {STREAM_NAMES[m]}</span>&nbsp;&nbsp;"
-                                      for m, c in METHOD_COLORS.items()))
-        self.legend.setToolTip("Click a plot to go to that frame; the vertical line is the frame shown")
-        pf.addWidget(self.legend)
-        self.plots = pg.GraphicsLayoutWidget()
-        self.plots.setBackground("w")
-        self.psnr_plot = self.plots.addPlot(row=0, col=0)
-        self.ssim_plot = self.plots.addPlot(row=1, col=0)
-        for p, label in ((self.psnr_plot, "PSNR dB"), (self.ssim_plot, "SSIM")):
-            p.setLabel("left", label)
-            p.showGrid(x=True, y=True, alpha=0.3)
-            p.getAxis("left").enableAutoSIPrefix(False)
-            p.getAxis("left").setWidth(48)
-            p.setMenuEnabled(False)
-        self.ssim_plot.setLabel("bottom", "frame")
-        self.ssim_plot.setXLink(self.psnr_plot)
-        self.lines = []
-        for p in (self.psnr_plot, self.ssim_plot):
-            line = pg.InfiniteLine(0, angle=90, movable=False, pen=pg.mkPen("#6a1b9a", width=1.5))
-            p.addItem(line, ignoreBounds=True)
-            self.lines.append(line)
-        self.plots.scene().sigMouseClicked.connect(self._on_plot_click)
-        self.plots.setMinimumHeight(120)
-        pf.addWidget(self.plots, 1)
-        self.psnr_curves: dict[str, pg.PlotDataItem] = {}
-        self.ssim_curves: dict[str, pg.PlotDataItem] = {}
-
-        # --- pooled, rate-distortion, worst frames ---------------------------------------
-        pooled = QWidget()
-        pl = QVBoxLayout(pooled)
-        pl.setContentsMargins(0, 0, 0, 0)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: #546e7a; font-size: 11px")
-        self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["method", "PSNR pooled", "PSNR mean", "SSIM mean", "RGB PSNR", "bpp"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(20)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setToolTip("PSNR pooled: PSNR of the mean MSE over frames (FFmpeg 'average'); PSNR mean: "
-                              "mean of per-frame PSNR; SSIM: FFmpeg's 'All'; RGB PSNR: 8-bit RGB, neural only; "
-                              "* not within 5% of the neural bits")
-        pl.addWidget(self.table, 1)
-        pl.addWidget(self.summary)
-        self.rd_plot = pg.PlotWidget(background="w")
-        self.rd_plot.setLabel("bottom", "bits per pixel")
-        self.rd_plot.setLabel("left", "PSNR pooled (dB)")
-        self.rd_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.rd_plot.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
-        self.worst_list = QListWidget()
-        self.worst_list.setToolTip("The five lowest-PSNR frames of each method; click to go there")
-        self.worst_list.itemClicked.connect(self._on_worst)
-
-        self.tabs = QTabWidget()
-        self.tabs.addTab(per_frame, "Per frame")
-        self.tabs.addTab(pooled, "Pooled")
-        self.tabs.addTab(self.rd_plot, "Rate–distortion")
-        self.tabs.addTab(self.worst_list, "Worst frames")
+        self.tabs = ReportTabs()
+        self.tabs.seekRequested.connect(self.seekRequested)
+        t = self.tabs  # the panel's names for the tabs' widgets
+        self.psnr_plot, self.ssim_plot, self.lines = t.psnr_plot, t.ssim_plot, t.lines
+        self.psnr_curves, self.ssim_curves, self.table, self.summary = t.psnr_curves, t.ssim_curves, t.table, t.summary
+        self.rd_plot, self.worst_list = t.rd_plot, t.worst_list
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.frames_stack)
@@ -426,38 +271,32 @@ class CompressionPanel(QWidget):
             job.cancel()
             job.wait(30000)
             self._job_ended()
+        self.frames.close()
 
     def update_from(self, result, frame, slow: bool) -> None:
-        from loupe.inference.preprocess import display_rgb
-
+        """A ``CompressionResult``: its images are ready-made (the task crops, resizes and
+        computes the error map on the inference thread)."""
         self.last = result
         self.index = int(frame.index)
         self._frame_hw = (frame.height, frame.width)
-        orig = _get(result, "original", "target", default=None)
-        if orig is None:  # a frame the model does not cover: still show the clip's frame
-            try:
-                orig = target_of(display_rgb(frame), self.output)
-            except (ValueError, cv2.error):
-                orig = None
-        self.original = orig
-        self.neural = _get(result, "reconstruction", "recon", "decoded", default=None)
+        self.original = result.target  # also for a frame the model does not cover
+        self.neural = result.recon
         if self.error_box.isChecked():  # the error map only while it is shown
             self._show_error()
         if slow:
             self.refresh()
 
     def _show_error(self) -> None:
-        a, b = self.original, self.neural
-        if a is None or b is None or a.shape != b.shape:
+        err = self.last.error if self.last is not None else None
+        if err is None:
             self.overlay.clear()
             return
-        err = np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16)), axis=2).astype(np.float32)
         self.overlay.setImage(err, autoLevels=False, levels=(0.0, 32.0))
         crop = self.output.get("crop")
         if crop:
             t, lft, h, w = (float(v) for v in crop)
         else:
-            h, w = (float(v) for v in (self._frame_hw or a.shape[:2]))
+            h, w = (float(v) for v in (self._frame_hw or err.shape[:2]))
             t = lft = 0.0
         self.overlay.setRect(QRectF(lft, t, w, h))
 
@@ -472,25 +311,23 @@ class CompressionPanel(QWidget):
     # --- drawing -------------------------------------------------------------------------
     def refresh(self) -> None:
         r = self.last
-        msg = _get(r, "message", default=None) if r is not None else None
-        if msg:
-            self.live_label.setText(f"frame {self.index}: {msg}")
+        if r is not None and r.message:
+            self.live_label.setText(f"frame {self.index}: {r.message}")
         elif r is not None:
-            psnr, ssim, bpp = _get(r, "psnr"), _get(r, "ssim"), _get(r, "bpp", default=self.output.get("bpp"))
-            rgb = _get(r, "psnr_rgb", default=None)
-            txt = f"PSNR {_fmt(psnr)} dB   SSIM {_fmt(ssim, 4)}   {_fmt(bpp, 3)} bpp"
-            if rgb is not None:
-                txt += f"   (RGB PSNR {_fmt(rgb)} dB)"
+            bpp = r.bpp if r.bpp is not None else self.output.get("bpp")
+            txt = f"PSNR {fmt(r.psnr)} dB   SSIM {fmt(r.ssim, 4)}   {fmt(bpp, 3)} bpp"
+            if r.psnr_rgb is not None:
+                txt += f"   (RGB PSNR {fmt(r.psnr_rgb)} dB)"
             self.live_label.setText(f"frame {self.index}:  {txt}")
-        for line in self.lines:
-            line.setValue(self.index)
+        self.tabs.set_index(self.index)
         self.refresh_frames()
 
     def stream_frame(self, stream: str) -> np.ndarray | None:
         """The current frame of one stream (original/neural live; codecs from the report)."""
         if self.view is not None and stream in ("h264", "h265"):
             m = self.view.matched(stream)
-            return None if m is None else self.view.frame(m, self.index)
+            shown = tuple(c for c in ("h264", "h265") if self.view.matched(c))
+            return None if m is None else self.frames.get(m, self.index, shown)
         if stream == "original":
             return self.original
         if stream == "neural":
@@ -522,9 +359,9 @@ class CompressionPanel(QWidget):
                 psnr = self.view.per_frame(m, "psnr")
                 k = np.nonzero(self.view.index == self.index)[0]
                 if k.size:
-                    text += f"  {_fmt(psnr[k[0]])} dB"
+                    text += f"  {fmt(psnr[k[0]])} dB"
         elif s == "neural" and self.last is not None:
-            text += f"  {_fmt(_get(self.last, 'psnr'))} dB"
+            text += f"  {fmt(self.last.psnr)} dB"
         self.captions[s].setText(text)
 
     def _compose_split(self) -> None:
@@ -655,11 +492,6 @@ class CompressionPanel(QWidget):
 
     def _on_report(self, report, clip: str) -> None:
         self.report_clip = clip
-        err = _get(report, "error", default=None)
-        if err:
-            self.set_report(None)
-            self._fail(str(err))
-            return
         self.set_report(report)
         self._status("")
         self.reportReady.emit(report)
@@ -668,91 +500,18 @@ class CompressionPanel(QWidget):
         """Show a report (or clear it): curves, table, rate-distortion, worst frames."""
         self.report = report
         self.view = ReportView(report) if report is not None else None
-        for p in (self.psnr_plot, self.ssim_plot):
-            for item in list(p.listDataItems()):
-                p.removeItem(item)
-        for item in list(self.rd_plot.listDataItems()):
-            self.rd_plot.removeItem(item)
-        if self.rd_plot.plotItem.legend is not None:
-            self.rd_plot.plotItem.legend.clear()
-        self.psnr_curves.clear()
-        self.ssim_curves.clear()
-        self.table.setRowCount(0)
-        self.worst_list.clear()
+        self.frames.set_report(report)
+        self.tabs.show_report(self.view)
         self.csv_btn.setEnabled(report is not None)
-        self.summary.setText("")
         if self.view is None:
             self._show_placeholders()
             self.refresh_frames()
             return
-        v = self.view
-        for m in v.methods:
-            pen = pg.mkPen(method_color(m), width=1.5)
-            self.psnr_curves[m] = self.psnr_plot.plot(v.index, v.per_frame(m, "psnr"), pen=pen, name=v.label(m))
-            self.ssim_curves[m] = self.ssim_plot.plot(v.index, v.per_frame(m, "ssim"), pen=pen)
-        # pooled figures: at the neural bits, then the codecs at the other sizes
-        self.table.setRowCount(len(v.all_methods))
-        for r, m in enumerate(v.all_methods):
-            pooled = v.pooled(m)
-            res = report.methods[m]
-            cells = [v.label(m) + ("" if res.matched else " *"), _fmt(pooled.get("psnr_pooled")),
-                     _fmt(pooled.get("psnr_mean")), _fmt(pooled.get("ssim_mean"), 4),
-                     _fmt(pooled.get("psnr_rgb_pooled")) if m == "neural" else "", _fmt(v.bpp(m), 4)]
-            for c, text in enumerate(cells):
-                it = QTableWidgetItem(text)
-                if c:
-                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if res.note:
-                    it.setToolTip(res.note)
-                self.table.setItem(r, c, it)
-        self.table.resizeRowsToContents()
-        # rate-distortion: one curve per codec over its sizes, the neural point(s)
-        for m in v.methods:
-            x, y = v.rd_curve(m)
-            if m == "neural":
-                self.rd_plot.plot(x, y, pen=None, symbol="star", symbolSize=16, symbolBrush=method_color(m),
-                                  name=v.label(m))
-            else:
-                self.rd_plot.plot(x, y, pen=pg.mkPen(method_color(m), width=2), symbol="o", symbolSize=7,
-                                  symbolBrush=method_color(m), name=v.label(m))
-        # five worst frames per method
-        for m in v.methods:
-            head = QListWidgetItem(f"{v.label(m)}:")
-            head.setFlags(Qt.ItemFlag.NoItemFlags)
-            font = head.font()
-            font.setBold(True)
-            head.setFont(font)
-            head.setForeground(QColor(method_color(m)))
-            self.worst_list.addItem(head)
-            for idx, val in v.worst(m, 5):
-                it = QListWidgetItem(f"    frame {idx}   {_fmt(val)} dB")
-                it.setData(Qt.ItemDataRole.UserRole, idx)
-                self.worst_list.addItem(it)
-        self.summary.setText(
-            f"{report.frames} frames of {Path(report.clip).name} at {report.size[1]}x{report.size[0]}, "
-            f"YUV 4:2:0 PSNR/SSIM as FFmpeg; codecs at the neural bits (built in {report.seconds:.0f} s)")
         self.refresh()
-
-    # --- interaction ---------------------------------------------------------------------
-    def _on_plot_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or self.view is None:
-            return
-        for p in (self.psnr_plot, self.ssim_plot):
-            if p.sceneBoundingRect().contains(ev.scenePos()):
-                self.seek_plot(p.vb.mapSceneToView(ev.scenePos()).x())
-                return
 
     def seek_plot(self, x: float) -> None:
         """A click on a plot at frame ``x``: go to the nearest measured frame."""
-        if self.view is None or self.view.index.size == 0:
-            return
-        k = int(np.argmin(np.abs(self.view.index - x)))
-        self.seekRequested.emit(int(self.view.index[k]))
-
-    def _on_worst(self, item: QListWidgetItem) -> None:
-        idx = item.data(Qt.ItemDataRole.UserRole)
-        if idx is not None:
-            self.seekRequested.emit(int(idx))
+        self.tabs.seek_plot(x)
 
     def export_csv(self, path: str) -> None:
         if self.report is None:
@@ -771,21 +530,6 @@ class CompressionPanel(QWidget):
                 self._status(f"could not write {path}: {e}", error=True)
                 return
             self._status(f"wrote {path}")
-
-
-def compare_then(win, done: Callable[[], None]) -> bool:
-    """Screenshot mode (``LOUPE_SCREENSHOT_COMPARE=1``): build the first compression panel's report,
-    then call ``done`` (on success or failure). False when the window has no compression panel."""
-    panel = next((p for p in win.panels if isinstance(p, CompressionPanel)), None)
-    if panel is None:
-        return False
-    win.panel_tabs.setCurrentWidget(panel)  # room for the four frames and the plots
-    win.resizeDocks([win.panel_dock], [740], Qt.Orientation.Horizontal)
-    win.resizeDocks([win.panel_dock, win.info_dock], [700, 80], Qt.Orientation.Vertical)
-    panel.reportReady.connect(lambda _r: done())
-    panel.reportFailed.connect(lambda _m: done())
-    panel.compare()  # a failure to start still ends in reportFailed
-    return True
 
 
 def make_panel(model, host) -> CompressionPanel:
