@@ -24,7 +24,7 @@ CONTRACTS = (
     "core is Qt-free and torch-free",
     "the CLI, entry point and system report are not imported by the core",
     "no loupe module imports torch (fitting goes through loupe_models)",
-    "layers: cli > ui > run > tasks > inference > sources > base",
+    "layers: cli > commands | ui > run > tasks > inference > sources > base",
 )
 
 
