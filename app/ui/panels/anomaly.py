@@ -14,12 +14,11 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
 from loupe.tasks.anomaly import AnomalyResult
+from loupe.ui.panels.base import OverlayOnly, big_label, opacity_slider, titled_layout
 from loupe.ui.panels.density import heat_lut
 
 
@@ -40,7 +39,7 @@ def flagged_spans(frames: np.ndarray, scores: np.ndarray, threshold: float) -> l
     return spans
 
 
-class AnomalyPanel(QWidget):
+class AnomalyPanel(OverlayOnly, QWidget):
     seekRequested = Signal(int)  # frame index
     thresholdChanged = Signal(float)
     calibrationRequested = Signal(float, float)  # psnr_min, psnr_max from the marked span
@@ -59,17 +58,10 @@ class AnomalyPanel(QWidget):
         self._regions: list[pg.LinearRegionItem] = []
         self._view_box: pg.ViewBox | None = None
 
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        lay.addWidget(QLabel(f"<b>{title or 'Anomaly'}</b>"))
-        self.score_label = QLabel("score —")
-        self.score_label.setStyleSheet("font-size: 18px")
-        lay.addWidget(self.score_label)
+        lay = titled_layout(self, title or "Anomaly")
+        self.score_label = big_label(lay, "score —", 18)
         form = QFormLayout()
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(60)
-        self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100))
+        self.opacity = opacity_slider(self.overlay, 60)
         form.addRow("Error opacity", self.opacity)
         lay.addLayout(form)
 
@@ -122,17 +114,6 @@ class AnomalyPanel(QWidget):
         self.real_vb.addItem(pg.TextItem("real", color="w", fill=pg.mkBrush(0, 0, 0, 150)))
         self.pred_vb.addItem(pg.TextItem("predicted", color="w", fill=pg.mkBrush(0, 0, 0, 150)))
         lay.addWidget(pv)
-
-    def attach(self, view_box: pg.ViewBox) -> None:
-        self._view_box = view_box
-        view_box.addItem(self.overlay)
-
-    def detach(self) -> None:
-        if self._view_box is not None:
-            self._view_box.removeItem(self.overlay)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here (see ``Panel.shutdown``)."""
 
     # --- view of a result ------------------------------------------------------------------
     def refresh_slow(self, result: AnomalyResult, frame) -> None:

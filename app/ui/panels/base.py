@@ -69,3 +69,60 @@ class PanelHost(Protocol):
     def show_error(self, text: str, level: str = "error") -> None:
         """A message in the banner above the view (``level`` "error" or "info")."""
         ...
+
+
+# --- shared set-up of the built-in panels ------------------------------------------------------
+def titled_layout(panel: Any, title: str) -> Any:
+    """The panel's vertical layout, headed by its title in bold."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel, QVBoxLayout
+
+    lay = QVBoxLayout(panel)
+    lay.setContentsMargins(6, 6, 6, 6)
+    head = QLabel(f"<b>{title}</b>")
+    head.setTextFormat(Qt.TextFormat.RichText)
+    lay.addWidget(head)
+    return lay
+
+
+def opacity_slider(overlay: Any, percent: int, *also: Any) -> Any:
+    """A 0-100 slider at ``percent`` that sets ``overlay``'s opacity, then calls each of ``also``."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QSlider
+
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(percent)
+    slider.valueChanged.connect(lambda v: overlay.setOpacity(v / 100.0))
+    for f in also:
+        slider.valueChanged.connect(lambda _v, f=f: f())
+    return slider
+
+
+class OverlayOnly:
+    """``attach``/``detach``/``shutdown`` of a panel that draws one ``overlay`` and runs nothing
+    in the background."""
+
+    overlay: Any
+    _view_box: Any = None
+
+    def attach(self, view_box: Any) -> None:
+        self._view_box = view_box
+        view_box.addItem(self.overlay)
+
+    def detach(self) -> None:
+        if self._view_box is not None:
+            self._view_box.removeItem(self.overlay)
+
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
+
+def big_label(lay: Any, text: str, px: int) -> Any:
+    """A large figure (score, count) added under the title."""
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel(text)
+    label.setStyleSheet(f"font-size: {px}px")
+    lay.addWidget(label)
+    return label

@@ -24,12 +24,11 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
 from loupe.tasks.codebook import CodebookResult, CodebookUsage, LevelCodes, code_palette
+from loupe.ui.panels.base import opacity_slider, titled_layout
 
 MAX_BARS = 1024  # histogram bars drawn (the most used codes of the session); all are counted
 DIM_ALPHA = 40  # alpha of the other codes while one is highlighted
@@ -79,11 +78,7 @@ class CodebookPanel(QWidget):
         self.probe_item.setZValue(102)
         self.probe_item.hide()
 
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        head = QLabel(f"<b>{title or 'Codebook'}</b>")
-        head.setTextFormat(Qt.TextFormat.RichText)
-        lay.addWidget(head)
+        lay = titled_layout(self, title or "Codebook")
         form = QFormLayout()
         self.level_box = QComboBox()
         for n, s, k in self.levels:
@@ -91,10 +86,7 @@ class CodebookPanel(QWidget):
         self.level_box.setToolTip("The quantised level shown over the frame and in the histogram")
         self.level_box.currentIndexChanged.connect(self._on_level)
         form.addRow("Level", self.level_box)
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(45)
-        self.opacity.valueChanged.connect(lambda v: self.overlay.setOpacity(v / 100.0))
+        self.opacity = opacity_slider(self.overlay, 45)
         form.addRow("Opacity", self.opacity)
         lay.addLayout(form)
 

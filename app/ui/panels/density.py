@@ -11,14 +11,12 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
-    QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
 from loupe.tasks.density import DensityResult
+from loupe.ui.panels.base import big_label, opacity_slider, titled_layout
 
 
 def heat_lut(name: str = "inferno") -> np.ndarray:
@@ -51,17 +49,10 @@ class DensityPanel(QWidget):
         self.last: DensityResult | None = None
         self._view_box: pg.ViewBox | None = None
 
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        lay.addWidget(QLabel(f"<b>{title or 'Density'}</b>"))
-        self.count_label = QLabel("count —")
-        self.count_label.setStyleSheet("font-size: 20px")
-        lay.addWidget(self.count_label)
+        lay = titled_layout(self, title or "Density")
+        self.count_label = big_label(lay, "count —", 20)
         form = QFormLayout()
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(60)
-        self.opacity.valueChanged.connect(lambda v: (self.overlay.setOpacity(v / 100), self.settingsChanged.emit()))
+        self.opacity = opacity_slider(self.overlay, 60, self.settingsChanged.emit)
         form.addRow("Opacity", self.opacity)
         self.range_box = QDoubleSpinBox()
         self.range_box.setDecimals(5)

@@ -16,15 +16,14 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHeaderView,
     QLabel,
-    QSlider,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from loupe.ui import settings as keys
+from loupe.ui.panels.base import opacity_slider, titled_layout
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -53,17 +52,10 @@ class SegmentationPanel(QWidget):
         self.overlay.setLevels([0, 255])
         self.overlay.setOpacity(0.5)
 
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        head = QLabel(f"<b>{title or 'Segmentation'}</b>")
-        head.setTextFormat(Qt.TextFormat.RichText)
-        lay.addWidget(head)
+        lay = titled_layout(self, title or "Segmentation")
         form = QFormLayout()
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(50)
+        self.opacity = opacity_slider(self.overlay, 50, self.settingsChanged.emit)
         self.opacity.setToolTip("Overlay opacity")
-        self.opacity.valueChanged.connect(self._on_opacity)
         form.addRow("Opacity", self.opacity)
         self.mode_box = QComboBox()
         self.mode_box.addItems(["Fill", "Contour"])
@@ -193,10 +185,6 @@ class SegmentationPanel(QWidget):
 
     def set_class_visible(self, k: int, visible: bool) -> None:
         self.table.item(k, 0).setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)
-
-    def _on_opacity(self, v: int) -> None:
-        self.overlay.setOpacity(v / 100.0)
-        self.settingsChanged.emit()
 
     def _on_mode(self, i: int) -> None:
         self.mode = "fill" if i == 0 else "contour"

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from loupe.ui.panels.base import OverlayOnly
+
 
 def _text(value: Any) -> str:
     if value is None:
@@ -30,7 +32,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-class TablePanel(QWidget):
+class TablePanel(OverlayOnly, QWidget):
     """One row per ``analyze`` column of the task, with this frame's value."""
 
     def __init__(self, task: Any, title: str = "", parent=None) -> None:
@@ -55,17 +57,6 @@ class TablePanel(QWidget):
             self.table.setItem(i, 0, QTableWidgetItem(c))
             self.table.setItem(i, 1, QTableWidgetItem(""))
         lay.addWidget(self.table, 1)
-
-    def attach(self, view_box: Any) -> None:
-        self._view_box = view_box
-        view_box.addItem(self.overlay)
-
-    def detach(self) -> None:
-        if self._view_box is not None:
-            self._view_box.removeItem(self.overlay)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here."""
 
     def update_from(self, result: Any, frame: Any, slow: bool) -> None:
         self.last = result
