@@ -43,13 +43,14 @@ from loupe_models.exporters.onnx import (
     ExportError,
     OutputAgreement,
     card_sample,
+    checkpoint_tool,
     cpu_session,
     load_strict,
     onnx_bytes_of,
     output_agreement,
     reference_runs,
     report_export,
-    run_cli,
+    run_tool,
     save_with_card,
 )
 from loupe_models.nets.vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
@@ -323,14 +324,12 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("vqvae2", help="VQ-VAE-2 (rosinality VQVAE(), e.g. FFHQ vqvae_560.pt)",
                        description="Export a VQ-VAE-2 checkpoint (a plain state dict): code maps "
                        "of the top and bottom levels and the reconstruction from them.")
-    v.add_argument("--checkpoint", required=True, help="state-dict .pt file (e.g. vqvae_560.pt)")
-    v.add_argument("--out", required=True, help="ONNX file to write")
-    v.set_defaults(run=_export_vqvae2_cli)
+    checkpoint_tool(v, "state-dict .pt file (e.g. vqvae_560.pt)", _export_vqvae2_cli)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_parser(), argv, lambda args: args.run(args))
+    return run_tool(_parser(), argv)
 
 
 if __name__ == "__main__":

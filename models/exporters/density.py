@@ -57,11 +57,12 @@ from loupe_models.exporters.onnx import (
     OutputAgreement,
     card_sample,
     check_onnx,
+    checkpoint_tool,
     load_strict,
     official_source,
     onnx_bytes_of,
     report_export,
-    run_cli,
+    run_tool,
     save_with_card,
 )
 from loupe_models.nets.density import (
@@ -319,8 +320,7 @@ def _parser() -> argparse.ArgumentParser:
         help="shanghaitech (VGG16-bn, density + attention; file holds ['model']) or ucf-qnrf "
         "(VGG19, abs(density); file is the state dict)",
     )
-    p.add_argument("--checkpoint", required=True, help="official .pth file")
-    p.add_argument("--out", required=True, help="ONNX file to write")
+    checkpoint_tool(p, "official .pth file", _run)
     p.add_argument(
         "--size",
         type=_parse_size,
@@ -328,12 +328,11 @@ def _parser() -> argparse.ArgumentParser:
         help="HxW. m-sfanet: the fixed export size, multiples of 48 (default 384x576); "
         "m-segnet: trace and first check size, multiples of 16 (default 384x576)",
     )
-    p.set_defaults(run=_run)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_parser(), argv, lambda args: args.run(args))
+    return run_tool(_parser(), argv)
 
 
 if __name__ == "__main__":

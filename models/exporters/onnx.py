@@ -56,6 +56,7 @@ __all__ = [
     "OutputAgreement",
     "card_sample",
     "check_onnx",
+    "checkpoint_tool",
     "compare_outputs",
     "cpu_session",
     "ddrnet23_slim_card",
@@ -67,6 +68,7 @@ __all__ = [
     "output_agreement",
     "reference_runs",
     "report_export",
+    "run_tool",
     "verify_onnx",
 ]
 
@@ -492,17 +494,13 @@ def _parser() -> argparse.ArgumentParser:
         help="DDRNet-23-slim, Cityscapes (official checkpoint)",
         description="Export the official DDRNet-23-slim Cityscapes checkpoint (main head only).",
     )
-    d.add_argument(
-        "--checkpoint", required=True, help="official .pth file (HRNet FullModel format)"
-    )
-    d.add_argument("--out", required=True, help="ONNX file to write")
+    checkpoint_tool(d, "official .pth file (HRNet FullModel format)", _export_ddrnet23_slim)
     d.add_argument(
         "--augment-checkpoint",
         action="store_true",
         help="require the training-time aux head (seghead_extra.*) in the checkpoint and load it "
         "strictly into the augment=True model; the aux head is still not exported",
     )
-    d.set_defaults(run=_export_ddrnet23_slim)
     return p
 
 
@@ -527,8 +525,23 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         return 1
 
 
+def checkpoint_tool(parser: argparse.ArgumentParser, checkpoint_help: str,
+                    run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """Give an export tool's (sub)parser its required ``--checkpoint`` and ``--out`` and the
+    function that runs it (see :func:`run_tool`)."""
+    parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    parser.add_argument("--out", required=True, help="ONNX file to write")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run_tool(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """:func:`run_cli` with the function the parsed (sub)command names (:func:`checkpoint_tool`)."""
+    return run_cli(parser, argv, lambda args: args.run(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(_parser(), argv, lambda args: args.run(args))
+    return run_tool(_parser(), argv)
 
 
 if __name__ == "__main__":
