@@ -17,14 +17,14 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QLineEdit,
     QSpinBox,
     QWidget,
 )
+
+from loupe.ui.fit_job import fit_buttons, minutes_box
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,7 @@ class FitCodebookDialog(QDialog):
         self.span = QLineEdit(f"0:{min(duration, 10.0):.2f}" if duration else "0:10")
         self.span.setToolTip("START:END in seconds (either side may be empty: the whole clip)")
         form.addRow("Span (s)", self.span)
-        self.minutes = QDoubleSpinBox()
-        self.minutes.setRange(0.2, 120.0)
-        self.minutes.setDecimals(1)
-        self.minutes.setValue(2.5)
-        self.minutes.setSuffix(" min")
-        self.minutes.setToolTip("The whole fit (decoding, training, export) stops at this limit")
+        self.minutes = minutes_box(120.0, 2.5, "The whole fit (decoding, training, export) stops at this limit")
         form.addRow("Time limit", self.minutes)
         self.size = QComboBox()
         for n in SIZES:
@@ -69,11 +64,7 @@ class FitCodebookDialog(QDialog):
         self.error.setStyleSheet("color: #b71c1c")
         self.error.setWordWrap(True)
         form.addRow(self.error)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        form.addRow(fit_buttons(self, self._accept))
 
     def values(self) -> tuple[float, float | None, float, int, int]:
         """(start, end, minutes, codebook_size, k); ValueError with a user message for a bad span."""

@@ -18,13 +18,12 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QWidget,
 )
 
+from loupe.ui.fit_job import fit_buttons, minutes_box
 from loupe.ui.job import Job
 
 logger = logging.getLogger(__name__)
@@ -68,20 +67,13 @@ class FitHNeRVDialog(QDialog):
         self.budget.setToolTip("Decoder size: more parameters, more bits, better frames, slower fitting")
         self.budget.currentIndexChanged.connect(self._ask_estimate)
         form.addRow("Parameter budget", self.budget)
-        self.minutes = QDoubleSpinBox()
-        self.minutes.setRange(0.2, 600.0)
-        self.minutes.setDecimals(1)
-        self.minutes.setValue(9.0)  # the CLI default (DEFAULT_MINUTES)
-        self.minutes.setSuffix(" min")
-        self.minutes.setToolTip("Fitting stops at this time limit (then quantises, codes and exports)")
+        self.minutes = minutes_box(600.0, 9.0,  # the CLI default (DEFAULT_MINUTES)
+                                   "Fitting stops at this time limit (then quantises, codes and exports)")
         form.addRow("Time limit", self.minutes)
         self.estimate_label = QLabel("estimating the fitting time…")
         self.estimate_label.setWordWrap(True)
         form.addRow("Estimate", self.estimate_label)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons = fit_buttons(self, self.accept)
         form.addRow(self.buttons)
         self.estimated.connect(self._on_estimate)
         self._ask_estimate()

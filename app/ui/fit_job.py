@@ -131,3 +131,27 @@ def run_fit(win, action, title: str, fit: Callable[[Progress], Any],
     job.start()
     dlg.show()
     return job, dlg
+
+
+def minutes_box(top: float, value: float, tip: str) -> QWidget:
+    """A fitting dialog's time limit, in minutes (0.2 up to ``top``)."""
+    from PySide6.QtWidgets import QDoubleSpinBox
+
+    box = QDoubleSpinBox()
+    box.setRange(0.2, top)
+    box.setDecimals(1)
+    box.setValue(value)
+    box.setSuffix(" min")
+    box.setToolTip(tip)
+    return box
+
+
+def fit_buttons(dialog: QDialog, on_fit: Callable[[], None]) -> QWidget:
+    """A fitting dialog's Fit / Cancel buttons."""
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
+    buttons.accepted.connect(on_fit)
+    buttons.rejected.connect(dialog.reject)
+    return buttons
