@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Before Qt starts: the system libraries its xcb plugin needs (installed with root/sudo, else the apt-get line).
 run: $(STAMP)
+	$(BIN)/python packaging/check_display_libs.py
 	$(BIN)/loupe
 
 test: $(STAMP)
