@@ -58,6 +58,7 @@ def window_parser() -> argparse.ArgumentParser:
     ap.add_argument("--resolution", metavar="WxH", help="camera resolution, e.g. 1280x720")
     ap.add_argument("--screenshot", metavar="OUT.png", help="play --frames frames, save a grab of the window, quit")
     ap.add_argument("--frames", type=int, default=30, metavar="N")
+    ap.add_argument("--size", metavar="WxH", help="window size, e.g. 900x600 (--screenshot's default: 1400x820)")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
     ap.add_argument("--no-demo", action="store_true", help="start empty instead of on the demo")
     ap.add_argument("--version", action="version", version=f"loupe {__version__}")
@@ -68,6 +69,14 @@ def _window(argv: list[str]) -> int:
     args = _parse(window_parser(), argv)
     if isinstance(args, int):
         return args
+    if args.size is not None:
+        from loupe.ui.screenshot import parse_size
+
+        try:
+            args.size = parse_size(args.size)
+        except ValueError as e:
+            err(str(e))
+            return 2
     missing = [p for p in args.paths if not _openable(p)]
     if missing:  # e.g. a mistyped command: say so instead of opening a window on nothing
         word = missing[0]

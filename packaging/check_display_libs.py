@@ -101,7 +101,7 @@ def plugin_files() -> list[Path]:
     spec = importlib.util.find_spec("PySide6")
     if spec is None or not spec.submodule_search_locations:
         return []
-    qt = Path(list(spec.submodule_search_locations)[0]) / "Qt"
+    qt = Path(next(iter(spec.submodule_search_locations))) / "Qt"
     files = [qt / "plugins" / "platforms" / "libqxcb.so", *sorted((qt / "lib").glob("libQt6XcbQpa.so*"))[:1]]
     return [f for f in files if f.is_file()]
 

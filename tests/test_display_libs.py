@@ -32,7 +32,7 @@ def test_missing_libraries_are_read_from_ldd():
 
 
 def test_packages_and_the_one_install_line():
-    packages, unknown = cdl.packages_for(cdl.missing_libraries(LDD_MINIMAL) + ["libweird.so.9"])
+    packages, unknown = cdl.packages_for([*cdl.missing_libraries(LDD_MINIMAL), "libweird.so.9"])
     assert packages == ["libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"]
     assert unknown == ["libweird.so.9"]
     assert cdl.install_line(packages) == "sudo apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1"

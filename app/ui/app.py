@@ -25,6 +25,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from loupe.ui.main_window import MainWindow
 
     screenshot = args.screenshot
+    size = getattr(args, "size", None)  # (w, h), parsed by the CLI
     win = MainWindow(providers=args.providers, ask_task=not screenshot, lockstep=bool(screenshot))
     models = list(args.model)
     paths = list(args.paths)
@@ -51,7 +52,9 @@ def run_gui(args: argparse.Namespace) -> int:
     if screenshot:
         from loupe.ui.screenshot import prepare
 
-        prepare(win)
+        prepare(win, size)
+    elif size is not None:
+        win.resize(*size)
     win.show()
     rc = [0]
     if screenshot:

@@ -47,7 +47,14 @@ class Banner(QWidget):
         close.clicked.connect(self.hide)
         lay.addWidget(close)
         self.setAutoFillBackground(True)
+        self.level: str | None = None
         self.hide()
+
+    def clear_errors(self) -> None:
+        """Hide an error once a later action succeeded; a notice (info) stays until dismissed."""
+        if self.level == "error":
+            self.hide()
+            self.level = None
 
     def show_message(self, text: str, level: str = "error") -> None:
         colors = {"error": ("#5c1d1d", "#ffd7d7"), "info": ("#1d3b5c", "#d7e9ff")}

@@ -24,7 +24,7 @@ from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, 
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui import analyze_job, dialogs, fit_menu, screenshot
+from loupe.ui import analyze_job, dialogs, fit_menu, screenshot, status
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
@@ -156,14 +156,7 @@ class MainWindow(QMainWindow):
         act(m, "Open &folder…", lambda: dialogs.open_folder(self), "Ctrl+Shift+O")
         act(m, "Open &model…", lambda: dialogs.open_model(self), "Ctrl+M")
         act(m, "Open &camera…", lambda: dialogs.open_camera(self), "Ctrl+K")
-        demos = m.addMenu("&Demo models")
-        from loupe.resources import demo_models
-
-        for path in demo_models():
-            a = demos.addAction(path.stem.replace("demo_", "").replace("_", " "))
-            a.setToolTip(str(path))
-            a.triggered.connect(lambda checked=False, p=str(path): self.add_model(p))
-        demos.setEnabled(bool(demos.actions()))
+        status.add_demo_menu(self, m)
         self.recent_menu = m.addMenu("&Recent")
         self.recent = RecentFiles(self.settings, self.recent_menu, lambda p: self.open_paths([p]))
         m.addSeparator()
@@ -234,6 +227,7 @@ class MainWindow(QMainWindow):
 
     def _start_source(self, spec: str, source, playing: bool) -> None:
         self._stop_player()
+        self.banner.clear_errors()  # e.g. a model that failed while this opened
         self._accept_after = time.monotonic()  # results of the old source still in flight are dropped
         self.slot.clear()
         self.slot.reset_dropped()  # under the slot's lock: the reader thread counts there
@@ -272,6 +266,7 @@ class MainWindow(QMainWindow):
 
     def _attach_model(self, path: str, engine: Engine) -> None:
         self.statusBar().clearMessage()
+        self.banner.clear_errors()  # an old failure is stale once a model loads
         if engine.needs_task and not dialogs.confirm_task(self, engine):
             return
         try:
@@ -316,6 +311,8 @@ class MainWindow(QMainWindow):
 
         def failed(msg: str) -> None:
             QApplication.restoreOverrideCursor()
+            if self.statusBar().currentMessage().startswith("loading "):  # not "loading …" forever
+                self.statusBar().clearMessage()
             self.show_error(msg)
 
         job.finishedWith.connect(finished)
@@ -502,7 +499,10 @@ class MainWindow(QMainWindow):
             self.st_latency.setText("")
             self.st_dropped.setText("")
             return
-        self.st_fps.setText(f"{self.meter.fps:5.1f} fps")
+        p = self.player
+        self.st_fps.setText(status.rate_text(p.source.fps, p.speed, p.playing, self.meter.fps, bool(self.models)))
+        self.st_fps.setToolTip("play: the clip's own rate times the speed; model: frames a second through "
+                               "the models (shown: on screen, with no model), over the last 120 frames")
         self.st_latency.setText(f"latency p50 {self.meter.latency(50):.0f} ms  p95 {self.meter.latency(95):.0f} ms")
         self.st_dropped.setText(f"dropped {self.slot.dropped + self.worker.skipped}")
 

@@ -22,10 +22,23 @@ def save_dialog(win) -> None:
         win.grab().save(path)
 
 
-def prepare(win) -> None:
-    """A fixed, README-sized window whatever the saved geometry."""
-    win.resize(1400, 820)
-    win.resizeDocks([win.panel_dock, win.info_dock], [580, 200], Qt.Orientation.Vertical)
+DEFAULT_SIZE = (1400, 820)  # the README's pictures
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1400x820"`` → ``(1400, 820)``; ValueError with the expected form otherwise."""
+    w, sep, h = text.lower().strip().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or not (100 <= int(w) <= 10000 and 100 <= int(h) <= 10000):
+        raise ValueError(f"--size must look like 1400x820 (100 to 10000 pixels each way), got {text!r}")
+    return int(w), int(h)
+
+
+def prepare(win, size: tuple[int, int] | None = None) -> None:
+    """A fixed window size (``size``, else the README's 1400x820) whatever the saved geometry."""
+    w, h = size or DEFAULT_SIZE
+    win.resize(w, h)
+    docks = [round(h * 580 / 820), max(80, round(h * 200 / 820))]  # the README's proportions at any size
+    win.resizeDocks([win.panel_dock, win.info_dock], docks, Qt.Orientation.Vertical)
 
 
 def compare_then(win, done: Callable[[], None]) -> bool:
