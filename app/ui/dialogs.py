@@ -57,7 +57,7 @@ class Banner(QWidget):
             self.level = None
 
     def show_message(self, text: str, level: str = "error") -> None:
-        colors = {"error": ("#5c1d1d", "#ffd7d7"), "info": ("#1d3b5c", "#d7e9ff")}
+        colors = {"error": ("#5c1d1d", "#ffd7d7"), "warning": ("#5c4a12", "#fff1c7"), "info": ("#1d3b5c", "#d7e9ff")}
         bg, fg = colors.get(level, colors["info"])
         self.setStyleSheet(f"background:{bg}; color:{fg};")
         self.label.setText(text)

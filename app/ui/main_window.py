@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -24,10 +23,11 @@ from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, 
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui import analyze_job, dialogs, fit_menu, screenshot, status
+from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, screenshot, status
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
+from loupe.ui.model_info import ModelInfo
 from loupe.ui.panels.factory import broken_plugins, make_panel
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.recent import RecentFiles
@@ -115,7 +115,8 @@ class MainWindow(QMainWindow):
         self.panel_dock.setObjectName("panels")
         self.panel_dock.setWidget(self.panel_tabs)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel_dock)
-        self.info = QTextBrowser()
+        self.info = ModelInfo()  # the card of the selected tab's model
+        self.panel_tabs.currentChanged.connect(self._update_info)
         self.info_dock = QDockWidget("Model", self)
         self.info_dock.setObjectName("model-info")
         self.info_dock.setWidget(self.info)
@@ -169,6 +170,7 @@ class MainWindow(QMainWindow):
         self.remove_model_action = act(mm, "&Remove", self.remove_current_model, "Ctrl+W")
         self.remove_model_action.setToolTip("Unload the model whose panel is shown")
         self.remove_model_action.setEnabled(False)
+        model_menu.add_menu_items(self, mm)
         v = self.menuBar().addMenu("&View")
         act(v, "Play / pause", self.toggle_play, "Space")
         act(v, "Next frame", self.step, "Right")
@@ -273,6 +275,8 @@ class MainWindow(QMainWindow):
             task = make_task(engine)
         except (UnsupportedTask, ModelError) as e:
             self.show_error(str(e))
+            return
+        if not model_menu.add_or_replace(self, engine.path.stem):  # asks when others are loaded
             return
         lm = LoadedModel(engine, task)
         self.models.append(lm)
@@ -461,6 +465,7 @@ class MainWindow(QMainWindow):
         self.meter.add(fr.done_at, lat)
         self.shown += 1
         self._update_position(frame)
+        model_menu.check_fit(self, frame)  # a warning when a card does not fit the frames
         self.frameShown.emit(fr)
 
     def _update_position(self, frame) -> None:
@@ -506,11 +511,8 @@ class MainWindow(QMainWindow):
         self.st_latency.setText(f"latency p50 {self.meter.latency(50):.0f} ms  p95 {self.meter.latency(95):.0f} ms")
         self.st_dropped.setText(f"dropped {self.slot.dropped + self.worker.skipped}")
 
-    def _update_info(self) -> None:
-        if not self.models:
-            self.info.setPlainText("No model loaded.\n\nDrop an .onnx file on the window or use File ▸ Open model.")
-            return
-        self.info.setPlainText("\n\n".join(m.engine.describe() for m in self.models))
+    def _update_info(self, *_) -> None:
+        self.info.follow(self)
 
     # --- errors -----------------------------------------------------------------------------
     def show_error(self, text: str, level: str = "error") -> None:

@@ -19,6 +19,7 @@ RECENT = "recent"  # list of paths, newest first
 WINDOW_PRESET = "display/window_preset"  # greyscale / DICOM display window
 SEGMENTATION_OPACITY = "segmentation/opacity"  # 0..1
 SEGMENTATION_MODE = "segmentation/mode"  # "fill" or "contour"
+MODEL_ADD_MODE = "models/add_mode"  # a model loaded beside others: "ask", "add" or "replace"
 logger = logging.getLogger(__name__)
 
 LIMITS_GROUP = "limits"  # [limits] max_megapixels, max_dicom_frames, max_memory_mb
