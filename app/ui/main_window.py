@@ -23,7 +23,7 @@ from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, 
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, screenshot, status
+from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, readout, screenshot, status
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         act(v, "Next frame", self.step, "Right")
         act(v, "Previous frame", self.step_back, "Left")
         act(v, "First frame", lambda: self.seek_to(0), "Home")
+        act(v, "&Fit to window", self.view.fit, "F").setShortcuts([QKeySequence("F"), QKeySequence("Ctrl+0")])
         act(v, "Toggle fill / contour", self._toggle_mode, "C")
         act(v, "Show / hide overlay", self._toggle_overlay, "O")
         v.addSeparator()
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
 
     def _make_status(self) -> None:
         sb = self.statusBar()
+        self.readout = readout.install(self)  # under the cursor: position, value, each panel's value
         self.st_provider = QLabel("no model")
         self.st_fps = QLabel("")
         self.st_latency = QLabel("")
@@ -240,6 +242,7 @@ class MainWindow(QMainWindow):
         self.source_spec = spec
         self.frame_count = source.frame_count
         self.view.window_override = None
+        self.view.new_source()  # its first frame is fitted to the window, whatever the old zoom
         self._window_restored = False
         self.transport.set_source(source)
         self.player = Player(

@@ -8,15 +8,46 @@ and the source stay with the window.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QStyle,
+    QStyleOptionSlider,
+    QToolButton,
+    QWidget,
+)
 
 from loupe.ui.viewer import WINDOW_PRESETS
+
+
+class SeekSlider(QSlider):
+    """A slider whose track jumps to the frame clicked (not a page step towards it)."""
+
+    def mousePressEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton and self.isEnabled():
+            opt = QStyleOptionSlider()
+            self.initStyleOption(opt)
+            handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                                 QStyle.SubControl.SC_SliderHandle, self)
+            if not handle.contains(ev.position().toPoint()):  # on the track: jump, then drag from there
+                groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                                     QStyle.SubControl.SC_SliderGroove, self)
+                half = handle.width() // 2
+                x = int(ev.position().x()) - groove.x() - half
+                span = max(1, groove.width() - handle.width())
+                value = QStyle.sliderValueFromPosition(self.minimum(), self.maximum(), x, span,
+                                                       opt.upsideDown)
+                self.setSliderPosition(value)
+                self.sliderMoved.emit(value)
+        super().mousePressEvent(ev)
 
 
 class TransportBar(QWidget):
     playClicked = Signal()
     stepClicked = Signal()
-    seekRequested = Signal(int)  # frame index: the slider released, or a page/arrow click on it
+    seekRequested = Signal(int)  # frame index: the slider clicked, dragged, released or arrow-keyed
     seriesPicked = Signal(str)  # the spec of the DICOM series picked
     windowPreset = Signal(str)  # a display-window preset picked
     cameraClicked = Signal(bool)  # the camera button, checked or not
@@ -33,9 +64,10 @@ class TransportBar(QWidget):
         self.step_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaSkipForward))
         self.step_btn.setToolTip("Next frame (Right)")
         self.step_btn.clicked.connect(self.stepClicked)
-        self.seek = QSlider(Qt.Orientation.Horizontal)
+        self.seek = SeekSlider(Qt.Orientation.Horizontal)
         self.seek.setEnabled(False)
-        self.seek.setToolTip("Seek")
+        self.seek.setToolTip("Seek: click a point to go there, drag to scrub")
+        self.seek.sliderMoved.connect(self.seekRequested)  # frames follow the handle (the newest seek wins)
         self.seek.sliderReleased.connect(lambda: self.seekRequested.emit(self.seek.value()))
         self.seek.actionTriggered.connect(self._on_seek_action)
         self.pos_label = QLabel("no source")

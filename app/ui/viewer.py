@@ -11,10 +11,13 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 
 from loupe.inference.preprocess import window_levels
 from loupe.sources.base import Frame
+
+MAX_ZOOM = 32.0  # screen pixels per frame pixel at the closest zoom
+FIT_MARGIN = 1.5  # the farthest zoom shows the whole frame with this much room around it
 
 # name -> (center, width); None = the file's own window; "full" = the frame's min..max
 WINDOW_PRESETS: dict[str, tuple[float, float] | str | None] = {
@@ -57,6 +60,8 @@ class FrameView(pg.GraphicsLayoutWidget):
     """Shows frames; overlays are ImageItems added above the frame (one per panel)."""
 
     windowChanged = Signal(float, float, str)  # center, width, how ("preset", "drag", "file")
+    pointerMoved = Signal(float, float)  # the mouse over the view, in frame pixel coordinates
+    pointerLeft = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -68,6 +73,7 @@ class FrameView(pg.GraphicsLayoutWidget):
         self.vb.addItem(self.image)
         self.text = pg.TextItem("", color="#e8eaed", anchor=(0, 0), fill=pg.mkBrush(0, 0, 0, 140))
         self.text.setZValue(100)
+        self.text.setVisible(False)  # an empty caption would still draw its dark box
         self.vb.addItem(self.text, ignoreBounds=True)
         self._shape: tuple[int, ...] | None = None
         self.window_override: tuple[float, float] | None = None
@@ -80,6 +86,58 @@ class FrameView(pg.GraphicsLayoutWidget):
         self.placeholder.setPos(320, 136)
         self.vb.setRange(QRectF(0, 0, 640, 272), padding=0)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setMouseTracking(True)
+
+    # --- zoom ------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Show the whole frame, as large as the view allows (View ▸ Fit to window)."""
+        if self._shape is not None:
+            h, w = self._shape
+            self.vb.setRange(QRectF(0, 0, w, h), padding=0)
+
+    def new_source(self) -> None:
+        """A new source: its first frame is fitted to the window, whatever the zoom was."""
+        self._shape = None
+
+    def zoom(self) -> float:
+        """Screen pixels per frame pixel now."""
+        (x0, x1), _ = self.vb.viewRange()
+        return self.vb.width() / max(x1 - x0, 1e-9)
+
+    def _update_limits(self) -> None:
+        """Wheel zoom between the whole frame with a margin and MAX_ZOOM screen px per frame px."""
+        if getattr(self, "_shape", None) is None:  # (also: a resize during construction)
+            return
+        h, w = self._shape
+        vw, vh = max(self.vb.width(), 1.0), max(self.vb.height(), 1.0)
+        fit_w = max(w, h * vw / vh)  # the x range that shows the whole frame at this aspect
+        self.vb.setLimits(minXRange=vw / MAX_ZOOM, maxXRange=fit_w * FIT_MARGIN,
+                          minYRange=vh / MAX_ZOOM, maxYRange=fit_w * FIT_MARGIN * vh / vw)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._update_limits()
+
+    def mouseDoubleClickEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.fit()
+            return
+        super().mouseDoubleClickEvent(ev)
+
+    def mouseMoveEvent(self, ev) -> None:
+        super().mouseMoveEvent(ev)
+        # every move (the scene's sigMouseMoved skips some: the readout would lag the cursor)
+        scene_pos = self.mapToScene(ev.position().toPoint())
+        if self._shape is None or not self.vb.sceneBoundingRect().contains(scene_pos):
+            self.pointerLeft.emit()
+            return
+        p = self.vb.mapSceneToView(QPointF(scene_pos))
+        self.pointerMoved.emit(p.x(), p.y())
+
+    def leaveEvent(self, ev) -> None:
+        super().leaveEvent(ev)
+        self.pointerLeft.emit()
 
     # --- display window ------------------------------------------------------------------
     def current_window(self) -> tuple[float, float]:
@@ -148,11 +206,14 @@ class FrameView(pg.GraphicsLayoutWidget):
             self.image.setImage(p, autoLevels=False, levels=levels)
         if self._shape != p.shape[:2]:
             self._shape = p.shape[:2]
-            self.vb.setRange(QRectF(0, 0, p.shape[1], p.shape[0]), padding=0)
+            self.vb.setLimits(minXRange=None, maxXRange=None, minYRange=None, maxYRange=None)
+            self.fit()
+            self._update_limits()
 
     def set_caption(self, text: str) -> None:
         self.text.setText(text)
         self.text.setPos(0, 0)
+        self.text.setVisible(bool(text))
 
     def caption_from(self, md: dict) -> None:
         """A DICOM frame's caption: modality, series, the window in use, pixel spacing, slice

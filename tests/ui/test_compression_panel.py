@@ -94,7 +94,7 @@ def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
     assert list(panel.psnr_curves) == ["neural", "h264", "h265"]
     for m, c in panel.psnr_curves.items():
         x, y = c.getData()
-        assert list(x) == list(range(N)) and np.allclose(y, report.per_frame(m, "psnr"))
+        assert list(x) == list(range(1, N + 1)) and np.allclose(y, report.per_frame(m, "psnr"))  # frames from 1
         assert np.all((y > 20) & (y < 80))
     assert all(len(c.getData()[0]) == N for c in panel.ssim_curves.values())
     assert panel.table.rowCount() == len(report.methods) == 7
@@ -107,7 +107,7 @@ def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
     np.testing.assert_array_equal(panel.images["h264"].image, report.frame_rgb("h264", 0))
     # moving the player moves the plot line
     show(panel, 6)
-    assert [ln.value() for ln in panel.lines] == [6, 6]
+    assert [ln.value() for ln in panel.lines] == [7, 7]  # the plots count frames from 1, as the player
     # clicking a worst frame seeks there
     worst = report.worst("h265", 5)[0][0]
     items = [panel.worst_list.item(i) for i in range(panel.worst_list.count())]
@@ -116,7 +116,7 @@ def test_report_fills_plots_table_rd_and_worst_frames(qtbot, panel, report):
         panel.worst_list.itemClicked.emit(items[start + 1])
     assert sig.args == [worst]
     with qtbot.waitSignal(panel.seekRequested) as sig:
-        panel.seek_plot(3.4)
+        panel.seek_plot(4.4)  # frame number 4 (from 1) is index 3
     assert sig.args == [3]
 
 
@@ -211,7 +211,7 @@ def test_window_live_view_report_seek_and_split(qtbot, model, targets):
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     win.seek_to(4)
     qtbot.waitUntil(lambda: shown[-1].frame.index == 4, timeout=10000)
-    qtbot.waitUntil(lambda: panel.index == 4 and "frame 4:" in panel.live_label.text(), timeout=30000)
+    qtbot.waitUntil(lambda: panel.index == 4 and "frame 5:" in panel.live_label.text(), timeout=30000)  # from 1
     np.testing.assert_array_equal(panel.images["original"].image, targets[4])
     np.testing.assert_array_equal(panel.images["neural"].image, model[1][4])
     expected = yuv_psnr(targets[4], model[1][4])
@@ -225,13 +225,16 @@ def test_window_live_view_report_seek_and_split(qtbot, model, targets):
         assert len(c.getData()[0]) == N
     # the player moves the plot line
     win.seek_to(9)
-    qtbot.waitUntil(lambda: [ln.value() for ln in panel.lines] == [9, 9], timeout=10000)
+    qtbot.waitUntil(lambda: [ln.value() for ln in panel.lines] == [10, 10], timeout=10000)  # x from 1
     # a worst frame seeks the player there
     items = [panel.worst_list.item(i) for i in range(panel.worst_list.count())]
     target = next(it for it in items if it.data(256) is not None and it.data(256) != 9)
     panel.worst_list.itemClicked.emit(target)
     qtbot.waitUntil(lambda: shown[-1].frame.index == target.data(256), timeout=10000)
-    qtbot.waitUntil(lambda: panel.lines[0].value() == target.data(256), timeout=10000)
+    qtbot.waitUntil(lambda: panel.lines[0].value() == target.data(256) + 1, timeout=10000)
+    # ... and lands on the frame it names: "frame 7" in the list is "frame 7 / N" in the player
+    named = target.text().split()[1]
+    assert win.pos_label.text().startswith(f"frame {named} / ")
     # split: left the original, right H.265, in the grabbed panel too
     i = target.data(256)
     panel.set_split("original", "h265", x=44)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.anomaly import AnomalyResult
-from loupe.ui.panels.base import OverlayOnly, big_label, opacity_slider, titled_layout
+from loupe.ui.panels.base import OverlayOnly, big_label, opacity_slider, titled_layout, value_under
 from loupe.ui.panels.density import heat_lut
 
 
@@ -128,6 +128,11 @@ class AnomalyPanel(OverlayOnly, QWidget):
         from loupe.inference.preprocess import display_rgb
 
         self.show_result(result, display_rgb(frame), frame.index, slow)
+
+    def value_at(self, x: float, y: float) -> str | None:
+        """The prediction error under frame pixel (x, y) in the last result (the status bar's readout)."""
+        v = value_under(self.overlay, None if self.last is None else self.last.error, x, y)
+        return None if v is None else f"error {float(v):.4g}"
 
     def reset_series(self) -> None:
         self.clear_history()

@@ -53,6 +53,10 @@ class Panel(Protocol):
         return when it has stopped. A panel that starts none does nothing."""
         ...
 
+    # Optional: ``value_at(x, y) -> str | None``, what the last shown result says at frame pixel
+    # (x, y) (a class name, a density, a code), for the status bar's readout under the cursor;
+    # None where it says nothing. The window calls it only on panels that have it.
+
 
 class PanelHost(Protocol):
     """What a panel factory may use of the window (``MainWindow`` provides it)."""
@@ -116,6 +120,23 @@ class OverlayOnly:
 
     def shutdown(self) -> None:
         """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
+
+def value_under(item: Any, arr: Any, x: float, y: float) -> Any:
+    """The element of ``arr`` (a map the size of the image ``item`` shows, or another size covering
+    the same area) under frame point (x, y), or None outside it or with nothing shown."""
+    import math
+
+    from PySide6.QtCore import QPointF
+
+    if arr is None or item is None or getattr(item, "image", None) is None:
+        return None
+    p = item.mapFromParent(QPointF(x, y))  # parent: the view box's frame coordinates
+    ih, iw = item.image.shape[:2]
+    r, c = math.floor(p.y() / ih * arr.shape[0]), math.floor(p.x() / iw * arr.shape[1])
+    if 0 <= r < arr.shape[0] and 0 <= c < arr.shape[1]:
+        return arr[r, c]
+    return None
 
 
 def big_label(lay: Any, text: str, px: int) -> Any:

@@ -55,7 +55,8 @@ class CodebookPanel(QWidget):
                  parent=None) -> None:
         """``levels``: (name, codebook_size, k) per level, as the card lists them."""
         super().__init__(parent)
-        self.setMinimumWidth(380)
+        self.setMinimumWidth(320)
+        self.setProperty("dock_width", 420)
         self.levels = [(str(n), int(s), int(k)) for n, s, k in levels]
         self.usage = CodebookUsage({n: s for n, s, _k in self.levels})
         self.level = self.levels[0][0]
@@ -169,6 +170,12 @@ class CodebookPanel(QWidget):
 
     def refresh_slow(self, result: CodebookResult, frame) -> None:
         self.refresh()
+
+    def value_at(self, x: float, y: float) -> str | None:
+        """The code(s) of the level shown under frame pixel (x, y) (the status bar's readout)."""
+        lv = self.current()
+        hit = None if lv is None else lv.codes_at(x, y)
+        return None if hit is None else f"{lv.name} code " + ", ".join(str(k) for k in hit[2])
 
     def reset_series(self) -> None:
         """A new source: the session's usage starts again."""

@@ -312,13 +312,13 @@ class CompressionPanel(QWidget):
     def refresh(self) -> None:
         r = self.last
         if r is not None and r.message:
-            self.live_label.setText(f"frame {self.index}: {r.message}")
+            self.live_label.setText(f"frame {self.index + 1}: {r.message}")
         elif r is not None:
             bpp = r.bpp if r.bpp is not None else self.output.get("bpp")
             txt = f"PSNR {fmt(r.psnr)} dB   SSIM {fmt(r.ssim, 4)}   {fmt(bpp, 3)} bpp"
             if r.psnr_rgb is not None:
                 txt += f"   (RGB PSNR {fmt(r.psnr_rgb)} dB)"
-            self.live_label.setText(f"frame {self.index}:  {txt}")
+            self.live_label.setText(f"frame {self.index + 1}:  {txt}")
         self.tabs.set_index(self.index)
         self.refresh_frames()
 
@@ -510,7 +510,7 @@ class CompressionPanel(QWidget):
         self.refresh()
 
     def seek_plot(self, x: float) -> None:
-        """A click on a plot at frame ``x``: go to the nearest measured frame."""
+        """A click on a plot at frame number ``x`` (from 1): go to the nearest measured frame."""
         self.tabs.seek_plot(x)
 
     def export_csv(self, path: str) -> None:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.density import DensityResult
-from loupe.ui.panels.base import big_label, opacity_slider, titled_layout
+from loupe.ui.panels.base import big_label, opacity_slider, titled_layout, value_under
 
 
 def heat_lut(name: str = "inferno") -> np.ndarray:
@@ -103,6 +103,11 @@ class DensityPanel(QWidget):
 
     def update_from(self, result: DensityResult, frame, slow: bool) -> None:
         self.show_result(result, (frame.height, frame.width), frame.index, slow)
+
+    def value_at(self, x: float, y: float) -> str | None:
+        """The density under frame pixel (x, y) in the last result (the status bar's readout)."""
+        v = value_under(self.overlay, None if self.last is None else self.last.density, x, y)
+        return None if v is None else f"density {float(v):.3g}"
 
     def reset_series(self) -> None:
         self.clear_history()

@@ -115,8 +115,9 @@ class ReportTabs(QTabWidget):
             return
         for m in v.methods:
             pen = pg.mkPen(method_color(m), width=1.5)
-            self.psnr_curves[m] = self.psnr_plot.plot(v.index, v.per_frame(m, "psnr"), pen=pen, name=v.label(m))
-            self.ssim_curves[m] = self.ssim_plot.plot(v.index, v.per_frame(m, "ssim"), pen=pen)
+            # x: frame numbers as the player shows them (from 1)
+            self.psnr_curves[m] = self.psnr_plot.plot(v.index + 1, v.per_frame(m, "psnr"), pen=pen, name=v.label(m))
+            self.ssim_curves[m] = self.ssim_plot.plot(v.index + 1, v.per_frame(m, "ssim"), pen=pen)
         # pooled figures: at the neural bits, then the codecs at the other sizes
         self.table.setRowCount(len(v.all_methods))
         for r, m in enumerate(v.all_methods):
@@ -152,7 +153,7 @@ class ReportTabs(QTabWidget):
             head.setForeground(QColor(method_color(m)))
             self.worst_list.addItem(head)
             for idx, val in v.worst(m, 5):
-                it = QListWidgetItem(f"    frame {idx}   {fmt(val)} dB")
+                it = QListWidgetItem(f"    frame {idx + 1}   {fmt(val)} dB")  # from 1, as the player shows
                 it.setData(Qt.ItemDataRole.UserRole, idx)
                 self.worst_list.addItem(it)
         self.summary.setText(
@@ -160,8 +161,9 @@ class ReportTabs(QTabWidget):
             f"YUV 4:2:0 PSNR/SSIM as FFmpeg; codecs at the neural bits (built in {v.report.seconds:.0f} s)")
 
     def set_index(self, index: int) -> None:
+        """The line at the frame shown (``index`` 0-based; the plots' x counts from 1)."""
         for line in self.lines:
-            line.setValue(index)
+            line.setValue(index + 1)
 
     def _on_plot_click(self, ev) -> None:
         if ev.button() != Qt.MouseButton.LeftButton or self.view is None:
@@ -172,10 +174,10 @@ class ReportTabs(QTabWidget):
                 return
 
     def seek_plot(self, x: float) -> None:
-        """A click on a plot at frame ``x``: go to the nearest measured frame."""
+        """A click on a plot at frame number ``x`` (from 1): go to the nearest measured frame."""
         if self.view is None or self.view.index.size == 0:
             return
-        k = int(np.argmin(np.abs(self.view.index - x)))
+        k = int(np.argmin(np.abs(self.view.index + 1 - x)))
         self.seekRequested.emit(int(self.view.index[k]))
 
     def _on_worst(self, item: QListWidgetItem) -> None:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from loupe.ui import settings as keys
-from loupe.ui.panels.base import opacity_slider, titled_layout
+from loupe.ui.panels.base import opacity_slider, titled_layout, value_under
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -130,6 +130,11 @@ class SegmentationPanel(QWidget):
             self.overlay.resetTransform()
         if update_legend:
             self.update_legend(result)
+
+    def value_at(self, x: float, y: float) -> str | None:
+        """The class under frame pixel (x, y) in the last result (the status bar's readout)."""
+        k = value_under(self.overlay, None if self.last is None else self.last.class_map, x, y)
+        return self.labels[int(k)] if k is not None and int(k) < len(self.labels) else None
 
     def reset_series(self) -> None:
         """A new source: forget the per-slice areas behind the volume column."""
