@@ -167,3 +167,26 @@ def test_readout_on_ct_says_hu_and_mm(qtbot, win):
     hu = float(frame.pixels[30, 40])
     assert f"{hu:.0f} HU" in text
     assert f"({40.5 * float(ps[1]):.1f}, {30.5 * float(ps[0]):.1f} mm)" in text
+
+
+def test_plots_and_lists_in_panels_count_frames_from_1(qtbot):
+    from loupe.tasks.anomaly import AnomalyResult
+    from loupe.ui.panels.anomaly import AnomalyPanel
+    from loupe.ui.panels.density import DensityPanel
+
+    for panel in (DensityPanel("d", display_max=1.0), AnomalyPanel("a", threshold=0.5)):
+        qtbot.addWidget(panel)
+        axis = panel.plot.getAxis("bottom")
+        # the data stay frame indices; the labels are the frame numbers the player shows
+        ticks = axis.tickValues(0, 119, 400)
+        positions = [v for _sp, vals in ticks for v in vals]
+        labels = axis.tickStrings(positions, 1, ticks[0][0])
+        assert "1" not in labels or positions[labels.index("1")] == 0
+        assert all(int(lab) == round(pos) + 1 for pos, lab in zip(positions, labels))
+        assert any(int(lab) % 10 == 0 for lab in labels)  # round numbers in the labels
+    # a flagged span is named by the frames the player shows
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    err = np.zeros((8, 8), np.float32)
+    for i, score in enumerate([0.1, 0.9, 0.9, 0.1]):
+        panel.show_result(AnomalyResult(30.0, score, score >= 0.5, err, rgb, 0.5), rgb, i)
+    assert panel.spans.item(0).text() == "frames 2–3" and panel.spans.item(0).data(256) == 1

@@ -18,7 +18,14 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.anomaly import AnomalyResult
-from loupe.ui.panels.base import OverlayOnly, big_label, opacity_slider, titled_layout, value_under
+from loupe.ui.panels.base import (
+    OverlayOnly,
+    big_label,
+    frame_axis,
+    opacity_slider,
+    titled_layout,
+    value_under,
+)
 from loupe.ui.panels.density import heat_lut
 
 
@@ -65,7 +72,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
         form.addRow("Error opacity", self.opacity)
         lay.addLayout(form)
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
         self.plot.setLabel("bottom", "frame")
         self.plot.setLabel("left", "anomaly")
         self.plot.setYRange(0, 1.05)
@@ -154,7 +161,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
         self.scores.append(np.nan if result.score is None else result.score)
         self.psnrs.append(np.nan if result.psnr is None else result.psnr)
         if result.score is None:
-            self.score_label.setText(f"filling history (frame {index})")
+            self.score_label.setText(f"filling history (frame {index + 1})")
             self.overlay.clear()
             return
         flag = "  FLAGGED" if result.flagged else ""
@@ -181,7 +188,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
             reg.setZValue(-20)
             self.plot.addItem(reg)
             self._regions.append(reg)
-            it = QListWidgetItem(f"frames {a}–{b}")
+            it = QListWidgetItem(f"frames {a + 1}–{b + 1}")  # from 1, as the player shows
             it.setData(Qt.ItemDataRole.UserRole, a)
             self.spans.addItem(it)
 

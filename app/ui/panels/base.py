@@ -139,6 +139,21 @@ def value_under(item: Any, arr: Any, x: float, y: float) -> Any:
     return None
 
 
+def frame_axis(orientation: str = "bottom") -> Any:
+    """A plot axis over 0-based frame indices labelled with frame numbers from 1, as the player
+    shows them ("frame 7 / 120" is index 6); the data and clicks stay in indices."""
+    import pyqtgraph as pg
+
+    class FrameAxis(pg.AxisItem):
+        def tickValues(self, minVal, maxVal, size):  # round numbers in the labels, not the indices
+            return [(sp, [v - 1 for v in vals]) for sp, vals in super().tickValues(minVal + 1, maxVal + 1, size)]
+
+        def tickStrings(self, values, scale, spacing):
+            return super().tickStrings([v + 1 for v in values], scale, spacing)
+
+    return FrameAxis(orientation)
+
+
 def big_label(lay: Any, text: str, px: int) -> Any:
     """A large figure (score, count) added under the title."""
     from PySide6.QtWidgets import QLabel

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.density import DensityResult
-from loupe.ui.panels.base import big_label, opacity_slider, titled_layout, value_under
+from loupe.ui.panels.base import big_label, frame_axis, opacity_slider, titled_layout, value_under
 
 
 def heat_lut(name: str = "inferno") -> np.ndarray:
@@ -68,7 +68,7 @@ class DensityPanel(QWidget):
         self.roi_btn.toggled.connect(self._toggle_roi)
         row.addWidget(self.roi_btn)
         lay.addLayout(row)
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
         self.plot.setLabel("bottom", "frame")
         self.plot.setLabel("left", "count")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
