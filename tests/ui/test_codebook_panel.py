@@ -313,7 +313,8 @@ def test_demo_codebook_from_the_demo_menu(qtbot, win):
     if not resource_path("demo_codebook.onnx").is_file():
         pytest.skip("the demo codebook model is not built")
     demos = next(a.menu() for a in win.menuBar().actions()[0].menu().actions() if a.text() == "&Demo models")
-    action = next(a for a in demos.actions() if a.text() == "codebook")
+    entry = next(a.menu() for a in demos.actions() if a.text().split(" — ")[0] == "codebook")
+    action = next(a for a in entry.actions() if a.text() == "Load the model")
     shown = collect(win)
     with qtbot.waitSignal(win.modelLoaded, timeout=10000):
         action.trigger()
