@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -28,6 +27,7 @@ from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
 from loupe.ui.model_info import ModelInfo
+from loupe.ui.panel_dock import panel_dock
 from loupe.ui.panels.factory import broken_plugins, make_panel
 from loupe.ui.panels.segmentation import SegmentationPanel
 from loupe.ui.recent import RecentFiles
@@ -108,13 +108,9 @@ class MainWindow(QMainWindow):
         t.cameraClicked.connect(self._on_camera_button)
         self.setCentralWidget(central)
 
-        self.panel_tabs = QTabWidget()
+        self.panel_dock, self.panel_tabs = panel_dock(self)  # panels scroll; the dock fits the shown one
         self.panel_tabs.setTabsClosable(True)  # the close button removes that tab's model
         self.panel_tabs.tabCloseRequested.connect(self._close_panel_tab)
-        self.panel_dock = QDockWidget("Panels", self)
-        self.panel_dock.setObjectName("panels")
-        self.panel_dock.setWidget(self.panel_tabs)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel_dock)
         self.info = ModelInfo()  # the card of the selected tab's model
         self.panel_tabs.currentChanged.connect(self._update_info)
         self.info_dock = QDockWidget("Model", self)

@@ -26,6 +26,8 @@ from loupe.ui.panels.base import (
     titled_layout,
     value_under,
 )
+from loupe.ui.panels.big_view import BigView
+from loupe.ui.panels.colourbar import ColourBar
 from loupe.ui.panels.density import heat_lut
 
 
@@ -71,6 +73,8 @@ class AnomalyPanel(OverlayOnly, QWidget):
         self.opacity = opacity_slider(self.overlay, 60)
         form.addRow("Error opacity", self.opacity)
         lay.addLayout(form)
+        self.colour_bar = ColourBar(heat_lut("viridis"), "squared error (RGB 0–1)", 0.0, error_max)
+        lay.addWidget(self.colour_bar)
 
         self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
         self.plot.setLabel("bottom", "frame")
@@ -82,7 +86,8 @@ class AnomalyPanel(OverlayOnly, QWidget):
         self.plot.setClipToView(True)
         self.curve = self.plot.plot(pen=pg.mkPen("#d84315", width=2))
         self.line = pg.InfiniteLine(self.threshold, angle=0, movable=True, pen=pg.mkPen("#6a1b9a", width=2),
-                                    label="threshold {value:.2f}", labelOpts={"position": 0.1, "color": "#6a1b9a"})
+                                    label="threshold {value:.2f}", labelOpts={"position": 0.8, "color": "#6a1b9a",
+                                                                               "fill": pg.mkBrush(255, 255, 255, 200)})
         self.line.setBounds((0.0, 1.0))
         self.line.sigPositionChangeFinished.connect(self._on_threshold)
         self.plot.addItem(self.line)
@@ -121,6 +126,40 @@ class AnomalyPanel(OverlayOnly, QWidget):
         self.real_vb.addItem(pg.TextItem("real", color="w", fill=pg.mkBrush(0, 0, 0, 150)))
         self.pred_vb.addItem(pg.TextItem("predicted", color="w", fill=pg.mkBrush(0, 0, 0, 150)))
         lay.addWidget(pv)
+        self.big = BigView("Show the real frame and the prediction side by side in the main view")
+        self.big.set_captions([("real", 0.0, 0.0), ("predicted", 0.5, 0.0)])
+        self.big.button.toggled.connect(lambda _on: self._show_big())
+        lay.addWidget(self.big.button)
+        self._pair: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def attach(self, view_box) -> None:
+        super().attach(view_box)
+        self.big.attach(view_box)
+
+    def detach(self) -> None:
+        super().detach()
+        self.big.detach()
+
+    def _show_pair(self, frame_rgb: np.ndarray, predicted: np.ndarray | None) -> None:
+        self.real_img.setImage(frame_rgb, autoLevels=False, levels=(0, 255))
+        if predicted is not None:
+            self.pred_img.setImage(predicted, autoLevels=False, levels=(0, 255))
+        self._pair = (frame_rgb, predicted)
+        self._show_big()
+
+    def _show_big(self) -> None:
+        """The real/predicted pair over the main view while "Show in main view" is down."""
+        if self._pair is None:
+            return
+        real, pred = self._pair
+        real = real[..., :3]
+        if pred is None:
+            pred = np.zeros_like(real)
+        elif pred.shape[:2] != real.shape[:2]:
+            import cv2
+
+            pred = cv2.resize(pred, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_AREA)
+        self.big.show(np.concatenate([real, pred[..., :3]], axis=1), real.shape[:2])
 
     # --- view of a result ------------------------------------------------------------------
     def refresh_slow(self, result: AnomalyResult, frame) -> None:
@@ -128,8 +167,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
 
         self.refresh()
         if result.predicted is not None:
-            self.real_img.setImage(display_rgb(frame), autoLevels=False, levels=(0, 255))
-            self.pred_img.setImage(result.predicted, autoLevels=False, levels=(0, 255))
+            self._show_pair(display_rgb(frame), result.predicted)
 
     def update_from(self, result: AnomalyResult, frame, slow: bool) -> None:
         from loupe.inference.preprocess import display_rgb
@@ -171,8 +209,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
         self.overlay.setRect(QRectF(0, 0, w, h))
         if update_plot:
             self.refresh()
-            self.real_img.setImage(frame_rgb, autoLevels=False, levels=(0, 255))
-            self.pred_img.setImage(result.predicted, autoLevels=False, levels=(0, 255))
+            self._show_pair(frame_rgb, result.predicted)
 
     def refresh(self) -> None:
         f = np.asarray(self.frames)

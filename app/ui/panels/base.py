@@ -162,3 +162,17 @@ def big_label(lay: Any, text: str, px: int) -> Any:
     label.setStyleSheet(f"font-size: {px}px")
     lay.addWidget(label)
     return label
+
+
+def swatch(rgb: Any, px: int = 14) -> Any:
+    """A ``px``-square colour swatch with a mid-grey border, so a near-white or near-black class
+    still shows on a white or dark legend."""
+    from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+
+    pm = QPixmap(px, px)
+    pm.fill(QColor(*[int(v) for v in rgb[:3]]))
+    p = QPainter(pm)
+    p.setPen(QPen(QColor(110, 110, 110), 1))
+    p.drawRect(0, 0, px - 1, px - 1)
+    p.end()
+    return pm

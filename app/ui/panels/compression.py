@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from loupe.base.progress import Cancelled, Progress
 from loupe.ui.job import Job
+from loupe.ui.panels.big_view import BigView, mosaic
 from loupe.ui.panels.density import heat_lut
 from loupe.ui.panels.report_tabs import ReportTabs
 from loupe.ui.panels.report_view import (
@@ -76,6 +77,7 @@ class CompressionPanel(QWidget):
                  clip: Callable[[], str] | None = None, build_report: Callable | None = None,
                  parent=None) -> None:
         super().__init__(parent)
+        self.setProperty("dock_width", 640)  # room for the four streams and the report's table
         self.output = dict(output or {})
         self.model_path = model_path
         self._clip = clip or (lambda: "")
@@ -100,6 +102,7 @@ class CompressionPanel(QWidget):
         lay.setSpacing(4)
         self.live_label = QLabel("PSNR —   SSIM —   bpp —")
         self.live_label.setStyleSheet("font-size: 15px")
+        self.live_label.setWordWrap(True)  # a narrow dock wraps the figures instead of cutting them
         self.live_label.setToolTip("This frame: PSNR and SSIM on the YUV 4:2:0 planes as FFmpeg computes them; "
                                    "bpp of the entropy-coded representation (decoder included); RGB PSNR: 8-bit RGB")
         lay.addWidget(QLabel(f"<b>{title or 'Compression'}</b>"))
@@ -124,13 +127,19 @@ class CompressionPanel(QWidget):
         self.error_box = QCheckBox("Error on frame")
         self.error_box.setToolTip("The neural reconstruction's absolute error over the frame view")
         self.error_box.toggled.connect(self._toggle_error)
+        self.big = BigView("Show the four streams (or the split view) in the main view; the plots stay here")
+        self.big.button.toggled.connect(lambda _on: self._show_big())
         row.addWidget(self.compare_btn)
         row.addWidget(self.cancel_btn)
-        row.addWidget(self.mode_box)
-        row.addWidget(self.error_box)
         row.addStretch(1)
         row.addWidget(self.csv_btn)
         lay.addLayout(row)
+        row2 = QHBoxLayout()  # a second row: the first fits a narrow dock
+        row2.addWidget(self.mode_box)
+        row2.addWidget(self.error_box)
+        row2.addWidget(self.big.button)
+        row2.addStretch(1)
+        lay.addLayout(row2)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -258,11 +267,13 @@ class CompressionPanel(QWidget):
     def attach(self, view_box: pg.ViewBox) -> None:
         self._view_box = view_box
         view_box.addItem(self.overlay)
+        self.big.attach(view_box)
 
     def detach(self) -> None:
         self.shutdown()
         if self._view_box is not None:
             self._view_box.removeItem(self.overlay)
+        self.big.detach()
 
     def shutdown(self) -> None:
         """Stop a report being built (window closing or model removed)."""
@@ -350,6 +361,20 @@ class CompressionPanel(QWidget):
                 self._caption(s)
         else:
             self._compose_split()
+        self._show_big()
+
+    def _show_big(self) -> None:
+        """The four streams (2 x 2) or the split view over the main view while its button is down."""
+        if not self.big.active:
+            return
+        if self.mode_box.currentIndex() == 0:
+            self.big.set_captions([(self.captions[s].toPlainText().replace("\n", "  "), (i % 2) / 2, (i // 2) / 2)
+                                   for i, s in enumerate(STREAMS)])
+            img = mosaic([self.stream_frame(s) for s in STREAMS])
+        else:
+            self.big.set_captions([(STREAM_NAMES[self.left_box.currentData()], 0.0, 0.0)])
+            img = self.split_composed
+        self.big.show(img, self._frame_hw or (None if img is None else img.shape[:2]))
 
     def _caption(self, s: str) -> None:
         text = STREAM_NAMES[s]
@@ -359,9 +384,9 @@ class CompressionPanel(QWidget):
                 psnr = self.view.per_frame(m, "psnr")
                 k = np.nonzero(self.view.index == self.index)[0]
                 if k.size:
-                    text += f"  {fmt(psnr[k[0]])} dB"
+                    text += f"\n{fmt(psnr[k[0]])} dB"  # a second line: a narrow frame cuts no caption
         elif s == "neural" and self.last is not None:
-            text += f"  {fmt(self.last.psnr)} dB"
+            text += f"\n{fmt(self.last.psnr)} dB"
         self.captions[s].setText(text)
 
     def _compose_split(self) -> None:

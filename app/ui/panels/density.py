@@ -1,5 +1,7 @@
-"""Density panel: heatmap over the frame with a fixed colour range, the count on the frame and
-over time, and a region of interest with its own count. A thin view over ``DensityResult``."""
+"""Density panel: heatmap over the frame (colour bar beside; its range from the clip's robust
+maximum, capped by the card's, unless the user sets one), the count on the frame and over time
+(kept across seeks, cleared for a new source), and a region of interest with its own count. A thin
+view over ``DensityResult``."""
 
 from __future__ import annotations
 
@@ -17,14 +19,25 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.density import DensityResult
 from loupe.ui.panels.base import big_label, frame_axis, opacity_slider, titled_layout, value_under
+from loupe.ui.panels.colourbar import ColourBar
 
 
 def heat_lut(name: str = "inferno") -> np.ndarray:
-    """256 x 4 RGBA: the colour map with alpha rising from 0, so empty areas stay clear."""
+    """256 x 4 RGBA: the colour map without its darkest quarter (black vanishes on a dark frame),
+    alpha rising from 0 with the square root of the value, so empty areas stay clear and a low
+    value already shows."""
     cmap = pg.colormap.get(name)
-    lut = cmap.getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
-    lut[:, 3] = np.clip(np.linspace(0, 255 * 4, 256), 0, 255).astype(np.uint8)
+    lut = cmap.getLookupTable(0.25, 1.0, 256, alpha=True).astype(np.uint8)
+    lut[:, 3] = np.clip(np.sqrt(np.linspace(0.0, 1.0, 256)) * 255 * 1.15, 0, 255).astype(np.uint8)
     return lut
+
+
+def robust_max(values: np.ndarray) -> float:
+    """The 99th percentile of the positive values (0 when there are none): the top of what is
+    there, not one hot pixel."""
+    v = np.asarray(values, np.float32).ravel()
+    v = v[v > 0]
+    return float(np.percentile(v, 99)) if v.size else 0.0
 
 
 class DensityPanel(QWidget):
@@ -37,14 +50,15 @@ class DensityPanel(QWidget):
         super().__init__(parent)
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(heat_lut())
-        self.overlay.setOpacity(0.6)
+        self.overlay.setOpacity(0.75)
         self.count_text = pg.TextItem("", color="#ffffff", anchor=(1, 0), fill=pg.mkBrush(0, 0, 0, 160))
         self.count_text.setZValue(101)
         self.roi: pg.PolyLineROI | None = None
-        self.levels_max: float | None = display_max
-        self._frames: list[int] = []
-        self._counts: list[float] = []
-        self._roi_counts: list[float] = []
+        self.levels_max: float | None = None
+        self._card_max = display_max  # the card's top of range: a cap, never a floor
+        self._user_max: float | None = None  # set in the range box: wins
+        self._clip_max = 0.0  # robust maximum over this clip's maps so far
+        self._series: dict[int, tuple[float, float]] = {}  # frame -> (count, region count or nan)
         self._frame_hw: tuple[int, int] | None = None
         self.last: DensityResult | None = None
         self._view_box: pg.ViewBox | None = None
@@ -52,15 +66,18 @@ class DensityPanel(QWidget):
         lay = titled_layout(self, title or "Density")
         self.count_label = big_label(lay, "count —", 20)
         form = QFormLayout()
-        self.opacity = opacity_slider(self.overlay, 60, self.settingsChanged.emit)
+        self.opacity = opacity_slider(self.overlay, 75, self.settingsChanged.emit)
         form.addRow("Opacity", self.opacity)
         self.range_box = QDoubleSpinBox()
         self.range_box.setDecimals(5)
         self.range_box.setRange(1e-6, 1e6)
-        self.range_box.setToolTip("Density drawn at the top of the colour range (fixed: frames stay comparable)")
+        self.range_box.setToolTip("Density drawn at the top of the colour range: the clip's robust maximum "
+                                  "so far (capped by the card's), or what you set here")
         self.range_box.valueChanged.connect(self._on_range)
         form.addRow("Colour range max", self.range_box)
         lay.addLayout(form)
+        self.colour_bar = ColourBar(heat_lut(), "count/px", 0.0, 1.0)
+        lay.addWidget(self.colour_bar)
         row = QHBoxLayout()
         self.roi_btn = QPushButton("Region of interest")
         self.roi_btn.setCheckable(True)
@@ -81,6 +98,10 @@ class DensityPanel(QWidget):
         lay.addWidget(self.plot, 1)
         if display_max:
             self._set_levels(display_max)
+
+    @property
+    def _frames(self) -> list[int]:
+        return sorted(self._series)
 
     def attach(self, view_box: pg.ViewBox) -> None:
         """Add the heatmap and count label to the frame view."""
@@ -114,8 +135,8 @@ class DensityPanel(QWidget):
 
     def show_result(self, result: DensityResult, frame_hw: tuple[int, int], index: int, update_plot: bool = True) -> None:
         self.last = result
-        if self.levels_max is None:
-            self._set_levels(result.display_max)
+        self._clip_max = max(self._clip_max, robust_max(result.density))
+        self._auto_levels(result.display_max)
         self._show_map(result.density)
         h, w = frame_hw
         self._frame_hw = frame_hw
@@ -126,30 +147,40 @@ class DensityPanel(QWidget):
         self.count_text.setText(txt)
         self.count_text.setPos(w, 0)
         self.count_label.setText(txt)
-        if self._frames and index <= self._frames[-1]:  # a seek back: start a new trace
-            self.clear_history()
-        self._frames.append(index)
-        self._counts.append(result.count)
-        self._roi_counts.append(np.nan if result.roi_count is None else result.roi_count)
+        # a seek back keeps the trace: the frame's value is replaced, the plot stays in frame order
+        self._series[index] = (result.count, np.nan if result.roi_count is None else result.roi_count)
         if update_plot:
             self.refresh_plot()
 
     def refresh_plot(self) -> None:
-        self.curve.setData(self._frames, self._counts)
-        if np.isfinite(np.asarray(self._roi_counts, np.float64)).any():
-            self.roi_curve.setData(self._frames, self._roi_counts, connect="finite")
+        frames = self._frames
+        values = np.array([self._series[f] for f in frames], np.float64).reshape(-1, 2)
+        self.curve.setData(frames, values[:, 0])
+        if np.isfinite(values[:, 1]).any():
+            self.roi_curve.setData(frames, values[:, 1], connect="finite")
 
     def clear_history(self) -> None:
-        self._frames.clear()
-        self._counts.clear()
-        self._roi_counts.clear()
+        """A new source: the trace and the clip's colour range start again."""
+        self._series.clear()
+        self._clip_max = 0.0
+        self.curve.setData([], [])
+        self.roi_curve.setData([], [])
 
     # --- controls --------------------------------------------------------------------------
+    def _auto_levels(self, task_max: float | None) -> None:
+        """Unless the user set a range: the clip's robust maximum, capped by the card's."""
+        if self._user_max is not None:
+            return
+        cands = [v for v in (self._card_max or task_max, self._clip_max) if v]
+        if cands and min(cands) != self.levels_max:
+            self._set_levels(min(cands))
+
     def _set_levels(self, vmax: float) -> None:
         self.levels_max = float(vmax)
         self.range_box.blockSignals(True)
         self.range_box.setValue(self.levels_max)
         self.range_box.blockSignals(False)
+        self.colour_bar.set_range(0.0, self.levels_max)
 
     def _show_map(self, density: np.ndarray) -> None:
         """The map as uint8 (0..range -> 0..255, two SIMD passes), so the item colours it
@@ -160,7 +191,8 @@ class DensityPanel(QWidget):
         self.overlay.setImage(u8, autoLevels=False, levels=(0, 255))
 
     def _on_range(self, v: float) -> None:
-        self.levels_max = float(v)
+        self.levels_max = self._user_max = float(v)
+        self.colour_bar.set_range(0.0, self.levels_max)
         if self.last is not None:
             self._show_map(self.last.density)
         self.settingsChanged.emit()

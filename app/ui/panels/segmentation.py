@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from loupe.ui import settings as keys
-from loupe.ui.panels.base import opacity_slider, titled_layout, value_under
+from loupe.ui.panels.base import opacity_slider, swatch, titled_layout, value_under
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -75,8 +74,7 @@ class SegmentationPanel(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         for k, lab in enumerate(self.labels):
-            pm = QPixmap(14, 14)
-            pm.fill(QColor(*[int(v) for v in self.palette[k]]))
+            pm = swatch(self.palette[k])
             it = QTableWidgetItem(pm, lab)
             it.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
             it.setCheckState(Qt.CheckState.Checked)
@@ -172,8 +170,9 @@ class SegmentationPanel(QWidget):
                 self.table.item(k, 3).setText(f"{v:.2f}")
             seen = len(self.slice_mm2)
             total = f" of {self.series_frames}" if self.series_frames else ""
+            noun = "slice" if (self.series_frames or seen) == 1 else "slices"
             self.hint.setText(
-                f"mL: volume over the {seen}{total} slices shown so far "
+                f"mL: volume over the {seen}{total} {noun} shown so far "
                 f"({self.slice_spacing_mm:g} mm apart). Tick a class to show or hide it."
             )
         self.table.blockSignals(False)

@@ -1,0 +1,158 @@
+"""Every panel laid out in the window's dock at 900x600 and at 1600x1000: no button, label,
+slider, combo box or table column narrower than it needs (unless a scroll area can scroll to it),
+tabs that fit, a dock that takes the shown panel's width and leaves the frame view the room."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractScrollArea,
+    QComboBox,
+    QLabel,
+    QSlider,
+    QTableWidget,
+    QWidget,
+)
+
+from loupe.base import registry
+from loupe.ui.main_window import MainWindow
+from loupe.ui.panel_dock import MAX_SHARE
+
+
+def _segmentation():
+    from loupe.ui.panels.segmentation import SegmentationPanel
+
+    labels = ("background", "liver", "kidney", "spleen", "a class with a long name")
+    palette = np.array([[0, 0, 0], [250, 250, 250], [200, 40, 40], [40, 200, 40], [40, 40, 200]], np.uint8)
+    return SegmentationPanel(labels, palette, "segmentation model")
+
+
+def _density():
+    from loupe.ui.panels.density import DensityPanel
+
+    return DensityPanel("density model", display_max=0.5)
+
+
+def _anomaly():
+    from loupe.ui.panels.anomaly import AnomalyPanel
+
+    return AnomalyPanel("anomaly model")
+
+
+def _codebook():
+    from loupe.ui.panels.codebook import CodebookPanel
+
+    return CodebookPanel([("top", 512, 1), ("bottom", 512, 1)], "codebook model", has_reconstruction=True)
+
+
+def _compression():
+    from loupe.ui.panels.compression import CompressionPanel
+
+    p = CompressionPanel("compression model")
+    p.live_label.setText("frame 120:  PSNR 32.47 dB   SSIM 0.9312   0.081 bpp   (RGB PSNR 31.50 dB)")
+    return p
+
+
+BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
+            "codebook": _codebook, "compression": _compression}
+
+
+def test_every_built_in_panel_is_laid_out_here():
+    have = {s.name for s in registry.all_specs() if s.builtin and s.has_panel}
+    assert have <= set(BUILDERS), f"add a builder for {sorted(have - set(BUILDERS))}"
+
+
+def _scrolls_to(w: QWidget) -> bool:
+    """``w`` sits in a scroll area that can scroll sideways (so its full width can be seen)."""
+    p = w.parentWidget()
+    while p is not None:
+        if isinstance(p, QAbstractScrollArea) and not isinstance(p, QTableWidget) and p.horizontalScrollBar().maximum() > 0:
+            return True
+        p = p.parentWidget()
+    return False
+
+
+def clipped(panel: QWidget) -> list[str]:
+    """The visible controls of ``panel`` narrower than their minimum size hint (and columns cut)."""
+    bad = []
+    for w in panel.findChildren(QWidget):
+        if not w.isVisibleTo(panel.window()) or _scrolls_to(w):
+            continue
+        if isinstance(w, (QAbstractButton, QLabel, QSlider, QComboBox)):
+            need = w.minimumSizeHint().width()
+            if isinstance(w, QSlider):
+                need = max(need, 60)  # a slider squeezed to a square cannot be dragged
+            if w.width() < need:
+                bad.append(f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}: {w.width()} < {need}")
+        if isinstance(w, QTableWidget):
+            head = w.horizontalHeader()
+            for c in range(w.columnCount()):
+                if w.isColumnHidden(c):
+                    continue
+                label = w.horizontalHeaderItem(c).text() if w.horizontalHeaderItem(c) else str(c)
+                need = max(w.sizeHintForColumn(c), head.sectionSizeHint(c))
+                if head.sectionSize(c) < need:
+                    bad.append(f"column {label!r}: {head.sectionSize(c)} < {need}")
+                if head.sectionViewportPosition(c) + head.sectionSize(c) > w.viewport().width() + 1 \
+                        and w.horizontalScrollBar().maximum() == 0:
+                    bad.append(f"column {label!r} runs past the table")
+    return bad
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow(ask_task=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("size", [(900, 600), (1600, 1000)])
+def test_every_panel_fits_the_window(qtbot, win, size):
+    win.resize(*size)
+    panels = {name: BUILDERS[name]() for name in BUILDERS}
+    for name, p in panels.items():
+        win.panel_tabs.addTab(p, f"{name} model")
+    qtbot.wait(50)
+    tabs = win.panel_tabs
+    # the tab bar holds every model's tab (no scroll arrows)
+    assert not tabs.usesScrollButtons() and tabs.tabBar().sizeHint().width() >= 0
+    assert tabs.tabBar().width() <= tabs.width()
+    widths = {}
+    for name, p in panels.items():
+        tabs.setCurrentWidget(p)
+        qtbot.wait(60)
+        assert tabs.currentWidget() is p
+        assert clipped(p) == [], f"{name} at {size[0]}x{size[1]}"
+        # the dock never takes the frame view's room
+        assert win.panel_dock.width() <= MAX_SHARE * win.width() + 2
+        assert win.view.width() >= (1 - MAX_SHARE) * win.width() - 40
+        widths[name] = win.panel_dock.width()
+    if size[0] >= 1600:  # room to spare: the dock goes back to a narrow panel's own width
+        assert widths["segmentation"] < widths["compression"]
+    assert tabs.indexOf(panels["density"]) == 1 and tabs.widget(1) is panels["density"]
+    tabs.removeTab(1)
+    assert tabs.count() == len(panels) - 1 and tabs.indexOf(panels["density"]) == -1
+
+
+def test_the_check_sees_a_cut_button_and_a_cut_column(qtbot):
+    from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTableWidgetItem
+
+    w = QWidget()
+    lay = QHBoxLayout(w)
+    b = QPushButton("Export CSV…")
+    b.setFixedWidth(30)
+    t = QTableWidget(1, 2)
+    t.setHorizontalHeaderLabels(["class", "area %"])
+    t.setItem(0, 0, QTableWidgetItem("a class with a long name"))
+    t.setColumnWidth(0, 20)
+    lay.addWidget(b)
+    lay.addWidget(t)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.wait(20)
+    bad = clipped(w)
+    assert any("Export CSV" in s for s in bad) and any("'class'" in s for s in bad), bad
