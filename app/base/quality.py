@@ -91,7 +91,7 @@ def yuv420_to_rgb(planes: Planes) -> np.ndarray:
     for dst, src in zip(frame.planes[:3], (y, u, v)):
         buf = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
         buf[: dst.height, : dst.width] = src
-    return frame.to_ndarray(format="rgb24", interpolation="BICUBIC")
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24", interpolation="BICUBIC"))  # PyAV >= 18.1.1: a view
 
 
 def _check_planes(ref: Sequence[np.ndarray], dist: Sequence[np.ndarray]) -> None:

@@ -320,7 +320,9 @@ class VideoSource(ReaderSource):
             raise unexpected_error(exc, f"Decoding {self.name} failed at frame {index}") from exc
 
     def _to_frame(self, av_frame: Any, index: int) -> Frame:
-        pixels = av_frame.to_ndarray(format="rgb24")
+        # PyAV 18.1.1 returns a view over the padded lines (to_ndarray no longer copies): one
+        # contiguous copy, as every consumer (OpenCV, ONNX feeds, QImage) expects
+        pixels = np.ascontiguousarray(av_frame.to_ndarray(format="rgb24"))
         rotation = int(getattr(av_frame, "rotation", 0) or 0)
         quarter_turns = round(rotation / 90) % 4
         if quarter_turns:

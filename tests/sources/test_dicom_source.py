@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -360,7 +359,7 @@ def test_missing_decoders_name_the_syntax_and_the_package() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [os.urandom(4096), b"", b"DICM" * 10, b"\x89PNG\r\n\x1a\n" + b"\0" * 100],
+    [np.random.default_rng(4096).bytes(4096), b"", b"DICM" * 10, b"\x89PNG\r\n\x1a\n" + b"\0" * 100],
     ids=["random", "empty", "short", "png"],
 )
 def test_not_dicom(tmp_path: Path, content: bytes) -> None:
@@ -443,7 +442,7 @@ def make_slices(
 def test_folder_sorted_by_slice_position(tmp_path: Path) -> None:
     make_slices(tmp_path, [30.0, 10.0, 20.0], [1, 3, 2], ["a.dcm", "b.dcm", "IM0003"])
     (tmp_path / "readme.txt").write_text("not dicom")
-    (tmp_path / "junk.dcm").write_bytes(os.urandom(300))
+    (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(300).bytes(300))
     assert is_dicom_file(tmp_path / "IM0003")
     assert {p.name for p in list_dicom_files(tmp_path)} == {"a.dcm", "b.dcm", "IM0003", "junk.dcm"}
     with DicomFolderSource(tmp_path) as source:
@@ -486,7 +485,7 @@ def test_folder_with_multiframe_files(tmp_path: Path) -> None:
 
 
 def test_folder_without_dicom_images(tmp_path: Path) -> None:
-    (tmp_path / "junk.dcm").write_bytes(os.urandom(300))
+    (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(300).bytes(300))
     shutil.copy(data_file("rtplan.dcm"), tmp_path / "plan.dcm")
     with pytest.raises(SourceError, match="No DICOM images"):
         DicomFolderSource(tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -129,11 +128,11 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="ONNX model"):
         open_source(model)
     junk = tmp_path / "junk.mp4"
-    junk.write_bytes(os.urandom(1000))
+    junk.write_bytes(np.random.default_rng(1000).bytes(1000))
     with pytest.raises(SourceError, match=r"junk\.mp4"):
         open_source(junk)
     bad_dicom = tmp_path / "bad.dcm"
-    bad_dicom.write_bytes(os.urandom(1000))
+    bad_dicom.write_bytes(np.random.default_rng(1000).bytes(1000))
     with pytest.raises(SourceError, match="not a DICOM file"):
         open_source(bad_dicom)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
@@ -167,7 +166,7 @@ def test_folder_is_not_a_video(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(os.urandom(20_000), "not a video file FFmpeg can read"), (b"", r"is empty \(0 bytes\)"),
+    [(np.random.default_rng(20_000).bytes(20_000), "not a video file FFmpeg can read"), (b"", r"is empty \(0 bytes\)"),
      (b"hello world\n" * 100, "is not a video: it is a text file")],
     ids=["random", "empty", "text"],
 )
