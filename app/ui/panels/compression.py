@@ -132,14 +132,13 @@ class CompressionPanel(QWidget):
         row.addWidget(self.compare_btn)
         row.addWidget(self.cancel_btn)
         row.addStretch(1)
-        row.addWidget(self.csv_btn)
         lay.addLayout(row)
-        row2 = QHBoxLayout()  # a second row: the first fits a narrow dock
-        row2.addWidget(self.mode_box)
-        row2.addWidget(self.error_box)
-        row2.addWidget(self.big.button)
-        row2.addStretch(1)
-        lay.addLayout(row2)
+        for widgets in ((self.mode_box, self.error_box), (self.big.button, self.csv_btn)):  # rows a narrow dock fits
+            more = QHBoxLayout()
+            for w in widgets:
+                more.addWidget(w)
+            more.addStretch(1)
+            lay.addLayout(more)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -219,6 +218,8 @@ class CompressionPanel(QWidget):
         self.frames_stack.setMinimumHeight(150)
 
         self.tabs = ReportTabs()
+        self.tabs.setUsesScrollButtons(False)  # a narrow dock: shorter, elided tab names, no arrows
+        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
         self.tabs.seekRequested.connect(self.seekRequested)
         t = self.tabs  # the panel's names for the tabs' widgets
         self.psnr_plot, self.ssim_plot, self.lines = t.psnr_plot, t.ssim_plot, t.lines
