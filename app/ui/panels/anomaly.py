@@ -113,6 +113,7 @@ class AnomalyPanel(OverlayOnly, QWidget):
         lay.addWidget(QLabel("Flagged spans (click to go there):"))
         self.spans = QListWidget()
         self.spans.setMaximumHeight(90)
+        self.spans.setMinimumHeight(60)  # a short window scrolls the panel rather than squash the list
         self.spans.itemClicked.connect(lambda it: self.seekRequested.emit(int(it.data(Qt.ItemDataRole.UserRole))))
         lay.addWidget(self.spans)
         pv = pg.GraphicsLayoutWidget()
