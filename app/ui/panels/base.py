@@ -85,6 +85,7 @@ def titled_layout(panel: Any, title: str) -> Any:
     lay.setContentsMargins(6, 6, 6, 6)
     head = QLabel(f"<b>{title}</b>")
     head.setTextFormat(Qt.TextFormat.RichText)
+    head.setWordWrap(True)  # a long model name wraps in a narrow dock
     lay.addWidget(head)
     return lay
 
