@@ -127,6 +127,8 @@ def test_every_panel_fits_the_window(qtbot, win, size):
         qtbot.wait(60)
         assert tabs.currentWidget() is p
         assert clipped(p) == [], f"{name} at {size[0]}x{size[1]}"
+        # and none needs to be scrolled sideways (up and down is fine)
+        assert tabs.scroll_area(p).horizontalScrollBar().maximum() == 0, f"{name} scrolls sideways"
         # the dock never takes the frame view's room
         assert win.panel_dock.width() <= MAX_SHARE * win.width() + 2
         assert win.view.width() >= (1 - MAX_SHARE) * win.width() - 40
