@@ -46,8 +46,14 @@ class DensityPanel(QWidget):
     roiChanged = Signal(object)  # polygon (N x 2 frame pixels) or None
     settingsChanged = Signal()
 
-    def __init__(self, title: str = "", display_max: float | None = None, parent=None) -> None:
+    def __init__(self, title: str = "", display_max: float | None = None, parent=None,
+                 count_scale: float = 1.0, stride: int = 1) -> None:
         super().__init__(parent)
+        # The map holds the model's raw values; what the panel shows (colour bar, range box,
+        # readout) is in counts per model output cell: raw x count_scale (0.01 for M-SegNet-style
+        # maps, whose bar would otherwise read 100x the people there).
+        self._scale = float(count_scale) if count_scale > 0 else 1.0
+        self.unit = "count/px" if stride <= 1 else f"count per {stride}×{stride} px"
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(heat_lut())
         self.overlay.setOpacity(0.75)
@@ -76,7 +82,7 @@ class DensityPanel(QWidget):
         self.range_box.valueChanged.connect(self._on_range)
         form.addRow("Colour range max", self.range_box)
         lay.addLayout(form)
-        self.colour_bar = ColourBar(heat_lut(), "count/px", 0.0, 1.0)
+        self.colour_bar = ColourBar(heat_lut(), self.unit, 0.0, 1.0)
         lay.addWidget(self.colour_bar)
         row = QHBoxLayout()
         self.roi_btn = QPushButton("Region of interest")
@@ -128,7 +134,7 @@ class DensityPanel(QWidget):
     def value_at(self, x: float, y: float) -> str | None:
         """The density under frame pixel (x, y) in the last result (the status bar's readout)."""
         v = value_under(self.overlay, None if self.last is None else self.last.density, x, y)
-        return None if v is None else f"density {float(v):.3g}"
+        return None if v is None else f"density {float(v) * self._scale:.3g} {self.unit}"
 
     def reset_series(self) -> None:
         self.clear_history()
@@ -178,9 +184,9 @@ class DensityPanel(QWidget):
     def _set_levels(self, vmax: float) -> None:
         self.levels_max = float(vmax)
         self.range_box.blockSignals(True)
-        self.range_box.setValue(self.levels_max)
+        self.range_box.setValue(self.levels_max * self._scale)
         self.range_box.blockSignals(False)
-        self.colour_bar.set_range(0.0, self.levels_max)
+        self.colour_bar.set_range(0.0, self.levels_max * self._scale)
 
     def _show_map(self, density: np.ndarray) -> None:
         """The map as uint8 (0..range -> 0..255, two SIMD passes), so the item colours it
@@ -190,9 +196,9 @@ class DensityPanel(QWidget):
         u8 = cv2.convertScaleAbs(cv2.max(d, 0.0), alpha=255.0 / vmax)
         self.overlay.setImage(u8, autoLevels=False, levels=(0, 255))
 
-    def _on_range(self, v: float) -> None:
-        self.levels_max = self._user_max = float(v)
-        self.colour_bar.set_range(0.0, self.levels_max)
+    def _on_range(self, v: float) -> None:  # v in counts per output cell, as shown
+        self.levels_max = self._user_max = float(v) / self._scale
+        self.colour_bar.set_range(0.0, float(v))
         if self.last is not None:
             self._show_map(self.last.density)
         self.settingsChanged.emit()
@@ -234,7 +240,9 @@ class DensityPanel(QWidget):
 def make_panel(model, host) -> DensityPanel:
     """The registry's panel factory: the region of interest drawn here is the task's."""
     task = model.task
-    panel = DensityPanel(model.engine.card.name or model.name, display_max=task.display_max)
+    stride = int(model.engine.card.output.get("stride", 1) or 1)
+    panel = DensityPanel(model.engine.card.name or model.name, display_max=task.display_max,
+                         count_scale=task.count_scale, stride=stride)
     panel.roiChanged.connect(task.set_roi)
     return panel
 
