@@ -125,3 +125,16 @@ def pct(values, q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values, float), q)) if len(values) else float("nan")
+
+
+def rss_growth(samples: list[tuple[int, float]], warmup: int) -> str | None:
+    """The soak benchmarks' verdict from ``(frames, RSS MB)`` samples: RSS growth after the
+    first ``warmup`` frames against the 20 MB goal, with the load; None with too few samples."""
+    after = [(n, r) for n, r in samples if n >= warmup]
+    if len(after) < 2:
+        return None
+    growth = after[-1][1] - after[0][1]
+    peak = max(r for _, r in after) - after[0][1]
+    return (f"RSS after warm-up ({after[0][0]} frames) {after[0][1]:.1f} MB -> {after[-1][1]:.1f} MB at "
+            f"{after[-1][0]}: growth {growth:+.1f} MB (peak {peak:+.1f}); goal <= 20 MB: "
+            f"{'met' if growth <= 20 else 'NOT met'}   load {load()}")

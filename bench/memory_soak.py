@@ -148,14 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     player.stop()
     worker.stop()
     el = time.monotonic() - sink.t0
-    after = [(n, r) for n, r in sink.samples if n >= args.warmup]
-    if len(after) >= 2:
-        growth = after[-1][1] - after[0][1]
-        peak = max(r for _, r in after) - after[0][1]
+    verdict = common.rss_growth(sink.samples, args.warmup)
+    if verdict:
         print(f"worker only (no view), frames at scale {args.scale:g} ({first.width}x{first.height}): "
-              f"frames {sink.n} in {el:.0f} s ({sink.n / el:.1f} fps); RSS after warm-up ({after[0][0]} frames) "
-              f"{after[0][1]:.1f} MB -> {after[-1][1]:.1f} MB at {after[-1][0]}: growth {growth:+.1f} MB "
-              f"(peak {peak:+.1f}); goal <= 20 MB: {'met' if growth <= 20 else 'NOT met'}   load {common.load()}")
+              f"frames {sink.n} in {el:.0f} s ({sink.n / el:.1f} fps); {verdict}")
     else:
         print(f"frames {sink.n} in {el:.0f} s: too few reports after warm-up for a growth figure")
     return 0

@@ -104,14 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if win.player is not None:
         win.player.pause()
     win.frameShown.disconnect(on_frame)
-    after = [(n, r) for n, r in samples if n >= args.warmup]
-    if len(after) >= 2:
-        growth = after[-1][1] - after[0][1]
-        peak = max(r for _, r in after) - after[0][1]
+    verdict = common.rss_growth(samples, args.warmup)
+    if verdict:
         print(f"frames shown {shown[0]} in {el:.0f} s ({shown[0] / el:.1f} fps), at "
-              f"{size[0][1]}x{size[0][0]}; RSS after warm-up ({after[0][0]} frames) {after[0][1]:.1f} MB -> "
-              f"{after[-1][1]:.1f} MB at {after[-1][0]}: growth {growth:+.1f} MB (peak {peak:+.1f}); "
-              f"goal <= 20 MB: {'met' if growth <= 20 else 'NOT met'}   load {common.load()}")
+              f"{size[0][1]}x{size[0][0]}; {verdict}")
     else:
         print(f"frames shown {shown[0]} in {el:.0f} s: too few reports after warm-up for a growth figure")
     win.close()

@@ -32,6 +32,18 @@ def argmax_model(tmp_path):
     return make_argmax_model(tmp_path / "argmax.onnx")
 
 
+@pytest.fixture
+def win(qtbot):
+    """A shown main window that asks nothing (no task or add/replace questions); closed after."""
+    from loupe.ui.main_window import MainWindow
+
+    w = MainWindow(ask_task=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _qt_teardown():
     """Close and delete every window (and its threads) while Qt and Python are both alive, so

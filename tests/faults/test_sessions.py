@@ -116,17 +116,6 @@ def test_player_reconnects_an_unplugged_camera_with_backoff(devices):
         player.stop()
 
 
-@pytest.fixture
-def win(qtbot):
-    from loupe.ui.main_window import MainWindow
-
-    w = MainWindow(ask_task=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 def _collect(win) -> list:
     shown: list = []
     win.frameShown.connect(shown.append)

@@ -180,18 +180,23 @@ def test_app_count_is_the_map_sum_times_count_scale(quick_onnx):
     assert count == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.slow
-def test_app_count_of_a_live_map(tmp_path):
-    """The quick model may still predict an all-zero map; this one (untrained, positive output
-    bias) does not, with the recipe's card."""
+def live_model(out):
+    """An untrained slim M-SegNet whose positive output bias makes a non-zero map, exported
+    with the recipe's card (the quick model may still predict an all-zero map)."""
     torch.manual_seed(0)
     model = dd.build_model().eval()
     with torch.no_grad():
         model.conv_out.conv.bias.fill_(0.05)
     stats = {"scenes": 1, "mae": 0.0, "rmse": 0.0, "mean_count": 0.0, "relative_error": 0.0,
              "empty_mean_count": float("nan")}
-    path = export_density(model, tmp_path / "live.onnx", dd.make_card(stats, {0: 0.0}, 0, 0),
-                          sample_hw=(64, 96))
+    return model, export_density(model, out, dd.make_card(stats, {0: 0.0}, 0, 0), sample_hw=(64, 96))
+
+
+@pytest.mark.slow
+def test_app_count_of_a_live_map(tmp_path):
+    """The quick model may still predict an all-zero map; this one (untrained, positive output
+    bias) does not, with the recipe's card."""
+    _, path = live_model(tmp_path / "live.onnx")
     image = dd.render_scene(background((100, 140), seed=3), np.random.default_rng(4)).image
     count, expected = app_count(path, image)
     assert count > 1.0
@@ -275,14 +280,7 @@ def test_onnx_check_of_the_recipe_refuses_a_changed_weight(tmp_path):
     """End to end on an exported slim M-SegNet: the exported model passes its own check, a
     model with one bias changed by 1 % of the map's level does not (ONNX Runtime files are
     checked against the model that was meant to be exported)."""
-    torch.manual_seed(0)
-    model = dd.build_model().eval()
-    with torch.no_grad():
-        model.conv_out.conv.bias.fill_(0.05)
-    stats = {"scenes": 1, "mae": 0.0, "rmse": 0.0, "mean_count": 0.0, "relative_error": 0.0,
-             "empty_mean_count": float("nan")}
-    path = export_density(model, tmp_path / "m.onnx", dd.make_card(stats, {0: 0.0}, 0, 0),
-                          sample_hw=(64, 96))
+    model, path = live_model(tmp_path / "m.onnx")
     x = dd.normalise(dd.render_scene(background((96, 160), seed=3), np.random.default_rng(4)).image[None])
     good = dd.check_onnx(model, path, [("scene", x)])
     assert len(good) == 1 and good[0].ok, good[0].summary()

@@ -16,7 +16,6 @@ import pytest
 from loupe.base.media import demo_clip
 from loupe.cli import main
 from loupe.resources import demo_model, resource_path
-from loupe.ui.main_window import MainWindow
 
 W, H, N = 1600, 400, 20
 
@@ -46,15 +45,6 @@ def wide_clip(tmp_path_factory) -> Path:
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return [{k: v for k, v in r.items() if k != "latency_ms"} for r in csv.DictReader(f)]
-
-
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow(ask_task=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 def test_the_windows_file_equals_loupe_analyze_on_a_clip_wider_than_1280(qtbot, win, wide_clip, tmp_path):

@@ -32,15 +32,6 @@ def drop(win: MainWindow, paths) -> None:
     assert ev.isAccepted()
 
 
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow(ask_task=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
-
-
 def collect(win: MainWindow) -> list:
     shown: list = []
     win.frameShown.connect(shown.append)

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.base import registry
-from loupe.ui.main_window import MainWindow
 from loupe.ui.panel_dock import MAX_SHARE
 
 
@@ -99,15 +98,6 @@ def clipped(panel: QWidget) -> list[str]:
                         and w.horizontalScrollBar().maximum() == 0:
                     bad.append(f"column {label!r} runs past the table")
     return bad
-
-
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow(ask_task=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 @pytest.mark.parametrize("size", [(900, 600), (1600, 1000)])

@@ -12,17 +12,7 @@ import cv2
 import pytest
 
 from loupe.base.media import clip_path, dicom_test_file
-from loupe.ui.main_window import MainWindow
 from loupe.ui.status import DEMO_CLIPS, rate_text
-
-
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow(ask_task=False)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.close()
 
 
 def fail_a_model(qtbot, win, tmp_path) -> None:
