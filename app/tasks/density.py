@@ -27,16 +27,27 @@ from loupe.sources.base import Frame
 from loupe.tasks.base import ModelTask
 
 
+def robust_max(values: np.ndarray) -> float:
+    """The 99th percentile of the positive values (0 when there are none): the top of what is
+    there, not one hot pixel."""
+    v = np.asarray(values, np.float32).ravel()
+    v = v[v > 0]
+    return float(np.percentile(v, 99)) if v.size else 0.0
+
+
 @dataclass(frozen=True)
 class DensityResult:
     """density: float32 H x W map at display resolution (people per model output pixel);
     count: sum at model resolution x count_scale; roi_count: the same inside the region of
-    interest (None without one); display_max: the top of the fixed colour range."""
+    interest (None without one); display_max: the top of the fixed colour range; peak: the
+    map's robust maximum (``robust_max`` at model resolution, for the panel's colour range;
+    None where nothing is displayed, e.g. ``analyze``)."""
 
     density: np.ndarray
     count: float
     roi_count: float | None
     display_max: float
+    peak: float | None = None
 
     def __post_init__(self) -> None:
         if self.density.dtype != np.float32 or self.density.ndim != 2:
@@ -113,7 +124,10 @@ class DensityTask(ModelTask):
             self.display_max = max(float(np.percentile(d, 99.5)), 1e-6)
         oh, ow = self.display_hw(geo)
         shown = cv2.resize(np.ascontiguousarray(d), (ow, oh), interpolation=cv2.INTER_LINEAR)
-        return DensityResult(shown, count, roi_count, self.display_max)
+        # the panel's colour range follows this; on the small map here, not the display-size one
+        # on the UI thread
+        peak = robust_max(d) if self.display_max_side is not None else None
+        return DensityResult(shown, count, roi_count, self.display_max, peak)
 
     def columns(self) -> list[str]:
         return ["count", "roi_count"]

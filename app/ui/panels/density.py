@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loupe.tasks.density import DensityResult
+from loupe.tasks.density import DensityResult, robust_max
 from loupe.ui.panels.base import big_label, frame_axis, opacity_slider, titled_layout, value_under
 from loupe.ui.panels.colourbar import ColourBar
 
@@ -30,14 +30,6 @@ def heat_lut(name: str = "inferno") -> np.ndarray:
     lut = cmap.getLookupTable(0.25, 1.0, 256, alpha=True).astype(np.uint8)
     lut[:, 3] = np.clip(np.sqrt(np.linspace(0.0, 1.0, 256)) * 255 * 1.15, 0, 255).astype(np.uint8)
     return lut
-
-
-def robust_max(values: np.ndarray) -> float:
-    """The 99th percentile of the positive values (0 when there are none): the top of what is
-    there, not one hot pixel."""
-    v = np.asarray(values, np.float32).ravel()
-    v = v[v > 0]
-    return float(np.percentile(v, 99)) if v.size else 0.0
 
 
 class DensityPanel(QWidget):
@@ -141,7 +133,8 @@ class DensityPanel(QWidget):
 
     def show_result(self, result: DensityResult, frame_hw: tuple[int, int], index: int, update_plot: bool = True) -> None:
         self.last = result
-        self._clip_max = max(self._clip_max, robust_max(result.density))
+        peak = result.peak if result.peak is not None else robust_max(result.density)
+        self._clip_max = max(self._clip_max, peak)
         self._auto_levels(result.display_max)
         self._show_map(result.density)
         h, w = frame_hw
