@@ -14,7 +14,9 @@ JSON string (what the app writes): both read the same.
 - ``loupe.name``: plain string, a short display name.
 - ``loupe.input``: ``{"color": "RGB"|"BGR"|"GRAY", "scale": float, "mean": [..], "std": [..],
   "size_multiple": int, "fixed_size": [h, w] | null, "raw_values": bool}``. Pixels are fed as
-  ``(x * scale - mean) / std`` in NCHW float32. ``raw_values`` asks for unwindowed values (e.g. HU);
+  ``(x * scale - mean) / std`` in NCHW float32. ``letterbox: true`` (with ``fixed_size``) fits the
+  frame into the fixed size keeping its aspect ratio, padded centred with ``pad_value`` (default
+  114, Ultralytics'). ``raw_values`` asks for unwindowed values (e.g. HU);
   ``window: [center, width]`` states the window a greyscale/DICOM frame is mapped through for the
   model (instead of the file's own window); the display window never reaches the model.
 - ``loupe.labels``: ``["road", ...]``; ``loupe.palette``: ``[[r, g, b], ...]`` (segmentation).
@@ -52,6 +54,8 @@ class InputSpec:
     fixed_size: tuple[int, int] | None = None
     raw_values: bool = False
     window: tuple[float, float] | None = None
+    letterbox: bool = False
+    pad_value: float = 114.0
 
     def __post_init__(self) -> None:
         if self.color not in ("RGB", "BGR", "GRAY"):
@@ -65,6 +69,8 @@ class InputSpec:
             raise CardError("loupe.input std must not contain 0")
         if self.window is not None and self.window[1] <= 0:
             raise CardError(f"loupe.input window width must be > 0, got {self.window[1]}")
+        if self.letterbox and not self.fixed_size:
+            raise CardError("loupe.input letterbox needs fixed_size: [h, w] (the size the frame is fitted into)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
@@ -88,10 +94,12 @@ class InputSpec:
                 known[key] = (int(vals[0]), int(vals[1])) if key == "fixed_size" else vals
         if "size_multiple" in known:
             known["size_multiple"] = int(_number(known["size_multiple"], "loupe.input size_multiple"))
-        if "scale" in known:
-            known["scale"] = _number(known["scale"], "loupe.input scale")
-        if "raw_values" in known and not isinstance(known["raw_values"], bool):
-            raise CardError(f"loupe.input raw_values must be true or false, got {known['raw_values']!r}")
+        for key in ("scale", "pad_value"):
+            if key in known:
+                known[key] = _number(known[key], f"loupe.input {key}")
+        for key in ("raw_values", "letterbox"):
+            if key in known and not isinstance(known[key], bool):
+                raise CardError(f"loupe.input {key} must be true or false, got {known[key]!r}")
         return cls(**known)
 
     @property

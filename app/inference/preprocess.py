@@ -2,8 +2,10 @@
 
 Greyscale and DICOM frames feed an RGB model as their display window mapped to 0-255 and
 repeated to three channels, unless the card asks for raw values (e.g. HU). Sizes are padded
-(bottom/right, edge-replicated) to the card's size multiple, or resized to its fixed size;
-``Geometry`` maps model outputs back onto the frame.
+(bottom/right, edge-replicated) to the card's size multiple, resized to its fixed size, or, with
+``letterbox``, scaled to fit the fixed size keeping the aspect ratio and padded centred with
+``pad_value`` (as Ultralytics' predictor does: bilinear resize, the odd pixel of padding at the
+bottom/right); ``Geometry`` maps model outputs back onto the frame.
 """
 
 from __future__ import annotations
@@ -23,13 +25,57 @@ class Geometry:
 
     frame_hw: tuple[int, int]
     input_hw: tuple[int, int]
-    mode: str  # "pad" (content at top-left, unscaled) or "resize"
+    mode: str  # "pad" (content at top-left, unscaled), "resize" (stretched) or "letterbox"
+    #: letterbox: the frame was scaled by ``gain`` to ``content_hw`` and placed at ``offset``
+    #: (top, left) of the input; other modes leave them at their defaults
+    gain: float = 1.0
+    offset: tuple[int, int] = (0, 0)
+    content_hw: tuple[int, int] | None = None
 
     def content_fraction(self) -> tuple[float, float]:
         """Fraction of the model input (rows, cols) that holds the frame."""
         if self.mode == "resize":
             return 1.0, 1.0
-        return self.frame_hw[0] / self.input_hw[0], self.frame_hw[1] / self.input_hw[1]
+        h, w = self.content_hw or self.frame_hw
+        return h / self.input_hw[0], w / self.input_hw[1]
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Points or boxes in model-input pixels (``[..., 2k]``: x, y, x, y, ...) -> the same in
+        frame pixels (float32, not clipped)."""
+        a = np.asarray(xy, np.float32)
+        h, w = self.frame_hw
+        ih, iw = self.input_hw
+        if self.mode == "letterbox":
+            sx = sy = np.float32(1.0 / self.gain)
+            ox, oy = np.float32(self.offset[1]), np.float32(self.offset[0])
+        elif self.mode == "resize":
+            sx, sy = np.float32(w / iw), np.float32(h / ih)
+            ox = oy = np.float32(0.0)
+        else:  # pad: the frame sits unscaled at the top-left
+            sx = sy = np.float32(1.0)
+            ox = oy = np.float32(0.0)
+        out = np.empty(a.shape, np.float32)
+        out[..., 0::2] = (a[..., 0::2] - ox) * sx
+        out[..., 1::2] = (a[..., 1::2] - oy) * sy
+        return out
+
+    def crop_map(self, arr: np.ndarray) -> np.ndarray:
+        """The part of a dense output map (its last two axes cover the model input) that covers
+        the frame: the top-left part in pad mode, the centred content in letterbox mode, all of it
+        when the frame was stretched. A view, no copy."""
+        oh, ow = arr.shape[-2:]
+        if self.mode == "pad":
+            rh, rw = self.crop_output((oh, ow))
+            return arr[..., :rh, :rw]
+        if self.mode == "letterbox":
+            ih, iw = self.input_hw
+            ch, cw = self.content_hw or self.frame_hw
+            top, left = self.offset
+            r0, c0 = int(np.floor(top * oh / ih + 1e-6)), int(np.floor(left * ow / iw + 1e-6))
+            r1 = max(r0 + 1, int(np.ceil((top + ch) * oh / ih - 1e-6)))
+            c1 = max(c0 + 1, int(np.ceil((left + cw) * ow / iw - 1e-6)))
+            return arr[..., r0:r1, c0:c1]
+        return arr
 
     def crop_output(self, out_hw: tuple[int, int]) -> tuple[int, int]:
         """Rows/cols of an output map of size out_hw that cover the frame (pad mode)."""
@@ -84,7 +130,7 @@ def display_rgb(frame: Frame, window: tuple[float, float] | None = None) -> np.n
 
 def _target_hw(h: int, w: int, spec: InputSpec) -> tuple[tuple[int, int], str]:
     if spec.fixed_size:
-        return (int(spec.fixed_size[0]), int(spec.fixed_size[1])), "resize"
+        return (int(spec.fixed_size[0]), int(spec.fixed_size[1])), "letterbox" if spec.letterbox else "resize"
     m = max(1, spec.size_multiple)
     return (-(-h // m) * m, -(-w // m) * m), "pad"
 
@@ -115,7 +161,10 @@ def prepare(frame: Frame, spec: InputSpec, pad: str = "edge") -> tuple[np.ndarra
             img = img[:, :, ::-1]
     h, w = img.shape[:2]
     (th, tw), mode = _target_hw(h, w, spec)
-    if mode == "resize" and (th, tw) != (h, w):
+    extra: dict = {}
+    if mode == "letterbox":
+        img, extra = letterbox(img, (th, tw), spec.pad_value)
+    elif mode == "resize" and (th, tw) != (h, w):
         img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=cv2.INTER_AREA)
         if img.ndim == 2:
             img = img[:, :, None]
@@ -131,7 +180,29 @@ def prepare(frame: Frame, spec: InputSpec, pad: str = "edge") -> tuple[np.ndarra
     planes = cv2.split(img) if c > 1 else [np.ascontiguousarray(img[:, :, 0])]
     for ch, plane in enumerate(planes):  # per channel: one SIMD pass a * p - b into the NCHW plane
         cv2.addWeighted(plane, float(a[ch]), plane, 0.0, float(-b[ch]), dst=x[0, ch], dtype=cv2.CV_32F)
-    return x, Geometry(frame_hw=(h, w), input_hw=(th, tw), mode=mode)
+    return x, Geometry(frame_hw=(h, w), input_hw=(th, tw), mode=mode, **extra)
+
+
+def letterbox(img: np.ndarray, out_hw: tuple[int, int], pad_value: float = 114.0) -> tuple[np.ndarray, dict]:
+    """``img`` (H x W x C) scaled by ``min(out_h / H, out_w / W)`` (bilinear) and padded centred
+    to ``out_hw`` with ``pad_value``; the odd pixel of padding goes to the bottom/right. Returns the
+    image and the ``Geometry`` fields ``gain``, ``offset`` and ``content_hw``."""
+    h, w = img.shape[:2]
+    th, tw = out_hw
+    gain = min(th / h, tw / w)
+    ch, cw = min(th, max(1, int(round(h * gain)))), min(tw, max(1, int(round(w * gain))))
+    top, left = (th - ch) // 2, (tw - cw) // 2
+    if (ch, cw) != (h, w):
+        img = cv2.resize(np.ascontiguousarray(img), (cw, ch), interpolation=cv2.INTER_LINEAR)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    if (ch, cw) != (th, tw):
+        c = img.shape[2]
+        img = cv2.copyMakeBorder(np.ascontiguousarray(img), top, th - ch - top, left, tw - cw - left,
+                                 cv2.BORDER_CONSTANT, value=[float(pad_value)] * max(c, 1))
+        if img.ndim == 2:
+            img = img[:, :, None]
+    return img, {"gain": gain, "offset": (top, left), "content_hw": (ch, cw)}
 
 
 def display_size(frame_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:

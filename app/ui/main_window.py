@@ -403,6 +403,11 @@ class MainWindow(QMainWindow):
         if self.player is not None:
             self.player.seek(index)
 
+    def rerun_frame(self) -> None:
+        """A task setting changed (a threshold): while paused, run the frame on screen again."""
+        if self.player is not None and not self.player.playing and self.last_result is not None:
+            self.slot.put(self.last_result.frame)
+
     def _on_recovered(self, msg: str) -> None:
         """A live source came back after failing: say so (info), keep going."""
         self.show_error(msg, "info")

@@ -1,6 +1,8 @@
 import numpy as np
 
-from loupe.inference.card import InputSpec
+import pytest
+
+from loupe.inference.card import CardError, InputSpec
 from loupe.inference.preprocess import display_rgb, prepare, to_uint8_window
 from loupe.sources.base import Frame
 
@@ -59,3 +61,31 @@ def test_card_window_not_display_window_reaches_the_model():
     np.testing.assert_allclose(x[0, 0, 0], [0.0, 102 / 255, 1.0], atol=1e-6)
     x_file, _ = prepare(f, InputSpec(scale=1 / 255))  # no card window: the file's window
     np.testing.assert_allclose(x_file[0, 0, 0], [0.0, 128 / 255, 1.0], atol=1e-6)
+
+
+def test_letterbox_fits_centres_and_maps_back():
+    """A 100 x 200 frame letterboxed into 64 x 64: scaled by 0.32 to 32 x 64, 16 rows of pad value
+    above and below; a point of the input maps back to the frame pixel it came from."""
+    spec = InputSpec(fixed_size=(64, 64), letterbox=True, pad_value=114, scale=1.0)
+    pix = np.zeros((100, 200, 3), np.uint8)
+    pix[:, 100:] = 255
+    x, geo = prepare(Frame(pix, 0, 0.0), spec)
+    assert x.shape == (1, 3, 64, 64) and geo.mode == "letterbox"
+    assert geo.content_hw == (32, 64) and geo.offset == (16, 0) and geo.gain == pytest.approx(0.32)
+    assert np.all(x[0, :, :16] == 114) and np.all(x[0, :, 48:] == 114)
+    assert np.all(x[0, :, 16:48, :30] == 0) and np.all(x[0, :, 16:48, 34:] == 255)
+    pts = geo.to_frame(np.array([[0, 16, 64, 48], [32, 32, 32, 32]], np.float32))
+    np.testing.assert_allclose(pts[0], [0, 0, 200, 100], atol=1e-4)
+    np.testing.assert_allclose(pts[1], [100, 50, 100, 50], atol=1e-4)
+    # a 16 x 16 output map over the input: rows 4..11 cover the frame
+    assert geo.crop_map(np.zeros((2, 16, 16))).shape == (2, 8, 16)
+    # portrait: padded left and right
+    x, geo = prepare(Frame(np.zeros((90, 30, 3), np.uint8), 0, 0.0), spec)
+    assert geo.content_hw == (64, 21) and geo.offset == (0, 21)
+    np.testing.assert_allclose(geo.to_frame(np.array([21.0, 64.0]))[:], [0.0, 90.0], atol=1e-4)
+
+
+def test_letterbox_needs_a_fixed_size():
+    with pytest.raises(CardError, match="letterbox needs fixed_size"):
+        InputSpec(letterbox=True)
+    assert InputSpec.from_dict({"fixed_size": [32, 32], "letterbox": True, "pad_value": 0}).pad_value == 0.0

@@ -74,6 +74,12 @@ class PanelHost(Protocol):
         """A message in the banner above the view (``level`` "error" or "info")."""
         ...
 
+    def rerun_frame(self) -> None:
+        """Run the models on the frame on screen again when paused (a panel changed a setting of
+        its task, e.g. a threshold, and the result shown should follow); playing, the next frame
+        does."""
+        ...
+
 
 # --- shared set-up of the built-in panels ------------------------------------------------------
 def titled_layout(panel: Any, title: str) -> Any:
