@@ -16,7 +16,8 @@ JSON string (what the app writes): both read the same.
   "size_multiple": int, "fixed_size": [h, w] | null, "raw_values": bool}``. Pixels are fed as
   ``(x * scale - mean) / std`` in NCHW float32. ``letterbox: true`` (with ``fixed_size``) fits the
   frame into the fixed size keeping its aspect ratio, padded centred with ``pad_value`` (default
-  114, Ultralytics'). ``raw_values`` asks for unwindowed values (e.g. HU);
+  114, Ultralytics'); ``center_crop: true`` scales it to cover the fixed size and cuts out the
+  centre (classifiers). ``raw_values`` asks for unwindowed values (e.g. HU);
   ``window: [center, width]`` states the window a greyscale/DICOM frame is mapped through for the
   model (instead of the file's own window); the display window never reaches the model.
 - ``loupe.labels``: ``["road", ...]``; ``loupe.palette``: ``[[r, g, b], ...]`` (segmentation).
@@ -56,6 +57,7 @@ class InputSpec:
     window: tuple[float, float] | None = None
     letterbox: bool = False
     pad_value: float = 114.0
+    center_crop: bool = False
 
     def __post_init__(self) -> None:
         if self.color not in ("RGB", "BGR", "GRAY"):
@@ -71,6 +73,10 @@ class InputSpec:
             raise CardError(f"loupe.input window width must be > 0, got {self.window[1]}")
         if self.letterbox and not self.fixed_size:
             raise CardError("loupe.input letterbox needs fixed_size: [h, w] (the size the frame is fitted into)")
+        if self.center_crop and not self.fixed_size:
+            raise CardError("loupe.input center_crop needs fixed_size: [h, w] (the size cut out of the frame)")
+        if self.center_crop and self.letterbox:
+            raise CardError("loupe.input letterbox and center_crop exclude each other")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
@@ -97,7 +103,7 @@ class InputSpec:
         for key in ("scale", "pad_value"):
             if key in known:
                 known[key] = _number(known[key], f"loupe.input {key}")
-        for key in ("raw_values", "letterbox"):
+        for key in ("raw_values", "letterbox", "center_crop"):
             if key in known and not isinstance(known[key], bool):
                 raise CardError(f"loupe.input {key} must be true or false, got {known[key]!r}")
         return cls(**known)

@@ -5,7 +5,8 @@ repeated to three channels, unless the card asks for raw values (e.g. HU). Sizes
 (bottom/right, edge-replicated) to the card's size multiple, resized to its fixed size, or, with
 ``letterbox``, scaled to fit the fixed size keeping the aspect ratio and padded centred with
 ``pad_value`` (as Ultralytics' predictor does: bilinear resize, the odd pixel of padding at the
-bottom/right); ``Geometry`` maps model outputs back onto the frame.
+bottom/right), or, with ``center_crop``, scaled to cover it and its centre cut out (classifiers);
+``Geometry`` maps model outputs back onto the frame.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ class Geometry:
 
     frame_hw: tuple[int, int]
     input_hw: tuple[int, int]
-    mode: str  # "pad" (content at top-left, unscaled), "resize" (stretched) or "letterbox"
-    #: letterbox: the frame was scaled by ``gain`` to ``content_hw`` and placed at ``offset``
-    #: (top, left) of the input; other modes leave them at their defaults
+    #: "pad" (content at top-left, unscaled), "resize" (stretched), "letterbox" or "center_crop"
+    mode: str
+    #: letterbox and center_crop: the frame was scaled by ``gain`` to ``content_hw`` and placed
+    #: at ``offset`` (top, left) of the input (negative when cropped); other modes leave them
+    #: at their defaults
     gain: float = 1.0
     offset: tuple[int, int] = (0, 0)
     content_hw: tuple[int, int] | None = None
@@ -45,7 +48,7 @@ class Geometry:
         a = np.asarray(xy, np.float32)
         h, w = self.frame_hw
         ih, iw = self.input_hw
-        if self.mode == "letterbox":
+        if self.mode in ("letterbox", "center_crop"):
             sx = sy = np.float32(1.0 / self.gain)
             ox, oy = np.float32(self.offset[1]), np.float32(self.offset[0])
         elif self.mode == "resize":
@@ -67,13 +70,14 @@ class Geometry:
         if self.mode == "pad":
             rh, rw = self.crop_output((oh, ow))
             return arr[..., :rh, :rw]
-        if self.mode == "letterbox":
+        if self.mode in ("letterbox", "center_crop"):
             ih, iw = self.input_hw
             ch, cw = self.content_hw or self.frame_hw
             top, left = self.offset
-            r0, c0 = int(np.floor(top * oh / ih + 1e-6)), int(np.floor(left * ow / iw + 1e-6))
-            r1 = max(r0 + 1, int(np.ceil((top + ch) * oh / ih - 1e-6)))
-            c1 = max(c0 + 1, int(np.ceil((left + cw) * ow / iw - 1e-6)))
+            r0 = max(0, int(np.floor(top * oh / ih + 1e-6)))
+            c0 = max(0, int(np.floor(left * ow / iw + 1e-6)))
+            r1 = max(r0 + 1, min(oh, int(np.ceil((top + ch) * oh / ih - 1e-6))))
+            c1 = max(c0 + 1, min(ow, int(np.ceil((left + cw) * ow / iw - 1e-6))))
             return arr[..., r0:r1, c0:c1]
         return arr
 
@@ -130,7 +134,8 @@ def display_rgb(frame: Frame, window: tuple[float, float] | None = None) -> np.n
 
 def _target_hw(h: int, w: int, spec: InputSpec) -> tuple[tuple[int, int], str]:
     if spec.fixed_size:
-        return (int(spec.fixed_size[0]), int(spec.fixed_size[1])), "letterbox" if spec.letterbox else "resize"
+        mode = "letterbox" if spec.letterbox else "center_crop" if spec.center_crop else "resize"
+        return (int(spec.fixed_size[0]), int(spec.fixed_size[1])), mode
     m = max(1, spec.size_multiple)
     return (-(-h // m) * m, -(-w // m) * m), "pad"
 
@@ -164,6 +169,8 @@ def prepare(frame: Frame, spec: InputSpec, pad: str = "edge") -> tuple[np.ndarra
     extra: dict = {}
     if mode == "letterbox":
         img, extra = letterbox(img, (th, tw), spec.pad_value)
+    elif mode == "center_crop":
+        img, extra = center_crop(img, (th, tw))
     elif mode == "resize" and (th, tw) != (h, w):
         img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=cv2.INTER_AREA)
         if img.ndim == 2:
@@ -203,6 +210,24 @@ def letterbox(img: np.ndarray, out_hw: tuple[int, int], pad_value: float = 114.0
         if img.ndim == 2:
             img = img[:, :, None]
     return img, {"gain": gain, "offset": (top, left), "content_hw": (ch, cw)}
+
+
+def center_crop(img: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, dict]:
+    """``img`` scaled by ``max(out_h / H, out_w / W)`` (area-averaged when shrinking, bilinear
+    when enlarging) so it covers ``out_hw``, then its centre cut out (as classifier pipelines
+    resize the short side and centre-crop). Returns the image and the ``Geometry`` fields."""
+    h, w = img.shape[:2]
+    th, tw = out_hw
+    gain = max(th / h, tw / w)
+    ch, cw = max(th, int(round(h * gain))), max(tw, int(round(w * gain)))
+    if (ch, cw) != (h, w):
+        interp = cv2.INTER_AREA if gain < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(np.ascontiguousarray(img), (cw, ch), interpolation=interp)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    top, left = (ch - th) // 2, (cw - tw) // 2
+    img = img[top:top + th, left:left + tw]
+    return img, {"gain": gain, "offset": (-top, -left), "content_hw": (ch, cw)}
 
 
 def display_size(frame_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:

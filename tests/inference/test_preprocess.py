@@ -89,3 +89,15 @@ def test_letterbox_needs_a_fixed_size():
     with pytest.raises(CardError, match="letterbox needs fixed_size"):
         InputSpec(letterbox=True)
     assert InputSpec.from_dict({"fixed_size": [32, 32], "letterbox": True, "pad_value": 0}).pad_value == 0.0
+
+
+def test_center_crop_covers_and_cuts_the_centre():
+    spec = InputSpec(fixed_size=(32, 32), center_crop=True, scale=1.0)
+    pix = np.zeros((64, 128, 3), np.uint8)
+    pix[:, 48:80] = 200  # a centred band 32 wide: after scaling by 0.5 it is 16 wide in the middle
+    x, geo = prepare(Frame(pix, 0, 0.0), spec)
+    assert x.shape == (1, 3, 32, 32) and geo.mode == "center_crop" and geo.offset == (0, -16)
+    assert np.all(x[0, :, :, 8:24] == 200) and np.all(x[0, :, :, :7] == 0)
+    np.testing.assert_allclose(geo.to_frame(np.array([0.0, 0.0, 32.0, 32.0])), [32, 0, 96, 64], atol=1e-4)
+    with pytest.raises(CardError, match="exclude"):
+        InputSpec(fixed_size=(8, 8), center_crop=True, letterbox=True)
