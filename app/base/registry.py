@@ -385,6 +385,7 @@ _BUILTINS = (
     # is fed the frame's index, never earlier frames
     _builtin("compression", "neural codec: PSNR/SSIM against the frame, bits per pixel", checks=False,
              overlap_safe=False),
+    _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time"),
 )
 
 for _spec in _BUILTINS:

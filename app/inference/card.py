@@ -274,8 +274,26 @@ def check_numbers(output: dict[str, Any], keys: tuple[str, ...]) -> None:
 
 # The built-in tasks' ``loupe.output`` checks (their registry entries' ``check_card``; the codebook
 # and compression tasks check their own, richer entries when the model loads).
+def check_choice(output: dict[str, Any], key: str, choices: tuple[str, ...]) -> None:
+    """``loupe.output`` ``key``, when present, is one of ``choices`` (CardError naming them)."""
+    value = output.get(key)
+    if value is not None and value not in choices:
+        raise CardError(f"loupe.output {key} must be one of {', '.join(choices)}; got {_json_type(value)}")
+
+
 def check_segmentation_output(output: dict[str, Any]) -> None:
-    check_numbers(output, ("stride",))
+    check_numbers(output, ("stride", "threshold"))
+    check_choice(output, "kind", ("logits", "probabilities", "probability", "class_map"))
+    check_choice(output, "layout", ("NCHW", "NHWC"))
+    if output.get("threshold") is not None and not 0.0 <= float(output["threshold"]) <= 1.0:
+        raise CardError(f"loupe.output threshold is a probability in [0, 1], got {output['threshold']!r}")
+
+
+def check_classification_output(output: dict[str, Any]) -> None:
+    check_choice(output, "kind", ("logits", "probabilities"))
+    top_k = output.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise CardError(f"loupe.output top_k must be a whole number >= 1, got {_json_type(top_k)}")
 
 
 def check_density_output(output: dict[str, Any]) -> None:

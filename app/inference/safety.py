@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_anomaly", "check_density", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
+__all__ = ["check_anomaly", "check_classification", "check_density", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -180,10 +180,48 @@ def check_image_input(engine: Any, channels: int | None = None, what: str | None
 def check_segmentation(engine: Any) -> None:
     check_image_input(engine)
     name, out = engine.path.name, next(iter(engine.outputs))
+    output = engine.card.output
+    nhwc = output.get("layout") == "NHWC"
+    scores = "N x h x w x C" if nhwc else "N x C x h x w"
     if len(out.shape) not in (3, 4):
         raise ModelError(
             f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); a segmentation "
-            f"model outputs N x C x h x w logits (or an N x h x w class map)"
+            f"model outputs {scores} scores (or an N x h x w class map)"
+        )
+    c = out.shape[-1 if nhwc else 1] if len(out.shape) == 4 else None
+    if output.get("kind") == "probability" and isinstance(c, int) and c != 1:
+        raise ModelError(
+            f"{name}: its output '{out.name}' has {c} channels ({_dims(out.shape)}); the card says kind "
+            f"\"probability\": one foreground channel, {scores} with C = 1"
+        )
+
+
+def check_classification(engine: Any) -> None:
+    """One image in; the first output is one score per class: N x C, C, or N x C x 1 x 1."""
+    check_image_input(engine)
+    name, out = engine.path.name, next(iter(engine.outputs))
+    shape = tuple(out.shape)
+    want = "one score per class (N x C, C, or N x C x 1 x 1)"
+    if len(shape) == 4 and all(isinstance(d, int) and d != 1 for d in shape[2:]):
+        raise ModelError(
+            f"{name}: its output '{out.name}' is a {shape[2]} x {shape[3]} map ({_dims(shape)}); a "
+            f"classification model outputs {want}: a map per class is segmentation"
+        )
+    if len(shape) not in (1, 2, 4) or (len(shape) == 4 and any(isinstance(d, int) and d != 1 for d in shape[2:])):
+        raise ModelError(
+            f"{name}: its output '{out.name}' has shape {_dims(shape)}; a classification model outputs {want}"
+        )
+    c = shape[0] if len(shape) == 1 else shape[1]
+    if isinstance(c, int) and c < 2:
+        raise ModelError(
+            f"{name}: its output '{out.name}' holds {c} score{'s' if c != 1 else ''} ({_dims(shape)}); a "
+            f"classification model outputs {want}, at least 2 classes"
+        )
+    n = shape[0] if len(shape) in (2, 4) else None
+    if isinstance(n, int) and n != 1:
+        raise ModelError(
+            f"{name}: its output '{out.name}' has a batch of {n} ({_dims(shape)}); Loupe feeds one image "
+            f"and reads {want}"
         )
 
 

@@ -10,6 +10,25 @@ also holds ``class_area_mm2`` = area fraction x frame rows x frame cols x row sp
 i.e. measured at the frame's original resolution whatever the display cap. Volumes
 (``volume_ml_<class>``, area_mm2 x slice spacing / 1000 summed over a series) are added by
 ``loupe.run.analyze``; ``physical_columns()`` names both.
+
+Card ``loupe.output`` keys:
+
+- ``kind``: what the first output holds (default ``logits``):
+  ``logits``: N x C x h x w class scores, argmaxed after the bilinear upsampling (one channel: a
+  foreground logit, foreground where it is > 0); ``probabilities``: the same after a softmax,
+  treated exactly as logits (argmax; nothing is applied to them); ``probability``: one channel,
+  a foreground probability already through a sigmoid, upsampled bilinearly to display size and
+  foreground where it is > ``threshold``; ``class_map``: integer class ids per pixel, N x h x w
+  (or N x 1 x h x w), resized nearest-neighbour. An integer-typed output is read as a class map
+  whatever the kind says.
+- ``threshold``: ``probability`` only, in [0, 1], default 0.5.
+- ``layout``: ``NCHW`` (default) or ``NHWC`` (channels last: N x h x w x C, or h x w x C).
+- ``stride``: the output's stride (informative; the output is mapped back by its own shape).
+
+Labels for ``probability`` (and one-channel ``logits``): ``[background, <foreground>]``. A card
+naming one label names the foreground (``background`` is put before it, and black before its
+palette); a card naming two gives both; none gives ``["background", "foreground"]``. ``analyze``
+then writes ``area_background`` and ``area_<foreground>``.
 """
 
 from __future__ import annotations
@@ -169,21 +188,88 @@ def logits_to_class_map(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
     return cls
 
 
+KINDS = ("logits", "probabilities", "probability", "class_map")
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def output_kind(output: dict[str, Any]) -> tuple[str, str, float]:
+    """(kind, layout, threshold) from a card's ``loupe.output`` (checked by
+    ``loupe.inference.card.check_segmentation_output`` when the card was read)."""
+    kind = str(output.get("kind") or "logits")
+    layout = str(output.get("layout") or "NCHW").upper()
+    threshold = float(output.get("threshold", 0.5))
+    return kind, layout, threshold
+
+
+def channels_of(shape: tuple[Any, ...], layout: str) -> int | None:
+    """The channel count of a rank-4 output shape (None when dynamic or another rank)."""
+    if len(shape) != 4:
+        return None
+    c = shape[3] if layout == "NHWC" else shape[1]
+    return c if isinstance(c, int) else None
+
+
+def probability_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """The two labels of a one-channel probability model: ``background`` then the foreground
+    (the card's one label), the card's two as given, or ``background``/``foreground``."""
+    if len(labels) == 1:
+        return ("background", labels[0])
+    return labels or ("background", "foreground")
+
+
+def class_planes(out: np.ndarray, layout: str, model: str) -> np.ndarray:
+    """One image's float output as C x h x w (a channels-last output is transposed once)."""
+    a = out[0] if out.ndim == 4 else out
+    if a.ndim != 3:
+        want = "N x h x w x C" if layout == "NHWC" else "N x C x h x w"
+        raise ModelError(f"{model}: expected {want} scores, got {out.shape}")
+    if layout == "NHWC":
+        a = np.ascontiguousarray(a.transpose(2, 0, 1))
+    return a
+
+
+def id_map(out: np.ndarray, layout: str, model: str) -> np.ndarray:
+    """One image's class-map output (N x h x w, N x 1 x h x w, N x h x w x 1, h x w) as h x w."""
+    a = out
+    if a.ndim == 4:
+        a = a[0, ..., 0] if layout == "NHWC" else a[0, 0]
+    elif a.ndim == 3:
+        a = a[0]
+    if a.ndim != 2:
+        raise ModelError(f"{model}: expected an N x h x w class map, got {out.shape}")
+    return a
+
+
 class SegmentationTask(ModelTask):
     name = "segmentation"
     history = 0  # each frame on its own
 
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         super().__init__(engine, display_max_side)
-        out = engine.outputs[0].shape
-        n = out[1] if len(out) == 4 and isinstance(out[1], int) else None
-        labels = self.card.labels or tuple(f"class {i}" for i in range(n or 0))
-        if n is not None and labels and len(labels) != max(n, 2):
-            raise ModelError(
-                f"{engine.path.name}: the card names {len(labels)} classes but the model outputs {n} channels"
-            )
+        self.kind, self.layout, self.threshold = output_kind(self.card.output)
+        n = channels_of(engine.outputs[0].shape, self.layout)
+        labels = self.card.labels
+        pal = self.card.palette
+        if self.kind == "probability" or (self.kind == "logits" and n == 1):  # one foreground channel
+            if n is not None and n != 1:
+                raise ModelError(f"{engine.path.name}: the card says kind \"probability\" (one foreground "
+                                 f"channel) but the model outputs {n} channels")
+            if len(labels) == 1 and pal:
+                pal = ((0, 0, 0), *pal)
+            labels = probability_labels(labels)
+            if len(labels) != 2:
+                raise ModelError(f"{engine.path.name}: a one-channel probability model has 2 classes "
+                                 f"(background, foreground) but the card names {len(labels)}")
+        elif self.kind == "class_map":
+            n = None  # one channel of ids: the labels say how many classes there are
+        else:
+            labels = labels or tuple(f"class {i}" for i in range(n or 0))
+            if n is not None and labels and len(labels) != max(n, 2):
+                raise ModelError(
+                    f"{engine.path.name}: the card names {len(labels)} classes but the model outputs {n} channels"
+                )
         self.labels: tuple[str, ...] = labels
-        pal = self.card.palette or default_palette(len(labels))
+        pal = pal or default_palette(len(labels))
         self.palette = np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
 
     def fresh(self, display_max_side: int | None = None) -> SegmentationTask:
@@ -209,22 +295,24 @@ class SegmentationTask(ModelTask):
             geo, spacing = ctx.geometry, ctx.pixel_spacing
         else:  # a bare Geometry: no physical units
             geo, spacing = ctx, None
-        logits = outputs[0]
-        if logits.ndim == 4:
-            logits = logits[0]
-        if logits.ndim == 2:  # already a class map
-            logits = logits[None]
-        if logits.ndim != 3:
-            raise ModelError(f"{self.model_name}: expected logits N x C x h x w, got {outputs[0].shape}")
-        self._ensure_labels(logits.shape[0])
-        if geo.mode == "pad":
-            rh, rw = geo.crop_output(logits.shape[1:])
-            logits = logits[:, :rh, :rw]
+        out = outputs[0]
         out_hw = self.display_hw(geo)
-        if outputs[0].ndim == 2 or (outputs[0].ndim == 3 and not np.issubdtype(outputs[0].dtype, np.floating)):
-            cm = cv2.resize(logits[0].astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
+        is_ids = (self.kind == "class_map" or out.ndim == 2
+                  or (out.ndim in (3, 4) and not np.issubdtype(out.dtype, np.floating)))
+        if is_ids:
+            ids = geo.crop_map(id_map(out, self.layout, self.model_name))
+            self._ensure_labels(1)
+            if np.issubdtype(ids.dtype, np.floating):
+                ids = np.rint(ids)
+            cm = cv2.resize(ids.astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
         else:
-            cm = logits_to_class_map(logits.astype(np.float32, copy=False), out_hw)
+            planes = geo.crop_map(class_planes(out, self.layout, self.model_name))
+            self._ensure_labels(planes.shape[0])
+            planes = planes.astype(np.float32, copy=False)
+            if self.kind == "probability":
+                cm = self._threshold(planes, out_hw)
+            else:  # logits or probabilities: both argmaxed, nothing applied to them
+                cm = logits_to_class_map(planes, out_hw)
         n = len(self.labels)
         counts = class_counts(cm, n)
         area = counts / max(cm.size, 1)
@@ -234,6 +322,21 @@ class SegmentationTask(ModelTask):
             frame_pixels = float(geo.frame_hw[0]) * float(geo.frame_hw[1])
             area_mm2 = counts * (frame_pixels / max(cm.size, 1)) * (spacing[0] * spacing[1])
         return SegmentationResult(cm, boundary_map(cm), area, self.labels, area_mm2)
+
+    def _threshold(self, planes: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+        """A foreground probability map -> 0/1 class map: upsampled bilinearly to display size,
+        then foreground where it is above the threshold."""
+        if planes.shape[0] != 1:
+            raise ModelError(f"{self.model_name}: kind \"probability\" needs one channel, the output has "
+                             f"{planes.shape[0]}")
+        p = planes[0]
+        lo, hi = float(p.min()), float(p.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ModelError(f"{self.model_name}: the card says kind \"probability\" but the output holds values "
+                             f"from {lo:.3g} to {hi:.3g}, outside [0, 1] (logits? then say kind \"logits\")")
+        h, w = out_hw
+        up = p if p.shape == (h, w) else cv2.resize(np.ascontiguousarray(p), (w, h), interpolation=cv2.INTER_LINEAR)
+        return (up > np.float32(self.threshold)).astype(np.uint8)
 
     def columns(self) -> list[str]:
         return [column_name(label) for label in self.labels]

@@ -54,8 +54,21 @@ def _compression():
     return p
 
 
+def _classification():
+    from loupe.tasks.classification import ClassificationResult, softmax, top_indices
+    from loupe.ui.panels.classification import ClassificationPanel
+
+    labels = ("tabby cat", "German shepherd, German shepherd dog, Alsatian", "goldfinch", "koi", "owl")
+    p = ClassificationPanel(labels, np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [0, 0, 0],
+                                              [250, 250, 250]], np.uint8), "classification model")
+    probs = softmax(np.array([1.0, 3.0, 0.5, 0.0, -1.0], np.float32))
+    for i in range(30):
+        p.show_result(ClassificationResult(probs, labels, top_indices(probs, 5)), (480, 640), i, i == 29)
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
-            "codebook": _codebook, "compression": _compression}
+            "codebook": _codebook, "compression": _compression, "classification": _classification}
 
 
 def test_every_built_in_panel_is_laid_out_here():
