@@ -1,0 +1,410 @@
+"""Detection panel: boxes with label and score over the frame (one item draws them all), the
+score threshold (and the NMS IoU where the format needs NMS), per-class show/hide with this
+frame's counts, the count over time (click to seek), and the details of a box clicked on the frame.
+
+A thin view over ``DetectionResult``: the task has already decoded, thresholded and mapped the
+boxes to the source frame's pixels; the thresholds set here are the task's, and a change re-runs
+the paused frame (``PanelHost.rerun_frame``) so the boxes on screen follow at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from loupe.inference.engine import default_palette
+from loupe.ui.panels.base import big_label, frame_axis, opacity_slider, swatch, titled_layout
+from loupe.ui.panels.boxes_item import BoxesItem
+
+if TYPE_CHECKING:
+    from loupe.tasks.detection import DetectionResult
+
+OPACITY_KEY = "detection/opacity"  # 0..1
+SHOW_LABELS_KEY = "detection/show_labels"  # bool
+LIST_ALL_AT = 20  # with more classes than this, the table lists the classes seen so far
+TABLE_ROWS = 10  # rows the class table shows before it scrolls
+
+
+def _threshold_slider(value: float) -> tuple[QSlider, QLabel]:
+    """A 0.00-1.00 slider in steps of 0.01 and the label that shows its value."""
+    s = QSlider(Qt.Orientation.Horizontal)
+    s.setRange(0, 100)
+    s.setSingleStep(1)
+    s.setPageStep(5)
+    s.setValue(round(100 * value))
+    label = QLabel(f"{value:.2f}")
+    label.setMinimumWidth(label.fontMetrics().horizontalAdvance("0.000"))
+    return s, label
+
+
+class DetectionPanel(QWidget):
+    """Controls, counts, plot and box details for one detection model; owns the boxes item."""
+
+    scoreChanged = Signal(float)
+    iouChanged = Signal(float)
+    seekRequested = Signal(int)  # frame index
+    settingsChanged = Signal()
+
+    def __init__(self, labels: tuple[str, ...], palette: np.ndarray, title: str = "", *,
+                 score_threshold: float = 0.25, iou_threshold: float = 0.7, needs_nms: bool = True,
+                 parent=None) -> None:
+        super().__init__(parent)
+        self.labels = tuple(labels)
+        if len(palette) < len(self.labels):
+            palette = default_palette(len(self.labels))
+        self.palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+        self.visible = np.ones(len(self.labels), bool)
+        self.seen = np.zeros(len(self.labels), bool)  # classes with a box in this source so far
+        self.last: DetectionResult | None = None
+        self.last_index: int | None = None
+        self._scale = (1.0, 1.0)  # result pixels -> shown frame pixels (x, y)
+        self._series: dict[int, int] = {}  # frame index -> count
+        self._view_box: pg.ViewBox | None = None
+        self._scene = None
+        self._picked_point: tuple[float, float] | None = None  # the last click on the frame
+        self.overlay = BoxesItem(self.palette, self.labels)
+
+        lay = titled_layout(self, title or "Detection")
+        self.count_label = big_label(lay, "count —", 20)
+        form = QFormLayout()
+        self.score_slider, self.score_value = _threshold_slider(score_threshold)
+        self.score_slider.setToolTip("Boxes scoring below this are dropped (the model runs again on a paused frame)")
+        self.score_slider.valueChanged.connect(self._on_score)
+        form.addRow("Min score", self._with_value(self.score_slider, self.score_value))
+        self.iou_slider, self.iou_value = _threshold_slider(iou_threshold)
+        self.iou_slider.setToolTip("Non-maximum suppression: of two boxes of a class overlapping more than "
+                                   "this (intersection over union), the lower-scoring one is dropped")
+        self.iou_slider.valueChanged.connect(self._on_iou)
+        self.iou_row = self._with_value(self.iou_slider, self.iou_value)
+        form.addRow("NMS IoU", self.iou_row)
+        self.iou_label = form.labelForField(self.iou_row)
+        self.set_needs_nms(needs_nms)
+        self.opacity = opacity_slider(self.overlay, 100, self.settingsChanged.emit)
+        self.opacity.setToolTip("Opacity of the boxes and labels")
+        form.addRow("Opacity", self.opacity)
+        self.labels_box = QCheckBox("Label and score on each box")
+        self.labels_box.setChecked(True)
+        self.labels_box.toggled.connect(self._on_show_labels)
+        form.addRow(self.labels_box)
+        lay.addLayout(form)
+
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["class", "count"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.table.itemChanged.connect(self._on_item)
+        lay.addWidget(self.table, 1)
+        self.list_all = QCheckBox()
+        self.list_all.setToolTip("Otherwise the table lists the classes seen in this source so far")
+        self.list_all.toggled.connect(lambda _on: self._update_rows())
+        lay.addWidget(self.list_all)
+        self.details = QLabel("Click a box on the frame for its details; tick a class to show or hide it.")
+        self.details.setWordWrap(True)
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setStyleSheet("color: gray")
+        lay.addWidget(self.details)
+
+        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
+        self.plot.setLabel("bottom", "frame")
+        self.plot.setLabel("left", "count")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
+        self.plot.setToolTip("Boxes per frame; click to go to a frame")
+        self.curve = self.plot.plot(pen=pg.mkPen("#1565c0", width=2), name="count")
+        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
+        self.plot.setMinimumHeight(140)
+        lay.addWidget(self.plot, 1)
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        """One row per class: its swatch and name (ticked: shown) and this frame's count."""
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.labels))
+        for k, lab in enumerate(self.labels):
+            it = QTableWidgetItem(swatch(self.palette[k % len(self.palette)]), lab)
+            it.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+            it.setCheckState(Qt.CheckState.Checked if self.visible[k] else Qt.CheckState.Unchecked)
+            self.table.setItem(k, 0, it)
+            n = QTableWidgetItem("0")
+            n.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(k, 1, n)
+        self.table.blockSignals(False)
+        many = len(self.labels) > LIST_ALL_AT
+        self.list_all.setText(f"List all {len(self.labels)} classes")
+        self.list_all.blockSignals(True)
+        self.list_all.setChecked(not many)
+        self.list_all.blockSignals(False)
+        self.list_all.setVisible(many)
+        self._update_rows()
+
+    def set_labels(self, labels: tuple[str, ...], palette: np.ndarray | None = None) -> None:
+        """Other class names (a model whose class count is only known from its first output):
+        the table, the item's colours and the per-class state start again."""
+        self.labels = tuple(labels)
+        if palette is None or len(palette) < len(self.labels):
+            palette = default_palette(len(self.labels))
+        self.palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+        self.visible = np.ones(len(self.labels), bool)
+        self.seen = np.zeros(len(self.labels), bool)
+        self.overlay.set_labels(self.labels, self.palette)
+        self._fill_table()
+
+    @staticmethod
+    def _with_value(slider: QSlider, label: QLabel) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(slider, 1)
+        row.addWidget(label)
+        return w
+
+    # --- the frame view ----------------------------------------------------------------------
+    def attach(self, view_box: pg.ViewBox) -> None:
+        self._view_box = view_box
+        view_box.addItem(self.overlay)
+        self._scene = view_box.scene()
+        if self._scene is not None:
+            self._scene.sigMouseClicked.connect(self._on_frame_click)
+
+    def detach(self) -> None:
+        if self._scene is not None:
+            with contextlib.suppress(RuntimeError, TypeError):  # already gone with the scene
+                self._scene.sigMouseClicked.disconnect(self._on_frame_click)
+            self._scene = None
+        if self._view_box is not None:
+            self._view_box.removeItem(self.overlay)
+
+    def shutdown(self) -> None:
+        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
+    # --- view of a result --------------------------------------------------------------------
+    def update_from(self, result: DetectionResult, frame, slow: bool) -> None:
+        self.show_result(result, (frame.height, frame.width), frame.index, slow)
+
+    def refresh_slow(self, result: DetectionResult, frame) -> None:
+        self.update_counts(result)
+        self.refresh_plot()
+
+    def show_result(self, result: DetectionResult, frame_hw: tuple[int, int], index: int,
+                    update_slow: bool = True) -> None:
+        """Draw ``result`` over a frame of ``frame_hw`` (the frame on screen; boxes are scaled
+        if the result's frame had another size); counts, table and plot when ``update_slow``."""
+        if tuple(result.labels) != self.labels:
+            self.set_labels(tuple(result.labels))
+        same_frame = index == self.last_index
+        picked = self._picked_point if same_frame else None
+        self.last, self.last_index = result, index
+        rh, rw = result.frame_hw
+        h, w = frame_hw
+        self._scale = (w / rw if rw else 1.0, h / rh if rh else 1.0)
+        boxes = np.asarray(result.boxes, np.float32).reshape(-1, 4)
+        if self._scale != (1.0, 1.0):
+            boxes = boxes * np.array([self._scale[0], self._scale[1]] * 2, np.float32)
+        self.overlay.set_boxes(boxes, result.scores, result.classes, frame_hw)
+        self._series[index] = int(result.count)
+        n = np.asarray(result.counts)[: len(self.labels)]
+        self.seen[: len(n)] |= n > 0
+        if picked is not None:  # the same frame again (a threshold changed): the same point
+            self.pick(*picked)
+        if update_slow:
+            self.update_counts(result)
+            self.refresh_plot()
+
+    def update_counts(self, result: DetectionResult) -> None:
+        counts = np.asarray(result.counts, np.int64)
+        shown = int(np.count_nonzero(self.overlay.kept()))
+        txt = f"count {int(result.count)}"
+        if shown != result.count:
+            txt += f"  ({shown} shown)"
+        self.count_label.setText(txt)
+        self.table.blockSignals(True)
+        for k in range(min(len(counts), self.table.rowCount())):
+            self.table.item(k, 1).setText(str(int(counts[k])))
+        self.table.blockSignals(False)
+        self._update_rows()
+
+    def _update_rows(self) -> None:
+        every = self.list_all.isChecked()
+        for k in range(self.table.rowCount()):
+            self.table.setRowHidden(k, not (every or self.seen[k] or not self.visible[k]))
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """The table as tall as its listed rows (up to TABLE_ROWS, then it scrolls), so the plot
+        below gets the room an empty table would take."""
+        rows = [k for k in range(self.table.rowCount()) if not self.table.isRowHidden(k)]
+        row_h = self.table.verticalHeader().defaultSectionSize()
+        n = min(max(len(rows), 2), TABLE_ROWS)
+        h = self.table.horizontalHeader().height() + n * row_h + 2 * self.table.frameWidth()
+        self.table.setMaximumHeight(h)
+        self.table.setMinimumHeight(min(h, self.table.horizontalHeader().height() + 3 * row_h + 4))
+
+    def refresh_plot(self) -> None:
+        frames = sorted(self._series)
+        self.curve.setData(frames, [self._series[f] for f in frames])
+
+    def reset_series(self) -> None:
+        """A new source: the count over time and the classes seen start again."""
+        self._series.clear()
+        self.seen[:] = False
+        self.last_index = None
+        self._picked_point = None
+        self.curve.setData([], [])
+        self._update_rows()
+
+    def value_at(self, x: float, y: float) -> str | None:
+        """"label score" of the (smallest) box under frame pixel (x, y) (the status bar's readout)."""
+        i = self.overlay.box_at(x, y)
+        return None if i is None else self.overlay.label_text(i)
+
+    # --- box details --------------------------------------------------------------------------
+    def pick(self, x: float, y: float) -> int | None:
+        """Select the smallest shown box under frame pixel (x, y) and show its details."""
+        self._picked_point = (x, y)
+        i = self.overlay.box_at(x, y)
+        self.overlay.set_selected(i)
+        if i is None:
+            self.details.setText("No box there. Click a box on the frame for its details.")
+            self.details.setStyleSheet("color: gray")
+            return None
+        sx, sy = self._scale
+        x1, y1, x2, y2 = (float(v) for v in self.last.boxes[i])  # the result's own pixels
+        frame = "" if self.last_index is None else f"frame {self.last_index + 1}: "
+        self.details.setText(
+            f"{frame}<b>{html.escape(self.overlay.label_text(i))}</b> (class {int(self.last.classes[i])})<br>"
+            f"box x1 {x1:.0f}, y1 {y1:.0f}, x2 {x2:.0f}, y2 {y2:.0f}<br>"
+            f"{x2 - x1:.0f} × {y2 - y1:.0f} px"
+            + ("" if (sx, sy) == (1.0, 1.0) else " (frame pixels of the model's input frame)"))
+        self.details.setStyleSheet("")
+        return i
+
+    def _on_frame_click(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or self._view_box is None or self.last is None:
+            return
+        if not self._view_box.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        p = self._view_box.mapSceneToView(ev.scenePos())
+        self.pick(p.x(), p.y())
+
+    def _on_plot_click(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or not self._series:
+            return
+        vb = self.plot.getPlotItem().vb
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        x = vb.mapSceneToView(ev.scenePos()).x()
+        self.seekRequested.emit(round(min(max(x, 0.0), float(max(self._series)))))
+
+    # --- controls -----------------------------------------------------------------------------
+    def set_needs_nms(self, on: bool) -> None:
+        """The IoU slider only for formats whose boxes still need NMS."""
+        self.iou_row.setVisible(on)
+        if self.iou_label is not None:
+            self.iou_label.setVisible(on)
+
+    def set_opacity(self, value: float) -> None:
+        self.opacity.setValue(round(100 * value))
+
+    def set_show_labels(self, on: bool) -> None:
+        self.labels_box.setChecked(on)
+
+    def set_class_visible(self, k: int, visible: bool) -> None:
+        self.table.item(k, 0).setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)
+
+    def _on_score(self, v: int) -> None:
+        self.score_value.setText(f"{v / 100:.2f}")
+        self.scoreChanged.emit(v / 100.0)
+
+    def _on_iou(self, v: int) -> None:
+        self.iou_value.setText(f"{v / 100:.2f}")
+        self.iouChanged.emit(v / 100.0)
+
+    def _on_show_labels(self, on: bool) -> None:
+        self.overlay.set_show_labels(on)
+        self.settingsChanged.emit()
+
+    def _on_item(self, item: QTableWidgetItem) -> None:
+        if item.column() != 0:
+            return
+        self.visible[item.row()] = item.checkState() == Qt.CheckState.Checked
+        self.overlay.set_visible_classes(self.visible)
+        if self._picked_point is not None and self.overlay.selected is not None \
+                and not self.overlay.kept()[self.overlay.selected]:
+            self.pick(*self._picked_point)  # the selected box's class was hidden
+        if self.last is not None:
+            self.update_counts(self.last)
+
+
+def make_panel(model, host) -> DetectionPanel:
+    """The registry's panel factory: thresholds start from the task's (the card's) and go back
+    to it, re-running a paused frame; opacity and labels on/off as the user last left them."""
+    task = model.task
+    panel = DetectionPanel(task.labels, task.palette, title=model.engine.card.name or model.name,
+                           score_threshold=task.score_threshold, iou_threshold=task.iou_threshold,
+                           needs_nms=task.needs_nms)
+    panel.set_opacity(float(host.settings.value(OPACITY_KEY, 1.0)))
+    panel.set_show_labels(str(host.settings.value(SHOW_LABELS_KEY, "true")).lower() in ("true", "1"))
+
+    def on_score(v: float, t=task) -> None:
+        t.set_score_threshold(v)
+        host.rerun_frame()
+
+    def on_iou(v: float, t=task) -> None:
+        t.set_iou_threshold(v)
+        host.rerun_frame()
+
+    def save(p: DetectionPanel = panel) -> None:
+        host.settings.setValue(OPACITY_KEY, p.opacity.value() / 100.0)
+        host.settings.setValue(SHOW_LABELS_KEY, p.labels_box.isChecked())
+
+    panel.scoreChanged.connect(on_score)
+    panel.iouChanged.connect(on_iou)
+    panel.seekRequested.connect(host.seek_to)
+    panel.settingsChanged.connect(save)
+    return panel
+
+
+if __name__ == "__main__":  # a preview fed synthetic results
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    from loupe.tasks.detection import DetectionResult
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    names = ("person", "bicycle", "car")
+    panel = DetectionPanel(names, np.array([[220, 60, 60], [60, 110, 240], [250, 220, 40]]), "preview")
+    view = pg.GraphicsLayoutWidget()
+    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    for i in range(20):
+        b = np.array([[10 + 3 * i, 20, 60 + 3 * i, 110], [100, 30, 190, 90], [120, 50, 150, 80]], np.float32)
+        cls = np.array([0, 2, 1], np.int32)
+        res = DetectionResult(b, np.array([0.91, 0.8, 0.42], np.float32), cls, names, (120, 200),
+                              np.bincount(cls, minlength=3).astype(np.int64))
+        panel.show_result(res, (120, 200), i)
+    panel.pick(130.0, 60.0)
+    panel.show()
+    view.show()
+    if "--quit" not in sys.argv:
+        app.exec()
