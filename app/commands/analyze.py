@@ -57,6 +57,13 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical core, or $LOUPE_ORT_THREADS)")
+    ap.add_argument("--task", metavar="NAME",
+                    help="the task of a model without a card, when its outputs fit several (a task name, or "
+                         "detection:FORMAT; the error lists the candidates); models with a card ignore it")
+    ap.add_argument("--score-threshold", type=float, metavar="S",
+                    help="detection: keep boxes scoring above S (overrides the card; 0..1)")
+    ap.add_argument("--iou-threshold", type=float, metavar="T",
+                    help="detection: NMS IoU threshold (overrides the card; 0..1)")
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     shown = ap.add_mutually_exclusive_group()
@@ -77,6 +84,41 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     add_limit_options(ap)
 
 
+def _load(path: str, args: argparse.Namespace):
+    """One model for ``analyze`` (``load_model`` with ``--task``): a card-less model whose outputs
+    fit several tasks is refused (ModelError naming them and ``--task``) before a task is made."""
+    from loupe.inference.engine import Engine, ModelError
+    from loupe.run.pipeline import LoadedModel
+    from loupe.tasks import make_task
+
+    eng = Engine(path, providers=args.providers, threads=args.threads, task=args.task)
+    if eng.guess is not None and eng.guess.ambiguous:
+        raise ModelError(eng.guess.note)
+    return LoadedModel(eng, make_task(eng, display_max_side=None))
+
+
+def _apply_overrides(models: list, args: argparse.Namespace) -> str | None:
+    """``--task``, ``--score-threshold``, ``--iou-threshold`` on the loaded models; the error
+    line when an option reaches none of them."""
+    if args.task is not None and not any(m.engine.guess is not None for m in models):
+        return (f"--task applies to models without a card; every model given has one "
+                f"({', '.join(f'{m.engine.path.name}: {m.engine.card.task}' for m in models)})")
+    for opt, value, setter in (("--score-threshold", args.score_threshold, "set_score_threshold"),
+                               ("--iou-threshold", args.iou_threshold, "set_iou_threshold")):
+        if value is None:
+            continue
+        takers = [m for m in models if callable(getattr(m.task, setter, None))]
+        if not takers:
+            tasks = ", ".join(f"{m.engine.path.name}: {m.task.name}" for m in models)
+            return f"{opt} applies to detection models; no model given takes it ({tasks})"
+        for m in takers:
+            try:
+                getattr(m.task, setter)(value)
+            except ValueError as e:
+                return f"{opt}: {e}"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         err("--max-frames must be at least 1")
@@ -88,7 +130,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         err("--resume needs --out: the file whose rows the run continues")
         return 2
+    for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            err(f"{opt} must be between 0 and 1, got {v:g}")
+            return 2
     if args.ray is not None:
+        overrides = [o for o, v in (("--task", args.task), ("--score-threshold", args.score_threshold),
+                                    ("--iou-threshold", args.iou_threshold)) if v is not None]
+        if overrides:
+            err(f"{' and '.join(overrides)} cannot be sent to Ray workers yet: write the task or thresholds in "
+                "the model's sidecar card (docs/MODEL_CARD.md) and run again")
+            return 2
         from loupe.run.cluster import ray_available
 
         if not ray_available():
@@ -112,7 +164,6 @@ def _run(args: argparse.Namespace) -> int:
         is_dicom_input,
         summary_table,
     )
-    from loupe.run.pipeline import load_model
     from loupe.tasks import UnsupportedTask
 
     try:
@@ -123,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     models, model_errors = [], 0
     for m in model_paths:  # every bad model gets its line, then exit 2
         try:
-            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None))
+            models.append(_load(m, args))
         except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
             err(str(e))
             model_errors += 1
@@ -134,12 +185,13 @@ def _run(args: argparse.Namespace) -> int:
             model_errors += 1
     if model_errors:
         return 2
+    problem = _apply_overrides(models, args)
+    if problem:
+        err(problem)
+        return 2
     for m in models:
-        if m.engine.needs_task:
-            sys.stderr.write(
-                f"loupe: {m.engine.path.name} has no model card; treating it as {m.engine.card.task} "
-                "(open it once in the app to confirm the task and save a card)\n"
-            )
+        if m.engine.guess is not None:
+            sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
     inputs = expand_inputs(args.inputs)
     progress = make_progress(args.quiet, args.progress)
     bad: list[tuple[str, str]] = []

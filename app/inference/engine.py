@@ -23,11 +23,11 @@ import numpy as np
 from loupe.base.errors import LoupeError
 from loupe.inference.card import (
     CardError,
-    InputSpec,
     ModelCard,
     has_card,
     read_sidecar,
 )
+from loupe.inference.guess import Guess, GuessError, guess_card, output_ops
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,10 @@ class Engine:
         providers: str = "auto",
         threads: int | None = None,
         card: ModelCard | None = None,
+        task: str | None = None,
     ) -> None:
+        """``task`` picks the task of a model without a card among the guessed candidates (``loupe
+        analyze --task``); a model with a card ignores it (``guess`` is None for those)."""
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"No such model file: {self.path}")
@@ -269,12 +272,13 @@ class Engine:
         self.inputs = [TensorInfo(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
         self.outputs = [TensorInfo(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.card = card or self._resolve_card()
+        self.guess: Guess | None = None  # what was guessed, for a model without a card
+        self.card = card or self._resolve_card(task)
         self.provider_note = self._provider_note(providers)
         logger.info("loaded %s on %s", self.path.name, ", ".join(self.providers))
 
     # --- card ----------------------------------------------------------------------
-    def _resolve_card(self) -> ModelCard:
+    def _resolve_card(self, task: str | None = None) -> ModelCard:
         try:
             if has_card(self.metadata):
                 return ModelCard.from_metadata(self.metadata)
@@ -283,11 +287,18 @@ class Engine:
             raise ModelError(f"{self.path.name}: bad model card: {e}") from None
         if side is not None:
             return side
-        return infer_card(self.inputs, self.outputs, self.path.stem)
+        try:
+            guess = guess_card(self.inputs, self.outputs, self.metadata, self.path.stem,
+                               filename=self.path.name, final_ops=output_ops(self.path))
+            self.guess = guess.pick(task, self.path.name) if task else guess
+        except GuessError as e:
+            raise ModelError(str(e)) from None
+        return self.guess.card
 
     @property
     def needs_task(self) -> bool:
-        """True when the card was guessed from shapes and the user should confirm the task."""
+        """True when the card was guessed from shapes and the user should confirm the task (a card
+        read from an exporter's metadata that says the task, e.g. Ultralytics', needs no question)."""
         return self.card.origin == "inferred"
 
     # --- providers -------------------------------------------------------------------
@@ -355,34 +366,3 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
         r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
         cols.append((int(r * 255), int(g * 255), int(b * 255)))
     return tuple(cols)
-
-
-def infer_card(inputs: list[TensorInfo], outputs: list[TensorInfo], name: str = "") -> ModelCard:
-    """Best guess at a card for a model without one (origin 'inferred': the UI asks to confirm)."""
-    if not inputs or not outputs:
-        raise ModelError("the model has no inputs or no outputs")
-    shape = inputs[0].shape
-    channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
-    color = "GRAY" if channels == 1 else "RGB"
-    fixed = None
-    if len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[2:]):
-        fixed = (int(shape[2]), int(shape[3]))
-    spec = InputSpec(
-        color=color,
-        scale=1 / 255,
-        mean=(0.0,) * (1 if color == "GRAY" else 3),
-        std=(1.0,) * (1 if color == "GRAY" else 3),
-        fixed_size=fixed,
-    )
-    out = outputs[0].shape
-    n_out = out[1] if len(out) == 4 and isinstance(out[1], int) else None
-    task = "density" if n_out == 1 else "segmentation"
-    labels: tuple[str, ...] = ()
-    palette: tuple[tuple[int, int, int], ...] = ()
-    if task == "segmentation" and n_out:
-        labels = tuple(f"class {i}" for i in range(n_out))
-        palette = default_palette(n_out)
-    return ModelCard(
-        task=task, name=name, input=spec, labels=labels, palette=palette,
-        output={"kind": "logits"} if task == "segmentation" else {}, origin="inferred",
-    )

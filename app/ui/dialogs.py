@@ -127,22 +127,58 @@ def open_camera(win) -> None:
     win.open_camera(dlg.device.value(), res)
 
 
+def task_choices(engine) -> tuple[list[str], str]:
+    """What the task question lists: the guessed candidates first (a task name, or
+    ``detection:FORMAT`` when several formats fit), then the other tasks a model may be given by
+    hand (not the ones that need their own card: anomaly, codebook, compression); and the text
+    that says what was guessed."""
+    from loupe.inference.guess import NEVER_GUESSED
+
+    guess = engine.guess
+    cands = list(guess.candidates) if guess is not None else []
+    keys = [c.key for c in cands]
+    rest = [t for t in task_names() if t not in NEVER_GUESSED and t not in {c.task for c in cands}]
+    if not cands:
+        return keys + rest, ""
+    if len(cands) == 1:
+        said = f"Its outputs look like {cands[0].key}: {cands[0].reason}."
+    else:
+        said = "Its outputs fit several tasks:\n" + "\n".join(f"  • {c.key}: {c.reason}" for c in cands)
+    return keys + rest, said
+
+
+def card_for_choice(engine, key: str):
+    """The card for the task the user chose: the guessed candidate's, or for another task the
+    guessed input spec with that task and no task-specific entries (its own defaults apply)."""
+    guess = engine.guess
+    for c in guess.candidates if guess is not None else ():
+        if key == c.key:
+            return replace(c.card, origin="sidecar")
+    return replace(engine.card, task=key, labels=(), palette=(), output={}, origin="sidecar")
+
+
 def confirm_task(win, engine) -> bool:
-    """A model without a card: ask what it does (or, in screenshot mode, say what is assumed) and
-    save the answer next to it as a sidecar card. False when the user cancels."""
-    guess = engine.card.task
+    """A model without a card: ask what it does, the guessed candidates listed first (or, in
+    screenshot mode, say what is assumed) and save the answer next to it as a sidecar card.
+    False when the user cancels."""
+    items, said = task_choices(engine)
+    first = engine.guess.candidates[0] if engine.guess is not None else None
     if not win.ask_task:
-        win.show_error(f"{engine.path.name} has no model card; treating it as {guess}.", level="info")
+        what = f"{first.key} ({first.reason})" if first is not None else engine.card.task
+        others = ""
+        if engine.guess is not None and engine.guess.ambiguous:
+            others = "; it could also be " + ", ".join(c.key for c in engine.guess.candidates[1:])
+        win.show_error(f"{engine.path.name} has no model card; treating it as {what}{others}.", level="info")
         return True
-    task, ok = QInputDialog.getItem(
+    key, ok = QInputDialog.getItem(
         win, "Model without a card",
-        f"{engine.path.name} carries no Loupe model card.\nWhat does it do? (the answer is saved "
+        f"{engine.path.name} carries no Loupe model card. {said}\nWhat does it do? (the answer is saved "
         f"next to the model as {engine.path.name}.loupe.json; the model file is not changed)",
-        list(task_names()), task_names().index(guess), False,
+        items, 0, False,
     )
     if not ok:
         return False
-    card = replace(engine.card, task=task, origin="sidecar")
+    card = card_for_choice(engine, key)
     try:
         write_sidecar(engine.path, card)
     except OSError as e:
