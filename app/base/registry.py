@@ -385,6 +385,9 @@ _BUILTINS = (
     # is fed the frame's index, never earlier frames
     _builtin("compression", "neural codec: PSNR/SSIM against the frame, bits per pixel", checks=False,
              overlap_safe=False),
+    # postprocess reads its outputs, the geometry and the user's thresholds (settings, not state
+    # a later prepare changes)
+    _builtin("detection", "boxes with label and score: count per class"),
     _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time"),
 )
 

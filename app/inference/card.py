@@ -300,6 +300,34 @@ def check_density_output(output: dict[str, Any]) -> None:
     check_numbers(output, ("count_scale", "display_max", "stride"))
 
 
+def check_detection_output(output: dict[str, Any]) -> None:
+    """The detection keys (documented in ``loupe.tasks.detection``)."""
+    for key, choices in (("format", ("yolov5", "yolov8", "end2end", "detr", "rtdetr", "boxes_scores_labels")),
+                         ("activation", ("sigmoid", "softmax", "none")), ("box_format", ("xyxy", "cxcywh", "xywh"))):
+        value = output.get(key)
+        if value is not None and value not in choices:
+            raise CardError(f"loupe.output {key} must be one of {', '.join(choices)}; got {_json_type(value)}")
+    for key in ("score_threshold", "iou_threshold"):
+        if output.get(key) is not None and not 0.0 <= _number(output[key], f"loupe.output {key}") <= 1.0:
+            raise CardError(f"loupe.output {key} must be between 0 and 1, got {output[key]!r}")
+    for key, low in (("max_detections", 1), ("label_offset", None)):
+        value = output.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low)):
+            raise CardError(f"loupe.output {key} must be a whole number{f' >= {low}' if low else ''}, got {_json_type(value)}")
+    if output.get("normalized") is not None and not isinstance(output["normalized"], bool):
+        raise CardError(f"loupe.output normalized must be true or false, got {_json_type(output['normalized'])}")
+    roles = output.get("outputs")
+    if roles is not None:
+        if not isinstance(roles, dict):
+            raise CardError(f"loupe.output outputs must be an object of role -> output name, got {_json_type(roles)}")
+        for role, name in roles.items():
+            if role not in ("predictions", "boxes", "scores", "labels", "count"):
+                raise CardError(f"loupe.output outputs has unknown role {role!r} (known: predictions, boxes, "
+                                "scores, labels, count)")
+            if not isinstance(name, str):
+                raise CardError(f"loupe.output outputs {role} must be an output's name, got {_json_type(name)}")
+
+
 def check_anomaly_output(output: dict[str, Any]) -> None:
     check_numbers(output, ("past_frames", "threshold"))
     if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:

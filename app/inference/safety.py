@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_anomaly", "check_classification", "check_density", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
+__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -255,3 +255,36 @@ def check_anomaly(engine: Any) -> None:
             f"{name}: its output '{out.name}' has rank {len(out.shape)} ({_dims(out.shape)}); an anomaly "
             f"model predicts a frame, N x C x H x W"
         )
+
+
+def check_detection(engine: Any) -> None:
+    """One image in; outputs laid out as the card's ``format`` says (or, without one, fitting some
+    detection format): the number of outputs that format reads, a rank-3 prediction for the
+    one-output formats, 6 values per row for ``end2end``."""
+    from loupe.inference.formats import DETECTION_FORMATS, detection_formats_for
+
+    check_image_input(engine)
+    name, outputs, card = engine.path.name, list(engine.outputs), engine.card
+    fmt = card.output.get("format")
+    shapes = ", ".join(f"'{o.name}' {_dims(o.shape)}" for o in outputs)
+    if fmt is None:
+        if not detection_formats_for(outputs, len(card.labels) or None):
+            raise ModelError(
+                f"{name}: its outputs ({shapes}) fit no detection format ({', '.join(DETECTION_FORMATS)}); "
+                f"a card's loupe.output format and outputs say how to read them"
+            )
+        return
+    if fmt not in DETECTION_FORMATS:
+        raise ModelError(f"{name}: the card's loupe.output format must be one of {', '.join(DETECTION_FORMATS)}, got {fmt!r}")
+    needs = {"detr": (2,), "rtdetr": (1, 2), "boxes_scores_labels": (3, 4)}.get(fmt)
+    if needs is not None and len(outputs) not in needs:
+        want = " or ".join(str(n) for n in needs)
+        raise ModelError(f"{name}: a {fmt} model has {want} outputs; this one has {len(outputs)} ({shapes})")
+    if fmt in ("yolov5", "yolov8", "end2end"):
+        names = [o.name for o in outputs]
+        role = (card.output.get("outputs") or {}).get("predictions") if isinstance(card.output.get("outputs"), dict) else None
+        out = outputs[names.index(role)] if role in names else outputs[0]
+        layout = {"yolov5": "1 x anchors x (5 + C)", "yolov8": "1 x (4 + C) x anchors",
+                  "end2end": "1 x K x 6 (x1, y1, x2, y2, score, class)"}[fmt]
+        if len(out.shape) != 3 or (fmt == "end2end" and isinstance(out.shape[2], int) and out.shape[2] != 6):
+            raise ModelError(f"{name}: its output '{out.name}' is {_dims(out.shape)}; a {fmt} model outputs {layout}")
