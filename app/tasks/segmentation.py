@@ -228,6 +228,21 @@ def class_planes(out: np.ndarray, layout: str, model: str) -> np.ndarray:
     return a
 
 
+def probability_plane(out: np.ndarray, layout: str, model: str) -> np.ndarray:
+    """One image's foreground probability (N x 1 x h x w, N x h x w x 1, N x h x w, h x w) as
+    h x w."""
+    a = out[0] if out.ndim == 4 else out
+    if a.ndim == 3:
+        if layout == "NHWC" and a.shape[-1] == 1:
+            a = a[..., 0]
+        elif a.shape[0] == 1:
+            a = a[0]
+    if a.ndim != 2:
+        raise ModelError(f"{model}: kind \"probability\" reads one foreground channel, got an output of shape "
+                         f"{out.shape}")
+    return a
+
+
 def id_map(out: np.ndarray, layout: str, model: str) -> np.ndarray:
     """One image's class-map output (N x h x w, N x 1 x h x w, N x h x w x 1, h x w) as h x w."""
     a = out
@@ -250,7 +265,10 @@ class SegmentationTask(ModelTask):
         n = channels_of(engine.outputs[0].shape, self.layout)
         labels = self.card.labels
         pal = self.card.palette
-        if self.kind == "probability" or (self.kind == "logits" and n == 1):  # one foreground channel
+        #: a one-channel foreground model: labels [background, foreground] (the panel shows the
+        #: foreground only at first)
+        self.binary = self.kind == "probability" or (self.kind == "logits" and n == 1)
+        if self.binary:
             if n is not None and n != 1:
                 raise ModelError(f"{engine.path.name}: the card says kind \"probability\" (one foreground "
                                  f"channel) but the model outputs {n} channels")
@@ -297,22 +315,26 @@ class SegmentationTask(ModelTask):
             geo, spacing = ctx, None
         out = outputs[0]
         out_hw = self.display_hw(geo)
-        is_ids = (self.kind == "class_map" or out.ndim == 2
-                  or (out.ndim in (3, 4) and not np.issubdtype(out.dtype, np.floating)))
+        is_ids = (self.kind == "class_map" or not np.issubdtype(out.dtype, np.floating)
+                  or (out.ndim == 2 and self.kind != "probability"))
         if is_ids:
             ids = geo.crop_map(id_map(out, self.layout, self.model_name))
             self._ensure_labels(1)
             if np.issubdtype(ids.dtype, np.floating):
                 ids = np.rint(ids)
             cm = cv2.resize(ids.astype(np.uint8), out_hw[::-1], interpolation=cv2.INTER_NEAREST)
+        elif self.kind == "probability":
+            plane = geo.crop_map(probability_plane(out, self.layout, self.model_name))
+            cm = self._threshold(plane.astype(np.float32, copy=False), out_hw)
         else:
             planes = geo.crop_map(class_planes(out, self.layout, self.model_name))
+            if self.kind == "probabilities" and planes.shape[0] == 1:
+                raise ModelError(f"{self.model_name}: the card says kind \"probabilities\" (a softmax over the "
+                                 f"classes) but the output has one channel; a sigmoid foreground map is kind "
+                                 f"\"probability\"")
             self._ensure_labels(planes.shape[0])
-            planes = planes.astype(np.float32, copy=False)
-            if self.kind == "probability":
-                cm = self._threshold(planes, out_hw)
-            else:  # logits or probabilities: both argmaxed, nothing applied to them
-                cm = logits_to_class_map(planes, out_hw)
+            # logits or probabilities: both argmaxed as they are, nothing applied to them
+            cm = logits_to_class_map(planes.astype(np.float32, copy=False), out_hw)
         n = len(self.labels)
         counts = class_counts(cm, n)
         area = counts / max(cm.size, 1)
@@ -323,13 +345,9 @@ class SegmentationTask(ModelTask):
             area_mm2 = counts * (frame_pixels / max(cm.size, 1)) * (spacing[0] * spacing[1])
         return SegmentationResult(cm, boundary_map(cm), area, self.labels, area_mm2)
 
-    def _threshold(self, planes: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    def _threshold(self, p: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
         """A foreground probability map -> 0/1 class map: upsampled bilinearly to display size,
         then foreground where it is above the threshold."""
-        if planes.shape[0] != 1:
-            raise ModelError(f"{self.model_name}: kind \"probability\" needs one channel, the output has "
-                             f"{planes.shape[0]}")
-        p = planes[0]
         lo, hi = float(p.min()), float(p.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ModelError(f"{self.model_name}: the card says kind \"probability\" but the output holds values "

@@ -216,3 +216,27 @@ def test_logits_models_are_unchanged(argmax_model):
     """The default kind still reads a 3-channel output as logits (SegmentationTask directly)."""
     task = SegmentationTask(Engine(argmax_model))
     assert (task.kind, task.layout, task.threshold) == ("logits", "NCHW", 0.5)
+
+
+@pytest.mark.parametrize(("shape", "layout"), [((1, 16, 24), "NCHW"), ((1, 16, 24, 1), "NHWC"), ((1, 16, 24), "NHWC")])
+def test_probability_map_shapes(tmp_path, shape, layout):
+    p = probability_map()
+    path = constant_model(tmp_path / "m.onnx", p.reshape(shape), {"kind": "probability", "layout": layout},
+                          spec=InputSpec(fixed_size=(16, 24)))
+    res = run(make_task(Engine(path)), np.zeros((16, 24, 3), np.uint8))
+    assert res.class_map.tolist() == (p > 0.5).astype(np.uint8).tolist()
+
+
+def test_one_channel_probabilities_kind_is_refused_with_the_right_kind_named(tmp_path):
+    path = constant_model(tmp_path / "m.onnx", np.full((1, 1, 4, 4), 0.7), {"kind": "probabilities"},
+                          spec=InputSpec(fixed_size=(4, 4)), labels=("a", "b"))
+    with pytest.raises(ModelError, match='one channel.*kind "probability"'):
+        run(make_task(Engine(path)), np.zeros((4, 4, 3), np.uint8))
+
+
+def test_binary_models_are_flagged_for_the_panel(tmp_path, argmax_model):
+    m = np.full((1, 1, 2, 2), 0.9, np.float32)
+    spec = InputSpec(fixed_size=(2, 2))
+    assert make_task(Engine(constant_model(tmp_path / "p.onnx", m, {"kind": "probability"}, spec=spec))).binary
+    assert make_task(Engine(constant_model(tmp_path / "l.onnx", m, {"kind": "logits"}, spec=spec))).binary
+    assert not make_task(Engine(argmax_model)).binary

@@ -1,19 +1,23 @@
 """The classification panel: top-k bars in order, the top label on the frame (on a dark fill), the
 strip of the top label over time (click seeks, a new source clears it), the status readout, and
-the panel in the window fed by a real classifier."""
+the panel in the window fed by a real classifier; and the segmentation panel of a one-channel
+probability model (foreground shown, background hidden at first)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 
 from loupe.base.media import clip_path
+from loupe.inference.card import InputSpec
 from loupe.run.pipeline import load_model
 from loupe.sources.base import Frame
 from loupe.tasks.classification import ClassificationResult, softmax, top_indices
 from loupe.ui.panels.classification import ClassificationPanel, make_panel
+from loupe.ui.panels.segmentation import make_panel as segmentation_panel
 from tests.tasks.test_classification import RGB, mean_colour_classifier
+from tests.tasks.test_segmentation_kinds import constant_model
 
 LABELS = ("cat", "dog", "bird", "fish", "horse", "cow", "owl")
 
@@ -151,3 +155,16 @@ def test_window_shows_a_classifier(qtbot, win, tmp_path):
     assert panel.bars.rows()[0][0] == want.top1_label
     win.seek_to(10)
     qtbot.waitUntil(lambda: panel.top_of(10) is not None, timeout=10000)
+
+
+def test_segmentation_panel_of_a_probability_model_shows_the_foreground_only(qtbot, tmp_path):
+    """(The segmentation panel, for the one-channel probability kind added with classification.)"""
+    m = np.full((1, 1, 4, 4), 0.9, np.float32)
+    lm = load_model(str(constant_model(tmp_path / "text.onnx", m, {"kind": "probability"}, labels=("text",),
+                                       spec=InputSpec(fixed_size=(4, 4)))))
+    host = Host()
+    host.settings = QSettings()
+    panel = segmentation_panel(lm, host)
+    qtbot.addWidget(panel)
+    assert panel.labels == ("background", "text")
+    assert panel.visible.tolist() == [False, True] and panel.lut[0, 3] == 0 and panel.lut[1, 3] == 255

@@ -216,6 +216,8 @@ def make_panel(model, host) -> SegmentationPanel:
     panel = SegmentationPanel(task.labels, task.palette, title=model.engine.card.name or model.name)
     panel.set_opacity(float(host.settings.value(keys.SEGMENTATION_OPACITY, 0.5)))
     panel.set_mode(str(host.settings.value(keys.SEGMENTATION_MODE, "fill")))
+    if task.binary:  # a foreground/background model: show the foreground only at first
+        panel.set_class_visible(0, False)
 
     def save(p: SegmentationPanel = panel) -> None:
         host.settings.setValue(keys.SEGMENTATION_OPACITY, p.opacity.value() / 100.0)
