@@ -18,7 +18,7 @@ def test_card_round_trips_through_metadata():
 
 def test_bad_cards_name_the_key():
     with pytest.raises(CardError, match="loupe.task"):
-        ModelCard.from_metadata({"loupe.task": "detection"})
+        ModelCard.from_metadata({"loupe.task": "no-such-task"})
     with pytest.raises(CardError, match="loupe.input"):
         ModelCard.from_metadata({"loupe.task": "segmentation", "loupe.input": "{not json"})
     with pytest.raises(CardError, match="palette"):
@@ -116,7 +116,7 @@ MALFORMED = [  # (what, sidecar text, words the one line must hold besides the f
     ("raw_values as a string", {"loupe.task": "segmentation", "loupe.input": {"raw_values": "no"}}, ["raw_values", "true or false"]),
     ("no task", {"loupe.labels": ["a"]}, ["loupe.task"]),
     ("task as a number", {"loupe.task": 3}, ["loupe.task", "string"]),
-    ("unknown task", {"loupe.task": "detection"}, ["loupe.task", "detection"]),
+    ("unknown task", {"loupe.task": "no-such-task"}, ["loupe.task", "no-such-task"]),
     ("key without the prefix", {"task": "segmentation"}, ["'task'", "loupe.task"]),
     ("misspelt key", {"loupe.task": "segmentation", "loupe.lables": ["a"]}, ["loupe.lables", "unknown key"]),
     ("palette value out of range", {"loupe.task": "segmentation", "loupe.palette": [[0, 0, 256]]}, ["loupe.palette[0]", "0-255"]),
