@@ -157,3 +157,50 @@ def expected_on_frame(frame_hw: tuple[int, int], dets=DETECTIONS, score_threshol
         if fx2 > fx1 and fy2 > fy1:
             out.append(((fx1, fy1, fx2, fy2), c, s))
     return out
+
+
+def bsl_outputs(with_count: bool):
+    """torchvision-like: xyxy pixels, labels counted from 1 (0 = background), then padding rows;
+    with a TensorRT-EfficientNMS-like count, padding rows that would pass the threshold."""
+    n = 10
+    boxes = np.zeros((1, n, 4), np.float32)
+    scores = np.zeros((1, n), np.float32)
+    labels = np.zeros((1, n), np.int64)
+    for i, (box, c, s) in enumerate(DETECTIONS):
+        boxes[0, i], scores[0, i], labels[0, i] = box, s, c + 1
+    out = {"det_boxes": boxes, "det_scores": scores, "det_classes": labels}
+    if with_count:
+        scores[0, len(DETECTIONS):] = 0.99  # beyond the count: must be ignored
+        boxes[0, len(DETECTIONS):] = (10, 100, 50, 140)
+        out = {"num_dets": np.array([[len(DETECTIONS)]], np.int64), **out}
+    return out
+
+
+# softmax / sigmoid scores are not exact: the box AT the threshold sits just below it there
+NEAR = tuple((b, c, 0.2499 if s == 0.25 else s) for b, c, s in DETECTIONS)
+
+FORMATS = {
+    "yolov8": ({"output0": yolov8_output()}, {"format": "yolov8"}),
+    "yolov8_transposed": ({"output0": yolov8_output().transpose(0, 2, 1).copy()}, {"format": "yolov8"}),
+    "yolov8_no_format": ({"output0": yolov8_output()}, {}),
+    "yolov5": ({"output0": yolov5_output()}, {"format": "yolov5"}),
+    "end2end": ({"output0": end2end_output()}, {"format": "end2end"}),
+    "detr": ({"pred_logits": detr_logits(NEAR), "pred_boxes": normalised_boxes()}, {"format": "detr"}),
+    "rtdetr": ({"boxes": normalised_boxes(), "logits": rtdetr_logits(NEAR)}, {"format": "rtdetr"}),
+    "rtdetr_one_output": (
+        {"output0": np.concatenate([normalised_boxes(), 1 / (1 + np.exp(-rtdetr_logits(NEAR)))], axis=2)},
+        {"format": "rtdetr"},
+    ),
+    "boxes_scores_labels": (bsl_outputs(False), {"format": "boxes_scores_labels", "label_offset": 1}),
+    "boxes_scores_labels_count": (
+        bsl_outputs(True),
+        {"format": "boxes_scores_labels", "label_offset": 1,
+         "outputs": {"boxes": "det_boxes", "scores": "det_scores", "labels": "det_classes", "count": "num_dets"}},
+    ),
+}
+
+
+# two boxes of class 0 with IoU 0.8, a third of class 1 on the first
+BOX_A = (100.0, 100.0, 200.0, 200.0)
+BOX_B = (100.0, 100.0, 200.0, 180.0)  # inside A: IoU = 80 / 100
+OVERLAP = ((BOX_A, 0, 0.9), (BOX_B, 0, 0.8), (BOX_A, 1, 0.7))
