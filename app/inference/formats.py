@@ -24,7 +24,9 @@ Telling them apart from shapes alone:
 - Anchor grids are long: a YOLO head at stride 8/16/32 has ``A = sum (h/s) x (w/s)`` anchors (x 3
   for YOLOv5's anchor boxes): 8,400 (25,200) at 640 x 640, and at least 336 (1,008) at 128 x 128.
   When the input size is fixed, ``A`` must be such a sum (strides 8-32, 8-64 or 4-32).
-- Query heads keep few: DETR 100, RT-DETR and end-to-end exports 300 (``QUERIES_MAX`` at most).
+- Query heads keep few: DETR 100, RT-DETR and end-to-end exports 300 (``QUERIES_MAX`` at most);
+  a one-output RT-DETR ``1 x Q x (4 + C)`` with more columns than queries is only taken when the
+  metadata's labels say ``C``.
 - With the number of labels known (metadata), the class count must agree: ``5 + C`` is YOLOv5,
   ``4 + C`` YOLOv8 or RT-DETR, ``C + 1`` DETR.
 
@@ -116,8 +118,8 @@ def _single(out: Any, n_labels: int | None, input_hw: tuple[int, int] | None) ->
         c = b - 5
         if (n_labels is None or c == n_labels) and (a is None or not few or input_hw is not None):
             found.append(FormatMatch("yolov5", c, role, f"{txt}: {a or 'A'} anchors x (5 + {c} classes)"))
-    yolov8 = any(m.format == "yolov8" for m in found)
-    if b is not None and b >= 5 and few and a > 1 and (b <= a or not yolov8):
+    # more class columns than queries: only when the metadata's labels say so (else an anchor axis)
+    if b is not None and b >= 5 and few and a > 1 and (b <= a or n_labels == b - 4):
         c = b - 4
         if n_labels is None or c == n_labels:
             found.append(FormatMatch("rtdetr", c, role, f"{txt}: {a} queries x (4 box + {c} class scores)"))
