@@ -39,10 +39,12 @@ def _save(model: onnx.ModelProto, path: Path) -> Path:
 
 def make_constant_model(path: Path, outputs: dict[str, np.ndarray], output: dict | None,
                         labels: tuple[str, ...] = LABELS, input_hw: tuple[int, int] = INPUT_HW,
-                        letterbox: bool = True, card: bool = True) -> Path:
+                        letterbox: bool = True, card: bool = True, spec: InputSpec | None = None) -> Path:
     """A model whose outputs (float32 or int64 arrays, in order) are ``outputs`` whatever the
-    image, with a detection card (``loupe.output`` = ``output``; letterbox into ``input_hw``)."""
-    h, w = input_hw
+    image, with a detection card (``loupe.output`` = ``output``; letterbox into ``input_hw``, or
+    ``spec``; a spec without a fixed size makes the input's height and width dynamic)."""
+    spec = spec or InputSpec(color="RGB", scale=1 / 255, fixed_size=input_hw, letterbox=letterbox)
+    h, w = spec.fixed_size or ("h", "w")
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])
     nodes = [
         helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
@@ -63,7 +65,7 @@ def make_constant_model(path: Path, outputs: dict[str, np.ndarray], output: dict
     if card:
         embed_card(model, ModelCard(
             task="detection", name="constant detector",
-            input=InputSpec(color="RGB", scale=1 / 255, fixed_size=input_hw, letterbox=letterbox),
+            input=spec,
             labels=labels, output=dict(output or {}),
             source={"architecture": "test model: constant outputs", "demo": False},
         ))

@@ -103,8 +103,8 @@ def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 def _values_first(a: np.ndarray, extra: int, n_classes: int | None, default_first: bool) -> np.ndarray:
     """A (values x anchors) view of a 2-d prediction whose values per anchor are ``extra`` box
     (and objectness) numbers then ``n_classes`` scores, whichever axis they lie on. With no class
-    count, the shorter axis holds the values (80 classes + 4 vs 8,400 anchors); a square one is
-    taken as ``default_first`` says."""
+    count, the shorter axis holds the values (80 classes + 4 vs 8,400 anchors) when it holds more
+    than ``extra``; a square one is taken as ``default_first`` says."""
     r, c = a.shape
     if n_classes is not None:
         want = extra + n_classes
@@ -118,10 +118,10 @@ def _values_first(a: np.ndarray, extra: int, n_classes: int | None, default_firs
         )
     if r == c:
         return a if default_first else a.T
-    p = a if r < c else a.T
-    if p.shape[0] <= extra:
-        raise FormatError(f"expected more than {extra} values per anchor (boxes, then class scores), got {r} x {c}")
-    return p
+    for p in ((a, a.T) if r < c else (a.T, a)):
+        if p.shape[0] > extra:  # the shorter axis, unless it is too short to hold a class score
+            return p
+    raise FormatError(f"expected more than {extra} values per anchor (boxes, then class scores), got {r} x {c}")
 
 
 def _best_class(scores_cf: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from loupe.inference.card import InputSpec
 from loupe.inference.engine import ModelError
 from loupe.run.pipeline import Runner, load_model
 from loupe.sources.base import Frame
@@ -222,3 +223,27 @@ def test_result_validates():
 
 def test_cxcywh_round_trip_helper():
     assert xyxy_to_cxcywh((140, 150, 180, 170)) == [160, 160, 40, 20]
+
+
+def test_pad_geometry_keeps_pixels_and_clips_to_the_frame(tmp_path):
+    """No fixed size: the frame is padded bottom/right to a multiple of 32 and input pixels are
+    frame pixels; a box reaching into the padding is clipped at the frame's edge."""
+    dets = (((10.0, 20.0, 60.0, 50.0), 0, 0.9), ((50.0, 40.0, 120.0, 90.0), 1, 0.8), ((105.0, 75.0, 120.0, 90.0), 2, 0.7))
+    spec = InputSpec(color="RGB", scale=1 / 255, size_multiple=32)
+    m = load_model(str(make_constant_model(tmp_path / "pad.onnx", {"output0": end2end_output(dets)},
+                                           {"format": "end2end"}, spec=spec)))
+    r = run(m, (70, 100))  # fed as 96 x 128
+    np.testing.assert_array_equal(r.boxes, [[10, 20, 60, 50], [50, 40, 100, 70]])  # the third is all padding
+    assert r.classes.tolist() == [0, 1]
+
+
+def test_center_crop_geometry(tmp_path):
+    """center_crop 320 x 320 of a 640 x 360 frame: gain 320 / 360, the frame scaled to 569 x 320
+    and its centre cut out from column (569 - 320) // 2 = 124: x_frame = (x + 124) / gain."""
+    dets = (((0.0, 0.0, 160.0, 320.0), 0, 0.9),)
+    spec = InputSpec(color="RGB", scale=1 / 255, fixed_size=(320, 320), center_crop=True)
+    m = load_model(str(make_constant_model(tmp_path / "crop.onnx", {"output0": end2end_output(dets)},
+                                           {"format": "end2end"}, spec=spec)))
+    r = run(m, LANDSCAPE)
+    gain = 320 / 360
+    np.testing.assert_allclose(r.boxes, [[124 / gain, 0, 284 / gain, 360]], rtol=1e-5)
