@@ -222,3 +222,41 @@ def test_analyze_writes_the_label_and_score_in_csv_and_topk_in_jsonl(tmp_path):
     assert [t["class"] for t in lines[1]["topk"]] == [2, 0, 1]
     p_blue = softmax(np.array([0.0, 0.0, 10.0 * 200 / 255]))
     assert lines[1]["topk"][0]["score"] == pytest.approx(p_blue[2], abs=1e-5)
+
+
+def test_hand_written_sidecars_describe_a_classifier_and_a_probability_segmenter(tmp_path):
+    """Card-less models described only by a sidecar a person wrote (plain JSON values)."""
+    clf = mean_colour_classifier(tmp_path / "clf.onnx", None)
+    (tmp_path / "clf.onnx.loupe.json").write_text(json.dumps({
+        "loupe.task": "classification",
+        "loupe.input": {"color": "RGB", "scale": 0.00392156862745098, "fixed_size": [8, 8], "center_crop": True},
+        "loupe.labels": ["red", "green", "blue"],
+        "loupe.output": {"kind": "logits", "top_k": 2},
+    }))
+    task = make_task(Engine(clf))
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 1] = 255
+    res = classify(task, rgb)
+    assert (res.top1_label, res.top.size, task.card.origin) == ("green", 2, "sidecar")
+
+    from tests.tasks.test_segmentation_kinds import probability_map
+
+    p = probability_map()
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 24])
+    y = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1, 16, 24])
+    nodes = [helper.make_node("ReduceSum", ["image"], ["s"], keepdims=0),
+             helper.make_node("Mul", ["s", "zero"], ["z"]),
+             helper.make_node("Add", ["value", "z"], ["prob"])]
+    inits = [numpy_helper.from_array(p[None, None], "value"), numpy_helper.from_array(np.zeros((), np.float32), "zero")]
+    seg = _save(helper.make_model(helper.make_graph(nodes, "text", [x], [y], inits),
+                                  opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "text.onnx", None)
+    (tmp_path / "text.onnx.loupe.json").write_text(json.dumps({
+        "loupe.task": "segmentation",
+        "loupe.input": {"fixed_size": [16, 24]},
+        "loupe.labels": ["text"],
+        "loupe.output": {"kind": "probability", "threshold": 0.3},
+    }))
+    seg_task = make_task(Engine(seg))
+    feeds, ctx = seg_task.prepare(Frame(np.zeros((16, 24, 3), np.uint8), 0, 0.0))
+    row = seg_task.row(seg_task.postprocess(seg_task.engine.run(feeds), ctx))
+    assert row["area_text"] == pytest.approx((p > 0.3).mean(), abs=1e-6)

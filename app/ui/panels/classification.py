@@ -8,6 +8,8 @@ records the frame's top class; the bars and the strip are redrawn on the window'
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
@@ -117,7 +119,7 @@ class ClassificationPanel(QWidget):
         lay.addWidget(QLabel("Top label over time"))
         lay.addWidget(self.strip_plot)
         self.strip_hint = QLabel("")
-        self.strip_hint.setStyleSheet("color: gray")
+        self.strip_hint.setTextFormat(Qt.TextFormat.RichText)
         self.strip_hint.setWordWrap(True)
         lay.addWidget(self.strip_hint)
         lay.addStretch(1)
@@ -199,12 +201,15 @@ class ClassificationPanel(QWidget):
         self.strip.setImage(self._strip[:, :last], autoLevels=False, levels=(0, 255))
         self.strip.setRect(QRectF(-0.5, 0, last, 1))
         self.strip_plot.setXRange(-0.5, last - 0.5, padding=0.01)
-        classes = sorted(set(self._series.values()))
-        if self.last is not None and len(classes) <= 6:
-            names = ", ".join(self.last.labels[k] for k in classes if k < len(self.last.labels))
-            self.strip_hint.setText(f"{len(self._series)} frames; top labels: {names}")
-        else:
-            self.strip_hint.setText(f"{len(self._series)} frames; {len(classes)} different top labels")
+        counts: dict[int, int] = {}
+        for k in self._series.values():
+            counts[k] = counts.get(k, 0) + 1
+        labels = self.last.labels if self.last is not None else self.labels
+        common = sorted(counts, key=lambda k: (-counts[k], k))[:6]
+        keys = "  ".join(f'<span style="color: rgb{self.colour(k)}">&#9632;</span>&nbsp;{escape(labels[k])} '
+                         f"({counts[k]})" for k in common if k < len(labels))
+        more = f" and {len(counts) - len(common)} more" if len(counts) > len(common) else ""
+        self.strip_hint.setText(f"{len(self._series)} frames shown: {keys}{more}")
 
     def top_of(self, index: int) -> int | None:
         """The top class recorded for frame ``index`` (None when not shown yet)."""
