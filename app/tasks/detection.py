@@ -47,6 +47,7 @@ Without ``loupe.labels`` the classes are ``class 0`` ... ``class C-1`` (C from t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,17 @@ def count_column(label: str) -> str:
     """``count_<label>`` with the label made column-safe (``traffic light`` -> ``count_traffic_light``),
     as segmentation's ``area_`` columns."""
     return "count_" + column_safe(label)
+
+
+@lru_cache(maxsize=32)
+def count_columns(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """``count_column`` of each label, kept distinct: a label with nothing column-safe in it (a
+    name in another script) is ``count_class_<i>``, and a name met before gets ``_<i>``."""
+    out: list[str] = []
+    for i, label in enumerate(labels):
+        name = count_column(label) if column_safe(label) else f"count_class_{i}"
+        out.append(f"{name}_{i}" if name in out else name)
+    return tuple(out)
 
 
 def _unit(value: Any, what: str) -> float:
@@ -268,14 +280,14 @@ class DetectionTask(ModelTask):
 
     # --- analyze -------------------------------------------------------------------
     def columns(self) -> list[str]:
-        return ["count"] + [count_column(label) for label in self.labels]
+        return ["count", *count_columns(self.labels)]
 
     def row(self, result: DetectionResult) -> dict[str, Any]:
         """``count``, ``count_<label>`` per class, and (JSONL only) ``detections``: each box
         ``[x1, y1, x2, y2]`` in frame pixels (2 decimals), its score (4), class and label."""
         out: dict[str, Any] = {"count": result.count}
-        for label, k in zip(result.labels, result.counts):
-            out[count_column(label)] = int(k)
+        for column, k in zip(count_columns(result.labels), result.counts):
+            out[column] = int(k)
         out["detections"] = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(s), 4), "class": int(c),
              "label": result.labels[c]}

@@ -11,7 +11,7 @@ from loupe.inference.card import InputSpec
 from loupe.inference.engine import ModelError
 from loupe.run.pipeline import Runner, load_model
 from loupe.sources.base import Frame
-from loupe.tasks.detection import DetectionResult, DetectionTask, count_column
+from loupe.tasks.detection import DetectionResult, DetectionTask, count_column, count_columns
 from tests.detection_models import (
     BOX_A,
     BOX_B,
@@ -157,6 +157,7 @@ def test_row_and_columns(models):
     task = models["yolov8"].task
     assert task.columns() == ["count", "count_person", "count_traffic_light", "count_dog"]
     assert count_column("Traffic  light!") == "count_traffic_light"
+    assert count_columns(("人", "car", "Car", "车")) == ("count_class_0", "count_car", "count_car_2", "count_class_3")
     r = run(models["yolov8"], LANDSCAPE)
     row = task.row(r)
     assert row["count"] == 3 and row["count_person"] == 1 and row["count_traffic_light"] == 1
