@@ -394,3 +394,34 @@ def test_the_panel_fits_the_window_dock(qtbot, win, host, size):
     qtbot.wait(60)
     assert clipped(panel) == []
     assert win.panel_tabs.scroll_area(panel).horizontalScrollBar().maximum() == 0
+
+
+# --- a real detection model in the window ------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["yolov8", "end2end"])
+def test_a_detector_in_the_window_draws_its_boxes_and_the_score_slider_reruns_the_frame(qtbot, win, tmp_path, fmt):
+    from loupe.base.media import clip_path
+    from tests.detection_models import FORMATS, expected_on_frame, make_constant_model
+
+    outputs, output = FORMATS[fmt]
+    model = make_constant_model(tmp_path / f"{fmt}.onnx", outputs, output)
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        win.add_model(str(model))
+    panel = win.panels[0]
+    assert isinstance(panel, DetectionPanel) and panel.overlay in win.view.vb.addedItems
+    assert panel.iou_row.isVisibleTo(panel) == (fmt == "yolov8")  # end2end: NMS done in the model
+    win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
+    qtbot.waitUntil(lambda: panel.last is not None, timeout=30000)
+    fr = panel.last
+    hw = fr.frame_hw
+    want = expected_on_frame(hw)
+    assert fr.count == len(want) >= 2
+    np.testing.assert_allclose(panel.overlay.boxes, [b for b, _c, _s in want], atol=1e-3)
+    assert panel.overlay.classes.tolist() == [c for _b, c, _s in want]
+    # the slider goes to the task, the paused frame runs again with it
+    panel.score_slider.setValue(75)
+    assert win.models[0].task.score_threshold == pytest.approx(0.75)
+    strict = expected_on_frame(hw, score_threshold=0.75)
+    qtbot.waitUntil(lambda: panel.last is not fr and panel.last.count == len(strict), timeout=30000)
+    np.testing.assert_allclose(panel.overlay.boxes, [b for b, _c, _s in strict], atol=1e-3)
+    # the count and table at display rate (the window's status tick catches up after a pause)
+    qtbot.waitUntil(lambda: panel.count_label.text() == f"count {len(strict)}", timeout=5000)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QStaticText
+
+BLACK, WHITE = QColor(0, 0, 0), QColor(255, 255, 255)
 
 
 def text_colour(rgb) -> QColor:
@@ -24,7 +26,7 @@ def text_colour(rgb) -> QColor:
     c = np.asarray(rgb, np.float64)[:3] / 255.0
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     lum = float(lin @ np.array([0.2126, 0.7152, 0.0722]))
-    return QColor(0, 0, 0) if lum > 0.179 else QColor(255, 255, 255)
+    return BLACK if lum > 0.179 else WHITE
 
 
 def pick_box(boxes: np.ndarray, keep: np.ndarray, x: float, y: float) -> int | None:
@@ -54,6 +56,9 @@ class BoxesItem(pg.GraphicsObject):
         self.boxes = np.zeros((0, 4), np.float32)
         self.scores = np.zeros(0, np.float32)
         self.classes = np.zeros(0, np.int32)
+        self._rects: list[QRectF] = []
+        self._score_text: list[str] = []
+        self._texts: dict[str, QStaticText] = {}
         self.font = QFont()
         self.font.setPixelSize(self.FONT_PX)
         self._fm = QFontMetricsF(self.font)
@@ -64,8 +69,7 @@ class BoxesItem(pg.GraphicsObject):
         self.labels = tuple(labels)
         self.palette = np.asarray(palette, np.uint8).reshape(-1, 3)
         self.visible = np.ones(len(self.labels), bool)
-        self._label_w = [self._fm.horizontalAdvance(f"{lab} ") for lab in self.labels]
-        self._score_w = self._fm.horizontalAdvance("0.00")  # digits have one width in UI fonts
+        self._texts.clear()
         self._colours = [QColor(*[int(v) for v in self._colour(k)]) for k in range(len(self.labels))]
         self._text_colours = [text_colour(self._colour(k)) for k in range(len(self.labels))]
         self.update()
@@ -85,6 +89,9 @@ class BoxesItem(pg.GraphicsObject):
         self.boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         self.scores = np.asarray(scores, np.float32).reshape(-1)
         self.classes = np.asarray(classes, np.int64).reshape(-1)
+        # what paint() reads, as Qt and Python values once per result rather than per repaint
+        self._rects = [QRectF(x1, y1, x2 - x1, y2 - y1) for x1, y1, x2, y2 in self.boxes.tolist()]
+        self._score_text = [f"{v:.2f}" for v in self.scores.tolist()]
         self.selected = None
         self.update()
 
@@ -131,53 +138,75 @@ class BoxesItem(pg.GraphicsObject):
         p.setClipRect(self._rect)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setBrush(Qt.BrushStyle.NoBrush)
-        b = self.boxes
-        cls = self.classes
-        for c in np.unique(cls[idx]):  # one pen per class, its boxes in one call
-            sel = idx[cls[idx] == c]
-            pen = QPen(self._class_qcolour(int(c)), self.PEN_PX)
-            pen.setCosmetic(True)
-            pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
-            p.setPen(pen)
-            p.drawRects([QRectF(float(r[0]), float(r[1]), float(r[2] - r[0]), float(r[3] - r[1])) for r in b[sel]])
-        if self.selected is not None and 0 <= self.selected < len(b) and keep[self.selected]:
-            r = b[self.selected]
-            rect = QRectF(float(r[0]), float(r[1]), float(r[2] - r[0]), float(r[3] - r[1]))
-            pen = QPen(QColor(255, 255, 255), self.PEN_PX + 3)
-            pen.setCosmetic(True)
-            p.setPen(pen)
-            p.drawRect(rect)
-            pen = QPen(self._class_qcolour(int(cls[self.selected])), self.PEN_PX + 1)
-            pen.setCosmetic(True)
-            p.setPen(pen)
-            p.drawRect(rect)
+        b = self._rects
+        order = idx[np.argsort(self.classes[idx], kind="stable")]
+        cls = self.classes[order]
+        cuts = np.flatnonzero(np.diff(cls)) + 1
+        for part in np.split(order, cuts):  # one pen per class, its boxes in one call
+            p.setPen(self._pen(self._class_qcolour(int(self.classes[part[0]])), self.PEN_PX))
+            p.drawRects([b[i] for i in part.tolist()])
+        sel = self.selected
+        if sel is not None and 0 <= sel < len(b) and keep[sel]:
+            p.setPen(self._pen(QColor(255, 255, 255), self.PEN_PX + 3))
+            p.drawRect(b[sel])
+            p.setPen(self._pen(self._class_qcolour(int(self.classes[sel])), self.PEN_PX + 1))
+            p.drawRect(b[sel])
         if self.show_labels:
             self._paint_tags(p, idx)
+
+    @staticmethod
+    def _pen(colour: QColor, px: int) -> QPen:
+        pen = QPen(colour, px)
+        pen.setCosmetic(True)  # px screen pixels wide at any zoom
+        pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
+        return pen
 
     def _class_qcolour(self, c: int) -> QColor:
         return self._colours[c] if 0 <= c < len(self._colours) else QColor(255, 0, 0)
 
+    def _static(self, text: str) -> QStaticText:
+        """Laid-out text, kept: class names and the 101 score strings are all there is."""
+        st = self._texts.get(text)
+        if st is None:
+            st = self._texts[text] = QStaticText(text)
+            st.setTextFormat(Qt.TextFormat.PlainText)
+            st.prepare(font=self.font)
+        return st
+
     def _paint_tags(self, p: QPainter, idx: np.ndarray) -> None:
         """The label tags, in screen pixels: the transform is reset (the clip set above stays in
-        device coordinates), each tag sits on its box's top-left corner, above the box where the
-        frame has room, inside it otherwise, and kept inside the frame's right edge."""
+        device coordinates), each tag sits on its box's top-left corner on screen, above the box
+        where the frame has room, inside it otherwise, and kept inside the frame's sides."""
         t = p.transform()
         frame = t.mapRect(self._rect)
+        # the boxes' corners on screen, all at once (the view's transform is affine)
+        b = self.boxes[idx].astype(np.float64)
+        xs = t.m11() * b[:, 0::2] + t.m21() * b[:, 1::2] + t.dx()
+        ys = t.m12() * b[:, 0::2] + t.m22() * b[:, 1::2] + t.dy()
+        left, top = np.minimum(xs[:, 0], xs[:, 1]).tolist(), np.minimum(ys[:, 0], ys[:, 1]).tolist()
         p.resetTransform()
         p.setFont(self.font)
         th = self._fm.height() + 2
         pad = 3.0
-        ascent = self._fm.ascent() + 1
+        f_left, f_right, f_top = frame.left(), frame.right(), frame.top()
+        classes, scores = self.classes[idx].tolist(), self._score_text
+        ids = idx.tolist()
+        pen_colour = None
         # higher scores last: where tags overlap, the most confident one is on top
-        for i in idx[::-1]:
-            c = int(self.classes[i])
-            tl = t.map(QPointF(float(self.boxes[i, 0]), float(self.boxes[i, 1])))
+        for k in range(len(ids) - 1, -1, -1):
+            c = classes[k]
             known = 0 <= c < len(self.labels)
-            tw = (self._label_w[c] if known else self._fm.horizontalAdvance(f"class {c} ")) + self._score_w + 2 * pad
-            x = min(tl.x(), frame.right() - tw)
-            x = max(x, frame.left())
-            y = tl.y() - th if tl.y() - th >= frame.top() else tl.y()
+            name = self._static(f"{self.labels[c]} " if known else f"class {c} ")
+            score = self._static(scores[ids[k]])
+            nw = name.size().width()
+            tw = nw + score.size().width() + 2 * pad
+            x = max(min(left[k], f_right - tw), f_left)
+            y = top[k] - th if top[k] - th >= f_top else top[k]
             p.fillRect(QRectF(x, y, tw, th), self._class_qcolour(c))
-            p.setPen(self._text_colours[c] if known else QColor(255, 255, 255))
-            p.drawText(QPointF(x + pad, y + ascent), self.label_text(int(i)))
+            colour = self._text_colours[c] if known else WHITE
+            if colour is not pen_colour:
+                p.setPen(colour)
+                pen_colour = colour
+            p.drawStaticText(QPointF(x + pad, y + 1), name)
+            p.drawStaticText(QPointF(x + pad + nw, y + 1), score)
         p.setTransform(t)
