@@ -162,3 +162,16 @@ def test_card_detection_keys_are_checked(output, words):
         ModelCard.from_metadata({"loupe.task": "detection", "loupe.output": output})
     for w in words:
         assert w in str(e.value)
+
+
+def test_nms_resolves_a_long_suppression_chain():
+    """Each box overlaps the next (IoU 8 / 12) but not the one after (6 / 14): greedy keeps every
+    other box, an outcome each box only learns from the whole chain above it (300 boxes: chains
+    across three chunks)."""
+    n = 300
+    x = np.arange(n, dtype=np.float32) * 2
+    boxes = np.stack([x, np.zeros(n, np.float32), x + 10, np.full(n, 10, np.float32)], axis=1)
+    scores = np.linspace(0.9, 0.3, n, dtype=np.float32)
+    classes = np.zeros(n, np.int32)
+    got = nms(boxes, scores, classes, 0.5, 1000)
+    assert got.tolist() == list(range(0, n, 2)) == reference_nms(boxes, scores, classes, 0.5, 1000)
