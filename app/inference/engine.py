@@ -324,6 +324,8 @@ class Engine:
             f"task: {self.card.task} (card from {self.card.origin})",
             f"name: {self.card.name or self.path.stem}",
         ]
+        if self.guess is not None and self.card.origin != "sidecar":
+            lines.append(f"guess: {self.guess.note}")
         inp = self.card.input
         lines.append(
             f"input: {inp.color}, scale {inp.scale:.6g}, mean {list(inp.mean)}, std {list(inp.std)}, "

@@ -217,9 +217,12 @@ def _input(inputs: Sequence[Any], filename: str) -> tuple[Any, str, tuple[int, i
     inp = inputs[0]
     s = tuple(inp.shape)
     c = dim(s[1]) if len(s) == 4 else None
-    if len(s) != 4 or (c is not None and c not in (1, 3)):
-        raise GuessError(f"{filename} has no model card and its input {inp.name} is {dims_text(s)}, not an "
-                         f"image N x 1|3 x H x W: {_how(filename)}")
+    if len(s) != 4:
+        raise GuessError(f"{filename} has no model card and its input '{inp.name}' has rank {len(s)} "
+                         f"({dims_text(s)}); Loupe feeds images as N x C x H x W (rank 4): {_how(filename)}")
+    if c is not None and c not in (1, 3):
+        raise GuessError(f"{filename} has no model card and its input '{inp.name}' ({dims_text(s)}) has {c} "
+                         f"channels, not an image's 1 or 3: {_how(filename)}")
     batch = dim(s[0])
     if batch is not None and batch > 1:
         raise GuessError(f"{filename} takes a batch of {batch} images ({dims_text(s)}); Loupe feeds one "

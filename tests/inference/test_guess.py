@@ -227,13 +227,15 @@ def test_inputs_loupe_cannot_feed_are_refused():
         guess_card(ins(1, 3, 8, 8) + ins(1, 3, 8, 8, name="b"), outs((1, 4)), {}, "m")
     with pytest.raises(GuessError, match="batch of 4"):
         guess_card(ins(4, 3, 8, 8), outs((4, 4)), {}, "m")
-    with pytest.raises(GuessError, match="not an image"):
+    with pytest.raises(GuessError, match="224 channels, not an image's 1 or 3"):
         guess_card(ins(1, 224, 224, 3), outs((1, 4)), {}, "m")
+    with pytest.raises(GuessError, match=r"rank 2 \(nx3\); Loupe feeds images as N x C x H x W"):
+        guess_card(ins("n", 3), outs((1, 4)), {}, "m")
 
 
 def test_anomaly_codebook_compression_are_never_guessed():
     # a next-frame predictor (4 past RGB frames in, a frame out) is refused: it needs its card
-    with pytest.raises(GuessError, match="not an image"):
+    with pytest.raises(GuessError, match="12 channels"):
         guess_card(ins(1, 12, 64, 64), outs((1, 3, 64, 64)), {}, "m")
     # a frame-shaped output of a one-image model is only ever a segmentation candidate
     g = guess_card(ins(1, 3, 64, 64), outs((1, 3, 64, 64)), {}, "m")
@@ -305,6 +307,7 @@ def test_engine_refuses_malicious_ultralytics_names(tmp_path):
 def test_engine_sees_the_final_sigmoid_and_softmax(tmp_path):
     eng = Engine(sigmoid_map_model(tmp_path / "db.onnx"), providers="cpu")
     assert eng.needs_task and eng.guess.ambiguous and eng.guess.keys == ("segmentation", "density")
+    assert f"guess: {eng.guess.note}" in eng.describe()  # `loupe info` says what was guessed
     eng = Engine(classifier_model(tmp_path / "c.onnx"), providers="cpu")
     assert eng.card.output["kind"] == "probabilities"
     eng = Engine(classifier_model(tmp_path / "l.onnx", softmax=False), providers="cpu")
