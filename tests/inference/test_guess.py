@@ -14,7 +14,13 @@ from onnx import TensorProto, helper
 from loupe.inference.card import ModelCard
 from loupe.inference.engine import Engine, ModelError, TensorInfo
 from loupe.inference.formats import anchor_counts, detection_formats_for
-from loupe.inference.guess import GuessError, character_labels, guess_card, labels_from, parse_literal
+from loupe.inference.guess import (
+    GuessError,
+    character_labels,
+    guess_card,
+    labels_from,
+    parse_literal,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 F = "tensor(float)"
