@@ -175,3 +175,18 @@ def test_nms_resolves_a_long_suppression_chain():
     classes = np.zeros(n, np.int32)
     got = nms(boxes, scores, classes, 0.5, 1000)
     assert got.tolist() == list(range(0, n, 2)) == reference_nms(boxes, scores, classes, 0.5, 1000)
+
+
+@pytest.mark.parametrize("fmt, arrays", [
+    ("yolov8", {"predictions": np.full((1, 7, 40), 0.1, np.float32)}),
+    ("yolov5", {"predictions": np.full((1, 40, 8), 0.1, np.float32)}),
+    ("end2end", {"predictions": np.zeros((1, 300, 6), np.float32)}),
+    ("detr", {"boxes": np.full((1, 5, 4), 0.5, np.float32), "scores": np.zeros((1, 5, 4), np.float32)}),
+    ("rtdetr", {"boxes": np.full((1, 5, 4), 0.5, np.float32), "scores": np.full((1, 5, 3), -5, np.float32)}),
+    ("boxes_scores_labels", {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32),
+                             "labels": np.zeros((1, 0), np.int64)}),
+])
+def test_nothing_above_the_threshold_is_an_empty_set(fmt, arrays):
+    c = decode(fmt, arrays, (320, 320), 0.25, None)
+    assert len(c) == 0 and c.boxes.shape == (0, 4) and c.classes.dtype == np.int32
+    assert nms(c.boxes, c.scores, c.classes, 0.7, 300).tolist() == []
