@@ -13,7 +13,8 @@ what the model carries                                card
 ====================================================  =============================================
 Ultralytics metadata, ``task: detect``                detection, no question (origin ``ultralytics``):
                                                       ``end2end`` when ``end2end`` (or ``nms``) is
-                                                      true and the output is 1 x K x 6; ``yolov8``
+                                                      true and the output is 1 x K x 6 (or with no
+                                                      flag, when only that fits); ``yolov8``
                                                       for 1 x (4 + C) x A; ``rtdetr`` for RT-DETR
                                                       (1 x Q x (4 + C), its image stretched, not
                                                       letterboxed). Labels from ``names``; RGB / 255,
@@ -389,8 +390,8 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
         want = ["end2end"]
     elif "RTDETR" in head:
         want = ["rtdetr"]
-    else:
-        want = ["yolov8", "rtdetr"]
+    else:  # end2end last: forks that write no end2end flag (THU's YOLOv10) with a K x 6 output
+        want = ["yolov8", "rtdetr", "end2end"]
     chosen = next((m for f in want for m in matches if m.format == f), None)
     if chosen is None:
         raise GuessError(f"{where} model ({len(labels)} names{', end2end' if end2end else ''}) but its outputs "

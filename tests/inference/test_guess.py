@@ -79,6 +79,13 @@ def test_ultralytics_end2end_and_nms_exports_are_end2end(flag):
         assert g.card.output["max_detections"] == 100
 
 
+def test_ultralytics_k_by_6_without_an_end2end_flag_is_end2end():
+    # an export that writes no end2end entry (an older or forked exporter) but outputs 1 x 300 x 6
+    md = ultralytics_md()
+    del md["end2end"]
+    assert guess_card(ins(1, 3, 640, 640), outs((1, 300, 6)), md, "v10").card.output["format"] == "end2end"
+
+
 def test_ultralytics_rtdetr_is_stretched_not_letterboxed():
     # RT-DETR exports: task detect, one 1 x 300 x (4 + C) output; Ultralytics' RT-DETR predictor
     # resizes the image to imgsz without keeping its aspect (LetterBox(scale_fill=True))
