@@ -194,3 +194,22 @@ def test_window_offers_the_guessed_candidates_first_and_saves_the_choice(qtbot, 
     quiet = SimpleNamespace(ask_task=False, show_error=lambda text, level="error": said.append(text))
     assert dialogs.confirm_task(quiet, Engine(path, providers="cpu"))
     assert "no model card" in said[0] and "could also be density" in said[0]
+
+
+def test_window_opens_an_ultralytics_export_with_no_question(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from loupe.ui.main_window import MainWindow
+
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(lambda *a: asked.append(a) or ("density", True)))
+    path = ultralytics_detector(tmp_path / "yolo.onnx")
+    w = MainWindow(ask_task=True)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.modelLoaded, timeout=10000):
+        w.add_model(str(path))
+    assert asked == [] and not (tmp_path / "yolo.onnx.loupe.json").exists()
+    (m,) = w.models
+    assert m.task.name == "detection" and m.engine.card.origin == "ultralytics"
+    assert m.task.labels == ("person", "bicycle")
+    w.close()
