@@ -213,3 +213,17 @@ def test_window_opens_an_ultralytics_export_with_no_question(qtbot, tmp_path, mo
     assert m.task.name == "detection" and m.engine.card.origin == "ultralytics"
     assert m.task.labels == ("person", "bicycle")
     w.close()
+
+
+def test_channels_last_segmenter_runs_with_no_card(tmp_path, image, capsys):
+    """N x h x w x C scores (a graph ending in a Transpose): read as layout NHWC, argmax per pixel."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, "h", "w", 3])
+    node = helper.make_node("Transpose", ["x"], ["scores"], perm=[0, 2, 3, 1])
+    model = _save(helper.make_graph([node], "nhwc", [x], [y]), tmp_path / "nhwc.onnx")
+    out = tmp_path / "rows.jsonl"
+    rc, err = analyze(capsys, image, "--model", model, "--out", out)
+    assert rc == 0, err
+    assert any("3 class logits per pixel (channels last)" in line for line in err)
+    (row,) = rows(out)
+    assert row["area_class_0"] == pytest.approx(1.0)  # red is the brightest channel everywhere

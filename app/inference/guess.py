@@ -27,13 +27,15 @@ a ``character`` entry (Paddle), ``names``,            labels; the task is then g
 ``labels``, ``classes`` or ``class_names``            shapes below, and every candidate must have
 (JSON or Python literal list / {index: name})         that many classes
 one output N x C x h x w, C >= 2 (h x w not 1 x 1)    segmentation of logits (``probabilities`` when
-                                                      the graph ends in a Softmax)
+                                                      the graph ends in a Softmax); N x h x w x C
+                                                      (``layout`` NHWC) when the middle axes are the
+                                                      dynamic ones, or the ones that scale to the input
 one output N x 1 x h x w                              ambiguous: density, or a segmentation
                                                       ``probability`` map (a text or lesion detector
                                                       whose map went through a sigmoid); asked,
                                                       never taken silently; a graph ending in a
                                                       Sigmoid puts segmentation first
-one output N x C, C, or N x C x 1 x 1                 classification (``probabilities`` when the
+one output N x C, C, N x C x 1 x 1 or N x 1 x 1 x C  classification (``probabilities`` when the
                                                       graph ends in a Softmax, else ``logits``)
 outputs of a detection format                         detection (``loupe.inference.formats``); a
 (``loupe.inference.formats``)                         shape several formats fit is ambiguous
@@ -294,24 +296,26 @@ def shape_candidates(inputs: Sequence[Any], outputs: Sequence[Any], name: str, l
     if len(outputs) == 1:
         o = outputs[0]
         s, txt, op = tuple(o.shape), f"one output {dims_text(o.shape)}", ops.get(o.name)
-        if len(s) == 4 and dim(s[2]) == 1 and dim(s[3]) == 1 and dim(s[1]):
-            classification(dim(s[1]), txt, op)
-        elif len(s) == 4 and dim(s[1]) and dim(s[1]) >= 2 and "segmentation" in tasks:
-            c = dim(s[1])
+        last = len(s) == 4 and channels_last(fixed, s)
+        c = (dim(s[3]) if last else dim(s[1])) if len(s) == 4 else None
+        layout = {"layout": "NHWC"} if last else {}
+        if len(s) == 4 and dim(s[2]) == 1 and (dim(s[3]) == 1 or dim(s[1]) == 1):  # N x C x 1 x 1, N x 1 x 1 x C
+            classification(dim(s[1]) if dim(s[3]) == 1 else dim(s[3]) or 0, txt, op)
+        elif len(s) == 4 and c and c >= 2 and "segmentation" in tasks:
             if n_lab is None or n_lab == c:
                 kind = "probabilities" if op == "Softmax" else "logits"
-                out.append(Candidate("segmentation", f"{txt}: {c} class {kind} per pixel", _card(
-                    "segmentation", name, _spec(color, fixed), names_for(c), {"kind": kind},
-                    source=source, palette=True)))
-        elif len(s) == 4 and dim(s[1]) == 1:
+                out.append(Candidate("segmentation", f"{txt}: {c} class {kind} per pixel" + (" (channels last)" if last else ""),
+                                     _card("segmentation", name, _spec(color, fixed), names_for(c),
+                                           {"kind": kind, **layout}, source=source, palette=True)))
+        elif len(s) == 4 and c == 1:
             seg = None
-            if "segmentation" in tasks and n_lab in (None, 1, 2):
+            if "segmentation" in tasks and n_lab in (None, 1, 2) and (op == "Sigmoid" or not last):
                 fg = labels if labels else ("background", "foreground")
                 seg = Candidate("segmentation", f"{txt}: a foreground probability map (kind probability)", _card(
-                    "segmentation", name, _spec(color, fixed), fg, {"kind": "probability", "threshold": 0.5},
+                    "segmentation", name, _spec(color, fixed), fg, {"kind": "probability", "threshold": 0.5, **layout},
                     source=source, palette=True))
             dens = None
-            if "density" in tasks:
+            if "density" in tasks and not last:  # the density task reads N x 1 x h x w only
                 dens = Candidate("density", f"{txt}: a density map whose sum is a count", _card(
                     "density", name, _spec(color, fixed), (), {}, source=source))
             pair = [seg, dens] if op == "Sigmoid" else [dens, seg]
@@ -326,6 +330,30 @@ def shape_candidates(inputs: Sequence[Any], outputs: Sequence[Any], name: str, l
             key = "detection" if len(matches) == 1 else f"detection:{m.format}"
             out.append(Candidate(key, m.reason, _detection_card(name, color, fixed, m, labels, source=source)))
     return out
+
+
+def _proportional(hw: tuple[int, int], out_hw: tuple[Any, Any]) -> bool:
+    """An output map of ``out_hw`` can cover an input of ``hw``: one stride (1/8 to 64) both ways."""
+    a, b = dim(out_hw[0]), dim(out_hw[1])
+    if not a or not b:
+        return False
+    sh, sw = hw[0] / a, hw[1] / b
+    return 1 / 8 <= sh <= 64 and abs(sh - sw) <= 0.1 * max(sh, sw)
+
+
+def channels_last(fixed: tuple[int, int] | None, shape: Sequence[Any]) -> bool:
+    """True when a rank-4 map reads as N x h x w x C rather than N x C x h x w: its middle axes
+    are the dynamic ones and its last is fixed, or (fixed input) only h x w in the middle scale to
+    the input's size."""
+    s = tuple(shape)
+    d1, d2, d3 = dim(s[1]), dim(s[2]), dim(s[3])
+    if d1 is None and d2 is None and d3 is not None:
+        return True
+    if d1 is not None and d2 is None and d3 is None:
+        return False
+    if fixed is None or None in (d1, d2, d3):
+        return False
+    return _proportional(fixed, (d1, d2)) and not _proportional(fixed, (d2, d3))
 
 
 def _detection_card(name: str, color: str, fixed: tuple[int, int] | None, m: FormatMatch,

@@ -168,6 +168,7 @@ def test_unreadable_label_entry_is_ignored_with_a_note():
     ([(1, 4)], ["classification"]),
     ([(4,)], ["classification"]),
     ([(1, 1000, 1, 1)], ["classification"]),
+    ([(1, 1, 1, 1000)], ["classification"]),
     ([(1, 84, 8400)], ["detection"]),
     ([(1, 25200, 85)], ["detection"]),
     ([(1, 300, 6)], ["detection:end2end", "detection:rtdetr"]),
@@ -178,6 +179,25 @@ def test_shape_table_rows(shapes, want):
     assert list(g.keys) == want
     assert all(c.card.origin == "inferred" for c in g.candidates)
     assert g.ambiguous == (len(want) > 1)
+
+
+def test_channels_last_maps_are_read_as_nhwc():
+    # fixed input: only h x w in the middle scale to the input (stride 4)
+    g = guess_card(ins(1, 3, 512, 256), outs((1, 128, 64, 2)), {}, "m")
+    assert g.keys == ("segmentation",) and g.card.output == {"kind": "logits", "layout": "NHWC"}
+    assert g.card.labels == ("class 0", "class 1")
+    # dynamic input: the dynamic axes are h and w
+    g = guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 5)), {}, "m")
+    assert g.card.output["layout"] == "NHWC" and len(g.card.labels) == 5
+    g = guess_card(ins(1, 3, "h", "w"), outs((1, 5, "h", "w")), {}, "m")
+    assert "layout" not in g.card.output and len(g.card.labels) == 5
+    # a square map whose every axis would fit stays N x C x h x w
+    assert "layout" not in guess_card(ins(1, 3, 512, 512), outs((1, 64, 64, 64)), {}, "m").card.output
+    # one channel last: a sigmoid map is a probability map (density reads N x 1 x h x w only)
+    g = guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 1)), {}, "m", final_ops={"output0": "Sigmoid"})
+    assert g.keys == ("segmentation",) and g.card.output["layout"] == "NHWC"
+    with pytest.raises(GuessError, match="fit no task"):
+        guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 1)), {}, "m")
 
 
 def test_segmentation_probabilities_when_the_graph_ends_in_softmax():
