@@ -119,11 +119,15 @@ class Guess:
         hits = [c for c in self.candidates if key in (c.key, c.task)]
         if len(hits) > 1:
             hits = [c for c in hits if c.key == key] or hits
-        if len(hits) != 1:
+        if len(hits) > 1:
+            raise GuessError(f"{filename}: --task {key} fits its outputs in several ways; name one: "
+                             + ", ".join(f"{c.key} ({c.reason})" for c in hits))
+        if not hits:
             which = "; ".join(f"{c.key} ({c.reason})" for c in self.candidates)
-            more = " (name one: " + ", ".join(c.key for c in hits) + ")" if len(hits) > 1 else ""
-            raise GuessError(f"{filename}: --task {key} does not fit its outputs{more}; candidates: {which}")
+            raise GuessError(f"{filename}: --task {key} does not fit its outputs; candidates: {which}")
         c = hits[0]
+        if self.source != "shapes":  # the exporter's metadata said it: keep saying so
+            return Guess((c,), self.note, self.source)
         return Guess((c,), f"{filename} has no model card; treated as {c.key} as asked ({c.reason})", self.source)
 
 
