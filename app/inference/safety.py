@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_model_file", "check_segmentation"]
+__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_model_file", "check_segmentation", "class_axis"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -196,22 +196,43 @@ def check_segmentation(engine: Any) -> None:
         )
 
 
+CLASS_SHAPES = "N x C, C, N x C x 1 x 1 or N x 1 x 1 x C"
+
+
+def class_axis(shape: tuple[Any, ...]) -> int | None:
+    """The axis of an output shape that holds one score per class: C -> 0, N x C -> 1,
+    N x C x 1 x 1 -> 1, N x 1 x 1 x C (a channels-last pooled map) -> 3; None when the shape is
+    none of these (dynamic dimensions may be 1)."""
+    def free(d: Any) -> bool:
+        return not isinstance(d, int) or d == 1
+
+    if len(shape) in (1, 2):
+        return len(shape) - 1
+    if len(shape) == 4:
+        if shape[1] == 1 and shape[2] == 1 and shape[3] != 1:
+            return 3
+        if free(shape[2]) and free(shape[3]):
+            return 1
+    return None
+
+
 def check_classification(engine: Any) -> None:
-    """One image in; the first output is one score per class: N x C, C, or N x C x 1 x 1."""
+    """One image in; the first output is one score per class (``CLASS_SHAPES``)."""
     check_image_input(engine)
     name, out = engine.path.name, next(iter(engine.outputs))
     shape = tuple(out.shape)
-    want = "one score per class (N x C, C, or N x C x 1 x 1)"
+    want = f"one score per class ({CLASS_SHAPES})"
     if len(shape) == 4 and all(isinstance(d, int) and d != 1 for d in shape[2:]):
         raise ModelError(
             f"{name}: its output '{out.name}' is a {shape[2]} x {shape[3]} map ({_dims(shape)}); a "
             f"classification model outputs {want}: a map per class is segmentation"
         )
-    if len(shape) not in (1, 2, 4) or (len(shape) == 4 and any(isinstance(d, int) and d != 1 for d in shape[2:])):
+    axis = class_axis(shape)
+    if axis is None:
         raise ModelError(
             f"{name}: its output '{out.name}' has shape {_dims(shape)}; a classification model outputs {want}"
         )
-    c = shape[0] if len(shape) == 1 else shape[1]
+    c = shape[axis]
     if isinstance(c, int) and c < 2:
         raise ModelError(
             f"{name}: its output '{out.name}' holds {c} score{'s' if c != 1 else ''} ({_dims(shape)}); a "

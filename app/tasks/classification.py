@@ -2,8 +2,9 @@
 
 The frame is fed as the card's ``loupe.input`` says (a classifier typically has ``fixed_size``
 with ``center_crop: true``, the resize-then-centre-crop of classifier pipelines). The first output
-is read as one score per class, shaped N x C, C, or N x C x 1 x 1 (a pooled map); anything else
-is refused when the model loads (``loupe.inference.safety.check_classification``).
+is read as one score per class, shaped N x C, C, N x C x 1 x 1 or N x 1 x 1 x C (a pooled map,
+channels first or last); anything else is refused when the model loads
+(``loupe.inference.safety.check_classification``).
 
 Card ``loupe.output`` keys:
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, prepare
+from loupe.inference.safety import CLASS_SHAPES, class_axis
 from loupe.sources.base import Frame
 from loupe.tasks.base import ModelTask
 
@@ -81,15 +83,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def class_vector(out: np.ndarray, model: str) -> np.ndarray:
-    """One image's scores from an N x C, C or N x C x 1 x 1 output, as a (C,) array."""
+    """One image's scores from an output shaped as ``CLASS_SHAPES`` says, as a (C,) array."""
     a = np.asarray(out)
-    if a.ndim == 4 and a.shape[2:] == (1, 1):
-        a = a[:, :, 0, 0]
-    if a.ndim == 2 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 1:
-        raise ModelError(f"{model}: expected one score per class (N x C, C or N x C x 1 x 1), got {out.shape}")
-    return a
+    axis = class_axis(a.shape)
+    if axis is None or a.size != a.shape[axis]:
+        raise ModelError(f"{model}: expected one score per class ({CLASS_SHAPES}), got {out.shape}")
+    return a.reshape(-1)
 
 
 def top_indices(probs: np.ndarray, k: int) -> np.ndarray:
@@ -123,8 +122,8 @@ class ClassificationTask(ModelTask):
             raise ModelError(f"{engine.path.name}: loupe.output kind must be logits or probabilities, got {self.kind!r}")
         self.top_k = int(out.get("top_k") or DEFAULT_TOP_K)
         shape = tuple(engine.outputs[0].shape) if engine.outputs else ()
-        n = shape[0] if len(shape) == 1 else shape[1] if len(shape) in (2, 4) else None
-        n = n if isinstance(n, int) else None
+        axis = class_axis(shape)
+        n = shape[axis] if axis is not None and isinstance(shape[axis], int) else None
         labels = self.card.labels
         if n is not None and labels and len(labels) != n:
             raise ModelError(f"{engine.path.name}: the card names {len(labels)} classes but the model outputs "

@@ -107,7 +107,7 @@ def test_probabilities_outside_0_1_are_refused(tmp_path):
         classify(task)
 
 
-@pytest.mark.parametrize("shape", [(1, 4), (4,), (1, 4, 1, 1)])
+@pytest.mark.parametrize("shape", [(1, 4), (4,), (1, 4, 1, 1), (1, 1, 1, 4)])
 def test_accepted_output_shapes_give_the_same_result(tmp_path, shape):
     logits = [0.5, 2.0, -1.0, 1.0]
     res = classify(make_task(Engine(constant_classifier(tmp_path / "c.onnx", logits, shape=shape))))
@@ -139,6 +139,7 @@ def test_labels_must_match_the_class_count(tmp_path):
     ((1, 5, 7, 7), "7 x 7 map.*segmentation"),
     ((1, 1), "1 score.*at least 2 classes"),
     ((1, 5, 3), "one score per class"),
+    ((1, 3, 1, 5), r"shape \[1, 3, 1, 5\].*one score per class"),
     ((4, 5), "batch of 4"),
 ])
 def test_outputs_that_cannot_be_a_class_vector_are_refused(tmp_path, shape, match):
