@@ -48,7 +48,8 @@ The anomaly, codebook and compression tasks are never guessed: their models need
 A guessed card (origin ``inferred``) is confirmed by the user: the window asks, listing the
 candidates first, and saves the answer as a sidecar; ``loupe analyze`` runs a single candidate
 with a one-line note, and exits 2 naming the candidates when there are several (``--task NAME``
-picks one). Images are assumed RGB scaled to [0, 1] at the input's fixed size when it has one.
+picks one). Images are assumed RGB scaled to [0, 1], at the input's fixed size when it has one,
+else padded to a multiple of 32.
 """
 
 from __future__ import annotations
@@ -243,9 +244,16 @@ def _how(filename: str) -> str:
             "Loupe card, or install a task plug-in")
 
 
+GUESSED_MULTIPLE = 32  # a dynamic input is padded to this: what nets downsampling 5 times need
+
+
 def _spec(color: str, fixed: tuple[int, int] | None, **kw: Any) -> InputSpec:
+    """RGB (or GRAY) / 255 at the fixed size; a dynamic input padded to a multiple of 32 (the
+    padding is cropped off the outputs again)."""
     n = 1 if color == "GRAY" else 3
-    return InputSpec(color=color, scale=1 / 255, mean=(0.0,) * n, std=(1.0,) * n, fixed_size=fixed, **kw)
+    multiple = 1 if fixed else GUESSED_MULTIPLE
+    return InputSpec(color=color, scale=1 / 255, mean=(0.0,) * n, std=(1.0,) * n, fixed_size=fixed,
+                     size_multiple=multiple, **kw)
 
 
 def _found(outputs: Sequence[Any]) -> str:
@@ -466,8 +474,11 @@ def guess_card(inputs: Sequence[Any], outputs: Sequence[Any], metadata: dict[str
         extra += f"; {problem}"
     if len(cands) == 1:
         c = cands[0]
+        spec = c.card.input
+        size = (f"at {spec.fixed_size[0]}x{spec.fixed_size[1]}" if spec.fixed_size
+                else f"padded to a multiple of {spec.size_multiple}")
         note = (f"{filename} has no model card; guessed from its outputs: {c.key} ({c.reason}; input assumed "
-                f"{c.card.input.color} scaled to [0, 1]{extra})")
+                f"{spec.color} scaled to [0, 1], {size}{extra})")
     else:
         which = " or ".join(f"{c.key} ({c.reason})" for c in cands)
         note = (f"{filename} has no model card and its outputs fit several tasks: {which}; choose one with "

@@ -191,6 +191,8 @@ def test_channels_last_maps_are_read_as_nhwc():
     assert g.card.output["layout"] == "NHWC" and len(g.card.labels) == 5
     g = guess_card(ins(1, 3, "h", "w"), outs((1, 5, "h", "w")), {}, "m")
     assert "layout" not in g.card.output and len(g.card.labels) == 5
+    assert g.card.input.fixed_size is None and g.card.input.size_multiple == 32  # dynamic: padded
+    assert "padded to a multiple of 32" in g.note
     # a square map whose every axis would fit stays N x C x h x w
     assert "layout" not in guess_card(ins(1, 3, 512, 512), outs((1, 64, 64, 64)), {}, "m").card.output
     # one channel last: a sigmoid map is a probability map (density reads N x 1 x h x w only)
