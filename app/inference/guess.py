@@ -400,9 +400,12 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
     try:
         labels = labels_from(parse_literal(md.get("names", ""), "names"), "names")
         imgsz = _size(md.get("imgsz"), "imgsz")
-        args = parse_literal(md["args"], "args") if md.get("args") else {}
     except ValueError as e:
         raise GuessError(f"{filename}: its Ultralytics metadata cannot be read: {e}") from None
+    try:  # the export's arguments: only nms and max_det are read, and neither is needed
+        args = parse_literal(md["args"], "args") if md.get("args") else {}
+    except ValueError:
+        args = {}
     _, color, fixed = _input(inputs, filename)
     if str(md.get("channels", "3")).strip() == "1":
         color = "GRAY"

@@ -79,6 +79,13 @@ def test_ultralytics_end2end_and_nms_exports_are_end2end(flag):
         assert g.card.output["max_detections"] == 100
 
 
+def test_ultralytics_unreadable_args_are_ignored_but_unreadable_imgsz_refused():
+    md = ultralytics_md(args="{'project': <object at 0x7f>}")
+    assert guess_card(ins(1, 3, 640, 640), outs((1, 7, 8400)), md, "m").card.output["format"] == "yolov8"
+    with pytest.raises(GuessError, match="imgsz"):
+        guess_card(ins(1, 3, 640, 640), outs((1, 7, 8400)), ultralytics_md(imgsz="big"), "m")
+
+
 def test_ultralytics_k_by_6_without_an_end2end_flag_is_end2end():
     # an export that writes no end2end entry (an older or forked exporter) but outputs 1 x 300 x 6
     md = ultralytics_md()
