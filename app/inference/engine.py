@@ -330,6 +330,8 @@ class Engine:
         lines.append(
             f"input: {inp.color}, scale {inp.scale:.6g}, mean {list(inp.mean)}, std {list(inp.std)}, "
             + (f"fixed size {inp.fixed_size}" if inp.fixed_size else f"size multiple of {inp.size_multiple}")
+            + (f", letterbox padded with {inp.pad_value:g}" if inp.letterbox else "")
+            + (", centre crop" if inp.center_crop else "")
         )
         if self.card.labels:
             lines.append(f"labels ({len(self.card.labels)}): {', '.join(self.card.labels)}")

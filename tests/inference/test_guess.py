@@ -336,6 +336,7 @@ def test_engine_reads_ultralytics_classify_metadata_and_asks_nothing(tmp_path):
     assert not eng.needs_task and eng.card.origin == "ultralytics"
     assert eng.card.labels == ("red", "green", "blue") and eng.card.output["kind"] == "probabilities"
     assert eng.guess is not None and "Ultralytics" in eng.guess.note
+    assert "fixed size (16, 16), centre crop" in eng.describe()
 
 
 def test_engine_refuses_malicious_ultralytics_names(tmp_path):
