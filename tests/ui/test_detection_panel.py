@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QGraphicsScene
 
 from loupe.sources.base import Frame
 from loupe.tasks.detection import DetectionResult
-from loupe.ui.panels.boxes_item import BoxesItem, pick_box, text_colour
+from loupe.ui.panels.boxes_item import BoxesItem, pick_box, place_tags, text_colour
 from loupe.ui.panels.detection import OPACITY_KEY, SHOW_LABELS_KEY, DetectionPanel, make_panel
 
 LABELS = ("person", "car", "dog")
@@ -151,6 +151,25 @@ def test_drawing_is_clipped_to_the_frame(qtbot):
     frame_area = np.zeros_like(green)
     frame_area[30:30 + H, 30:30 + W] = True
     assert not (green & ~frame_area).any()
+
+
+def test_a_tag_moves_off_a_better_boxs_tag_into_its_own_box():
+    frame = (0.0, 0.0, 640.0, 480.0)
+    # best first: a big box whose tag sits above it, then a box just inside it near the top
+    spots = place_tags([100, 104], [100, 106], [400, 300], [80, 80], 16, frame)
+    assert spots[0] == (100, 84)  # above its box
+    assert spots[1] == (104, 106)  # above would cover the first tag: inside its own top
+    # at the frame's top both go inside; the second steps down a tag height
+    spots = place_tags([10, 12], [2, 8], [300, 200], [90, 90], 16, frame)
+    assert spots == [(10, 2), (12, 24)]
+    # nowhere free (above and the top inside taken, a box too short to step down in): above, as
+    # usual, drawn under the better tags
+    spots = place_tags([100, 100, 104], [100, 122, 106], [400, 400, 118], [80, 80, 80], 16, frame)
+    assert spots == [(100, 84), (100, 106), (104, 90)]
+    # kept inside the frame's sides
+    assert place_tags([630], [100], [200], [80], 16, frame) == [(560, 84)]
+    # far apart: both above their boxes
+    assert place_tags([10, 300], [100, 100], [200, 200], [80, 80], 16, frame) == [(10, 84), (300, 84)]
 
 
 def test_pick_box_takes_the_smallest_box_under_the_point():

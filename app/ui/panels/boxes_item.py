@@ -175,38 +175,90 @@ class BoxesItem(pg.GraphicsObject):
 
     def _paint_tags(self, p: QPainter, idx: np.ndarray) -> None:
         """The label tags, in screen pixels: the transform is reset (the clip set above stays in
-        device coordinates), each tag sits on its box's top-left corner on screen, above the box
-        where the frame has room, inside it otherwise, and kept inside the frame's sides."""
+        device coordinates) and each tag placed by ``place_tags`` on its box's top-left corner."""
         t = p.transform()
         frame = t.mapRect(self._rect)
         # the boxes' corners on screen, all at once (the view's transform is affine)
         b = self.boxes[idx].astype(np.float64)
         xs = t.m11() * b[:, 0::2] + t.m21() * b[:, 1::2] + t.dx()
         ys = t.m12() * b[:, 0::2] + t.m22() * b[:, 1::2] + t.dy()
-        left, top = np.minimum(xs[:, 0], xs[:, 1]).tolist(), np.minimum(ys[:, 0], ys[:, 1]).tolist()
-        p.resetTransform()
-        p.setFont(self.font)
-        th = self._fm.height() + 2
-        pad = 3.0
-        f_left, f_right, f_top = frame.left(), frame.right(), frame.top()
         classes, scores = self.classes[idx].tolist(), self._score_text
         ids = idx.tolist()
+        names, score_texts, widths = [], [], []
+        pad = 3.0
+        for k, c in enumerate(classes):
+            name = self._static(f"{self.labels[c]} " if 0 <= c < len(self.labels) else f"class {c} ")
+            score = self._static(scores[ids[k]])
+            names.append(name)
+            score_texts.append(score)
+            widths.append(name.size().width() + score.size().width() + 2 * pad)
+        th = self._fm.height() + 2
+        spots = place_tags(np.minimum(xs[:, 0], xs[:, 1]).tolist(), np.minimum(ys[:, 0], ys[:, 1]).tolist(),
+                           np.maximum(ys[:, 0], ys[:, 1]).tolist(), widths, th,
+                           (frame.left(), frame.top(), frame.right(), frame.bottom()))
+        p.resetTransform()
+        p.setFont(self.font)
         pen_colour = None
-        # higher scores last: where tags overlap, the most confident one is on top
+        # higher scores last: where tags still overlap, the most confident one is on top
         for k in range(len(ids) - 1, -1, -1):
             c = classes[k]
-            known = 0 <= c < len(self.labels)
-            name = self._static(f"{self.labels[c]} " if known else f"class {c} ")
-            score = self._static(scores[ids[k]])
-            nw = name.size().width()
-            tw = nw + score.size().width() + 2 * pad
-            x = max(min(left[k], f_right - tw), f_left)
-            y = top[k] - th if top[k] - th >= f_top else top[k]
-            p.fillRect(QRectF(x, y, tw, th), self._class_qcolour(c))
-            colour = self._text_colours[c] if known else WHITE
+            x, y = spots[k]
+            p.fillRect(QRectF(x, y, widths[k], th), self._class_qcolour(c))
+            colour = self._text_colours[c] if 0 <= c < len(self.labels) else WHITE
             if colour is not pen_colour:
                 p.setPen(colour)
                 pen_colour = colour
-            p.drawStaticText(QPointF(x + pad, y + 1), name)
-            p.drawStaticText(QPointF(x + pad + nw, y + 1), score)
+            p.drawStaticText(QPointF(x + pad, y + 1), names[k])
+            p.drawStaticText(QPointF(x + pad + names[k].size().width(), y + 1), score_texts[k])
         p.setTransform(t)
+
+
+def place_tags(left: list[float], top: list[float], bottom: list[float], widths: list[float], th: float,
+               frame: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    """Top-left corners (screen pixels) of the label tags of boxes given best first: each on its
+    box's left edge (kept inside the frame's sides), above the box where the frame has room and no
+    better box's tag is there, else inside the box's top, one tag height lower at a time (at most
+    twice, and not past the box's bottom); where every spot is taken, above (or inside, at the
+    frame's top) all the same. Taken spots are kept in a grid of cells about a tag's size, so
+    each check looks at the few tags near it."""
+    f_left, f_top, f_right, f_bottom = frame
+    cw, ch = 128.0, 2.0 * th
+    grid: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}
+    get = grid.get
+    out = []
+    for k in range(len(left)):
+        w = widths[k]
+        x = max(min(left[k], f_right - w), f_left)
+        x2 = x + w
+        t, above = top[k], top[k] - th
+        floor = min(bottom[k], f_bottom)
+        spots = [above] if above >= f_top else []
+        spots.append(t)
+        if t + 2 * th <= floor:
+            spots.append(t + th)
+            if t + 3 * th <= floor:
+                spots.append(t + 2 * th)
+        i0, i1 = int(x // cw), int(x2 // cw)
+        chosen = spots[0]
+        for y in spots:
+            y2 = y + th
+            taken = False
+            for i in range(i0, i1 + 1):
+                for j in range(int(y // ch), int(y2 // ch) + 1):
+                    for rx, ry, rx2, ry2 in get((i, j), ()):
+                        if x < rx2 and rx < x2 and y < ry2 and ry < y2:
+                            taken = True
+                            break
+                    if taken:
+                        break
+                if taken:
+                    break
+            if not taken:
+                chosen = y
+                break
+        out.append((x, chosen))
+        rect = (x, chosen, x2, chosen + th)
+        for i in range(i0, i1 + 1):
+            for j in range(int(chosen // ch), int((chosen + th) // ch) + 1):
+                grid.setdefault((i, j), []).append(rect)
+    return out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -51,6 +51,15 @@ def _threshold_slider(value: float) -> tuple[QSlider, QLabel]:
     label = QLabel(f"{value:.2f}")
     label.setMinimumWidth(label.fontMetrics().horizontalAdvance("0.000"))
     return s, label
+
+
+class _CountPlot(pg.PlotWidget):
+    """The count plot, asking for a modest height: the dock's scroll area sizes a panel by its
+    preferred height (its labels wrap), and a plot's default hint (480 px) would make the panel
+    scroll where the plot could simply be shorter."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 180)
 
 
 class DetectionPanel(QWidget):
@@ -124,7 +133,7 @@ class DetectionPanel(QWidget):
         self.details.setStyleSheet("color: gray")
         lay.addWidget(self.details)
 
-        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
+        self.plot = _CountPlot(background="w", axisItems={"bottom": frame_axis()})  # frames from 1
         self.plot.setLabel("bottom", "frame")
         self.plot.setLabel("left", "count")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
@@ -133,6 +142,8 @@ class DetectionPanel(QWidget):
         self.plot.setToolTip("Boxes per frame; click to go to a frame")
         self.curve = self.plot.plot(pen=pg.mkPen("#1565c0", width=2), name="count")
         self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
+        self._y_follow = True  # the count axis follows the counts until the user zooms it
+        self.plot.getViewBox().sigRangeChangedManually.connect(self._on_plot_zoom)
         self.plot.setMinimumHeight(140)
         lay.addWidget(self.plot, 1)
         self._fill_table()
@@ -262,7 +273,11 @@ class DetectionPanel(QWidget):
 
     def refresh_plot(self) -> None:
         frames = sorted(self._series)
-        self.curve.setData(frames, [self._series[f] for f in frames])
+        counts = [self._series[f] for f in frames]
+        self.curve.setData(frames, counts)
+        if self._y_follow and counts:  # from 0, whole counts: a flat 7 is not drawn as 7.0-7.4
+            top = max(counts)
+            self.plot.getViewBox().setYRange(0, top + max(1.0, 0.08 * top), padding=0)
 
     def reset_series(self) -> None:
         """A new source: the count over time and the classes seen start again."""
@@ -270,6 +285,7 @@ class DetectionPanel(QWidget):
         self.seen[:] = False
         self.last_index = None
         self._picked_point = None
+        self._y_follow = True
         self.curve.setData([], [])
         self._update_rows()
 
@@ -306,6 +322,10 @@ class DetectionPanel(QWidget):
             return
         p = self._view_box.mapSceneToView(ev.scenePos())
         self.pick(p.x(), p.y())
+
+    def _on_plot_zoom(self, mask) -> None:
+        if mask[1]:
+            self._y_follow = False
 
     def _on_plot_click(self, ev) -> None:
         if ev.button() != Qt.MouseButton.LeftButton or not self._series:
