@@ -84,19 +84,6 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     add_limit_options(ap)
 
 
-def _load(path: str, args: argparse.Namespace):
-    """One model for ``analyze`` (``load_model`` with ``--task``): a card-less model whose outputs
-    fit several tasks is refused (ModelError naming them and ``--task``) before a task is made."""
-    from loupe.inference.engine import Engine, ModelError
-    from loupe.run.pipeline import LoadedModel
-    from loupe.tasks import make_task
-
-    eng = Engine(path, providers=args.providers, threads=args.threads, task=args.task)
-    if eng.guess is not None and eng.guess.ambiguous:
-        raise ModelError(eng.guess.note)
-    return LoadedModel(eng, make_task(eng, display_max_side=None))
-
-
 def _apply_overrides(models: list, args: argparse.Namespace) -> str | None:
     """``--task``, ``--score-threshold``, ``--iou-threshold`` on the loaded models; the error
     line when an option reaches none of them."""
@@ -164,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         is_dicom_input,
         summary_table,
     )
+    from loupe.run.pipeline import load_model
     from loupe.tasks import UnsupportedTask
 
     try:
@@ -174,7 +162,8 @@ def _run(args: argparse.Namespace) -> int:
     models, model_errors = [], 0
     for m in model_paths:  # every bad model gets its line, then exit 2
         try:
-            models.append(_load(m, args))
+            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None,
+                                     task=args.task))
         except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
             err(str(e))
             model_errors += 1

@@ -18,7 +18,7 @@ import numpy as np
 
 from loupe.base import registry
 from loupe.base.registry import TaskSpec
-from loupe.inference.engine import Engine
+from loupe.inference.engine import Engine, ModelError
 from loupe.sources.base import Frame
 from loupe.tasks import make_task
 from loupe.tasks.base import Task
@@ -58,8 +58,13 @@ class LoadedModel:
 
 
 def load_model(path: str, providers: str = "auto", threads: int | None = None,
-               display_max_side: int | None = 1280) -> LoadedModel:
-    eng = Engine(path, providers=providers, threads=threads)
+               display_max_side: int | None = 1280, task: str | None = None) -> LoadedModel:
+    """A model and its task, headless. ``task`` picks the task of a model without a card among
+    the guessed ones (``analyze --task``); a card-less model whose outputs fit several tasks and
+    no ``task`` is refused (ModelError naming them), before any task is made."""
+    eng = Engine(path, providers=providers, threads=threads, task=task)
+    if eng.guess is not None and eng.guess.ambiguous:
+        raise ModelError(eng.guess.note)
     return LoadedModel(eng, make_task(eng, display_max_side=display_max_side))
 
 
