@@ -227,3 +227,14 @@ def test_channels_last_segmenter_runs_with_no_card(tmp_path, image, capsys):
     assert any("3 class logits per pixel (channels last)" in line for line in err)
     (row,) = rows(out)
     assert row["area_class_0"] == pytest.approx(1.0)  # red is the brightest channel everywhere
+
+
+def test_load_model_refuses_an_ambiguous_cardless_model_unless_told(tmp_path):
+    from loupe.inference.engine import ModelError
+    from loupe.run.pipeline import load_model
+
+    path = sigmoid_map_model(tmp_path / "textdet.onnx")
+    with pytest.raises(ModelError, match=r"fit several tasks: segmentation .* or density"):
+        load_model(str(path), providers="cpu")
+    m = load_model(str(path), providers="cpu", task="segmentation")
+    assert m.task.name == "segmentation" and m.engine.card.output["kind"] == "probability"
