@@ -67,8 +67,26 @@ def _classification():
     return p
 
 
+def _detection():
+    from loupe.tasks.detection import DetectionResult
+    from loupe.ui.panels.detection import DetectionPanel
+
+    labels = ("person", "bicycle", "a class with a long name", "traffic light")
+    p = DetectionPanel(labels, np.array([[200, 40, 40], [40, 40, 200], [40, 200, 40], [250, 250, 250]], np.uint8),
+                       "detection model")
+    boxes = np.array([[10, 10, 200, 300], [50, 60, 90, 120], [300, 20, 620, 460]], np.float32)
+    classes = np.array([0, 3, 2], np.int32)
+    res = DetectionResult(boxes, np.array([0.9, 0.8, 0.4], np.float32), classes, labels, (480, 640),
+                          np.bincount(classes, minlength=4).astype(np.int64))
+    for i in range(30):
+        p.show_result(res, (480, 640), i, i == 29)
+    p.pick(70.0, 90.0)  # the box details shown
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
-            "codebook": _codebook, "compression": _compression, "classification": _classification}
+            "codebook": _codebook, "compression": _compression, "classification": _classification,
+            "detection": _detection}
 
 
 def test_every_built_in_panel_is_laid_out_here():
