@@ -331,17 +331,25 @@ def shape_candidates(inputs: Sequence[Any], outputs: Sequence[Any], name: str, l
                 dens = Candidate("density", f"{txt}: a density map whose sum is a count", _card(
                     "density", name, _spec(color, fixed), (), {}, source=source))
             pair = [seg, dens] if op == "Sigmoid" else [dens, seg]
-            out += [c for c in pair if c is not None]
+            out += [cand for cand in pair if cand is not None]
         elif len(s) == 2 and (dim(s[0]) in (None, 1)) and dim(s[1]):
             classification(dim(s[1]), txt, op)
         elif len(s) == 1 and dim(s[0]):
             classification(dim(s[0]), txt, op)
+    if len(outputs) == 1 and _is_map(outputs[0], fixed):
+        return out  # N x h x w at the input's scale: a map (or class ids) with no channel axis, no detections
     if not out and "detection" in tasks:
         matches = detection_formats_for(outputs, n_lab, fixed)
         for m in matches:
             key = "detection" if len(matches) == 1 else f"detection:{m.format}"
             out.append(Candidate(key, m.reason, _detection_card(name, color, fixed, m, labels, source=source)))
     return out
+
+
+def _is_map(out: Any, fixed: tuple[int, int] | None) -> bool:
+    """A rank-3 output whose last two axes scale to the fixed input: a map, not a list of boxes."""
+    s = tuple(out.shape)
+    return len(s) == 3 and fixed is not None and _proportional(fixed, (s[1], s[2]))
 
 
 def _proportional(hw: tuple[int, int], out_hw: tuple[Any, Any]) -> bool:

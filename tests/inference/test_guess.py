@@ -252,6 +252,17 @@ def test_anchor_counts_check_the_fixed_input():
     assert detection_formats_for(outs((1, 84, 8400)), None, (320, 320)) == []
 
 
+def test_a_map_without_a_channel_axis_is_not_taken_for_boxes():
+    # 1 x 256 x 256 on a 256 x 256 input would fit "256 queries x (4 + 252 classes)": it is a map
+    with pytest.raises(GuessError, match="fit no task"):
+        guess_card(ins(1, 3, 256, 256), outs((1, 256, 256)), {}, "m")
+    with pytest.raises(GuessError, match="fit no task"):
+        guess_card(ins(1, 3, 512, 512), outs((1, 64, 64)), {}, "m")
+    # 300 x 84 does not scale to a 640 x 640 input both ways: a query head (RT-DETR, 80 classes)
+    g = guess_card(ins(1, 3, 640, 640), outs((1, 300, 84)), {}, "m")
+    assert g.keys == ("detection",) and g.card.output["format"] == "rtdetr"
+
+
 def test_outputs_that_fit_nothing_are_refused_in_one_line():
     # a raw detection head: eight per-level outputs
     shapes = [(1, 64, 80, 80), (1, 80, 80, 80), (1, 64, 40, 40), (1, 80, 40, 40),
