@@ -397,24 +397,6 @@ def test_three_hundred_boxes_are_one_item_in_the_view(qtbot, win, host):
     assert len(vb.addedItems) == before
 
 
-@pytest.mark.parametrize("size", [(900, 600), (1600, 1000)])
-def test_the_panel_fits_the_window_dock(qtbot, win, host, size):
-    from tests.ui.test_panel_layout import clipped
-
-    labels = ("person", "bicycle", "a class with a long name", "traffic light")
-    task = FakeTask()
-    task.labels, task.palette = labels, np.array([RED, BLUE, GREEN, (250, 250, 250)], np.uint8)
-    panel = make_panel(model_of(task), host)
-    win.resize(*size)
-    win.panel_tabs.addTab(panel, "det model")
-    win.panel_tabs.setCurrentWidget(panel)
-    panel.show_result(result([A, B], [0, 2], labels=labels), (H, W), 0)
-    panel.pick(70, 70)
-    qtbot.wait(60)
-    assert clipped(panel) == []
-    assert win.panel_tabs.scroll_area(panel).horizontalScrollBar().maximum() == 0
-
-
 # --- a real detection model in the window ------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["yolov8", "end2end"])
 def test_a_detector_in_the_window_draws_its_boxes_and_the_score_slider_reruns_the_frame(qtbot, win, tmp_path, fmt):

@@ -274,7 +274,8 @@ class DetectionPanel(QWidget):
     def refresh_plot(self) -> None:
         frames = sorted(self._series)
         counts = [self._series[f] for f in frames]
-        self.curve.setData(frames, counts)
+        self.curve.setData(frames, counts, symbol="o" if len(frames) == 1 else None, symbolSize=6,
+                           symbolBrush="#1565c0", symbolPen=None)  # one frame: a dot, not nothing
         if self._y_follow and counts:  # from 0, whole counts: a flat 7 is not drawn as 7.0-7.4
             top = max(counts)
             self.plot.getViewBox().setYRange(0, top + max(1.0, 0.08 * top), padding=0)
