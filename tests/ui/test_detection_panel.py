@@ -310,6 +310,10 @@ def test_boxes_of_a_result_for_another_frame_size_are_scaled_to_the_frame_shown(
     panel.update_from(r, frame(0), True)  # shown at 200 x 120: half
     np.testing.assert_allclose(panel.overlay.boxes, [[50, 25, 150, 75]])
     assert panel.overlay.boundingRect() == QRectF(0, 0, W, H)
+    assert panel.value_at(100, 50) == "car 0.90" and panel.value_at(160, 50) is None  # shown pixels
+    panel.pick(100, 50)  # details in the result's own pixels, saying so
+    assert "x1 100, y1 50, x2 300, y2 150" in panel.details.text()
+    assert "200 × 100 px (pixels of the 400×240 frame the model ran on)" in panel.details.text()
 
 
 def test_opacity_and_labels_setting_are_saved_and_restored(qtbot, host):

@@ -312,7 +312,8 @@ class DetectionPanel(QWidget):
             f"{frame}<b>{html.escape(self.overlay.label_text(i))}</b> (class {int(self.last.classes[i])})<br>"
             f"box x1 {x1:.0f}, y1 {y1:.0f}, x2 {x2:.0f}, y2 {y2:.0f}<br>"
             f"{x2 - x1:.0f} × {y2 - y1:.0f} px"
-            + ("" if (sx, sy) == (1.0, 1.0) else " (frame pixels of the model's input frame)"))
+            + ("" if (sx, sy) == (1.0, 1.0) else " (pixels of the {1}×{0} frame the model ran on)".format(
+                *self.last.frame_hw)))
         self.details.setStyleSheet("")
         return i
 
