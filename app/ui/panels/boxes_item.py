@@ -5,7 +5,8 @@ item, not by an item or widget per box, so the scene stays small and a new frame
 ``update()``. Box outlines use a cosmetic pen (their width is in screen pixels at any zoom); the
 label tags ("person 0.87", filled in the class colour, black or white text by the colour's
 luminance) are drawn with the painter's transform reset, so their text keeps its size on screen
-when the view zooms. Everything is clipped to the frame.
+when the view zooms. A tag goes above its box, or inside the box's top where a more confident
+box's tag is already there (``place_tags``). Everything is clipped to the frame.
 
 Coordinates are frame pixels of the frame on screen (the view box's coordinates).
 """
