@@ -14,12 +14,15 @@ what the model carries                                card
 Ultralytics metadata, ``task: detect``                detection, no question (origin ``ultralytics``):
                                                       ``end2end`` when ``end2end`` (or ``nms``) is
                                                       true and the output is 1 x K x 6 (or with no
-                                                      flag, when only that fits); ``yolov8``
-                                                      for 1 x (4 + C) x A; ``rtdetr`` for RT-DETR
-                                                      (1 x Q x (4 + C), its image stretched, not
-                                                      letterboxed). Labels from ``names``; RGB / 255,
-                                                      fixed size ``imgsz``, letterbox padded with
-                                                      114; score 0.25, IoU 0.7, at most 300
+                                                      flag, when only that fits); ``yolov8`` for
+                                                      1 x (4 + C) x A; letterbox to ``imgsz`` padded
+                                                      with 114. An RT-DETR (``head: RTDETRDecoder``)
+                                                      is stretched to ``imgsz``, not letterboxed:
+                                                      ``rtdetr`` for 1 x Q x (4 + C), or, as
+                                                      Ultralytics 8.4 exports it (top-k in the
+                                                      graph), ``end2end`` of normalised cx, cy, w, h,
+                                                      score, class. Labels from ``names``; RGB / 255;
+                                                      score 0.25, IoU 0.7, at most 300
 Ultralytics metadata, ``task: classify``              classification of probabilities (the export
                                                       ends in a softmax), ``imgsz`` centre crop
 Ultralytics ``segment``, ``pose``, ``obb``, other     refused with one line (not supported yet)
@@ -197,6 +200,16 @@ def metadata_labels(md: dict[str, str]) -> tuple[tuple[str, ...], str | None, st
             except ValueError as e:
                 return (), None, f"{e}; ignored"
     return (), None, None
+
+
+def _version(md: dict[str, str]) -> tuple[int, ...]:
+    """The exporter's ``version`` as numbers (``8.4.190`` -> (8, 4, 190)); () when absent."""
+    parts = []
+    for p in str(md.get("version", "")).strip().split("."):
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts)
 
 
 def _flag(value: Any) -> bool:
@@ -437,10 +450,11 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
     end2end = _flag(md.get("end2end")) or (isinstance(args, dict) and _flag(args.get("nms")))
     matches = detection_formats_for(outputs, len(labels), fixed)
     head = str(md.get("head", ""))
+    rtdetr = "RTDETR" in head
     if end2end:
         want = ["end2end"]
-    elif "RTDETR" in head:
-        want = ["rtdetr"]
+    elif rtdetr:  # Ultralytics 8.4 exports the decoder's top-k: K x (cx, cy, w, h, score, class)
+        want = ["end2end", "rtdetr"] if _version(md) >= (8, 4) else ["rtdetr", "end2end"]
     else:  # end2end last: forks that write no end2end flag (THU's YOLOv10) with a K x 6 output
         want = ["yolov8", "rtdetr", "end2end"]
     chosen = next((m for f in want for m in matches if m.format == f), None)
@@ -450,11 +464,14 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
     extra = dict(ULTRALYTICS_DETECTION)
     if chosen.format == "end2end" and isinstance(args, dict) and isinstance(args.get("max_det"), int):
         extra["max_detections"] = args["max_det"]
+    if rtdetr and chosen.format == "end2end":  # normalised centre boxes, not corner pixels
+        extra.update(box_format="cxcywh", normalized=True)
     card = _detection_card(name, color, size, chosen, labels, origin="ultralytics", source=source, extra=extra)
-    if chosen.format == "rtdetr":  # Ultralytics' RT-DETR predictor stretches the image to imgsz
+    if rtdetr or chosen.format == "rtdetr":  # Ultralytics' RT-DETR predictor stretches the image to imgsz
         card = _card("detection", name, _spec(color, size), card.labels, card.output, "ultralytics", source)
-    how = "stretched" if chosen.format == "rtdetr" else "letterboxed"
-    reason = f"format {chosen.format}, {len(labels)} labels, {how} to {size[0]}x{size[1]}"
+    how = "letterboxed" if card.input.letterbox else "stretched"
+    kind = " (RT-DETR, normalised cx, cy, w, h)" if rtdetr and chosen.format == "end2end" else ""
+    reason = f"format {chosen.format}{kind}, {len(labels)} labels, {how} to {size[0]}x{size[1]}"
     return Guess((Candidate("detection", reason, card),),
                  f"{filename} has no model card; read its Ultralytics metadata as the card: detection ({reason})", "ultralytics")
 

@@ -101,6 +101,18 @@ def test_ultralytics_rtdetr_is_stretched_not_letterboxed():
     assert g.card.input.fixed_size == (640, 640) and not g.card.input.letterbox
 
 
+def test_ultralytics_8_4_rtdetr_is_end2end_of_normalised_centre_boxes():
+    # 8.4 exports RT-DETR's decoder with its top-k: one 1 x 300 x 6 output (cx, cy, w, h in 0..1,
+    # score, class), head RTDETRDecoder, end2end False (tests/data/ultralytics/rtdetr_t_320.onnx)
+    md = ultralytics_md(head="RTDETRDecoder", version="8.4.190", imgsz="[320, 320]")
+    card = guess_card(ins(1, 3, 320, 320), outs((1, 300, 6)), md, "rtdetr").card
+    assert card.output["format"] == "end2end" and card.output["box_format"] == "cxcywh" and card.output["normalized"]
+    assert card.input.fixed_size == (320, 320) and not card.input.letterbox
+    # with 2 classes, an older exporter's 1 x 300 x (4 + 2) reads as rtdetr
+    md2 = ultralytics_md(head="RTDETRDecoder", version="8.3.40", names="{0: 'a', 1: 'b'}", imgsz="[320, 320]")
+    assert guess_card(ins(1, 3, 320, 320), outs((1, 300, 6)), md2, "r").card.output["format"] == "rtdetr"
+
+
 def test_ultralytics_classify_is_probabilities_with_a_centre_crop():
     g = guess_card(ins(1, 3, 224, 224), outs((1, 3)), ultralytics_md("classify", imgsz="[224, 224]"), "cls")
     card = g.card
