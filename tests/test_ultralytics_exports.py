@@ -2,9 +2,11 @@
 
 tests/data/ultralytics holds tiny ONNX files exported by Ultralytics itself (detect: YOLO11 and
 YOLOv8 heads, ``1 x (4 + C) x A``; YOLO26 exported both NMS-free, ``1 x 300 x 6`` with
-``end2end: True``, and the default way, ``1 x 84 x 2100`` with ``end2end: False``; classify:
-YOLO11-cls), two PNG frames of two aspect ratios, and what Ultralytics' own predictor
-(``YOLO(onnx).predict(png, conf=0.25, iou=0.7, max_det=300)``) returned on them. The README there
+``end2end: True``, and the default way, ``1 x 84 x 2100`` with ``end2end: False``; RT-DETR,
+one ``1 x 300 x 6`` output of normalised cx, cy, w, h, score, class, its input stretched;
+classify: YOLO11-cls), two PNG frames of two aspect ratios, and what Ultralytics' own predictor
+(``YOLO(onnx).predict(png, conf=0.25, iou=0.7, max_det=300)``, ``RTDETR(onnx).predict`` for
+RT-DETR) returned on them, and the model inputs its predictors built (``input*__*.png``). The README there
 says how they were made (tools/make_ultralytics_refs.py, in a venv of its own: Ultralytics is AGPL
 and never a dependency of Loupe). Each model is opened here with no sidecar, the card read from
 Ultralytics' metadata, and run on the PNGs in the window's path (``load_model`` + ``Runner``:
@@ -16,14 +18,16 @@ Tolerances, and why:
   ``round(side * gain)``, centred padding of 114 with the odd pixel at the bottom/right) and both
   feed RGB / 255 in float32, so the model input differs at most in the last bit (Loupe multiplies
   by 1/255 where Ultralytics divides) and the same ONNX graph gives the same boxes but for float
-  rounding (ONNX Runtime's version and CPU kernels). Both map boxes back per axis from the
-  rounded resized size (``x / (new_w / w)``, Ultralytics' ``scale_boxes``). Boxes are compared
-  within BOX_TOL = 0.01 frame pixels (measured: 4.6e-4 px at most, Loupe's ONNX Runtime 1.31 vs
-  the references' 1.32 on a 2-core Xeon; test_measured_deviation_is_reported prints it); the
+  rounding (ONNX Runtime's version and CPU kernels). Ultralytics 8.4 maps boxes back per axis
+  from the rounded resized size (``scale_boxes``: ``x / (new_w / w)`` after the padding), which
+  is the exact inverse of the resize. Boxes are compared within BOX_TOL = 0.01 frame pixels
+  (measured with per-axis mapping: 4.6e-4 px at most, Loupe's ONNX Runtime 1.31 vs the
+  references' 1.32 on a 2-core Xeon; test_measured_deviation_is_reported prints it); the
   ``analyze`` JSONL rounds boxes to 2 decimals, so there the tolerance is BOX_TOL + 0.005.
 - Scores within SCORE_TOL = 1e-4 (measured 1.8e-5 at most: the models move their scores by up
-  to ~2e-5 when the input's last bit changes, manifest ``rounding_shift``; the JSONL rounds
-  scores to 4 decimals: + 5e-5).
+  to ~2e-5 when the input's last bit changes, manifest ``rounding_shift``, and by up to 2e-5
+  with ONNX Runtime's graph optimisations off, i.e. other kernels; the JSONL rounds scores to 4
+  decimals: + 5e-5).
 - Boxes wholly in the letterbox padding, which Ultralytics reports clipped to zero width or
   height and Loupe drops by design, are left out of the reference (``visible``); the rest:
 - Same number of boxes and the same class for each: the references were made so that no
@@ -32,8 +36,8 @@ Tolerances, and why:
   the float noise, so a disagreement there is a decoding difference, not rounding.
 - Classification: Ultralytics resizes the short side with torchvision on a PIL image (bilinear
   with antialiasing) then centre-crops; Loupe's centre crop resizes with cv2 INTER_AREA. The two
-  inputs differ by 0.6 grey levels on average (13 at most), which moved the probabilities by 2.7e-3 at most (measured);
-  PROB_TOL = 0.01. Top-1 and top-5 must be the same (the references' top-1/top-2 and top-5/top-6
+  inputs differ by 0.6 grey levels on average (13 at most), which moved the probabilities by
+  2.7e-3 at most (measured); PROB_TOL = 0.01. Top-1 and top-5 must be the same (the references' top-1/top-2 and top-5/top-6
   gaps are >= 0.024, more than twice PROB_TOL).
 """
 
