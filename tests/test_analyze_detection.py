@@ -91,3 +91,13 @@ def test_no_detection_is_a_zero_count(tmp_path, images):
     rows = analyze(tmp_path, model, images, ".csv")
     assert [[int(r[c]) for c in COUNT_COLUMNS] for r in rows] == [[0, 0, 0, 0]] * 2
 
+
+
+def test_summary_without_out_gives_the_mean_counts(tmp_path, images, capsys):
+    """Without --out the summary table says what a detector found (it said nothing before)."""
+    outs, output = FORMATS["yolov8"]
+    model = make_constant_model(tmp_path / "summary.onnx", outs, output)
+    assert main(["analyze", str(images), "--model", str(model), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    line = next(x for x in text.splitlines() if "a_landscape.png" in x)
+    assert line.endswith("count 3, count_person 1, count_traffic_light 1, count_dog 1 (mean)")

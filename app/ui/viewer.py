@@ -108,6 +108,8 @@ class FrameView(pg.GraphicsLayoutWidget):
         """Wheel zoom between the whole frame with a margin and MAX_ZOOM screen px per frame px."""
         if getattr(self, "_shape", None) is None:  # (also: a resize during construction)
             return
+        if getattr(self, "closed", False):  # GraphicsView.close() resizes after deleting the scene
+            return
         h, w = self._shape
         vw, vh = max(self.vb.width(), 1.0), max(self.vb.height(), 1.0)
         fit_w = max(w, h * vw / vh)  # the x range that shows the whole frame at this aspect

@@ -225,6 +225,18 @@ def test_analyze_writes_the_label_and_score_in_csv_and_topk_in_jsonl(tmp_path):
     assert lines[1]["topk"][0]["score"] == pytest.approx(p_blue[2], abs=1e-5)
 
 
+def test_analyze_summary_names_the_most_frequent_top_label(tmp_path, capsys):
+    model = mean_colour_classifier(tmp_path / "colours.onnx", {"kind": "logits", "top_k": 3})
+    red = np.zeros((30, 50, 3), np.uint8)
+    red[..., 0] = 255
+    folder = tmp_path / "reds"
+    folder.mkdir()
+    inputs = [str(_write_png(folder / f"{i}.png", red)) for i in range(3)]
+    assert main(["analyze", *inputs, "--model", str(model), "--quiet"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("0.png"))
+    assert "top1 mostly red (1/1)" in line and "top1_score 0.99" in line
+
+
 def test_hand_written_sidecars_describe_a_classifier_and_a_probability_segmenter(tmp_path):
     """Card-less models described only by a sidecar a person wrote (plain JSON values)."""
     clf = mean_colour_classifier(tmp_path / "clf.onnx", None)
