@@ -57,7 +57,7 @@ from loupe.inference.formats import DETECTION_FORMATS, detection_formats_for
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
 from loupe.tasks.base import ModelTask
-from loupe.tasks.detection_formats import NMS_FORMATS, FormatError, decode, nms, top_k
+from loupe.tasks.detection_formats import NMS_FORMATS, Candidates, FormatError, decode, nms, top_k
 from loupe.tasks.segmentation import _safe as column_safe
 
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -242,7 +242,13 @@ class DetectionTask(ModelTask):
 
     def postprocess(self, outputs: list[np.ndarray], geo: Geometry) -> DetectionResult:
         # the user's settings as they are now, read once (a slider may move meanwhile)
-        score_t, iou_t, max_det = self.score_threshold, self.iou_threshold, self.max_detections
+        settings = (self.score_threshold, self.iou_threshold, self.max_detections)
+        cand = self.decode_outputs(outputs, geo, settings[0])
+        idx, boxes = self.select(cand, geo, settings)
+        return self.finish(self.make_result(cand, idx, boxes, geo))
+
+    def decode_outputs(self, outputs: list[np.ndarray], geo: Geometry, score_t: float) -> Candidates:
+        """The format's candidates above ``score_t``, boxes in model-input pixels."""
         arrays = {role: outputs[i] for role, i in self.roles.items()}
         try:
             cand = decode(self.format, arrays, geo.input_hw, score_t, len(self.labels) or None, self.options)
@@ -250,24 +256,43 @@ class DetectionTask(ModelTask):
             raise ModelError(f"{self.model_name}: {self.format} outputs: {e}") from None
         if not self.labels:  # fully dynamic output: learn the class count from the first frame
             self._learn_labels(outputs)
+        return cand
+
+    def select(self, cand: Candidates, geo: Geometry,
+               settings: tuple[float, float, int]) -> tuple[np.ndarray, np.ndarray]:
+        """NMS (or the best ``max_detections``), the class check, boxes mapped to the frame and
+        clipped, empty ones dropped: the indices into ``cand`` of the boxes kept, best first, and
+        their (N, 4) float32 frame boxes. Tasks built on detection (pose, instance masks) use the
+        indices to pick their own per-box outputs."""
+        _score_t, iou_t, max_det = settings
         keep = nms(cand.boxes, cand.scores, cand.classes, iou_t, max_det) if self.needs_nms \
             else top_k(cand.scores, max_det)
-        cand = cand.take(keep)
+        keep = np.asarray(keep, np.int64)
+        classes = cand.classes[keep]
         n_cls = len(self.labels)
-        if len(cand) and (cand.classes.min() < 0 or cand.classes.max() >= n_cls):
-            bad = int(cand.classes.max() if cand.classes.max() >= n_cls else cand.classes.min())
+        if len(keep) and (classes.min() < 0 or classes.max() >= n_cls):
+            bad = int(classes.max() if classes.max() >= n_cls else classes.min())
             raise ModelError(f"{self.model_name}: the model gave class {bad}, but the card names {n_cls} "
                              f"classes (0..{n_cls - 1}); check loupe.labels"
                              + (" and label_offset" if self.format == "boxes_scores_labels" else ""))
         h, w = geo.frame_hw
-        boxes = geo.to_frame(cand.boxes)
+        boxes = geo.to_frame(cand.boxes[keep])
         np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
         np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
         inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores, classes = boxes[inside], cand.scores[inside], cand.classes[inside]
-        counts = np.bincount(classes, minlength=n_cls).astype(np.int64)
-        return DetectionResult(np.ascontiguousarray(boxes, np.float32), scores.astype(np.float32, copy=False),
-                               classes.astype(np.int32, copy=False), self.labels, (h, w), counts)
+        return keep[inside], np.ascontiguousarray(boxes[inside], np.float32)
+
+    def make_result(self, cand: Candidates, idx: np.ndarray, boxes: np.ndarray, geo: Geometry) -> DetectionResult:
+        """The result record of the selected boxes (``select``'s indices and frame boxes)."""
+        classes = cand.classes[idx].astype(np.int32, copy=False)
+        counts = np.bincount(classes, minlength=len(self.labels)).astype(np.int64)
+        return DetectionResult(boxes, cand.scores[idx].astype(np.float32, copy=False), classes, self.labels,
+                               tuple(geo.frame_hw), counts)
+
+    def finish(self, result: DetectionResult) -> DetectionResult:
+        """The last step of every detection-like task's ``postprocess`` (pose and instance masks
+        call it too): where IDs across frames are attached when tracking is on."""
+        return result
 
     def _learn_labels(self, outputs: list[np.ndarray]) -> None:
         shape = np.asarray(outputs[self.roles.get("predictions", self.roles.get("scores", 0))]).shape

@@ -48,18 +48,22 @@ class FormatError(ValueError):
 @dataclass(frozen=True)
 class Candidates:
     """Decoded detections of one image before NMS: boxes (N, 4) float32 ``x1, y1, x2, y2`` in
-    model-input pixels, scores (N,) float32, classes (N,) int32 (not sorted)."""
+    model-input pixels, scores (N,) float32, classes (N,) int32 (not sorted); index (N,) int64:
+    the anchor (or query) each came from, where the decoder knows it (None otherwise): tasks
+    built on detection pick their per-box outputs (keypoints, mask coefficients) with it."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    index: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> Candidates:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
 
     def take(self, idx: np.ndarray) -> Candidates:
-        return Candidates(self.boxes[idx], self.scores[idx], self.classes[idx])
+        return Candidates(self.boxes[idx], self.scores[idx], self.classes[idx],
+                          None if self.index is None else self.index[idx])
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -145,7 +149,7 @@ def decode_yolov8(pred: np.ndarray, score_threshold: float, n_classes: int | Non
     conf = _yolo_scores(best, activation)
     keep = np.flatnonzero(conf > score_threshold)
     boxes = cxcywh_to_xyxy(p[:4, keep].T)
-    return Candidates(boxes, conf[keep].astype(np.float32), _best_class(cls, keep))
+    return Candidates(boxes, conf[keep].astype(np.float32), _best_class(cls, keep), keep.astype(np.int64))
 
 
 def decode_yolov5(pred: np.ndarray, score_threshold: float, n_classes: int | None = None,
@@ -161,7 +165,8 @@ def decode_yolov5(pred: np.ndarray, score_threshold: float, n_classes: int | Non
     sel = np.flatnonzero(conf > score_threshold)
     keep = cand[sel]
     boxes = cxcywh_to_xyxy(p[:4, keep].T)
-    return Candidates(boxes, conf[sel].astype(np.float32), cls[:, sel].argmax(axis=0).astype(np.int32))
+    return Candidates(boxes, conf[sel].astype(np.float32), cls[:, sel].argmax(axis=0).astype(np.int32),
+                      keep.astype(np.int64))
 
 
 def decode_end2end(pred: np.ndarray, score_threshold: float) -> Candidates:
