@@ -11,6 +11,7 @@ DEMO_CLIPS = {
     "codebook": "bikes.mp4",
     "ct": "CT_small.dcm",
     "density": "bikes.mp4",
+    "detection": "bikes.mp4",
     "hnerv": "carphone_pristine.mp4",
     "segmentation": "bikes.mp4",
 }

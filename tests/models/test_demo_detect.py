@@ -174,7 +174,8 @@ def test_losses_fall_when_the_model_fits_one_batch():
         parts["loss"].backward()
         opt.step()
     assert first["positives"] > 0
-    assert float(parts["box"]) < 0.8 * first["box"] and float(parts["loss"]) < first["loss"]
+    assert float(parts["box"].detach()) < 0.8 * first["box"]
+    assert float(parts["loss"].detach()) < first["loss"]
 
 
 # --- decoding and AP -------------------------------------------------------------------------
@@ -324,13 +325,14 @@ def _found(boxes, classes, scene) -> float:
 @pytest.mark.parametrize("clip", ["bikes.mp4", "carphone_pristine.mp4"])
 def test_shipped_model_finds_the_objects_of_a_held_out_frame(clip):
     """Objects drawn on a held-out frame at its own size, fed the way the app feeds it (its
-    letterbox) and decoded by Loupe's detection task: most boxes are found, and they agree with
+    letterbox) and decoded by Loupe's detection task: most boxes are found (IoU >= 0.5, the right
+    class), and they agree with
     the raw ONNX output decoded here and mapped back through the letterbox by hand."""
     frame = held_out_frames()[clip]
     engine = Engine(SHIPPED, providers="cpu")
     task = DetectionTask(engine)
     found = []
-    for seed in range(3):
+    for seed in range(6):
         scene = dd.frame_scene(frame, np.random.default_rng(300 + seed), count=6)
         feeds, geo = task.prepare(Frame(scene.image, 0, 0.0))
         outputs = engine.run(feeds)
@@ -348,7 +350,8 @@ def test_shipped_model_finds_the_objects_of_a_held_out_frame(clip):
         assert len(r.boxes) == len(boxes)
         np.testing.assert_allclose(r.boxes, boxes[order], atol=0.05)
         np.testing.assert_array_equal(r.classes, classes[order])
-    assert np.mean(found) >= 0.75, found
+    # most boxes (the model finds 29 of 36 on either clip; one box more or less moves this by 0.03)
+    assert np.mean(found) >= 0.7, found
 
 
 @shipped
@@ -380,3 +383,13 @@ def test_note_states_the_cards_figures():
     assert f"{src['heldout_scenes']} " in text and f"{src['heldout_objects']} " in text
     assert re.search(rf"{SHIPPED.stat().st_size / 1e6:.1f} MB", text)
     assert dd.RECIPE in text
+
+
+@shipped
+def test_demo_menu_pairs_the_model_with_a_clip():
+    """File ▸ Demo models names each model by its file's stem and offers its clip."""
+    from loupe.ui.status import demo_clip_path
+
+    assert SHIPPED.stem == "demo_detection"
+    clip = demo_clip_path("detection")
+    assert clip is not None and clip.name == "bikes.mp4" and clip.is_file()
