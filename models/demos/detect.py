@@ -1,6 +1,6 @@
 """Train and export the demo detection model that ships with Loupe (synthetic shapes).
 
-Recipe (about 10 minutes on a 2-core CPU)::
+Recipe (10-15 minutes on a 2-core CPU, 1 torch thread)::
 
     python -m loupe_models.demo_detect --out resources/demo_detection.onnx
 
@@ -24,11 +24,12 @@ density demo: synthetic objects whose boxes are known exactly, drawn onto real v
    labelled (rectangles, bars) and the clutter of the real frames keep it from being a colour
    detector; then an optional slight blur and sensor noise. 35% of scenes are letterboxed as the
    app letterboxes a frame (a content area of another aspect, padded with grey 114).
-3. **Model**: :class:`loupe_models.nets.detector.TinyDetector` (anchor-free, strides 8 and 16,
-   quality focal loss + GIoU, centre sampling); Adam with warm-up and cosine decay.
-4. **Threshold**: the card's ``score_threshold`` maximises F1 on ``VAL_SCENES`` scenes drawn
-   on *training* frames with another seed (never on the held-out frames).
-5. **Evaluation** on ``EVAL_SCENES`` scenes drawn on the held-out frames with a third seed:
+3. **Model**: :class:`loupe_models.nets.detector.TinyDetector` (anchor-free, strides 8, 16 and
+   32, quality focal loss + GIoU, centre sampling); Adam with warm-up and cosine decay.
+4. **Threshold**: the card's ``score_threshold`` maximises F1 on ``Config.val_scenes`` (150)
+   scenes drawn on *training* frames with another seed (never on the held-out frames).
+5. **Evaluation** on ``Config.eval_scenes`` (300) scenes drawn on the held-out frames with a
+   third seed:
    mAP@0.5 (:func:`average_precision`: per class, all-point interpolated area under the
    precision/recall curve, detections matched greedily by score to unmatched boxes of IoU >=
    0.5, as in PASCAL VOC 2010+), and precision / recall at the card's threshold; also how many
