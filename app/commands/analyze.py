@@ -64,6 +64,9 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="detection: keep boxes scoring above S (overrides the card; 0..1)")
     ap.add_argument("--iou-threshold", type=float, metavar="T",
                     help="detection: NMS IoU threshold (overrides the card; 0..1)")
+    ap.add_argument("--track", action="store_true",
+                    help="detection-like models: track objects across each input's frames (JSONL detections get "
+                         "\"track_id\", from 1; 0: not tracked); with --resume an input is run again from its start")
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     shown = ap.add_mutually_exclusive_group()
@@ -85,8 +88,8 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def _apply_overrides(models: list, args: argparse.Namespace) -> str | None:
-    """``--task``, ``--score-threshold``, ``--iou-threshold`` on the loaded models; the error
-    line when an option reaches none of them."""
+    """``--task``, ``--score-threshold``, ``--iou-threshold``, ``--track`` on the loaded models;
+    the error line when an option reaches none of them."""
     if args.task is not None and not any(m.engine.guess is not None for m in models):
         return (f"--task applies to models without a card; every model given has one "
                 f"({', '.join(f'{m.engine.path.name}: {m.engine.card.task}' for m in models)})")
@@ -103,6 +106,13 @@ def _apply_overrides(models: list, args: argparse.Namespace) -> str | None:
                 getattr(m.task, setter)(value)
             except ValueError as e:
                 return f"{opt}: {e}"
+    if args.track:
+        takers = [m for m in models if callable(getattr(m.task, "set_tracking", None))]
+        if not takers:
+            tasks = ", ".join(f"{m.engine.path.name}: {m.task.name}" for m in models)
+            return f"--track applies to detection-like models (boxes); no model given has them ({tasks})"
+        for m in takers:
+            m.task.set_tracking(True)
     return None
 
 
@@ -121,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         if v is not None and not 0.0 <= v <= 1.0:
             err(f"{opt} must be between 0 and 1, got {v:g}")
             return 2
+    if args.ray is not None and args.track:
+        err("--track cannot run on Ray: a track follows every frame of an input in order, on one process "
+            "(run without --ray; --resume works with --track)")
+        return 2
     if args.ray is not None:
         overrides = [o for o, v in (("--task", args.task), ("--score-threshold", args.score_threshold),
                                     ("--iou-threshold", args.iou_threshold)) if v is not None]
@@ -140,6 +154,9 @@ def _run(args: argparse.Namespace) -> int:
         if fmt is None:
             err(f"--out must end in .csv or .jsonl, got {args.out}")
             return 2
+    if args.track and fmt != "jsonl":
+        err("--track gives each detection a track_id in JSONL rows: add --out FILE.jsonl")
+        return 2
 
     from loupe.inference.card import CardError
     from loupe.inference.engine import ModelError

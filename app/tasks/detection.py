@@ -46,6 +46,8 @@ Without ``loupe.labels`` the classes are ``class 0`` ... ``class C-1`` (C from t
 
 from __future__ import annotations
 
+import dataclasses
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -59,6 +61,7 @@ from loupe.sources.base import Frame
 from loupe.tasks.base import ModelTask
 from loupe.tasks.detection_formats import NMS_FORMATS, Candidates, FormatError, decode, nms, top_k
 from loupe.tasks.segmentation import _safe as column_safe
+from loupe.tasks.tracking import Tracker
 
 DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_IOU_THRESHOLD = 0.7
@@ -75,7 +78,8 @@ ROLES = {
 class DetectionResult:
     """boxes: (N, 4) float32 ``x1, y1, x2, y2`` in source-frame pixels, clipped to
     ``[0, W] x [0, H]``; scores: (N,) float32, best first; classes: (N,) int32 indices into
-    ``labels``; frame_hw: the frame's (H, W); counts: (len(labels),) int64 boxes per class."""
+    ``labels``; frame_hw: the frame's (H, W); counts: (len(labels),) int64 boxes per class;
+    track_ids: (N,) int64 track IDs from 1 (0: not tracked), or None when tracking is off."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -83,6 +87,7 @@ class DetectionResult:
     labels: tuple[str, ...]
     frame_hw: tuple[int, int]
     counts: np.ndarray
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scores)
@@ -98,6 +103,9 @@ class DetectionResult:
             raise ValueError(f"class ids must index the {len(self.labels)} labels, got {self.classes.min()}..{self.classes.max()}")
         if n > 1 and np.any(np.diff(self.scores) > 0):
             raise ValueError("scores must be sorted best first")
+        t = self.track_ids
+        if t is not None and (not isinstance(t, np.ndarray) or t.dtype != np.int64 or t.shape != (n,) or (n and t.min() < 0)):
+            raise ValueError(f"track_ids must be ({n},) int64 >= 0 or None, got {getattr(t, 'dtype', type(t))} {getattr(t, 'shape', '')}")
         h, w = self.frame_hw
         if n and (self.boxes.min() < 0 or np.any(self.boxes[:, 0::2] > w) or np.any(self.boxes[:, 1::2] > h)):
             raise ValueError(f"boxes must lie inside the {w} x {h} frame")
@@ -162,6 +170,11 @@ class DetectionTask(ModelTask):
                              "list the class names in the card's loupe.labels")
         self.labels: tuple[str, ...] = labels
         self.palette = self._palette(labels)
+        self._tracker: Tracker | None = None  # set_tracking
+        self._pending: deque[tuple[Geometry, int]] = deque()  # (geometry, frame index) prepared, not finished
+        self._geo_hint: Geometry | None = None  # the geometry of the frame being post-processed
+        self._last_index: int | None = None  # the frame last tracked
+        self._before: tuple[Tracker, int] | None = None  # the tracker before that frame, and its steps
 
     def _palette(self, labels: tuple[str, ...]) -> np.ndarray:
         pal = self.card.palette if len(self.card.palette) >= len(labels) else default_palette(len(labels))
@@ -231,6 +244,7 @@ class DetectionTask(ModelTask):
         task = super().fresh(display_max_side)
         task.score_threshold, task.iou_threshold = self.score_threshold, self.iou_threshold
         task.max_detections = self.max_detections
+        task.set_tracking(self.tracking)
         if not task.labels:
             task.labels, task.palette = self.labels, self.palette
         return task
@@ -238,6 +252,8 @@ class DetectionTask(ModelTask):
     # --- frames --------------------------------------------------------------------
     def prepare(self, frame: Frame) -> tuple[dict[str, np.ndarray], Geometry]:
         x, geo = prepare(frame, self.card.input)
+        if self._tracker is not None:  # finish needs the frame's index (prepare may run frames ahead)
+            self._pending.append((geo, frame.index))
         return {self.input_name: x}, geo
 
     def postprocess(self, outputs: list[np.ndarray], geo: Geometry) -> DetectionResult:
@@ -249,6 +265,7 @@ class DetectionTask(ModelTask):
 
     def decode_outputs(self, outputs: list[np.ndarray], geo: Geometry, score_t: float) -> Candidates:
         """The format's candidates above ``score_t``, boxes in model-input pixels."""
+        self._geo_hint = geo
         arrays = {role: outputs[i] for role, i in self.roles.items()}
         try:
             cand = decode(self.format, arrays, geo.input_hw, score_t, len(self.labels) or None, self.options)
@@ -264,6 +281,7 @@ class DetectionTask(ModelTask):
         clipped, empty ones dropped: the indices into ``cand`` of the boxes kept, best first, and
         their (N, 4) float32 frame boxes. Tasks built on detection (pose, instance masks) use the
         indices to pick their own per-box outputs."""
+        self._geo_hint = geo
         _score_t, iou_t, max_det = settings
         keep = nms(cand.boxes, cand.scores, cand.classes, iou_t, max_det) if self.needs_nms \
             else top_k(cand.scores, max_det)
@@ -291,8 +309,62 @@ class DetectionTask(ModelTask):
 
     def finish(self, result: DetectionResult) -> DetectionResult:
         """The last step of every detection-like task's ``postprocess`` (pose and instance masks
-        call it too): where IDs across frames are attached when tracking is on."""
-        return result
+        call it too): with tracking on, the result with its ``track_ids``.
+
+        Frames are expected in order. The same frame again (a paused frame re-run after a setting
+        changed) redoes that frame's update from the tracker as it was before it; a jump of up to
+        the tracker's buffer forward (frames the live view dropped) predicts the tracks across the
+        gap; any other jump (a seek, backwards, a new input from frame 0) starts the tracks again."""
+        tracker = self._tracker
+        if tracker is None:
+            return result
+        index, last = self._frame_index(), self._last_index
+        if last is not None and index == last and self._before is not None:
+            tracker, steps = self._before[0].copy(), self._before[1]
+            self._tracker = tracker
+        elif last is not None and 0 < index - last <= tracker.settings.buffer:
+            steps = index - last
+        else:
+            tracker.reset()
+            steps = 1
+        self._before = (tracker.copy(), steps)
+        self._last_index = index
+        ids = tracker.update(result.boxes, result.scores, result.classes, steps)
+        return dataclasses.replace(result, track_ids=ids)
+
+    def _frame_index(self) -> int:
+        """The index of the frame being finished: its entry in the prepared queue (found by its
+        geometry when decode_outputs or select saw it; the oldest otherwise)."""
+        hint, self._geo_hint = self._geo_hint, None
+        while self._pending:
+            geo, index = self._pending.popleft()
+            if hint is None or geo is hint:
+                return index
+        return 0 if self._last_index is None else self._last_index + 1
+
+    # --- tracking ------------------------------------------------------------------
+    @property
+    def tracking(self) -> bool:
+        return self._tracker is not None
+
+    def set_tracking(self, on: bool) -> None:
+        """Track IDs across frames (``DetectionResult.track_ids``, a ByteTrack-style tracker:
+        ``loupe.tasks.tracking``) from the next frame on, or not. With tracking a result depends
+        on every earlier frame of the input, so ``history`` becomes None (``analyze --resume``
+        runs an input again from its first frame, skipping the rows written; Ray never splits
+        it); off, it is 0 again."""
+        if bool(on) == self.tracking:
+            return
+        self._tracker = Tracker() if on else None
+        self.history = None if on else 0
+        self.reset()
+
+    def reset(self) -> None:
+        """A new input: the tracks start again (IDs from 1)."""
+        if self._tracker is not None:
+            self._tracker = Tracker(self._tracker.settings)
+        self._pending.clear()
+        self._geo_hint = self._last_index = self._before = None
 
     def _learn_labels(self, outputs: list[np.ndarray]) -> None:
         shape = np.asarray(outputs[self.roles.get("predictions", self.roles.get("scores", 0))]).shape
@@ -309,7 +381,8 @@ class DetectionTask(ModelTask):
 
     def row(self, result: DetectionResult) -> dict[str, Any]:
         """``count``, ``count_<label>`` per class, and (JSONL only) ``detections``: each box
-        ``[x1, y1, x2, y2]`` in frame pixels (2 decimals), its score (4), class and label."""
+        ``[x1, y1, x2, y2]`` in frame pixels (2 decimals), its score (4), class and label, and its
+        ``track_id`` when tracking is on (0: not tracked)."""
         out: dict[str, Any] = {"count": result.count}
         for column, k in zip(count_columns(result.labels), result.counts):
             out[column] = int(k)
@@ -318,4 +391,7 @@ class DetectionTask(ModelTask):
              "label": result.labels[c]}
             for box, s, c in zip(result.boxes, result.scores, result.classes)
         ]
+        if result.track_ids is not None:
+            for d, t in zip(out["detections"], result.track_ids.tolist()):
+                d["track_id"] = t
         return out
