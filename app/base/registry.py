@@ -389,6 +389,7 @@ _BUILTINS = (
     # a later prepare changes)
     _builtin("detection", "boxes with label and score: count per class"),
     _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time"),
+    _builtin("keypoints", "pose: boxes with keypoints and a skeleton, count per class"),
     # InstancesTask checks its two outputs (predictions, prototypes) when made
     _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False),
 )

@@ -328,6 +328,30 @@ def check_detection_output(output: dict[str, Any]) -> None:
                 raise CardError(f"loupe.output outputs {role} must be an output's name, got {_json_type(name)}")
 
 
+def check_keypoints_output(output: dict[str, Any]) -> None:
+    """The keypoints keys (documented in ``loupe.tasks.keypoints``) and detection's own."""
+    check_choice(output, "format", ("yolov8-pose", "heatmaps"))
+    check_choice(output, "keypoint_activation", ("none", "sigmoid"))
+    check_choice(output, "refine", ("taylor", "quarter", "none"))
+    check_choice(output, "align", ("msra", "udp", "cells"))
+    check_detection_output({k: v for k, v in output.items() if k != "format"})
+    names = output.get("keypoints")
+    if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)):
+        raise CardError(f"loupe.output keypoints must be a list of keypoint names, got {_json_type(names)}")
+    shape = output.get("kpt_shape")
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in shape)
+                              or shape[0] < 1 or shape[1] not in (2, 3)):
+        raise CardError(f"loupe.output kpt_shape must be [K, 2 or 3], got {shape!r}")
+    skeleton = output.get("skeleton")
+    if skeleton is not None and (not isinstance(skeleton, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in p)
+            for p in skeleton)):
+        raise CardError("loupe.output skeleton must be a list of [i, j] keypoint index pairs (from 0)")
+    t = output.get("keypoint_threshold")
+    if t is not None and not 0.0 <= _number(t, "loupe.output keypoint_threshold") <= 1.0:
+        raise CardError(f"loupe.output keypoint_threshold must be between 0 and 1, got {t!r}")
+
+
 def check_anomaly_output(output: dict[str, Any]) -> None:
     check_numbers(output, ("past_frames", "threshold"))
     if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:

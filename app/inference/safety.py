@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_model_file", "check_segmentation", "class_axis"]
+__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_keypoints", "check_model_file", "check_segmentation", "class_axis"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -261,6 +261,27 @@ def check_density(engine: Any) -> None:
             f"{name}: its output '{out.name}' has {out.shape[1]} channels ({_dims(out.shape)}); a density "
             f"model outputs one map with 1 channel, N x 1 x h x w"
         )
+
+
+def check_keypoints(engine: Any) -> None:
+    """One image in; the predictions (the card's ``outputs`` ``predictions``, else the one
+    output) are rank 3 (yolov8-pose: 1 x (4 + C + 3K) x anchors) or rank 4 (heatmaps: 1 x K x h x w)."""
+    check_image_input(engine)
+    name, outputs, out_card = engine.path.name, list(engine.outputs), engine.card.output
+    roles = out_card.get("outputs") if isinstance(out_card.get("outputs"), dict) else {}
+    names = [o.name for o in outputs]
+    if roles.get("predictions") in names:
+        out = outputs[names.index(roles["predictions"])]
+    elif len(outputs) == 1:
+        out = outputs[0]
+    else:
+        raise ModelError(f"{name}: a keypoints model with {len(outputs)} outputs ({', '.join(names)}): name the "
+                         "one holding the predictions in the card's loupe.output outputs {\"predictions\": name}")
+    fmt = out_card.get("format")
+    want = {"yolov8-pose": (3,), "heatmaps": (4,)}.get(fmt, (3, 4))
+    if len(out.shape) not in want:
+        raise ModelError(f"{name}: its output '{out.name}' is {_dims(out.shape)}; a keypoints model outputs "
+                         "1 x (4 + C + 3K) x anchors (yolov8-pose) or 1 x K x h x w (heatmaps)")
 
 
 def check_anomaly(engine: Any) -> None:
