@@ -28,8 +28,10 @@ Tolerances, and why:
   to ~2e-5 when the input's last bit changes, manifest ``rounding_shift``, and by up to 2e-5
   with ONNX Runtime's graph optimisations off, i.e. other kernels; the JSONL rounds scores to 4
   decimals: + 5e-5).
-- Boxes wholly in the letterbox padding, which Ultralytics reports clipped to zero width or
-  height and Loupe drops by design, are left out of the reference (``visible``); the rest:
+- Reference boxes are clipped to the frame as Loupe's are (Ultralytics' RT-DETR predictor
+  leaves them unclipped), and boxes wholly outside the frame (in the letterbox padding), which
+  Ultralytics reports with zero width or height and Loupe drops by design, are left out of the
+  reference (``visible``); the rest:
 - Same number of boxes and the same class for each: the references were made so that no
   candidate score lies within 1e-5 of the threshold, no best class within 1e-4 of the runner-up,
   and no IoU with a kept box within 3e-3 of the IoU threshold (manifest ``margins``), far above
@@ -80,11 +82,15 @@ def reference(model: str, frame: str) -> dict:
 
 
 def visible(ref: dict) -> dict:
-    """The reference without the boxes that lie wholly in the letterbox padding: Ultralytics
-    clips them to the frame and reports them with zero width or height (e.g. ``[253.5, 272,
-    345.2, 272]`` on a 272-row frame); Loupe, by design (loupe.tasks.detection), drops a box
-    when nothing of it is left inside the frame. Everything else must be the same."""
+    """The reference as Loupe's contract shows it: boxes clipped to the frame (Ultralytics' YOLO
+    predictor clips them too; its RT-DETR predictor does not, e.g. ``[544, -13.6, 672, 40.8]``
+    on a 640 x 272 frame), and without the boxes that lie wholly outside it (in the letterbox
+    padding: Ultralytics reports them with zero width or height, e.g. ``[253.5, 272, 345.2,
+    272]``; Loupe, by design (loupe.tasks.detection), drops a box when nothing of it is left
+    inside the frame). Everything else must be the same."""
     b = np.asarray(ref["boxes_xyxy"], np.float64).reshape(-1, 4)
+    h, w = ref["orig_hw"]
+    b = np.clip(b, 0, [w, h, w, h])
     wh = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
     assert not ((wh > 0) & (wh < 10 * BOX_TOL)).any(), "a reference box is all but degenerate: ambiguous"
     keep = wh > 0
