@@ -392,6 +392,7 @@ _BUILTINS = (
     _builtin("keypoints", "pose: boxes with keypoints and a skeleton, count per class"),
     # InstancesTask checks its two outputs (predictions, prototypes) when made
     _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False),
+    _builtin("depth", "depth (or another one-value) map: colour map with units, min/median/max"),
 )
 
 for _spec in _BUILTINS:

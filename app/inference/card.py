@@ -300,6 +300,24 @@ def check_density_output(output: dict[str, Any]) -> None:
     check_numbers(output, ("count_scale", "display_max", "stride"))
 
 
+def check_depth_output(output: dict[str, Any]) -> None:
+    """The depth keys (documented in ``loupe.tasks.depth``)."""
+    check_choice(output, "kind", ("relative", "metric"))
+    check_choice(output, "range_mode", ("fixed", "clip"))
+    check_choice(output, "layout", ("NCHW", "NHWC"))
+    if output.get("unit") is not None and not isinstance(output["unit"], str):
+        raise CardError(f"loupe.output unit must be a string like \"m\", got {_json_type(output['unit'])}")
+    if output.get("inverse") is not None and not isinstance(output["inverse"], bool):
+        raise CardError(f"loupe.output inverse must be true or false, got {_json_type(output['inverse'])}")
+    rng = output.get("range")
+    if rng is not None:
+        lo_hi = _numbers(rng, "loupe.output range")
+        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+            raise CardError(f"loupe.output range needs 2 numbers [lo, hi] with lo < hi, got {rng!r}")
+    if output.get("range_mode") == "fixed" and rng is None:
+        raise CardError("loupe.output range_mode \"fixed\" needs a range [lo, hi]")
+
+
 def check_detection_output(output: dict[str, Any]) -> None:
     """The detection keys (documented in ``loupe.tasks.detection``)."""
     for key, choices in (("format", ("yolov5", "yolov8", "end2end", "detr", "rtdetr", "boxes_scores_labels")),

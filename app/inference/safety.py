@@ -19,7 +19,7 @@ from typing import Any
 from loupe.inference.engine import ModelError
 from loupe.sources.sniff import describe_content, looks_like_onnx, read_head
 
-__all__ = ["check_anomaly", "check_classification", "check_density", "check_detection", "check_image_input", "check_io", "check_keypoints", "check_model_file", "check_segmentation", "class_axis"]
+__all__ = ["check_anomaly", "check_classification", "check_density", "check_depth", "check_detection", "check_image_input", "check_io", "check_keypoints", "check_model_file", "check_segmentation", "class_axis"]
 
 PICKLE_NOTE = "Loupe never loads pickles"
 
@@ -282,6 +282,25 @@ def check_keypoints(engine: Any) -> None:
     if len(out.shape) not in want:
         raise ModelError(f"{name}: its output '{out.name}' is {_dims(out.shape)}; a keypoints model outputs "
                          "1 x (4 + C + 3K) x anchors (yolov8-pose) or 1 x K x h x w (heatmaps)")
+
+
+def check_depth(engine: Any) -> None:
+    """One image in; the map (the output called ``depth``, else the first) is one channel:
+    N x 1 x h x w, N x h x w x 1, N x h x w or h x w."""
+    check_image_input(engine)
+    name, outputs = engine.path.name, list(engine.outputs)
+    names = [o.name for o in outputs]
+    out = outputs[names.index("depth")] if "depth" in names else outputs[0]
+    s = tuple(out.shape)
+    want = "one map, N x 1 x h x w, N x h x w x 1 or N x h x w"
+    if len(s) not in (2, 3, 4):
+        raise ModelError(f"{name}: its output '{out.name}' has rank {len(s)} ({_dims(s)}); a depth model outputs {want}")
+    if len(s) == 4:
+        layout = engine.card.output.get("layout")
+        axes = {"NCHW": (1,), "NHWC": (3,)}.get(layout, (1, 3))
+        if not any(not isinstance(s[a], int) or s[a] == 1 for a in axes):
+            raise ModelError(f"{name}: its output '{out.name}' has {s[axes[0]]} channels ({_dims(s)}); a depth "
+                             f"model outputs {want}")
 
 
 def check_anomaly(engine: Any) -> None:

@@ -84,9 +84,20 @@ def _detection():
     return p
 
 
+def _depth():
+    from loupe.tasks.depth import DepthResult
+    from loupe.ui.panels.depth import DepthPanel
+
+    p = DepthPanel("depth model", unit="m", kind="metric", card_range=(0.0, 80.0), range_mode="fixed")
+    d = np.linspace(2.0, 60.0, 480 * 640, dtype=np.float32).reshape(480, 640)
+    for i in range(30):
+        p.show_result(DepthResult(d, d[::8, ::8].copy(), 2.0, 31.0, 60.0, 2.5, 59.0, "m", (480, 640)), (480, 640), i, i == 29)
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
             "codebook": _codebook, "compression": _compression, "classification": _classification,
-            "detection": _detection}
+            "detection": _detection, "depth": _depth}
 
 
 def test_every_built_in_panel_is_laid_out_here():
