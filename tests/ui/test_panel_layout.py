@@ -95,9 +95,28 @@ def _depth():
     return p
 
 
+def _keypoints():
+    from loupe.tasks.keypoints import COCO_KEYPOINTS, COCO_SKELETON, KeypointsResult
+    from loupe.ui.panels.keypoints import KeypointsPanel
+
+    labels = ("person", "a class with a long name")
+    p = KeypointsPanel(labels, np.array([[200, 40, 40], [40, 40, 200]], np.uint8), "pose model",
+                       keypoint_names=COCO_KEYPOINTS, skeleton=COCO_SKELETON)
+    rng = np.random.default_rng(0)
+    kp = np.concatenate([rng.uniform(50, 400, (2, 17, 2)), rng.uniform(0, 1, (2, 17, 1))], 2).astype(np.float32)
+    res = KeypointsResult(boxes=np.array([[40, 40, 410, 410], [60, 50, 300, 400]], np.float32),
+                          scores=np.array([0.9, 0.6], np.float32), classes=np.array([0, 1], np.int32), labels=labels,
+                          frame_hw=(480, 640), counts=np.array([1, 1], np.int64), keypoints=kp,
+                          keypoint_names=COCO_KEYPOINTS, skeleton=COCO_SKELETON)
+    for i in range(30):
+        p.show_result(res, (480, 640), i, i == 29)
+    p.pick(100.0, 100.0)  # the box details, with its keypoints
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
             "codebook": _codebook, "compression": _compression, "classification": _classification,
-            "detection": _detection, "depth": _depth}
+            "detection": _detection, "keypoints": _keypoints, "depth": _depth}
 
 
 def test_every_built_in_panel_is_laid_out_here():
