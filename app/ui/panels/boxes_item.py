@@ -6,7 +6,9 @@ item, not by an item or widget per box, so the scene stays small and a new frame
 label tags ("person 0.87", filled in the class colour, black or white text by the colour's
 luminance) are drawn with the painter's transform reset, so their text keeps its size on screen
 when the view zooms. A tag goes above its box, or inside the box's top where a more confident
-box's tag is already there (``place_tags``). Everything is clipped to the frame.
+box's tag is already there (``place_tags``). With tracking on, tags start with the track ID
+("#12 person 0.87") and each track's recent centres are drawn as a thin line in its class colour
+(its trail), by the same item. Everything is clipped to the frame.
 
 Coordinates are frame pixels of the frame on screen (the view box's coordinates).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QStaticText
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF, QStaticText
 
 BLACK, WHITE = QColor(0, 0, 0), QColor(255, 255, 255)
 
@@ -47,7 +49,9 @@ class BoxesItem(pg.GraphicsObject):
     """All boxes of one result, with label tags; ``boundingRect`` is the frame."""
 
     PEN_PX = 2  # box outline width, screen pixels
+    TRAIL_PX = 1.5  # trail width, screen pixels
     FONT_PX = 12  # label text height, screen pixels
+    MAX_TEXTS = 4096  # laid-out tag texts kept (track IDs keep adding new ones)
 
     def __init__(self, palette: np.ndarray, labels: tuple[str, ...]) -> None:
         super().__init__()
@@ -57,6 +61,8 @@ class BoxesItem(pg.GraphicsObject):
         self.boxes = np.zeros((0, 4), np.float32)
         self.scores = np.zeros(0, np.float32)
         self.classes = np.zeros(0, np.int32)
+        self.track_ids = np.zeros(0, np.int64)
+        self._trails: list[tuple[int, QPolygonF]] = []  # (class, centres oldest first)
         self._rects: list[QRectF] = []
         self._score_text: list[str] = []
         self._texts: dict[str, QStaticText] = {}
@@ -80,8 +86,9 @@ class BoxesItem(pg.GraphicsObject):
 
     # --- data --------------------------------------------------------------------------------
     def set_boxes(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                  frame_hw: tuple[int, int]) -> None:
-        """Show these boxes (frame pixels) over a frame of ``frame_hw`` (height, width)."""
+                  frame_hw: tuple[int, int], track_ids: np.ndarray | None = None) -> None:
+        """Show these boxes (frame pixels) over a frame of ``frame_hw`` (height, width), with
+        their track IDs in the tags (0 or None: no ID)."""
         h, w = frame_hw
         rect = QRectF(0, 0, float(w), float(h))
         if rect != self._rect:
@@ -90,10 +97,19 @@ class BoxesItem(pg.GraphicsObject):
         self.boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         self.scores = np.asarray(scores, np.float32).reshape(-1)
         self.classes = np.asarray(classes, np.int64).reshape(-1)
+        self.track_ids = (np.zeros(len(self.classes), np.int64) if track_ids is None
+                          else np.asarray(track_ids, np.int64).reshape(-1))
         # what paint() reads, as Qt and Python values once per result rather than per repaint
         self._rects = [QRectF(x1, y1, x2 - x1, y2 - y1) for x1, y1, x2, y2 in self.boxes.tolist()]
         self._score_text = [f"{v:.2f}" for v in self.scores.tolist()]
         self.selected = None
+        self.update()
+
+    def set_trails(self, trails: list[tuple[int, np.ndarray]]) -> None:
+        """Trails to draw: (class, (K, 2) x, y centres in frame pixels, oldest first) per track;
+        one point draws nothing."""
+        self._trails = [(int(c), QPolygonF([QPointF(x, y) for x, y in np.asarray(pts, np.float64).tolist()]))
+                        for c, pts in trails if len(pts) >= 2]
         self.update()
 
     def set_visible_classes(self, visible: np.ndarray) -> None:
@@ -121,15 +137,22 @@ class BoxesItem(pg.GraphicsObject):
         return pick_box(self.boxes, self.kept(), x, y)
 
     def label_text(self, i: int) -> str:
+        """"person 0.87", or "#12 person 0.87" for a box of track 12."""
         c = int(self.classes[i])
         name = self.labels[c] if 0 <= c < len(self.labels) else f"class {c}"
-        return f"{name} {float(self.scores[i]):.2f}"
+        return f"{self._id_prefix(i)}{name} {float(self.scores[i]):.2f}"
+
+    def _id_prefix(self, i: int) -> str:
+        t = int(self.track_ids[i]) if i < len(self.track_ids) else 0
+        return f"#{t} " if t > 0 else ""
 
     # --- drawing -----------------------------------------------------------------------------
     def boundingRect(self) -> QRectF:
         return QRectF(self._rect)
 
     def paint(self, p: QPainter, *args) -> None:
+        if self._trails:
+            self._paint_trails(p)
         if len(self.boxes) == 0:
             return
         keep = self.kept()
@@ -155,8 +178,25 @@ class BoxesItem(pg.GraphicsObject):
         if self.show_labels:
             self._paint_tags(p, idx)
 
+    def _paint_trails(self, p: QPainter) -> None:
+        """Each shown class's trails, one pen per class."""
+        p.setClipRect(self._rect)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        vis = self.visible
+        pen_class = None
+        for c, poly in sorted(self._trails, key=lambda t: t[0]):
+            if 0 <= c < len(vis) and not vis[c]:
+                continue
+            if c != pen_class:
+                pen = self._pen(self._class_qcolour(c), self.TRAIL_PX)
+                pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+                p.setPen(pen)
+                pen_class = c
+            p.drawPolyline(poly)
+
     @staticmethod
-    def _pen(colour: QColor, px: int) -> QPen:
+    def _pen(colour: QColor, px: float) -> QPen:
         pen = QPen(colour, px)
         pen.setCosmetic(True)  # px screen pixels wide at any zoom
         pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
@@ -166,9 +206,12 @@ class BoxesItem(pg.GraphicsObject):
         return self._colours[c] if 0 <= c < len(self._colours) else QColor(255, 0, 0)
 
     def _static(self, text: str) -> QStaticText:
-        """Laid-out text, kept: class names and the 101 score strings are all there is."""
+        """Laid-out text, kept: class names (after a track ID) and the 101 score strings; track
+        IDs keep adding names, so past MAX_TEXTS the cache starts again."""
         st = self._texts.get(text)
         if st is None:
+            if len(self._texts) >= self.MAX_TEXTS:
+                self._texts.clear()
             st = self._texts[text] = QStaticText(text)
             st.setTextFormat(Qt.TextFormat.PlainText)
             st.prepare(font=self.font)
@@ -188,7 +231,8 @@ class BoxesItem(pg.GraphicsObject):
         names, score_texts, widths = [], [], []
         pad = 3.0
         for k, c in enumerate(classes):
-            name = self._static(f"{self.labels[c]} " if 0 <= c < len(self.labels) else f"class {c} ")
+            name = self._static(self._id_prefix(ids[k])
+                                + (f"{self.labels[c]} " if 0 <= c < len(self.labels) else f"class {c} "))
             score = self._static(scores[ids[k]])
             names.append(name)
             score_texts.append(score)

@@ -1,6 +1,8 @@
 """Detection panel: boxes with label and score over the frame (one item draws them all), the
 score threshold (and the NMS IoU where the format needs NMS), per-class show/hide with this
 frame's counts, the count over time (click to seek), and the details of a box clicked on the frame.
+"Track IDs" switches the task's tracker on (``DetectionTask.set_tracking``): tags then start with
+each box's track ID and every track leaves a trail of its last ``TRAIL_LEN`` centres.
 
 A thin view over ``DetectionResult``: the task has already decoded, thresholded and mapped the
 boxes to the source frame's pixels; the thresholds set here are the task's, and a change re-runs
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 OPACITY_KEY = "detection/opacity"  # 0..1
 SHOW_LABELS_KEY = "detection/show_labels"  # bool
+TRACK_KEY = "detection/track_ids"  # bool
+TRAIL_LEN = 30  # centres per trail (frames a trail outlives its track's last box, too)
 LIST_ALL_AT = 20  # with more classes than this, the table lists the classes seen so far
 TABLE_ROWS = 10  # rows the class table shows before it scrolls
 
@@ -68,6 +73,7 @@ class DetectionPanel(QWidget):
     scoreChanged = Signal(float)
     iouChanged = Signal(float)
     seekRequested = Signal(int)  # frame index
+    trackingChanged = Signal(bool)
     settingsChanged = Signal()
 
     def __init__(self, labels: tuple[str, ...], palette: np.ndarray, title: str = "", *,
@@ -87,6 +93,9 @@ class DetectionPanel(QWidget):
         self._view_box: pg.ViewBox | None = None
         self._scene = None
         self._picked_point: tuple[float, float] | None = None  # the last click on the frame
+        self._trails: dict[int, tuple[int, deque]] = {}  # track id -> (class, recent centres)
+        self._trail_seen: dict[int, int] = {}  # track id -> the last frame it had a box
+        self._trail_index: int | None = None
         self.overlay = BoxesItem(self.palette, self.labels)
 
         lay = titled_layout(self, title or "Detection")
@@ -111,6 +120,11 @@ class DetectionPanel(QWidget):
         self.labels_box.setChecked(True)
         self.labels_box.toggled.connect(self._on_show_labels)
         form.addRow(self.labels_box)
+        self.track_box = QCheckBox("Track IDs and trails")
+        self.track_box.setToolTip("Follow objects across frames (ByteTrack-style): each box's track ID in its tag, "
+                                  f"a line through its last {TRAIL_LEN} centres; a seek starts the tracks again")
+        self.track_box.toggled.connect(self._on_track)
+        form.addRow(self.track_box)
         lay.addLayout(form)
 
         self.table = QTableWidget(0, 2)
@@ -232,7 +246,9 @@ class DetectionPanel(QWidget):
         boxes = np.asarray(result.boxes, np.float32).reshape(-1, 4)
         if self._scale != (1.0, 1.0):
             boxes = boxes * np.array([self._scale[0], self._scale[1]] * 2, np.float32)
-        self.overlay.set_boxes(boxes, result.scores, result.classes, frame_hw)
+        track_ids = getattr(result, "track_ids", None)
+        self.overlay.set_boxes(boxes, result.scores, result.classes, frame_hw, track_ids)
+        self._update_trails(track_ids, boxes, result.classes, index, same_frame)
         self._series[index] = int(result.count)
         n = np.asarray(result.counts)[: len(self.labels)]
         self.seen[: len(n)] |= n > 0
@@ -280,8 +296,49 @@ class DetectionPanel(QWidget):
             top = max(counts)
             self.plot.getViewBox().setYRange(0, top + max(1.0, 0.08 * top), padding=0)
 
+    def _update_trails(self, track_ids: np.ndarray | None, boxes: np.ndarray, classes: np.ndarray,
+                       index: int, same_frame: bool) -> None:
+        """Add this frame's box centres (shown frame pixels) to their tracks' trails; a seek
+        (not the next frames) clears them, the same frame again moves its points."""
+        if track_ids is None:
+            if self._trails or self._trail_index is not None:
+                self.clear_trails()
+            return
+        last = self._trail_index
+        if last is not None and not same_frame and not 0 < index - last <= TRAIL_LEN:
+            self.clear_trails()
+        cx = ((boxes[:, 0] + boxes[:, 2]) / 2).tolist()
+        cy = ((boxes[:, 1] + boxes[:, 3]) / 2).tolist()
+        for k, t in enumerate(np.asarray(track_ids).tolist()):
+            if t <= 0:
+                continue
+            entry = self._trails.get(t)
+            if entry is None:
+                entry = self._trails[t] = (int(classes[k]), deque(maxlen=TRAIL_LEN))
+            pts = entry[1]
+            if same_frame and pts and self._trail_seen.get(t) == index:
+                pts[-1] = (cx[k], cy[k])
+            else:
+                pts.append((cx[k], cy[k]))
+            self._trail_seen[t] = index
+        for t in [t for t, i in self._trail_seen.items() if index - i > TRAIL_LEN]:
+            del self._trails[t], self._trail_seen[t]
+        self._trail_index = index
+        self.overlay.set_trails([(c, np.array(pts)) for c, pts in self._trails.values()])
+
+    def clear_trails(self) -> None:
+        self._trails.clear()
+        self._trail_seen.clear()
+        self._trail_index = None
+        self.overlay.set_trails([])
+
+    def trails(self) -> dict[int, list[tuple[float, float]]]:
+        """Track id -> its trail's centres (shown frame pixels, oldest first)."""
+        return {t: list(pts) for t, (_c, pts) in self._trails.items()}
+
     def reset_series(self) -> None:
-        """A new source: the count over time and the classes seen start again."""
+        """A new source: the count over time, the classes seen and the trails start again."""
+        self.clear_trails()
         self._series.clear()
         self.seen[:] = False
         self.last_index = None
@@ -351,6 +408,10 @@ class DetectionPanel(QWidget):
     def set_show_labels(self, on: bool) -> None:
         self.labels_box.setChecked(on)
 
+    def set_tracking(self, on: bool) -> None:
+        """Tick or untick "Track IDs" (``trackingChanged`` tells the task)."""
+        self.track_box.setChecked(on)
+
     def set_class_visible(self, k: int, visible: bool) -> None:
         self.table.item(k, 0).setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)
 
@@ -366,6 +427,12 @@ class DetectionPanel(QWidget):
         self.overlay.set_show_labels(on)
         self.settingsChanged.emit()
 
+    def _on_track(self, on: bool) -> None:
+        if not on:
+            self.clear_trails()
+        self.trackingChanged.emit(on)
+        self.settingsChanged.emit()
+
     def _on_item(self, item: QTableWidgetItem) -> None:
         if item.column() != 0:
             return
@@ -378,15 +445,35 @@ class DetectionPanel(QWidget):
             self.update_counts(self.last)
 
 
+def _flag(value, default: bool) -> bool:
+    return default if value is None else str(value).lower() in ("true", "1")
+
+
 def make_panel(model, host) -> DetectionPanel:
     """The registry's panel factory: thresholds start from the task's (the card's) and go back
-    to it, re-running a paused frame; opacity and labels on/off as the user last left them."""
+    to it, re-running a paused frame; opacity, labels and tracking as the user last left them."""
     task = model.task
     panel = DetectionPanel(task.labels, task.palette, title=model.engine.card.name or model.name,
                            score_threshold=task.score_threshold, iou_threshold=task.iou_threshold,
                            needs_nms=task.needs_nms)
+    connect_panel(panel, task, host)
+    return panel
+
+
+def connect_panel(panel: DetectionPanel, task, host) -> None:
+    """Wire a detection panel (or a subclass's: pose, instance masks) to its task and the window:
+    the thresholds and "Track IDs" go to the task (re-running a paused frame), a click on the
+    plot seeks, and opacity, labels and tracking are restored from and saved to the settings."""
     panel.set_opacity(float(host.settings.value(OPACITY_KEY, 1.0)))
-    panel.set_show_labels(str(host.settings.value(SHOW_LABELS_KEY, "true")).lower() in ("true", "1"))
+    panel.set_show_labels(_flag(host.settings.value(SHOW_LABELS_KEY), True))
+    can_track = callable(getattr(task, "set_tracking", None))
+    panel.track_box.setVisible(can_track)
+    if can_track:
+        tracking = _flag(host.settings.value(TRACK_KEY), False)
+        task.set_tracking(tracking)
+        panel.track_box.blockSignals(True)  # set up without a re-run
+        panel.set_tracking(tracking)
+        panel.track_box.blockSignals(False)
 
     def on_score(v: float, t=task) -> None:
         t.set_score_threshold(v)
@@ -396,15 +483,21 @@ def make_panel(model, host) -> DetectionPanel:
         t.set_iou_threshold(v)
         host.rerun_frame()
 
+    def on_track(on: bool, t=task) -> None:
+        if can_track:
+            t.set_tracking(on)
+            host.rerun_frame()
+
     def save(p: DetectionPanel = panel) -> None:
         host.settings.setValue(OPACITY_KEY, p.opacity.value() / 100.0)
         host.settings.setValue(SHOW_LABELS_KEY, p.labels_box.isChecked())
+        host.settings.setValue(TRACK_KEY, p.track_box.isChecked())
 
     panel.scoreChanged.connect(on_score)
     panel.iouChanged.connect(on_iou)
+    panel.trackingChanged.connect(on_track)
     panel.seekRequested.connect(host.seek_to)
     panel.settingsChanged.connect(save)
-    return panel
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
@@ -419,11 +512,12 @@ if __name__ == "__main__":  # a preview fed synthetic results
     panel = DetectionPanel(names, np.array([[220, 60, 60], [60, 110, 240], [250, 220, 40]]), "preview")
     view = pg.GraphicsLayoutWidget()
     panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    panel.set_tracking(True)
     for i in range(20):
         b = np.array([[10 + 3 * i, 20, 60 + 3 * i, 110], [100, 30, 190, 90], [120, 50, 150, 80]], np.float32)
         cls = np.array([0, 2, 1], np.int32)
         res = DetectionResult(b, np.array([0.91, 0.8, 0.42], np.float32), cls, names, (120, 200),
-                              np.bincount(cls, minlength=3).astype(np.int64))
+                              np.bincount(cls, minlength=3).astype(np.int64), np.array([1, 2, 3], np.int64))
         panel.show_result(res, (120, 200), i)
     panel.pick(130.0, 60.0)
     panel.show()
