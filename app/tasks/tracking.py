@@ -52,13 +52,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) IoU of x1, y1, x2, y2 boxes."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None, out=iw) * np.clip(ih, 0, None, out=ih)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _hungarian(cost: np.ndarray) -> np.ndarray:
@@ -103,24 +103,26 @@ def _hungarian(cost: np.ndarray) -> np.ndarray:
 
 def _groups(edges: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Connected groups (rows, columns) of the bipartite graph ``edges`` (n, m) bool."""
-    n, m = edges.shape
-    row_seen = np.zeros(n, bool)
-    out = []
-    for r0 in np.flatnonzero(edges.any(axis=1)):
-        if row_seen[r0]:
-            continue
-        rows = np.zeros(n, bool)
-        rows[r0] = True
-        cols = np.zeros(m, bool)
-        while True:
-            new_cols = edges[rows].any(axis=0) & ~cols
-            if not new_cols.any():
-                break
-            cols |= new_cols
-            rows |= edges[:, new_cols].any(axis=1)
-        row_seen |= rows
-        out.append((np.flatnonzero(rows), np.flatnonzero(cols)))
-    return out
+    n = edges.shape[0]
+    rr, cc = np.nonzero(edges)
+    parent = list(range(n + edges.shape[1]))  # rows, then columns (union-find)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for r, c in zip(rr.tolist(), (cc + n).tolist()):
+        a, b = find(r), find(c)
+        if a != b:
+            parent[a] = b
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for r in sorted(set(rr.tolist())):
+        groups.setdefault(find(r), ([], []))[0].append(r)
+    for c in sorted(set(cc.tolist())):
+        groups[find(c + n)][1].append(c)
+    return [(np.array(r, np.int64), np.array(c, np.int64)) for r, c in groups.values()]
 
 
 def assign(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:
@@ -255,11 +257,18 @@ class Tracker:
             pred = _z_to_xyxy(np.stack([tracks[k].mean for k in cand]))
             iou = box_iou(pred, boxes[det])
             iou[np.array([tracks[k].cls for k in cand])[:, None] != classes[det][None, :]] = 0.0
-            for r, c in assign(1.0 - iou, 1.0 - min_iou):
-                self._hit(tracks[cand[r]], z[det[c]], scores[det[c]])
-                matched_t.add(cand[r])
-                matched_d.add(int(det[c]))
-                owner[int(det[c])] = tracks[cand[r]]
+            pairs = assign(1.0 - iou, 1.0 - min_iou)
+            if not pairs:
+                return
+            hit = [tracks[cand[r]] for r, _c in pairs]
+            ds = [int(det[c]) for _r, c in pairs]
+            mean, cov = _kf_update(np.stack([t.mean for t in hit]), np.stack([t.cov for t in hit]), z[ds])
+            for j, (t, d) in enumerate(zip(hit, ds)):
+                t.mean, t.cov = mean[j], cov[j]
+                t.score, t.tracked, t.last_frame = float(scores[d]), True, self.frame
+                owner[d] = t
+            matched_t.update(cand[r] for r, _c in pairs)
+            matched_d.update(ds)
 
         high = np.flatnonzero(scores >= cfg.high_score)
         low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
@@ -296,11 +305,6 @@ class Tracker:
         for d, t in owner.items():
             ids[d] = t.id
         return ids
-
-    def _hit(self, t: _Track, z: np.ndarray, score: float) -> None:
-        mean, cov = _kf_update(t.mean[None], t.cov[None], z[None])
-        t.mean, t.cov = mean[0], cov[0]
-        t.score, t.tracked, t.last_frame = float(score), True, self.frame
 
     def _new_id(self) -> int:
         self.next_id += 1
