@@ -73,6 +73,14 @@ def test_a_task_without_tracking_has_no_track_box(qtbot, host):
     qtbot.addWidget(panel)
     panel.show()
     assert not panel.track_box.isVisible()
+    bare = DetectionPanel(LABELS, PALETTE)  # a subclass's panel not wired by connect_panel
+    qtbot.addWidget(bare)
+    bare.show()
+    assert not bare.track_box.isVisible()
+    wired = make_panel(model_of(TrackingTask()), host)
+    qtbot.addWidget(wired)
+    wired.show()
+    assert wired.track_box.isVisible()
 
 
 def test_tags_start_with_the_track_id(qtbot, host):

@@ -124,6 +124,7 @@ class DetectionPanel(QWidget):
         self.track_box.setToolTip("Follow objects across frames (ByteTrack-style): each box's track ID in its tag, "
                                   f"a line through its last {TRAIL_LEN} centres; a seek starts the tracks again")
         self.track_box.toggled.connect(self._on_track)
+        self.track_box.setVisible(False)  # connect_panel shows it for a task that can track
         form.addRow(self.track_box)
         lay.addLayout(form)
 
@@ -512,6 +513,7 @@ if __name__ == "__main__":  # a preview fed synthetic results
     panel = DetectionPanel(names, np.array([[220, 60, 60], [60, 110, 240], [250, 220, 40]]), "preview")
     view = pg.GraphicsLayoutWidget()
     panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    panel.track_box.setVisible(True)
     panel.set_tracking(True)
     for i in range(20):
         b = np.array([[10 + 3 * i, 20, 60 + 3 * i, 110], [100, 30, 190, 90], [120, 50, 150, 80]], np.float32)
