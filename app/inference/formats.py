@@ -42,6 +42,7 @@ two-output DETR/RT-DETR (``scores``: the class logits or scores), ``{"boxes": ..
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,3 +239,20 @@ def detection_formats_for(outputs: Sequence[Any], n_labels: int | None = None,
     if len(outs) in (3, 4):
         return _boxes_scores_labels(outs)
     return []
+
+
+def pose_layout(outputs: Sequence[Any], n_labels: int | None, kpt_shape: Any) -> tuple[int, int] | None:
+    """(K, values per keypoint) of a ``yolov8-pose`` export (Ultralytics pose: one output ``1 x
+    (4 + C + K x d) x A``, d = 2 or 3) from its ``kpt_shape`` metadata (``[17, 3]``, as text or a
+    list; absent: COCO's [17, 3]); None when the output does not fit it (with ``n_labels``: C)."""
+    nums = [int(v) for v in re.findall(r"\d+", str(kpt_shape))] if kpt_shape not in (None, "") else [17, 3]
+    if len(outputs) != 1 or len(nums) != 2 or nums[0] < 1 or nums[1] not in (2, 3):
+        return None
+    s = tuple(outputs[0].shape)
+    if len(s) != 3 or not _batch_ok(s):
+        return None
+    values = [d for d in (dim(s[1]), dim(s[2])) if d is not None]
+    extra = 4 + nums[0] * nums[1]
+    if values and not any(v - extra >= 1 and (n_labels is None or v - extra == n_labels) for v in values):
+        return None
+    return nums[0], nums[1]
