@@ -35,11 +35,13 @@ one output N x C x h x w, C >= 2 (h x w not 1 x 1)    segmentation of logits (``
                                                       the graph ends in a Softmax); N x h x w x C
                                                       (``layout`` NHWC) when the middle axes are the
                                                       dynamic ones, or the ones that scale to the input
-one output N x 1 x h x w                              ambiguous: density, or a segmentation
-                                                      ``probability`` map (a text or lesion detector
-                                                      whose map went through a sigmoid); asked,
-                                                      never taken silently; a graph ending in a
-                                                      Sigmoid puts segmentation first
+one output N x 1 x h x w                              ambiguous: density, a segmentation
+                                                      ``probability`` map (a text or lesion detector's
+                                                      sigmoid map: first after a Sigmoid) or depth
+                                                      (relative); asked, never taken silently.
+                                                      N x h x w x 1 (NHWC): depth (and segmentation
+                                                      after a Sigmoid)
+one float output N x h x w at the input's scale       ambiguous: density or depth (relative)
 one output N x C, C, N x C x 1 x 1 or N x 1 x 1 x C  classification (``probabilities`` when the
                                                       graph ends in a Softmax, else ``logits``)
 outputs of a detection format                         detection (``loupe.inference.formats``); a
@@ -347,10 +349,14 @@ def shape_candidates(inputs: Sequence[Any], outputs: Sequence[Any], name: str, l
                     "density", name, _spec(color, fixed), (), {}, source=source))
             pair = [seg, dens] if op == "Sigmoid" else [dens, seg]
             out += [cand for cand in pair if cand is not None]
+            out += _one_value("depth", txt, name, color, fixed, layout, source)
         elif len(s) == 2 and (dim(s[0]) in (None, 1)) and dim(s[1]):
             classification(dim(s[1]), txt, op)
         elif len(s) == 1 and dim(s[0]):
             classification(dim(s[0]), txt, op)
+        elif _flat_map(o, fixed):  # N x h x w floats: a density or a depth map, asked
+            out += (_one_value("density", txt, name, color, fixed, {}, source)
+                    + _one_value("depth", txt, name, color, fixed, {}, source))
     if len(outputs) == 1 and _is_map(outputs[0], fixed):
         return out  # N x h x w at the input's scale: a map (or class ids) with no channel axis, no detections
     if not out and "detection" in tasks:
@@ -359,6 +365,23 @@ def shape_candidates(inputs: Sequence[Any], outputs: Sequence[Any], name: str, l
             key = "detection" if len(matches) == 1 else f"detection:{m.format}"
             out.append(Candidate(key, m.reason, _detection_card(name, color, fixed, m, labels, source=source)))
     return out
+
+
+def _one_value(task: str, txt: str, name: str, color: str, fixed: tuple[int, int] | None,
+               layout: dict[str, str], source: dict[str, Any] | None) -> list[Candidate]:
+    """The density or (relative) depth reading of a one-value map, when that task is registered."""
+    if task not in _registered():
+        return []
+    output, why = (({"kind": "relative", **layout}, "a depth (or other one-value) map") if task == "depth"
+                   else ({}, "a density map whose sum is a count"))
+    return [Candidate(task, f"{txt}: {why}", _card(task, name, _spec(color, fixed), (), output, source=source))]
+
+
+def _flat_map(out: Any, fixed: tuple[int, int] | None) -> bool:
+    """A float 1 x h x w output at the input's scale (or both axes dynamic): a map, no channel axis."""
+    s = tuple(out.shape)
+    return (len(s) == 3 and dim(s[0]) in (None, 1) and "float" in str(getattr(out, "dtype", ""))
+            and (_is_map(out, fixed) or (fixed is None and dim(s[1]) is None and dim(s[2]) is None)))
 
 
 def _is_map(out: Any, fixed: tuple[int, int] | None) -> bool:

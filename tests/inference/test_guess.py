@@ -183,7 +183,8 @@ def test_unreadable_label_entry_is_ignored_with_a_note():
 # ----------------------------------------------------------------------------- shape table
 @pytest.mark.parametrize("shapes,want", [
     ([(1, 19, 64, 128)], ["segmentation"]),
-    ([(1, 1, 64, 64)], ["density", "segmentation"]),  # ambiguous: asked
+    ([(1, 1, 64, 64)], ["density", "segmentation", "depth"]),  # ambiguous: asked
+    ([(1, 64, 64)], ["density", "depth"]),  # a channel-less float map at the input's scale: asked
     ([(1, 4)], ["classification"]),
     ([(4,)], ["classification"]),
     ([(1, 1000, 1, 1)], ["classification"]),
@@ -214,11 +215,13 @@ def test_channels_last_maps_are_read_as_nhwc():
     assert "padded to a multiple of 32" in g.note
     # a square map whose every axis would fit stays N x C x h x w
     assert "layout" not in guess_card(ins(1, 3, 512, 512), outs((1, 64, 64, 64)), {}, "m").card.output
-    # one channel last: a sigmoid map is a probability map (density reads N x 1 x h x w only)
+    # one channel last: a sigmoid map is a probability map or a depth map (density reads N x 1 x h x w
+    # only); without the sigmoid, depth (the window still asks before using a guessed card)
     g = guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 1)), {}, "m", final_ops={"output0": "Sigmoid"})
-    assert g.keys == ("segmentation",) and g.card.output["layout"] == "NHWC"
-    with pytest.raises(GuessError, match="fit no task"):
-        guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 1)), {}, "m")
+    assert g.keys == ("segmentation", "depth") and g.card.output["layout"] == "NHWC"
+    assert g.candidates[1].card.output == {"kind": "relative", "layout": "NHWC"}
+    g = guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w", 1)), {}, "m")
+    assert g.keys == ("depth",) and g.card.output == {"kind": "relative", "layout": "NHWC"}
 
 
 def test_segmentation_probabilities_when_the_graph_ends_in_softmax():
@@ -232,7 +235,7 @@ def test_segmentation_probabilities_when_the_graph_ends_in_softmax():
 def test_one_channel_sigmoid_map_is_never_silently_density():
     # a text detector (DBNet-like): one sigmoid map. Both readings are offered, segmentation first
     g = guess_card(ins(1, 3, 736, 736), outs((1, 1, 736, 736)), {}, "det", final_ops={"output0": "Sigmoid"})
-    assert g.ambiguous and g.keys == ("segmentation", "density")
+    assert g.ambiguous and g.keys == ("segmentation", "density", "depth")
     seg = g.candidates[0].card
     assert seg.output == {"kind": "probability", "threshold": 0.5} and seg.labels == ("background", "foreground")
     assert "density" in g.note and "segmentation" in g.note and "--task" in g.note
@@ -265,11 +268,14 @@ def test_anchor_counts_check_the_fixed_input():
 
 
 def test_a_map_without_a_channel_axis_is_not_taken_for_boxes():
-    # 1 x 256 x 256 on a 256 x 256 input would fit "256 queries x (4 + 252 classes)": it is a map
+    # 1 x 256 x 256 on a 256 x 256 input would fit "256 queries x (4 + 252 classes)": it is a map,
+    # a density or a depth map (asked); class ids (integers) fit no task
+    assert guess_card(ins(1, 3, 256, 256), outs((1, 256, 256)), {}, "m").keys == ("density", "depth")
+    g = guess_card(ins(1, 3, 512, 512), outs((1, 64, 64)), {}, "m")
+    assert g.ambiguous and g.keys == ("density", "depth") and "--task" in g.note
+    assert guess_card(ins(1, 3, "h", "w"), outs((1, "h", "w")), {}, "m").keys == ("density", "depth")
     with pytest.raises(GuessError, match="fit no task"):
-        guess_card(ins(1, 3, 256, 256), outs((1, 256, 256)), {}, "m")
-    with pytest.raises(GuessError, match="fit no task"):
-        guess_card(ins(1, 3, 512, 512), outs((1, 64, 64)), {}, "m")
+        guess_card(ins(1, 3, 256, 256), outs((1, 256, 256), dtypes=["tensor(int64)"]), {}, "m")
     # 300 x 84 does not scale to a 640 x 640 input both ways: a query head (RT-DETR, 80 classes)
     g = guess_card(ins(1, 3, 640, 640), outs((1, 300, 84)), {}, "m")
     assert g.keys == ("detection",) and g.card.output["format"] == "rtdetr"
@@ -372,7 +378,7 @@ def test_engine_refuses_malicious_ultralytics_names(tmp_path):
 
 def test_engine_sees_the_final_sigmoid_and_softmax(tmp_path):
     eng = Engine(sigmoid_map_model(tmp_path / "db.onnx"), providers="cpu")
-    assert eng.needs_task and eng.guess.ambiguous and eng.guess.keys == ("segmentation", "density")
+    assert eng.needs_task and eng.guess.ambiguous and eng.guess.keys == ("segmentation", "density", "depth")
     assert f"guess: {eng.guess.note}" in eng.describe()  # `loupe info` says what was guessed
     eng = Engine(classifier_model(tmp_path / "c.onnx"), providers="cpu")
     assert eng.card.output["kind"] == "probabilities"
@@ -385,6 +391,22 @@ def test_engine_task_picks_among_candidates(tmp_path):
     assert Engine(path, providers="cpu", task="density").card.task == "density"
     with pytest.raises(ModelError, match="--task classification does not fit"):
         Engine(path, providers="cpu", task="classification")
+
+
+def test_engine_task_depth_reads_a_card_less_map(tmp_path):
+    """A card-less one-channel map is asked (density, segmentation or depth); --task depth runs it."""
+    from loupe.sources.base import Frame
+    from loupe.tasks import make_task
+    from tests.depth_models import make_ramp_depth_model
+
+    path = make_ramp_depth_model(tmp_path / "ramp.onnx", card=False)
+    assert Engine(path, providers="cpu").guess.keys == ("density", "segmentation", "depth")
+    eng = Engine(path, providers="cpu", task="depth")
+    assert eng.card.task == "depth" and eng.card.output == {"kind": "relative"}
+    task = make_task(eng)
+    feeds, geo = task.prepare(Frame(np.zeros((40, 60, 3), np.uint8), 0, 0.0))  # padded to 64 x 64
+    res = task.postprocess(eng.run(feeds), geo)
+    assert res.values.shape == (40, 60) and res.depth_max == pytest.approx(1 + 0.1 * 39 + 0.01 * 59, abs=1e-5)
 
 
 def test_real_ultralytics_exports_open_without_a_card():
@@ -408,7 +430,8 @@ def test_every_sidecar_example_in_model_card_doc_is_a_card():
         md = json.loads(block)
         card = ModelCard.from_metadata(md, origin="sidecar")
         tasks.add(card.task)
-    assert tasks >= {"segmentation", "detection", "classification", "density", "anomaly", "codebook", "compression"}
+    assert tasks >= {"segmentation", "detection", "classification", "density", "anomaly", "codebook", "compression",
+                     "depth"}
 
 
 def test_readme_decision_table_names_every_row():
