@@ -27,7 +27,7 @@ from loupe.run.analyze import RowWriter, analyze, columns_for
 from loupe.run.pipeline import Runner, load_model
 from loupe.tasks import make_task
 
-BUILTINS = ("segmentation", "anomaly", "density", "codebook", "compression", "detection", "classification", "keypoints", "instances", "depth")
+BUILTINS = ("segmentation", "anomaly", "density", "codebook", "compression", "detection", "classification", "keypoints", "instances", "depth", "landmarks")
 
 
 @pytest.fixture

@@ -393,6 +393,9 @@ _BUILTINS = (
     # InstancesTask checks its two outputs (predictions, prototypes) when made
     _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False),
     _builtin("depth", "depth (or another one-value) map: colour map with units, min/median/max"),
+    # landmark points joined into the card's contours; closed contours' areas (mm² with a spacing)
+    _builtin("landmarks", "landmark points joined into contours: area per closed contour (mm² with DICOM spacing)",
+             physical_columns=True),
 )
 
 for _spec in _BUILTINS:

@@ -370,6 +370,40 @@ def check_keypoints_output(output: dict[str, Any]) -> None:
         raise CardError(f"loupe.output keypoint_threshold must be between 0 and 1, got {t!r}")
 
 
+def check_landmarks_output(output: dict[str, Any]) -> None:
+    """The landmark keys (documented in ``loupe.tasks.landmarks``)."""
+    for key, choices in (("format", ("points", "heatmaps")), ("refine", ("taylor", "quarter", "none")),
+                         ("align", ("msra", "udp", "cells"))):
+        check_choice(output, key, choices)
+    if output.get("normalized") is not None and not isinstance(output["normalized"], bool):
+        raise CardError(f"loupe.output normalized must be true or false, got {_json_type(output['normalized'])}")
+    names = output.get("point_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise CardError("loupe.output point_names must be a list of strings, one per point")
+    contours = output.get("contours")
+    if contours is None:
+        return
+    if not isinstance(contours, list):
+        raise CardError(f"loupe.output contours must be a list of {{\"name\", \"points\", \"closed\"}} objects, "
+                        f"got {_json_type(contours)}")
+    for k, c in enumerate(contours):
+        what = f"loupe.output contours[{k}]"
+        if not isinstance(c, dict):
+            raise CardError(f"{what} must be an object with name, points (and closed), got {_json_type(c)}")
+        unknown = sorted(set(c) - {"name", "points", "closed"})
+        if unknown:
+            raise CardError(f"{what} has unknown key {unknown[0]!r} (known: name, points, closed)")
+        if not isinstance(c.get("name"), str) or not c["name"].strip():
+            raise CardError(f"{what} name must be a non-empty string, got {_json_type(c.get('name'))}")
+        pts = c.get("points")
+        if not isinstance(pts, list) or not pts:
+            raise CardError(f"{what} ({c['name']!r}) points must be a non-empty list of point indices")
+        if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in pts):
+            raise CardError(f"{what} ({c['name']!r}) points must be whole numbers >= 0 (indices into the points)")
+        if c.get("closed") is not None and not isinstance(c["closed"], bool):
+            raise CardError(f"{what} ({c['name']!r}) closed must be true or false, got {_json_type(c['closed'])}")
+
+
 def check_anomaly_output(output: dict[str, Any]) -> None:
     check_numbers(output, ("past_frames", "threshold"))
     if output.get("output_range") is not None and len(_numbers(output["output_range"], "loupe.output output_range")) != 2:

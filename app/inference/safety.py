@@ -349,3 +349,22 @@ def check_detection(engine: Any) -> None:
                   "end2end": "1 x K x 6 (x1, y1, x2, y2, score, class)"}[fmt]
         if len(out.shape) != 3 or (fmt == "end2end" and isinstance(out.shape[2], int) and out.shape[2] != 6):
             raise ModelError(f"{name}: its output '{out.name}' is {_dims(out.shape)}; a {fmt} model outputs {layout}")
+
+
+def check_landmarks(engine: Any) -> None:
+    """One image in; the first output holds points (``format`` points: 1 x P x 2 or 3, P x 2,
+    1 x 2P) or one heatmap per point (``format`` heatmaps: 1 x P x h x w)."""
+    check_image_input(engine)
+    name, out = engine.path.name, next(iter(engine.outputs))
+    shape = tuple(out.shape)
+    if engine.card.output.get("format") == "heatmaps":
+        if len(shape) not in (3, 4):
+            raise ModelError(f"{name}: its output '{out.name}' is {_dims(shape)}; a heatmap landmark model "
+                             f"outputs 1 x P x h x w, one map per point")
+        return
+    last = shape[-1] if shape else None
+    fits = ((len(shape) == 3 and (not isinstance(last, int) or last in (2, 3)))
+            or len(shape) == 1 or (len(shape) == 2 and (not isinstance(last, int) or last in (2, 3) or shape[0] == 1)))
+    if not fits:
+        raise ModelError(f"{name}: its output '{out.name}' is {_dims(shape)}; a landmark model outputs its points "
+                         f"as 1 x P x 2 (x, y), 1 x P x 3 (x, y, score) or 1 x 2P (or says format \"heatmaps\")")

@@ -116,7 +116,7 @@ def _taylor(m: np.ndarray, rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y:
 
 def _quarter(m: np.ndarray, rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y: np.ndarray, which: np.ndarray) -> None:
     """Quarter-cell offset towards the larger neighbour, per axis with both neighbours."""
-    k, h, w = m.shape
+    _, h, w = m.shape
     for i in np.flatnonzero(which):
         r, c = rows[i], cols[i]
         if 1 <= c <= w - 2:

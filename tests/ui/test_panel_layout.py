@@ -114,9 +114,24 @@ def _keypoints():
     return p
 
 
+def _landmarks():
+    from loupe.tasks.landmarks import Contour, LandmarksResult
+    from loupe.ui.panels.landmarks import LandmarksPanel
+
+    contours = (Contour("right lung", tuple(range(44))), Contour("left lung", tuple(range(44, 94))),
+                Contour("heart", tuple(range(94, 120))), Contour("a contour with a long name", (0, 50), closed=False))
+    p = LandmarksPanel(contours, np.array([[255, 99, 71], [65, 105, 225], [255, 215, 0], [250, 250, 250]], np.uint8),
+                       "landmark model")
+    t = np.linspace(0, 2 * np.pi, 120)
+    pts = np.stack([320 + 200 * np.cos(t), 240 + 150 * np.sin(t)], 1).astype(np.float32)
+    area = np.array([123456.0, 234567.0, 34567.0, np.nan])
+    p.show_result(LandmarksResult(pts, None, contours, area, (480, 640), area * 0.43), (480, 640))
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
             "codebook": _codebook, "compression": _compression, "classification": _classification,
-            "detection": _detection, "keypoints": _keypoints, "depth": _depth}
+            "detection": _detection, "keypoints": _keypoints, "depth": _depth, "landmarks": _landmarks}
 
 
 def test_every_built_in_panel_is_laid_out_here():
