@@ -66,7 +66,8 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="detection: NMS IoU threshold (overrides the card; 0..1)")
     ap.add_argument("--track", action="store_true",
                     help="detection-like models: track objects across each input's frames (JSONL detections get "
-                         "\"track_id\", from 1; 0: not tracked); with --resume an input is run again from its start")
+                         "\"track_id\", from 1; 0: not tracked; JSONL only, not with --ray); with --resume an input is "
+                         "run again from its start")
     ap.add_argument("--calibrate-per-video", action="store_true",
                     help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
     shown = ap.add_mutually_exclusive_group()
