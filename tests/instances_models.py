@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 
 from loupe.inference.card import InputSpec, ModelCard, embed_card
-from tests.detection_models import INPUT_HW, LABELS, expected_on_frame, make_constant_model, xyxy_to_cxcywh
+from tests.detection_models import (
+    INPUT_HW,
+    LABELS,
+    expected_on_frame,
+    make_constant_model,
+    xyxy_to_cxcywh,
+)
 
 M = 7  # prototypes: one per instance (its rectangle) + one all-negative (an empty mask)
 EMPTY = 6
@@ -91,21 +98,26 @@ def expected_boxes(frame_hw):
 
 
 def expected_masks(frame_hw, input_hw=INPUT_HW) -> list[np.ndarray]:
-    """Each kept instance's full-frame bool mask, worked out per pixel centre: letterboxing puts
-    frame point (x, y) at input ``(x * gain + left, y * gain + top)``."""
+    """Each kept instance's full-frame bool mask, worked out independently of Loupe's code: at
+    the input's resolution, the input pixels whose centres lie inside the rectangle (exact: the
+    upsampled +8 / -8 prototype crosses 0 on the rectangle's edges) and inside the box (columns
+    ``x1 <= col < x2``); then, as Ultralytics maps masks to the frame, the letterbox content
+    cropped, resized bilinearly to the frame with cv2 (half-pixel centres) and above 0.5."""
     h, w = frame_hw
     ih, iw = input_hw
     gain = min(ih / h, iw / w)
-    top = (ih - round(h * gain)) // 2
-    left = (iw - round(w * gain)) // 2
-    yc = np.arange(h)[:, None] + 0.5
-    xc = np.arange(w)[None, :] + 0.5
-    xi, yi = xc * gain + left, yc * gain + top
+    ch, cw = round(h * gain), round(w * gain)
+    top, left = (ih - ch) // 2, (iw - cw) // 2
+    yc = np.arange(ih)[:, None]
+    xc = np.arange(iw)[None, :]
     masks = []
-    for (fx1, fy1, fx2, fy2), _c, _s, (rx1, ry1, rx2, ry2) in expected_boxes(frame_hw):
-        in_rect = (rx1 < xi) & (xi < rx2) & (ry1 < yi) & (yi < ry2)
-        in_box = (fx1 <= xc) & (xc < fx2) & (fy1 <= yc) & (yc < fy2)
-        masks.append(in_rect & in_box)
+    kept = [(b, c, s, r) for b, c, s, r in INSTANCES if r is not None]
+    for _fb, c, s, (rx1, ry1, rx2, ry2) in expected_boxes(frame_hw):
+        (bx1, by1, bx2, by2), *_ = next(d for d in kept if d[1] == c and d[2] == s)
+        at_input = ((rx1 < xc + 0.5) & (xc + 0.5 < rx2) & (ry1 < yc + 0.5) & (yc + 0.5 < ry2)
+                    & (bx1 <= xc) & (xc < bx2) & (by1 <= yc) & (yc < by2))
+        content = at_input[top:top + ch, left:left + cw].astype(np.float32)
+        masks.append(cv2.resize(content, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5)
     return masks
 
 

@@ -256,3 +256,21 @@ def pose_layout(outputs: Sequence[Any], n_labels: int | None, kpt_shape: Any) ->
     if values and not any(v - extra >= 1 and (n_labels is None or v - extra == n_labels) for v in values):
         return None
     return nums[0], nums[1]
+
+
+def segment_outputs(outputs: Sequence[Any], n_labels: int | None = None) -> dict[str, str] | None:
+    """The roles of a ``yolov8-seg`` export's outputs (YOLOv8 / YOLO11 segment): predictions
+    ``1 x (4 + C + M) x A`` (box, class scores, M mask coefficients) and prototypes
+    ``1 x M x mh x mw``; None when they are not such a pair (with ``n_labels``: the C it says)."""
+    outs = list(outputs)
+    if len(outs) != 2:
+        return None
+    three = [o for o in outs if len(o.shape) == 3]
+    four = [o for o in outs if len(o.shape) == 4]
+    if len(three) != 1 or len(four) != 1 or not _batch_ok(three[0].shape) or not _batch_ok(four[0].shape):
+        return None
+    pred, protos = three[0], four[0]
+    m, values = dim(protos.shape[1]), dim(pred.shape[1])
+    if m is not None and values is not None and (values <= 4 + m or (n_labels is not None and values != 4 + n_labels + m)):
+        return None
+    return {"predictions": pred.name, "protos": protos.name}

@@ -25,9 +25,11 @@ Ultralytics metadata, ``task: detect``                detection, no question (or
                                                       score 0.25, IoU 0.7, at most 300
 Ultralytics metadata, ``task: classify``              classification of probabilities (the export
                                                       ends in a softmax), ``imgsz`` centre crop
+Ultralytics metadata, ``task: segment``               instances, format ``yolov8-seg`` (predictions
+                                                      with mask coefficients + prototypes), letterboxed
 Ultralytics metadata, ``task: pose``                  keypoints, format ``yolov8-pose`` (``kpt_shape``
                                                       keypoints after the class scores), letterboxed
-Ultralytics ``segment``, ``obb``, other               refused with one line (not supported yet)
+Ultralytics ``obb``, other                            refused with one line (not supported yet)
 a ``character`` entry (Paddle), ``names``,            labels; the task is then guessed from the
 ``labels``, ``classes`` or ``class_names``            shapes below, and every candidate must have
 (JSON or Python literal list / {index: name})         that many classes
@@ -71,7 +73,15 @@ from typing import Any
 
 from loupe.base.errors import LoupeError
 from loupe.inference.card import InputSpec, ModelCard, sidecar_path
-from loupe.inference.formats import NEEDS_NMS, FormatMatch, detection_formats_for, dim, dims_text, pose_layout
+from loupe.inference.formats import (
+    NEEDS_NMS,
+    FormatMatch,
+    detection_formats_for,
+    dim,
+    dims_text,
+    pose_layout,
+    segment_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -437,10 +447,10 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
                  filename: str) -> Guess:
     task = str(md.get("task", "")).strip()
     where = f"{filename} is an Ultralytics {task or 'export'}"
-    if task in ("segment", "obb"):
+    if task == "obb":
         raise GuessError(f"{where} model: {task} outputs are not supported yet in this Loupe (Ultralytics "
-                         "detect, pose and classify exports are)")
-    if task not in ("detect", "classify", "pose"):
+                         "detect, segment, pose and classify exports are)")
+    if task not in ("detect", "classify", "segment", "pose"):
         raise GuessError(f"{where} model ({task!r}), a task this Loupe does not read from Ultralytics metadata "
                          f"(it reads detect and classify): {_how(filename)}")
     try:
@@ -473,6 +483,17 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
                      f"{filename} has no model card; read its Ultralytics metadata as the card: classification ({reason})",
                      "ultralytics")
     end2end = _flag(md.get("end2end")) or (isinstance(args, dict) and _flag(args.get("nms")))
+    if task == "segment":  # YOLOv8 / YOLO11 segment: predictions with mask coefficients + prototypes
+        roles = None if end2end else segment_outputs(outputs, len(labels))
+        if roles is None:
+            raise GuessError(f"{where} model but its outputs ({_found(outputs)}) are not 1 x (4 + {len(labels)} + M) x A "
+                             f"predictions and 1 x M x h x w mask prototypes{' (end2end)' if end2end else ''}: "
+                             f"{_how(filename)}")
+        card = _card("instances", name, _spec(color, size, letterbox=True), labels,
+                     {"format": "yolov8-seg", **ULTRALYTICS_DETECTION, "outputs": roles}, "ultralytics", source)
+        reason = f"format yolov8-seg, {len(labels)} labels, letterboxed to {size[0]}x{size[1]}"
+        return Guess((Candidate("instances", reason, card),), f"{filename} has no model card; read its Ultralytics "
+                     f"metadata as the card: instance segmentation ({reason})", "ultralytics")
     if task == "pose":  # YOLOv8 / YOLO11 pose: 1 x (4 + C + K x 3) x A, letterboxed as detect is
         kpt = None if end2end else pose_layout(outputs, len(labels), md.get("kpt_shape"))
         if kpt is None:

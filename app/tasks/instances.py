@@ -8,18 +8,20 @@ Format ``yolov8-seg`` (YOLOv8 / YOLO11 segment exports): two outputs,
 
 The boxes are the detection task's (``DetectionTask.decode_outputs`` on the first ``4 + C``
 rows, ``select``: NMS, the frame mapping, clipping); each kept box's coefficients are the column
-of its anchor (``Candidates.index``). Its mask, as Ultralytics' ``process_mask`` makes it
-(documented behaviour, own code): the logits ``coefficients @ prototypes``, upsampled bilinearly
-(half-pixel centres, edges clamped), above 0 (sigmoid above ``mask_threshold``, 0.5), cropped to
-the box; boxes whose mask is empty are dropped, as Ultralytics' predictor drops them.
+of its anchor (``Candidates.index``). Its mask, as Ultralytics' predictor makes it and maps it
+to the frame (``process_mask(..., upsample=True)`` then ``scale_masks``; documented behaviour,
+own code): the logits ``coefficients @ prototypes`` upsampled bilinearly to the input's pixels
+(half-pixel centres, edges clamped), above 0 (sigmoid above ``mask_threshold``, 0.5), cut to the
+box (input pixels ``x1 <= col < x2``); that binary mask resized bilinearly to the frame (with a
+letterbox, its content cropped first) and above 0.5. A box whose mask has no pixel at the input's
+resolution is dropped, as Ultralytics drops it (one whose mask lies only in the letterbox padding
+stays, with an empty mask on the frame).
 
-``instance_masks`` does this straight at the display resolution and only inside each box: a
-display pixel's centre is mapped back through the input geometry (letterbox, stretch, pad or
-centre crop) to prototype coordinates, and the logits there are the bilinear sample of the
-prototypes, as separable interpolation matrices: ``Wy @ (c @ P[:, rows, cols]) @ Wx.T`` for a
-box's rows and columns only. Ultralytics upsamples to the input size, binarises, then crops the
-letterbox content and resizes that binary mask to the frame: the two differ by a pixel at most
-along mask edges (one bilinear sample of the logits instead of two interpolations).
+``instance_masks`` does both steps around each box only, as separable interpolation matrices:
+``Wy @ (c @ P[:, rows, cols]) @ Wx.T`` for the box's input pixels, then the same from those to
+the display pixels they reach, straight at the display resolution (the frame's size capped:
+``display_hw``; ``analyze`` has no cap): the work grows with the boxes' areas, never N x the
+frame.
 
 Card ``loupe.output`` keys: those of detection (``score_threshold``, ``iou_threshold``,
 ``max_detections``, ``activation`` of the class scores) with ``format`` ``yolov8-seg``, plus
@@ -77,74 +79,101 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def _axis_weights(n_out: int, n_proto: int, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
-    """(n_out, n_proto) bilinear weights sampling an axis of ``n_proto`` prototype cells at
-    positions ``a * u + b`` (u = 0 .. n_out - 1, in cell-centre units, clamped to the axis as
-    ``F.interpolate(..., align_corners=False)`` does), and each row's first nonzero column."""
-    p = np.clip(a * np.arange(n_out, dtype=np.float64) + b, 0.0, n_proto - 1)
-    i0 = np.minimum(np.floor(p).astype(np.int64), max(n_proto - 2, 0))
-    w1 = p - i0
-    wmat = np.zeros((n_out, n_proto), np.float32)
+def _weights(n_out: int, n_in: int, pos: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_out, n_in) bilinear weights sampling an axis of ``n_in`` cells at positions ``pos``
+    (cell-centre units) clamped to cells ``lo .. hi`` (as ``F.interpolate(...,
+    align_corners=False)`` and ``cv2.resize`` clamp to the edge), and each row's first tap."""
+    p = np.clip(pos, lo, hi)
+    i0 = np.minimum(np.floor(p).astype(np.int64), max(hi - 1, lo))
+    w1 = (p - i0).astype(np.float32)
+    wmat = np.zeros((n_out, n_in), np.float32)
     rows = np.arange(n_out)
     wmat[rows, i0] = 1.0 - w1
-    if n_proto > 1:
+    if hi > lo:
         wmat[rows, i0 + 1] += w1
     return wmat, i0
 
 
-def _frame_to_input(geo: Geometry) -> tuple[float, float, float, float]:
-    """(sx, ox, sy, oy): input = frame * s + o, per axis (the inverse of ``Geometry.to_frame``)."""
-    f = geo.to_frame(np.array([0.0, 0.0, 1.0, 1.0], np.float32)).astype(np.float64)
-    fsx, fsy = f[2] - f[0], f[3] - f[1]
-    return 1.0 / fsx, -f[0] / fsx, 1.0 / fsy, -f[1] / fsy
-
-
-def box_ranges(boxes: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """(N, 4) int64 ``r0, r1, c0, c1``: the display pixels whose centres lie in each frame box
-    (``x1 <= x < x2``, as Ultralytics' crop keeps columns ``x1 <= c < x2``)."""
-    fh, fw = frame_hw
+def _display_taps(geo: Geometry, out_hw: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Per axis (rows, then columns): the weights with which each display pixel samples the
+    model input's pixels, and its first tap. Letterbox: the content cropped and resized to the
+    display as Ultralytics' ``scale_masks`` does (clamped to the content); other modes: each
+    display pixel's centre mapped through the geometry (``Geometry.to_frame`` inverted)."""
+    ih, iw = geo.input_hw
+    fh, fw = geo.frame_hw
     dh, dw = out_hw
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    kx, ky = dw / fw, dh / fh
-    c = np.ceil(np.stack([b[:, 1] * ky, b[:, 3] * ky, b[:, 0] * kx, b[:, 2] * kx], 1) - 0.5)
-    out = c.astype(np.int64)
-    np.clip(out[:, :2], 0, dh, out=out[:, :2])
-    np.clip(out[:, 2:], 0, dw, out=out[:, 2:])
+    out = []
+    f = geo.to_frame(np.array([0.0, 0.0, 1.0, 1.0], np.float32)).astype(np.float64)
+    for axis, (n_in, n_f, n_d) in enumerate(((ih, fh, dh), (iw, fw, dw))):
+        u = np.arange(n_d, dtype=np.float64) + 0.5
+        if geo.mode == "letterbox" and geo.content_hw is not None:
+            start, size = geo.offset[axis], geo.content_hw[axis]
+            pos = start + u * size / n_d - 0.5
+            lo, hi = start, start + size - 1
+        else:  # input = frame * s + o, per axis
+            s = 1.0 / (f[3] - f[1]) if axis == 0 else 1.0 / (f[2] - f[0])
+            o = -(f[1] if axis == 0 else f[0]) * s
+            pos = (u * n_f / n_d) * s + o - 0.5
+            lo, hi = 0, n_in - 1
+        out.append(_weights(n_d, n_in, pos, max(lo, 0), min(hi, n_in - 1)))
+    return tuple(out)
+
+
+def box_ranges(boxes: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """(N, 4) int64 ``r0, r1, c0, c1``: the model-input pixels each box (input pixels) keeps,
+    ``x1 <= col < x2`` and ``y1 <= row < y2`` (Ultralytics' ``crop_mask``)."""
+    ih, iw = input_hw
+    b = np.ceil(np.asarray(boxes, np.float64).reshape(-1, 4)).astype(np.int64)
+    out = b[:, [1, 3, 0, 2]]
+    np.clip(out[:, :2], 0, ih, out=out[:, :2])
+    np.clip(out[:, 2:], 0, iw, out=out[:, 2:])
     return out
 
 
 def instance_masks(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, geo: Geometry,
                    out_hw: tuple[int, int], threshold: float = DEFAULT_MASK_THRESHOLD
-                   ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each instance's mask inside its box at the display size ``out_hw``.
+                   ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Each instance's mask at the display size ``out_hw``, computed only around its box.
 
     ``protos`` (M, mh, mw) prototypes over the model input; ``coeffs`` (N, M); ``boxes`` (N, 4)
-    in frame pixels. Returns the masks (bool, each the size of its box's display range) and the
-    ranges (``box_ranges``). Work and memory grow with the boxes' areas, not N x the frame."""
-    m, mh, mw = protos.shape
+    in MODEL-INPUT pixels. As Ultralytics: the logits ``coeffs @ protos`` upsampled bilinearly to
+    the input's pixels inside the box, above the threshold; that binary mask (zero elsewhere)
+    resized bilinearly to the display (letterbox: its content crop) and above 0.5. Returns the
+    display masks (bool), their display ranges ``r0, r1, c0, c1`` (N, 4) and whether each mask
+    has any pixel at the input's resolution (N,) bool (Ultralytics drops boxes without)."""
+    _m, mh, mw = protos.shape
     ih, iw = geo.input_hw
-    fh, fw = geo.frame_hw
-    dh, dw = out_hw
-    sx, ox, sy, oy = _frame_to_input(geo)
-    # display pixel u -> frame (u + 0.5) * fw / dw -> input -> prototype cell-centre units
-    ax, ay = fw / dw * sx * mw / iw, fh / dh * sy * mh / ih
-    wx, x0 = _axis_weights(dw, mw, ax, (0.5 * fw / dw * sx + ox) * mw / iw - 0.5)
-    wy, y0 = _axis_weights(dh, mh, ay, (0.5 * fh / dh * sy + oy) * mh / ih - 0.5)
-    ranges = box_ranges(boxes, geo.frame_hw, out_hw)
+    n = len(coeffs)
+    # prototype cells sampled by input pixel centres, and input pixels sampled by display pixels
+    py, _ = _weights(ih, mh, (np.arange(ih) + 0.5) * mh / ih - 0.5, 0, mh - 1)
+    px, _ = _weights(iw, mw, (np.arange(iw) + 0.5) * mw / iw - 0.5, 0, mw - 1)
+    (dy, ty), (dx, tx) = _display_taps(geo, out_hw)
+    inb = box_ranges(boxes, geo.input_hw)
     flat = np.ascontiguousarray(protos, np.float32)
-    coeffs = np.asarray(coeffs, np.float32)
+    coeffs = np.asarray(coeffs, np.float32).reshape(n, -1)
     t = np.float32(_logit(threshold))
     masks: list[np.ndarray] = []
-    for i, (r0, r1, c0, c1) in enumerate(ranges.tolist()):
+    ranges = np.zeros((n, 4), np.int64)
+    present = np.zeros(n, bool)
+    for i, (r0, r1, c0, c1) in enumerate(inb.tolist()):
         if r1 <= r0 or c1 <= c0:
-            masks.append(np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), bool))
+            masks.append(np.zeros((0, 0), bool))
             continue
-        pr0, pr1 = int(y0[r0]), min(int(y0[r1 - 1]) + 2, mh)
-        pc0, pc1 = int(x0[c0]), min(int(x0[c1 - 1]) + 2, mw)
-        patch = np.tensordot(coeffs[i], flat[:, pr0:pr1, pc0:pc1], axes=(0, 0))
-        logits = wy[r0:r1, pr0:pr1] @ patch @ wx[c0:c1, pc0:pc1].T
-        masks.append(logits > t)
-    return masks, ranges
+        pr = np.flatnonzero(py[r0:r1].any(0))
+        pc = np.flatnonzero(px[c0:c1].any(0))
+        patch = np.tensordot(coeffs[i], flat[:, pr[0]:pr[-1] + 1, pc[0]:pc[-1] + 1], axes=(0, 0))
+        binary = (py[r0:r1, pr[0]:pr[-1] + 1] @ patch @ px[c0:c1, pc[0]:pc[-1] + 1].T) > t
+        present[i] = binary.any()
+        # display pixels with a tap in the box's input pixels (taps i0, i0 + 1)
+        u0, u1 = int(np.searchsorted(ty, r0 - 1, "left")), int(np.searchsorted(ty, r1 - 1, "right"))
+        v0, v1 = int(np.searchsorted(tx, c0 - 1, "left")), int(np.searchsorted(tx, c1 - 1, "right"))
+        ranges[i] = (u0, u1, v0, v1)
+        if not present[i] or u1 <= u0 or v1 <= v0:
+            masks.append(np.zeros((max(u1 - u0, 0), max(v1 - v0, 0)), bool))
+            continue
+        up = dy[u0:u1, r0:r1] @ binary.astype(np.float32) @ dx[v0:v1, c0:c1].T
+        masks.append(up > np.float32(0.5))
+    return masks, ranges, present
 
 
 def compose(masks: list[np.ndarray], ranges: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -256,9 +285,11 @@ class InstancesTask(DetectionTask):
         idx, boxes = self.select(cand, geo, settings)
         coeffs = pred[4 + c:, cand.index[idx]].T
         out_hw = self.display_hw(geo)
-        masks, ranges = instance_masks(protos, coeffs, boxes, geo, out_hw, self.mask_threshold)
+        masks, ranges, present = instance_masks(protos, coeffs, cand.boxes[idx], geo, out_hw, self.mask_threshold)
         pixels = np.array([int(np.count_nonzero(mk)) for mk in masks], np.int64)
-        keep = np.flatnonzero(pixels > 0)  # as Ultralytics: a box without a mask is dropped
+        # as Ultralytics: a box whose mask has no pixel at the input's resolution is dropped (one
+        # with a mask only in the letterbox padding stays, with an empty mask on the frame)
+        keep = np.flatnonzero(present)
         if len(keep) != len(idx):
             idx, boxes, ranges, pixels = idx[keep], boxes[keep], ranges[keep], pixels[keep]
             masks = [masks[i] for i in keep]
