@@ -47,12 +47,14 @@ def gaussian_maps(points_in: np.ndarray, hw: tuple[int, int] = (50, 50), sigma: 
 
 
 def make_landmark_model(path: Path, value: np.ndarray, output: dict, *, gray: bool = False,
-                        palette: list | None = PALETTE, input_hw: tuple[int, int] = INPUT_HW) -> Path:
+                        palette: list | None = PALETTE, input_hw: tuple[int, int] = INPUT_HW,
+                        window: tuple[float, float] | None = None) -> Path:
     """A model whose one output is ``value`` whatever the image, with a ``landmarks`` card
-    (``loupe.output`` = ``output``; the frame letterboxed into ``input_hw``)."""
+    (``loupe.output`` = ``output``; the frame letterboxed into ``input_hw``; ``window``: a CT
+    window (centre, width) for scan values)."""
     c = 1 if gray else 3
     spec = InputSpec(color="GRAY" if gray else "RGB", scale=1 / 255, mean=(0.0,) * c, std=(1.0,) * c,
-                     fixed_size=input_hw, letterbox=True, pad_value=0)
+                     fixed_size=input_hw, letterbox=True, pad_value=0, window=window)
     h, w = input_hw
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, c, h, w])
     v = np.asarray(value, np.float32)

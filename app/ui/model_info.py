@@ -57,8 +57,19 @@ def output_words(task: str, output: dict[str, Any]) -> str:
     if "stride" in output:
         s = output["stride"]
         parts.append(f"one value per {s}×{s} pixels" if s != 1 else "one value per pixel")
-    parts += [f"{k.replace('_', ' ')} {words(v)}" for k, v in output.items() if k not in ("kind", "stride")]
+    parts += [_output_item(k, v) for k, v in output.items() if k not in ("kind", "stride")]
     return ", ".join(parts)
+
+
+def _output_item(key: str, value: Any) -> str:
+    """One ``loupe.output`` entry in words; landmark contours by name and size, not index lists."""
+    if key == "contours" and isinstance(value, list) and all(isinstance(c, dict) for c in value):
+        return "contours " + "; ".join(
+            f"{c.get('name')} ({len(c.get('points') or [])} points{', open' if c.get('closed') is False else ''})"
+            for c in value)
+    if key == "point_names" and isinstance(value, list):
+        return f"{len(value)} point names"
+    return f"{key.replace('_', ' ')} {words(value)}"
 
 
 def card_html(lm) -> str:

@@ -174,3 +174,12 @@ def test_window_runs_a_landmark_model_on_a_dicom_frame(qtbot, win, tmp_path):
     panel.refresh_slow(panel.last, shown[-1].frame)
     assert panel.table.item(0, 1).text() == "4,096" and panel.table.item(0, 2).text() == "1,792.2"
     assert panel.value_at(33, 95).startswith("point 3, organ at (32.0, 96.0)")
+
+
+def test_the_model_dock_names_the_contours_not_their_indices():
+    from loupe.ui.model_info import output_words
+
+    text = output_words("landmarks", {"format": "points", "contours": [
+        {"name": "right lung", "points": list(range(44))}, {"name": "spine", "points": [0, 1, 2], "closed": False}],
+        "point_names": ["a"] * 44})
+    assert text == "format points, contours right lung (44 points); spine (3 points, open), 44 point names"

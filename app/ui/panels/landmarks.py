@@ -249,7 +249,7 @@ class LandmarksPanel(OverlayOnly, QWidget):
         name = r.point_label(i)
         label = f"{name} (point {i})" if i < len(r.point_names) else name
         k = int(owner[i])
-        if k >= 0:
+        if k >= 0 and self.contours[k].name.lower() not in name.lower():  # "right lung 12" says it already
             label += f", {self.contours[k].name}"
         px, py = r.points[i]
         text = f"{label} at ({px:.1f}, {py:.1f})"
