@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,6 +37,14 @@ def depth_lut(name: str = "turbo", reverse: bool = False) -> np.ndarray:
     lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
     lut[:, 3] = 255
     return np.ascontiguousarray(lut[::-1] if reverse else lut)
+
+
+class _MedianPlot(pg.PlotWidget):
+    """The median plot, asking for a modest height (a plot's default hint, 480 px, would make the
+    panel scroll in the dock where the plot could simply be shorter)."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 180)
 
 
 class DepthPanel(OverlayOnly, QWidget):
@@ -89,7 +97,7 @@ class DepthPanel(OverlayOnly, QWidget):
         self.meaning_label = QLabel(self.meaning())
         self.meaning_label.setWordWrap(True)
         lay.addWidget(self.meaning_label)
-        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": frame_axis()})
+        self.plot = _MedianPlot(background="w", axisItems={"bottom": frame_axis()})
         self.plot.setLabel("bottom", "frame")
         self.plot.setLabel("left", f"median ({unit})" if unit else "median")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
