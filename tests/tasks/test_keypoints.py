@@ -18,7 +18,13 @@ from loupe.inference.engine import ModelError
 from loupe.run.pipeline import Runner, load_model
 from loupe.sources.base import Frame
 from loupe.tasks.keypoints import COCO_KEYPOINTS, COCO_SKELETON, KeypointsResult, KeypointsTask
-from tests.detection_models import DETECTIONS, LABELS, expected_on_frame, make_constant_model, yolov8_output
+from tests.detection_models import (
+    DETECTIONS,
+    LABELS,
+    expected_on_frame,
+    make_constant_model,
+    yolov8_output,
+)
 
 LANDSCAPE = (360, 640)  # frame (H, W): letterboxed into 320 x 320 with gain 0.5, 70 rows on top
 PORTRAIT = (500, 300)  # gain 0.64, 64 columns on the left

@@ -21,7 +21,12 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QCheckBox, QFormLayout
 
 from loupe.inference.engine import default_palette
-from loupe.ui.panels.detection import OPACITY_KEY, SHOW_LABELS_KEY, DetectionPanel, _threshold_slider
+from loupe.ui.panels.detection import (
+    OPACITY_KEY,
+    SHOW_LABELS_KEY,
+    DetectionPanel,
+    _threshold_slider,
+)
 
 if TYPE_CHECKING:
     from loupe.tasks.keypoints import KeypointsResult
@@ -293,7 +298,7 @@ if __name__ == "__main__":  # a preview fed synthetic results
     figure = np.array([[20, 8], [22, 6], [18, 6], [25, 7], [15, 7], [30, 20], [10, 20], [33, 35], [7, 35],
                        [34, 48], [6, 48], [26, 50], [14, 50], [27, 70], [13, 70], [28, 90], [12, 90]], np.float32)
     for i in range(20):
-        kp = np.concatenate([figure + [40 + 3 * i, 10], np.full((17, 1), 0.9, np.float32)], 1)[None]
+        kp = np.concatenate([figure + np.float32([40 + 3 * i, 10]), np.full((17, 1), 0.9, np.float32)], 1)[None]
         kp[0, 3, 2] = 0.2  # an ear below the threshold: not drawn
         res = KeypointsResult(boxes=np.array([[40 + 3 * i, 10, 80 + 3 * i, 100]], np.float32),
                               scores=np.array([0.9], np.float32), classes=np.zeros(1, np.int32), labels=names,
