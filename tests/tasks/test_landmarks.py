@@ -174,3 +174,28 @@ def test_no_contours_draws_points_alone(tmp_path):
     r = run(model, LANDSCAPE)
     assert r.contours == () and r.area_px.shape == (0,)
     assert model.task.row(r)["points"] == EXPECTED[LANDSCAPE]
+
+
+def test_the_hybridgnet_sidecar_in_the_docs_reads_120_points_into_three_contours(tmp_path):
+    import re
+    from pathlib import Path
+
+    from loupe.inference.card import ModelCard
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", text, re.S) if '"landmarks"' in b]
+    card = ModelCard.from_metadata(json.loads(block), origin="sidecar")
+    # 120 points on three circles, as fractions of the 1024 x 1024 input
+    t = [np.linspace(0, 2 * np.pi, n, endpoint=False) for n in (44, 50, 26)]
+    circles = [(0.3, 0.5, 0.15), (0.7, 0.5, 0.15), (0.55, 0.65, 0.1)]
+    pts = np.concatenate([np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], 1) for a, (cx, cy, r) in zip(t, circles)])
+    path = make_landmark_model(tmp_path / "hybridgnet_like.onnx", pts[None], card.output, gray=True,
+                               palette=[list(c) for c in card.palette], input_hw=(1024, 1024))
+    model = load_model(str(path))
+    assert model.engine.card.input == card.input  # the test model is fed as the sidecar says
+    assert model.task.columns() == ["area_px_right_lung", "area_px_left_lung", "area_px_heart"]
+    # a 2048 x 1024 (portrait) radiograph: letterboxed at gain 0.5, 256 input columns of padding left
+    r = run(model, (2048, 1024))
+    want = [0.5 * n * np.sin(2 * np.pi / n) * (r0 * 1024 / 0.5) ** 2 for n, (_x, _y, r0) in zip((44, 50, 26), circles)]
+    np.testing.assert_allclose(r.area_px, want, rtol=1e-4)  # regular n-gon areas, in frame pixels
+    np.testing.assert_allclose(r.points[0], [(0.45 * 1024 - 256) / 0.5, 0.5 * 1024 / 0.5], atol=0.05)
