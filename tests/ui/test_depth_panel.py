@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QPointF, QSettings, Qt
 
 from loupe.inference.card import InputSpec
 from loupe.inference.engine import Engine
@@ -131,8 +131,16 @@ def test_median_plot_seeks_and_settings_are_kept(qtbot, host, tmp_path):
         feed(panel, task, (360, 640), i)
     xs, _ = panel.curve.getData()
     assert list(xs) == [0, 1, 2]
-    panel.seekRequested.emit(2)
-    assert host.seeks == [2]
+    panel.show()
+    panel.resize(400, 600)
+    qtbot.wait(30)
+    vb = panel.plot.getPlotItem().vb
+    vb.setXRange(0, 2, padding=0)
+    qtbot.wait(10)
+    y_mid = sum(vb.viewRange()[1]) / 2
+    pt = panel.plot.mapFromScene(vb.mapViewToScene(QPointF(1.1, y_mid)))
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=pt)  # a click near frame 1
+    assert host.seeks == [1]
     panel.opacity.setValue(35)
     panel.cmap_box.setCurrentText("viridis")
     panel.reverse_box.setChecked(True)
@@ -145,3 +153,24 @@ def test_median_plot_seeks_and_settings_are_kept(qtbot, host, tmp_path):
     assert again.cmap_box.currentText() == "viridis" and again.reverse_box.isChecked()
     # reversed: the colour bar's table runs the other way
     assert (again.colour_bar.lut[0] == panel.colour_bar.lut[0]).all()
+
+
+def test_a_depth_model_in_the_window_draws_and_reads_out_metres(qtbot, win, tmp_path):
+    from loupe.base.media import clip_path
+    from loupe.ui.panels.depth import DepthPanel
+
+    model = make_ramp_depth_model(tmp_path / "depth.onnx", spec=PADDED, stride=4, base=40.0, a_row=-0.2, a_col=0.0,
+                                  output={"kind": "metric", "unit": "m"})
+    with qtbot.waitSignal(win.modelLoaded, timeout=10000):
+        win.add_model(str(model))
+    panel = win.panels[0]
+    assert isinstance(panel, DepthPanel) and panel.overlay in win.view.vb.addedItems
+    win.open_source(str(clip_path("bikes.mp4")), playing=False)
+    qtbot.waitUntil(lambda: panel.last is not None, timeout=30000)
+    r = panel.last
+    h, w = r.frame_hw
+    assert r.values.shape == (-(-h // 4), w // 4) and panel.overlay.image.shape == (h, w)  # 272 rows: 68 cells
+    # frame row 100: output row 25, centred on input row 101.5 -> 40 - 20.3 m
+    win.readout.track(10.0, 100.0)
+    assert win.readout.text().endswith("|   19.7 m")
+    assert r.depth_max == pytest.approx(40.0 - 0.2 * 1.5, abs=1e-4)
