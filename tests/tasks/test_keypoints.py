@@ -288,3 +288,22 @@ def test_analyze_rows_hold_every_keypoint_in_frame_pixels(tmp_path, images):
     header = csv_out.read_text().splitlines()[0].split(",")
     assert header[-4:] == ["count", "count_person", "count_traffic_light", "count_dog"]
     assert "keypoints" not in header and "detections" not in header
+
+
+def test_tracking_gives_people_ids_and_keeps_their_keypoints(tmp_path):
+    """Detection's tracker runs in ``finish``: the keypoints result gets track IDs, the same on
+    the next frame (the people have not moved), and keeps its keypoints; JSONL gets track_id."""
+    model = load_model(str(keypoints_model(tmp_path / "track.onnx", *FORMATS["pose"])))
+    task = model.task
+    task.set_tracking(True)
+    try:
+        runner = Runner([model])
+        rs = [runner.process(Frame(np.full((360, 640, 3), 90, np.uint8), i, i / 25)).results[0].result for i in range(3)]
+        assert all(isinstance(r, KeypointsResult) and r.keypoints.shape == (3, 5, 3) for r in rs)
+        assert rs[-1].track_ids is not None and rs[-1].track_ids.tolist() == rs[-2].track_ids.tolist()
+        assert len(set(rs[-1].track_ids.tolist())) == 3 and (rs[-1].track_ids > 0).all()
+        row = task.row(rs[-1])
+        assert [d["track_id"] for d in row["detections"]] == rs[-1].track_ids.tolist()
+        assert all(len(d["keypoints"]) == 5 for d in row["detections"])
+    finally:
+        task.set_tracking(False)

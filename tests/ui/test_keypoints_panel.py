@@ -192,6 +192,7 @@ def test_a_pose_model_in_the_window_draws_its_keypoints(qtbot, win, tmp_path):
         win.add_model(str(model))
     panel = win.panels[0]
     assert isinstance(panel, KeypointsPanel) and panel.kp_item in win.view.vb.addedItems
+    assert not panel.track_box.isHidden()  # detection's wiring: the pose task can track
     win.open_source(str(clip_path("carphone_pristine.mp4")), playing=False)
     qtbot.waitUntil(lambda: panel.last is not None, timeout=30000)
     r = panel.last

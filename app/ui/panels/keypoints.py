@@ -21,12 +21,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QCheckBox, QFormLayout
 
 from loupe.inference.engine import default_palette
-from loupe.ui.panels.detection import (
-    OPACITY_KEY,
-    SHOW_LABELS_KEY,
-    DetectionPanel,
-    _threshold_slider,
-)
+from loupe.ui.panels.detection import DetectionPanel, _threshold_slider, connect_panel
 
 if TYPE_CHECKING:
     from loupe.tasks.keypoints import KeypointsResult
@@ -245,39 +240,19 @@ class KeypointsPanel(DetectionPanel):
 
 
 def make_panel(model, host) -> KeypointsPanel:
-    """The registry's panel factory: detection's thresholds (re-running a paused frame) and the
-    keypoint threshold (drawing only: the task keeps it for ``fresh`` copies; no re-run)."""
+    """The registry's panel factory: detection's wiring (``connect_panel``: thresholds and
+    tracking go to the task, re-running a paused frame; settings kept) plus the keypoint
+    threshold (drawing only: the task keeps it for ``fresh`` copies; no re-run)."""
     task = model.task
     panel = KeypointsPanel(task.labels, task.palette, title=model.engine.card.name or model.name,
                            keypoint_names=task.keypoint_names, skeleton=task.skeleton,
                            keypoint_threshold=task.keypoint_threshold, score_threshold=task.score_threshold,
                            iou_threshold=task.iou_threshold, needs_nms=task.needs_nms)
-    panel.set_opacity(float(host.settings.value(OPACITY_KEY, 1.0)))
-    panel.set_show_labels(str(host.settings.value(SHOW_LABELS_KEY, "true")).lower() in ("true", "1"))
+    connect_panel(panel, task, host)
     if task.format == "heatmaps":  # one person per frame, always: no score to threshold
         panel.score_slider.setEnabled(False)
         panel.score_slider.setToolTip("A heatmap model gives one person per frame")
-
-    def on_score(v: float, t=task) -> None:
-        t.set_score_threshold(v)
-        host.rerun_frame()
-
-    def on_iou(v: float, t=task) -> None:
-        t.set_iou_threshold(v)
-        host.rerun_frame()
-
-    def on_kp(v: float, t=task) -> None:
-        t.set_keypoint_threshold(v)
-
-    def save(p: KeypointsPanel = panel) -> None:
-        host.settings.setValue(OPACITY_KEY, p.opacity.value() / 100.0)
-        host.settings.setValue(SHOW_LABELS_KEY, p.labels_box.isChecked())
-
-    panel.scoreChanged.connect(on_score)
-    panel.iouChanged.connect(on_iou)
-    panel.keypointThresholdChanged.connect(on_kp)
-    panel.seekRequested.connect(host.seek_to)
-    panel.settingsChanged.connect(save)
+    panel.keypointThresholdChanged.connect(task.set_keypoint_threshold)
     return panel
 
 
