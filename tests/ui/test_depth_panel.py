@@ -13,12 +13,14 @@ from PySide6.QtCore import QPointF, QSettings, Qt
 from loupe.inference.card import InputSpec
 from loupe.inference.engine import Engine
 from loupe.sources.base import Frame
-from loupe.tasks.depth import DepthTask
+from loupe.tasks.depth import DepthResult, DepthTask
 from loupe.ui.panels.depth import (
     COLOUR_MAP_KEY,
     OPACITY_KEY,
     RANGE_MODE_KEY,
     REVERSE_KEY,
+    DepthPanel,
+    depth_lut,
     make_panel,
 )
 from tests.depth_models import make_ramp_depth_model
@@ -114,8 +116,8 @@ def test_fixed_range_from_the_card_and_typed_by_the_user(qtbot, host, tmp_path):
     feed(panel, task, (360, 640))
     assert panel.mode == "fixed" and (panel.colour_bar.lo, panel.colour_bar.hi) == (0.0, 5.0)
     assert panel.colour_bar.labels() == ("0", "5 m")
-    # the map drawn over that range: 1.445 m of 5 is level 74 of 255 at frame pixel (100, 50)
-    assert abs(int(panel.overlay.image[50, 100]) - round(1.445 / 5 * 255)) <= 1
+    # the map drawn over that range (levels 1-255): 1.445 m of 5 is level 74 at frame pixel (100, 50)
+    assert abs(int(panel.overlay.image[50, 100]) - round(1 + 1.445 / 5 * 254)) <= 1
     panel.set_range_mode("clip")
     assert panel.colour_bar.hi < 5.0
     panel.hi_box.setValue(3.0)  # typing a bound fixes the range there
@@ -151,8 +153,24 @@ def test_median_plot_seeks_and_settings_are_kept(qtbot, host, tmp_path):
     qtbot.addWidget(again)
     assert again.opacity.value() == 35 and again.overlay.opacity() == pytest.approx(0.35)
     assert again.cmap_box.currentText() == "viridis" and again.reverse_box.isChecked()
-    # reversed: the colour bar's table runs the other way
-    assert (again.colour_bar.lut[0] == panel.colour_bar.lut[0]).all()
+    # reversed: the colour bar's table runs the other way (row 0 of the overlay's table stays clear)
+    np.testing.assert_array_equal(again.colour_bar.lut, depth_lut("viridis")[1:][::-1])
+    assert again.overlay.lut[0, 3] == 0 and (again.overlay.lut[1:, 3] == 255).all()
+
+
+def test_no_value_is_drawn_clear_and_read_as_nothing(qtbot):
+    panel = DepthPanel("m", unit="m", kind="metric")
+    qtbot.addWidget(panel)
+    d = np.full((4, 6), 2.0, np.float32)
+    d[1:, 3:] = np.nan
+    d[0, 5] = np.inf
+    panel.show_result(DepthResult(d, d, 2.0, 2.0, 2.0, 2.0, 2.0, "m", (4, 6)), (4, 6), 0)
+    img = panel.overlay.image
+    assert (img[1:, 3:] == 0).all() and img[0, 5] == 0 and (img[:, :3] > 0).all()
+    assert panel.value_at(4.5, 2.5) is None and panel.value_at(0.5, 0.5) == "2 m"
+    none = np.full((4, 6), np.nan, np.float32)
+    panel.show_result(DepthResult(none, none, None, None, None, None, None, "m", (4, 6)), (4, 6), 1)
+    assert panel.median_label.text() == "median — (no finite value)" and (panel.overlay.image == 0).all()
 
 
 def test_a_depth_model_in_the_window_draws_and_reads_out_metres(qtbot, win, tmp_path):

@@ -33,10 +33,13 @@ RANGE_MODE_KEY = "depth/range_mode"  # clip | fixed
 
 
 def depth_lut(name: str = "turbo", reverse: bool = False) -> np.ndarray:
-    """256 x 4 RGBA uint8, opaque (a depth map covers every pixel; the opacity slider blends it)."""
-    lut = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=True).astype(np.uint8)
-    lut[:, 3] = 255
-    return np.ascontiguousarray(lut[::-1] if reverse else lut)
+    """256 x 4 RGBA uint8: row 0 clear (no value: NaN, inf), rows 1-255 the colour map, opaque (a
+    depth map covers every pixel; the opacity slider blends it)."""
+    lut = np.zeros((256, 4), np.uint8)
+    colours = pg.colormap.get(name).getLookupTable(0.0, 1.0, 255, alpha=True).astype(np.uint8)
+    lut[1:] = colours[::-1] if reverse else colours
+    lut[1:, 3] = 255
+    return lut
 
 
 class _MedianPlot(pg.PlotWidget):
@@ -92,7 +95,7 @@ class DepthPanel(OverlayOnly, QWidget):
         form.addRow("Low end", self.lo_box)
         form.addRow("High end", self.hi_box)
         lay.addLayout(form)
-        self.colour_bar = ColourBar(depth_lut(), self.bar_unit(), 0.0, 1.0)
+        self.colour_bar = ColourBar(depth_lut()[1:], self.bar_unit(), 0.0, 1.0)
         lay.addWidget(self.colour_bar)
         self.meaning_label = QLabel(self.meaning())
         self.meaning_label.setWordWrap(True)
@@ -182,12 +185,16 @@ class DepthPanel(OverlayOnly, QWidget):
         self.curve.setData(frames, [self._series[f] for f in frames])
 
     def _show_map(self, depth: np.ndarray) -> None:
-        """The map as uint8 over the colour range (clamped both ends), so the item colours it
-        through its 256-row table instead of rescaling floats per pixel on the UI thread."""
+        """The map as uint8 levels 1-255 over the colour range (clamped both ends; 0, clear, where
+        there is no finite value), so the item colours it through its 256-row table instead of
+        rescaling floats per pixel on the UI thread."""
         lo, hi = self.levels or (0.0, 1.0)
-        alpha = 255.0 / max(hi - lo, 1e-12)
+        alpha = 254.0 / max(hi - lo, 1e-12)
         d = np.ascontiguousarray(depth, np.float32)
-        u8 = cv2.convertScaleAbs(cv2.max(d, float(lo)), alpha=alpha, beta=-lo * alpha)
+        u8 = cv2.convertScaleAbs(cv2.max(d, float(lo)), alpha=alpha, beta=1.0 - lo * alpha)
+        finite = np.isfinite(d)
+        if not finite.all():
+            u8[~finite] = 0
         self.overlay.setImage(u8, autoLevels=False, levels=(0, 255))
 
     # --- controls -------------------------------------------------------------------------------
@@ -211,7 +218,7 @@ class DepthPanel(OverlayOnly, QWidget):
     def _on_cmap(self, emit: bool = True) -> None:
         lut = depth_lut(self.cmap_box.currentText(), self.reverse_box.isChecked())
         self.overlay.setLookupTable(lut)
-        self.colour_bar.lut = lut
+        self.colour_bar.lut = np.ascontiguousarray(lut[1:])
         self.colour_bar.update()
         if emit:
             self.settingsChanged.emit()
