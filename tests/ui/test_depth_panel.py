@@ -123,6 +123,16 @@ def test_fixed_range_from_the_card_and_typed_by_the_user(qtbot, host, tmp_path):
     panel.hi_box.setValue(3.0)  # typing a bound fixes the range there
     assert panel.mode == "fixed" and panel.colour_bar.hi == 3.0
     assert str(host.settings.value(RANGE_MODE_KEY)) == "fixed"
+    # the last mode chosen holds for a card without a range (a fixed one then has none: per clip)
+    host.settings.setValue(RANGE_MODE_KEY, "clip")
+    card_range = make_panel(model_of(task), host)
+    qtbot.addWidget(card_range)
+    assert card_range.mode == "fixed"  # the card's range comes with its mode
+    plain = DepthTask(Engine(make_ramp_depth_model(tmp_path / "p.onnx", output={"kind": "metric"})))
+    host.settings.setValue(RANGE_MODE_KEY, "fixed")
+    no_range = make_panel(model_of(plain), host)
+    qtbot.addWidget(no_range)
+    assert no_range.mode == "clip"
 
 
 def test_median_plot_seeks_and_settings_are_kept(qtbot, host, tmp_path):

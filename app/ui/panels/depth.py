@@ -268,10 +268,11 @@ class DepthPanel(OverlayOnly, QWidget):
 
 def make_panel(model, host) -> DepthPanel:
     """The registry's panel factory: unit, meaning and range from the card; opacity, colour map
-    and range mode as the user last left them (``depth/...`` settings)."""
+    and range mode as the user last left them (``depth/...`` settings), except that a card with a
+    range has its own range mode."""
     task = model.task
     s = host.settings
-    mode = str(s.value(RANGE_MODE_KEY, task.range_mode))
+    mode = task.range_mode if task.range is not None else str(s.value(RANGE_MODE_KEY, "clip"))
     if mode == "fixed" and task.range is None:
         mode = "clip"  # a fixed range needs one: the card's, or one typed in again
     panel = DepthPanel(model.engine.card.name or model.name, unit=task.unit, kind=task.kind,
