@@ -121,12 +121,33 @@ def test_ultralytics_classify_is_probabilities_with_a_centre_crop():
     assert card.input.center_crop and card.input.fixed_size == (224, 224) and not card.input.letterbox
 
 
-@pytest.mark.parametrize("task", ["segment", "pose", "obb"])
-def test_ultralytics_segment_pose_obb_are_refused_in_one_line(task):
+@pytest.mark.parametrize("task", ["segment", "obb"])
+def test_ultralytics_segment_obb_are_refused_in_one_line(task):
     with pytest.raises(GuessError) as info:
         guess_card(ins(1, 3, 640, 640), outs((1, 56, 8400)), ultralytics_md(task), "m", filename="m.onnx")
     msg = str(info.value)
     assert "\n" not in msg and f"Ultralytics {task}" in msg and "not supported yet" in msg
+
+
+def test_ultralytics_pose_reads_as_a_keypoints_card():
+    md = ultralytics_md("pose", names="{0: 'person'}", kpt_shape="[17, 3]")
+    g = guess_card(ins(1, 3, 640, 640), outs((1, 56, 8400)), md, "m", filename="m.onnx")
+    card = g.card
+    assert [c.key for c in g.candidates] == ["keypoints"] and g.source == "ultralytics"
+    assert card.task == "keypoints" and card.labels == ("person",) and card.origin == "ultralytics"
+    assert card.input.letterbox and card.input.pad_value == 114 and card.input.fixed_size == (640, 640)
+    assert card.output["format"] == "yolov8-pose" and card.output["kpt_shape"] == [17, 3]
+    assert card.output["outputs"] == {"predictions": "output0"}
+    # kpt_shape [5, 2] (no visibility): 4 + 1 + 10 values
+    g = guess_card(ins(1, 3, 640, 640), outs((1, 15, 8400)), ultralytics_md("pose", names="{0: 'hand'}", kpt_shape="[5, 2]"), "m")
+    assert g.card.output["kpt_shape"] == [5, 2]
+
+
+def test_ultralytics_pose_whose_outputs_disagree_with_kpt_shape_is_refused():
+    md = ultralytics_md("pose", names="{0: 'person'}", kpt_shape="[21, 3]")
+    with pytest.raises(GuessError, match=r"1x56x8400.*kpt_shape \[21, 3\]") as info:
+        guess_card(ins(1, 3, 640, 640), outs((1, 56, 8400)), md, "m", filename="m.onnx")
+    assert "\n" not in str(info.value)
 
 
 def test_ultralytics_outputs_that_disagree_with_names_are_refused():
@@ -418,7 +439,7 @@ def test_real_ultralytics_exports_open_without_a_card():
     for path in models:
         eng = Engine(path, providers="cpu")
         assert eng.card.origin == "ultralytics" and not eng.needs_task, path.name
-        assert eng.card.task in ("detection", "classification") and eng.card.labels, path.name
+        assert eng.card.task in ("detection", "classification", "keypoints") and eng.card.labels, path.name
 
 
 # ----------------------------------------------------------------------------- docs
