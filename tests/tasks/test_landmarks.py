@@ -60,12 +60,12 @@ def models(tmp_path_factory):
 def test_points_land_where_letterboxing_put_the_frame(models, fmt, frame_hw):
     r = run(models[fmt], frame_hw)
     assert isinstance(r, LandmarksResult) and r.frame_hw == frame_hw and r.count == 9
-    # heatmaps: Gaussians at sub-cell centres, recovered by the Taylor step to 0.01 cell (4
-    # input px per cell, 3 frame px per input px at most): within 0.12 frame px; measured ~1e-4
-    tol = 0.12 if fmt == "heatmaps" else 1e-3
+    # heatmaps: Gaussians at sub-cell centres, which the Taylor step recovers to 1e-4 cell (4
+    # input px per cell, 3 frame px per input px at most): within 0.0012 frame px (measured 0)
+    tol = 1.2e-3
     np.testing.assert_allclose(r.points, EXPECTED[frame_hw], atol=tol)
     sq, tri = AREAS[frame_hw]
-    np.testing.assert_allclose(r.area_px[:2], [sq, tri], rtol=2e-4 if fmt == "heatmaps" else 1e-6)
+    np.testing.assert_allclose(r.area_px[:2], [sq, tri], rtol=1e-6)
     assert np.isnan(r.area_px[2])  # the open line has no area
     assert r.area_mm2 is None  # a PNG-like frame has no pixel spacing
     if fmt == "points with scores":
@@ -199,3 +199,19 @@ def test_the_hybridgnet_sidecar_in_the_docs_reads_120_points_into_three_contours
     want = [0.5 * n * np.sin(2 * np.pi / n) * (r0 * 1024 / 0.5) ** 2 for n, (_x, _y, r0) in zip((44, 50, 26), circles)]
     np.testing.assert_allclose(r.area_px, want, rtol=1e-4)  # regular n-gon areas, in frame pixels
     np.testing.assert_allclose(r.points[0], [(0.45 * 1024 - 256) / 0.5, 0.5 * 1024 / 0.5], atol=0.05)
+
+
+def test_heatmap_card_keys_choose_refinement_and_alignment(tmp_path):
+    # one point: a single hot cell (row 10, column 20) of a 50 x 50 map of the 200 x 200 input
+    maps = np.zeros((1, 1, 50, 50), np.float32)
+    maps[0, 0, 10, 20] = 1.0
+    maps[0, 0, 10, 21] = 0.5  # a right neighbour: "quarter" moves x by +0.25 cell
+    frame_hw = (200, 200)  # the input's own size: frame pixels are input pixels
+    got = {}
+    for refine, align in (("none", "cells"), ("none", "msra"), ("quarter", "msra")):
+        out = {"format": "heatmaps", "refine": refine, "align": align}
+        model = load_model(str(make_landmark_model(tmp_path / f"{refine}_{align}.onnx", maps, out, palette=None)))
+        got[refine, align] = run(model, frame_hw).points[0].tolist()
+    assert got["none", "cells"] == [(20 + 0.5) * 4, (10 + 0.5) * 4]  # the centre of the 4 x 4 block
+    assert got["none", "msra"] == [20 * 4 + 0.5, 10 * 4 + 0.5]  # cell index x stride, a pixel centre
+    assert got["quarter", "msra"] == [20.25 * 4 + 0.5, 10 * 4 + 0.5]
