@@ -49,7 +49,10 @@ class Geometry:
         h, w = self.frame_hw
         ih, iw = self.input_hw
         if self.mode in ("letterbox", "center_crop"):
-            sx = sy = np.float32(1.0 / self.gain)
+            # per axis from the rounded content size: the exact inverse of the resize (cw input
+            # pixels hold the frame's w), as Ultralytics maps boxes back
+            ch, cw = self.content_hw or self.frame_hw
+            sx, sy = np.float32(w / cw), np.float32(h / ch)
             ox, oy = np.float32(self.offset[1]), np.float32(self.offset[0])
         elif self.mode == "resize":
             sx, sy = np.float32(w / iw), np.float32(h / ih)

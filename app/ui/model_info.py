@@ -39,7 +39,12 @@ def input_words(inp) -> str:
     mean, std = words([round(m, 4) for m in inp.mean]), words([round(s, 4) for s in inp.std])
     norm = "" if all(m == 0 for m in inp.mean) and all(s == 1 for s in inp.std) else \
         f", minus mean ({mean}), divided by std ({std})"
-    if inp.fixed_size:
+    if inp.fixed_size and getattr(inp, "letterbox", False):
+        size = (f"fitted into {inp.fixed_size[1]}×{inp.fixed_size[0]} (width×height) keeping its aspect, "
+                f"padded with {inp.pad_value:g}")
+    elif inp.fixed_size and getattr(inp, "center_crop", False):
+        size = f"scaled to cover {inp.fixed_size[1]}×{inp.fixed_size[0]} (width×height), centre cut out"
+    elif inp.fixed_size:
         size = f"resized to {inp.fixed_size[1]}×{inp.fixed_size[0]} (width×height)"
     elif inp.size_multiple > 1:
         size = f"any size, padded to a multiple of {inp.size_multiple}"

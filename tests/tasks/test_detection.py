@@ -240,11 +240,12 @@ def test_pad_geometry_keeps_pixels_and_clips_to_the_frame(tmp_path):
 
 def test_center_crop_geometry(tmp_path):
     """center_crop 320 x 320 of a 640 x 360 frame: gain 320 / 360, the frame scaled to 569 x 320
-    and its centre cut out from column (569 - 320) // 2 = 124: x_frame = (x + 124) / gain."""
+    and its centre cut out from column (569 - 320) // 2 = 124: x_frame = (x + 124) * 640 / 569
+    (per axis, the exact inverse of the resize to 569 columns)."""
     dets = (((0.0, 0.0, 160.0, 320.0), 0, 0.9),)
     spec = InputSpec(color="RGB", scale=1 / 255, fixed_size=(320, 320), center_crop=True)
     m = load_model(str(make_constant_model(tmp_path / "crop.onnx", {"output0": end2end_output(dets)},
                                            {"format": "end2end"}, spec=spec)))
     r = run(m, LANDSCAPE)
-    gain = 320 / 360
-    np.testing.assert_allclose(r.boxes, [[124 / gain, 0, 284 / gain, 360]], rtol=1e-5)
+    sx = 640 / 569
+    np.testing.assert_allclose(r.boxes, [[124 * sx, 0, 284 * sx, 360]], rtol=1e-5)
