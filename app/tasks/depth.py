@@ -21,7 +21,8 @@ Card ``loupe.output`` keys:
 - ``layout``: ``"NCHW"`` or ``"NHWC"`` when the shape alone does not say (by default a rank-4
   output is N x 1 x h x w when its axis 1 is 1, else N x h x w x 1).
 
-The map is the output called ``depth`` (else the first).
+The map is the output called ``depth`` (else the first). A card whose input is centre-cropped is
+refused: the map is drawn over the whole frame, and a crop would leave its edges unseen.
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ class DepthTask(ModelTask):
         rng = out.get("range")
         self.range: tuple[float, float] | None = (float(rng[0]), float(rng[1])) if rng else None
         self.range_mode: str = out.get("range_mode") or ("fixed" if self.range else "clip")
+        if self.card.input.center_crop:
+            raise ModelError(f"{self.model_name}: a depth map is drawn over the whole frame, but the card's "
+                             "loupe.input center_crop cuts the frame's edges off; use letterbox or a plain resize")
         if self.range_mode == "fixed" and self.range is None:
             raise ModelError(f"{self.model_name}: the card's loupe.output range_mode \"fixed\" needs a range [lo, hi]")
         self.layout: str | None = out.get("layout")

@@ -105,6 +105,12 @@ def test_metric_units_in_the_result_rows_and_readout(tmp_path):
     assert format_value(0.41234, "") == "0.412"
 
 
+def test_a_centre_crop_is_refused(tmp_path):
+    spec = InputSpec(color="RGB", scale=1 / 255, fixed_size=(64, 64), center_crop=True)
+    with pytest.raises(ModelError, match="center_crop cuts the frame's edges off"):
+        DepthTask(Engine(make_ramp_depth_model(tmp_path / "c.onnx", spec=spec)))
+
+
 def test_fixed_range_from_the_card(tmp_path):
     task = DepthTask(Engine(make_ramp_depth_model(tmp_path / "f.onnx", output={"range": [0, 10]})))
     assert task.range == (0.0, 10.0) and task.range_mode == "fixed"
