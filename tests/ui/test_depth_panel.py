@@ -202,3 +202,14 @@ def test_a_depth_model_in_the_window_draws_and_reads_out_metres(qtbot, win, tmp_
     win.readout.track(10.0, 100.0)
     assert win.readout.text().endswith("|   19.7 m")
     assert r.depth_max == pytest.approx(40.0 - 0.2 * 1.5, abs=1e-4)
+
+
+def test_the_panel_says_what_the_values_mean(qtbot):
+    cases = [(dict(unit="m", kind="metric"), "metric depth; larger = farther", "m"),
+             (dict(unit="", kind="relative", inverse=True),
+              "relative values (no unit); larger = nearer (inverse depth, disparity-like)", "(relative)"),
+             (dict(unit="", kind="relative"), "relative values (no unit)", "(relative)")]
+    for kw, meaning, bar in cases:
+        panel = DepthPanel("m", **kw)
+        qtbot.addWidget(panel)
+        assert panel.meaning_label.text() == meaning and panel.colour_bar.unit == bar
