@@ -129,9 +129,29 @@ def _landmarks():
     return p
 
 
+def _instances():
+    from loupe.tasks.instances import InstancesResult
+    from loupe.ui.panels.instances import InstancesPanel
+
+    labels = ("person", "a class with a long name")
+    p = InstancesPanel(labels, np.array([[200, 40, 40], [40, 40, 200]], np.uint8), "segment model")
+    ids = np.zeros((480, 640), np.uint16)
+    ids[50:300, 40:200] = 1
+    ids[100:400, 300:600] = 2
+    res = InstancesResult(boxes=np.array([[40, 50, 200, 300], [300, 100, 600, 400]], np.float32),
+                          scores=np.array([0.9, 0.6], np.float32), classes=np.array([0, 1], np.int32), labels=labels,
+                          frame_hw=(480, 640), counts=np.array([1, 1], np.int64), masks=ids,
+                          mask_areas=np.array([40000, 90000], np.int64))
+    for i in range(30):
+        p.show_result(res, (480, 640), i, i == 29)
+    p.pick(100.0, 100.0)  # the box details, with its mask area
+    return p
+
+
 BUILDERS = {"segmentation": _segmentation, "density": _density, "anomaly": _anomaly,
             "codebook": _codebook, "compression": _compression, "classification": _classification,
-            "detection": _detection, "keypoints": _keypoints, "depth": _depth, "landmarks": _landmarks}
+            "detection": _detection, "keypoints": _keypoints, "depth": _depth, "landmarks": _landmarks,
+            "instances": _instances}
 
 
 def test_every_built_in_panel_is_laid_out_here():
