@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-import ultralytics  # noqa: E402
-from make_ultralytics_refs import (  # noqa: E402
+import cv2
+import numpy as np
+import onnxruntime as ort
+import torch
+import ultralytics
+from make_ultralytics_refs import (
     CFG,
     CONF,
     IOU,
@@ -49,9 +49,9 @@ from make_ultralytics_refs import (  # noqa: E402
     letterboxed,
     write_refs,
 )
-from ultralytics import YOLO  # noqa: E402
-from ultralytics.nn.modules import Conv  # noqa: E402
-from ultralytics.utils import ops  # noqa: E402
+from ultralytics import YOLO
+from ultralytics.nn.modules import Conv
+from ultralytics.utils import ops
 
 NAME = "yolo11t_seg_320.onnx"
 HW = (320, 320)

@@ -32,10 +32,10 @@ def boundaries(ids: np.ndarray) -> np.ndarray:
     """Pixels of an instance whose right, left, lower or upper neighbour belongs to another
     instance (or none): the outlines (bool, the map's shape)."""
     edge = np.zeros(ids.shape, bool)
-    dx = ids[:, 1:] != ids[:, :-1]
+    dx = np.not_equal(ids[:, 1:], ids[:, :-1])
     edge[:, 1:] |= dx
     edge[:, :-1] |= dx
-    dy = ids[1:] != ids[:-1]
+    dy = np.not_equal(ids[1:], ids[:-1])
     edge[1:] |= dy
     edge[:-1] |= dy
     edge &= ids > 0
@@ -45,22 +45,23 @@ def boundaries(ids: np.ndarray) -> np.ndarray:
 def mask_rgba(ids: np.ndarray, classes: np.ndarray, palette: np.ndarray, visible: np.ndarray,
               fill: float = DEFAULT_FILL, outlines: bool = True) -> np.ndarray:
     """(h, w, 4) uint8: each instance's pixels in its class colour at ``fill`` opacity, its outline
-    opaque; nothing where no instance is or the instance's class is hidden."""
+    opaque; nothing where no instance is or the instance's class is hidden. One table look-up of
+    4-byte pixels: ids ``0 .. n`` fill, ``n + 1 ..`` the same instances' outline pixels."""
     n = len(classes)
-    lut = np.zeros((n + 1, 4), np.uint8)
+    lut = np.zeros((2 * (n + 1), 4), np.uint8)
     if n:
         c = np.asarray(classes, np.int64)
         pal = np.asarray(palette, np.uint8).reshape(-1, 3)
-        lut[1:, :3] = pal[c % len(pal)]
         shown = np.ones(n, bool)
         ok = (c >= 0) & (c < len(visible))
         shown[ok] = np.asarray(visible, bool)[c[ok]]
-        lut[1:, 3] = np.where(shown, round(255 * min(max(fill, 0.0), 1.0)), 0)
-    rgba = lut[ids]
+        for base, alpha in ((1, round(255 * min(max(fill, 0.0), 1.0))), (n + 2, 255)):
+            lut[base:base + n, :3] = pal[c % len(pal)]
+            lut[base:base + n, 3] = np.where(shown, alpha, 0)
+    index = ids.astype(np.int32)
     if outlines and n:
-        edge = boundaries(ids)
-        rgba[edge, 3] = np.where(lut[ids[edge], 3] > 0, 255, 0)
-    return rgba
+        index += boundaries(ids).view(np.uint8) * np.int32(n + 1)
+    return lut.view(np.uint32).reshape(-1)[index].view(np.uint8).reshape(*ids.shape, 4)
 
 
 class InstancesPanel(DetectionPanel):
