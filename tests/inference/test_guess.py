@@ -121,12 +121,36 @@ def test_ultralytics_classify_is_probabilities_with_a_centre_crop():
     assert card.input.center_crop and card.input.fixed_size == (224, 224) and not card.input.letterbox
 
 
-@pytest.mark.parametrize("task", ["segment", "obb"])
-def test_ultralytics_segment_obb_are_refused_in_one_line(task):
+@pytest.mark.parametrize("task", ["obb"])
+def test_ultralytics_obb_is_refused_in_one_line(task):
     with pytest.raises(GuessError) as info:
         guess_card(ins(1, 3, 640, 640), outs((1, 56, 8400)), ultralytics_md(task), "m", filename="m.onnx")
     msg = str(info.value)
     assert "\n" not in msg and f"Ultralytics {task}" in msg and "not supported yet" in msg
+
+
+def test_ultralytics_segment_reads_as_an_instances_card():
+    # YOLO11n-seg: 1 x (4 + 3 + 32) x 8400 predictions and 1 x 32 x 160 x 160 prototypes
+    g = guess_card(ins(1, 3, 640, 640), outs((1, 39, 8400), (1, 32, 160, 160)), ultralytics_md("segment"), "m",
+                   filename="m.onnx")
+    card = g.card
+    assert card.task == "instances" and card.origin == "ultralytics" and card.labels == ("person", "bicycle", "car")
+    assert card.output["format"] == "yolov8-seg" and card.output["outputs"] == {"predictions": "output0",
+                                                                                "protos": "output1"}
+    assert card.input.letterbox and card.input.fixed_size == (640, 640)
+    assert (card.output["score_threshold"], card.output["iou_threshold"], card.output["max_detections"]) == (0.25, 0.7, 300)
+    # prototypes first: the roles follow the shapes, not the order
+    g = guess_card(ins(1, 3, 640, 640), outs((1, 32, 160, 160), (1, 39, 8400)), ultralytics_md("segment"), "m")
+    assert g.card.output["outputs"] == {"predictions": "output1", "protos": "output0"}
+
+
+@pytest.mark.parametrize("shapes", [[(1, 56, 8400)], [(1, 40, 8400), (1, 32, 160, 160)], [(1, 39, 8400), (1, 39, 8400)]],
+                         ids=["one output", "class count disagrees", "no prototypes"])
+def test_ultralytics_segment_that_does_not_fit_is_refused_in_one_line(shapes):
+    with pytest.raises(GuessError) as info:
+        guess_card(ins(1, 3, 640, 640), outs(*shapes), ultralytics_md("segment"), "m", filename="m.onnx")
+    msg = str(info.value)
+    assert "\n" not in msg and "Ultralytics segment" in msg and "mask prototypes" in msg
 
 
 def test_ultralytics_pose_reads_as_a_keypoints_card():
@@ -439,7 +463,7 @@ def test_real_ultralytics_exports_open_without_a_card():
     for path in models:
         eng = Engine(path, providers="cpu")
         assert eng.card.origin == "ultralytics" and not eng.needs_task, path.name
-        assert eng.card.task in ("detection", "classification", "keypoints") and eng.card.labels, path.name
+        assert eng.card.task in ("detection", "classification", "keypoints", "instances") and eng.card.labels, path.name
 
 
 # ----------------------------------------------------------------------------- docs
