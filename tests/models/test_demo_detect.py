@@ -339,17 +339,21 @@ def test_shipped_model_finds_the_objects_of_a_held_out_frame(clip):
         r = task.postprocess(outputs, geo)
         assert r.frame_hw == frame.shape[:2] and r.labels == dd.LABELS
         found.append(_found(r.boxes, r.classes, scene))
-        # raw output, decoded here; the letterbox undone by hand
+        # the raw output decoded here, mapped to the frame by the input's geometry (and, to
+        # within a pixel, by undoing the letterbox by hand)
         h, w = frame.shape[:2]
+        boxes, scores, classes = dd.decode_yolov8(outputs[0][0], task.score_threshold)
+        order = np.argsort(-scores, kind="stable")
+        boxes, classes = boxes[order], classes[order]
+        assert len(r.boxes) == len(boxes)
+        np.testing.assert_allclose(r.boxes, np.clip(geo.to_frame(boxes), 0, [w, h, w, h]),
+                                   atol=1e-3)
+        np.testing.assert_array_equal(r.classes, classes)
         gain = min(dd.INPUT_HW[0] / h, dd.INPUT_HW[1] / w)
         top = (dd.INPUT_HW[0] - round(h * gain)) // 2
         left = (dd.INPUT_HW[1] - round(w * gain)) // 2
-        boxes, scores, classes = dd.decode_yolov8(outputs[0][0], task.score_threshold)
-        boxes = np.clip((boxes - [left, top, left, top]) / gain, 0, [w, h, w, h])
-        order = np.argsort(-scores, kind="stable")
-        assert len(r.boxes) == len(boxes)
-        np.testing.assert_allclose(r.boxes, boxes[order], atol=0.05)
-        np.testing.assert_array_equal(r.classes, classes[order])
+        by_hand = np.clip((boxes - [left, top, left, top]) / gain, 0, [w, h, w, h])
+        np.testing.assert_allclose(r.boxes, by_hand, atol=1.0)
     # most boxes (the model finds 29 of 36 on either clip; one box more or less moves this by 0.03)
     assert np.mean(found) >= 0.7, found
 
