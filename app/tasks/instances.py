@@ -203,6 +203,10 @@ class InstancesTask(DetectionTask):
             raise ModelError(f"{self.model_name}: {e} (loupe.output)") from None
         self.max_detections = min(self.max_detections, MAX_INSTANCES)
 
+    def set_max_detections(self, value: int) -> None:
+        """At most ``value`` instances (and at most 65,535: ids of a uint16 map)."""
+        super().set_max_detections(min(int(value), MAX_INSTANCES))
+
     def _resolve(self, engine: Engine, n_labels: int | None) -> tuple[str, dict[str, int], int | None]:
         """``yolov8-seg``: which output holds the predictions and which the prototypes, and the
         class count ``values - 4 - M``."""

@@ -158,3 +158,21 @@ def test_instance_masks_only_touch_each_box():
     # the first (best) instance is all there: nothing is painted over it
     r0, r1, c0, c1 = ranges[0]
     assert np.array_equal(ids[r0:r1, c0:c1] == 1, masks[0])
+
+
+def test_tracking_gives_instances_their_ids(tmp_path):
+    m = load_model(str(make_instances_model(tmp_path / "t.onnx")))
+    task: InstancesTask = m.task
+    task.set_tracking(True)
+    task.set_max_detections(100_000)
+    assert task.max_detections == 65535  # ids of a uint16 map
+    runner = Runner([m])
+    ids = []
+    for i in range(3):
+        (mr,) = runner.process(Frame(np.full((*LANDSCAPE, 3), 90, np.uint8), i, i / 25)).results
+        r = mr.result
+        assert isinstance(r, InstancesResult) and r.track_ids is not None and r.masks.max() == r.count
+        ids.append(r.track_ids.tolist())
+    assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == 3  # still objects keep their IDs
+    row = task.row(r)
+    assert [d["track_id"] for d in row["detections"]] == ids[2] and "mask_area" in row["detections"][0]
