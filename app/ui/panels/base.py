@@ -158,7 +158,9 @@ def frame_axis(orientation: str = "bottom") -> Any:
         def tickStrings(self, values, scale, spacing):
             return super().tickStrings([v + 1 for v in values], scale, spacing)
 
-    return FrameAxis(orientation)
+    axis = FrameAxis(orientation)
+    axis.enableAutoSIPrefix(False)  # frames are counted, never "frame (x0.001)" for one image
+    return axis
 
 
 def big_label(lay: Any, text: str, px: int) -> Any:
