@@ -11,6 +11,7 @@ its masks.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -149,7 +150,7 @@ class InstancesPanel(DetectionPanel):
         ids = getattr(r, "masks", None)
         if ids is not None and self._mask_rect is not None and ids.size:
             h, w = self._mask_rect
-            row, col = int(y * ids.shape[0] / h), int(x * ids.shape[1] / w)
+            row, col = math.floor(y * ids.shape[0] / h), math.floor(x * ids.shape[1] / w)
             if 0 <= row < ids.shape[0] and 0 <= col < ids.shape[1]:
                 k = int(ids[row, col]) - 1
                 if k >= 0 and self.overlay.kept()[k]:
