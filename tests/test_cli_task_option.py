@@ -238,3 +238,16 @@ def test_load_model_refuses_an_ambiguous_cardless_model_unless_told(tmp_path):
         load_model(str(path), providers="cpu")
     m = load_model(str(path), providers="cpu", task="segmentation")
     assert m.task.name == "segmentation" and m.engine.card.output["kind"] == "probability"
+
+
+def test_end2end_reads_normalised_centre_boxes_when_the_card_says_so():
+    """Ultralytics 8.4's RT-DETR export: K x (cx, cy, w, h in 0..1, score, class)."""
+    from loupe.tasks.detection_formats import decode
+
+    pred = np.array([[[0.5, 0.25, 0.2, 0.1, 0.9, 3], [0.1, 0.1, 0.1, 0.1, 0.1, 0]]], np.float32)
+    c = decode("end2end", {"predictions": pred}, (320, 640), 0.25,
+               options={"box_format": "cxcywh", "normalized": True})
+    np.testing.assert_allclose(c.boxes, [[256, 64, 384, 96]], atol=1e-4)  # x by the width, y by the height
+    assert c.classes.tolist() == [3] and c.scores.tolist() == pytest.approx([0.9])
+    plain = decode("end2end", {"predictions": pred}, (320, 640), 0.25)  # the default: corner pixels as given
+    np.testing.assert_allclose(plain.boxes, [[0.5, 0.25, 0.2, 0.1]], atol=1e-6)

@@ -33,9 +33,9 @@ Card ``loupe.output`` keys (``loupe.labels`` names the classes, ``loupe.palette`
 - ``activation``: what turns the class outputs into scores: ``softmax`` (detr's default),
   ``sigmoid`` (two-output rtdetr's default; for yolov5/yolov8 exported with raw logits) or
   ``none`` (the scores as given: the default of yolov5, yolov8 and one-output rtdetr).
-- ``box_format`` (boxes_scores_labels; default ``xyxy``): ``xyxy`` corners, ``cxcywh`` centre and
+- ``box_format`` (boxes_scores_labels, end2end; default ``xyxy``): ``xyxy`` corners, ``cxcywh`` centre and
   size, ``xywh`` top-left corner and size.
-- ``normalized`` (boxes_scores_labels; default false): boxes in 0..1 of the model input instead of
+- ``normalized`` (boxes_scores_labels, end2end; default false): boxes in 0..1 of the model input instead of
   input pixels (detr and rtdetr boxes are always normalised).
 - ``label_offset`` (boxes_scores_labels; default 0): subtracted from the labels to index
   ``loupe.labels`` (torchvision's detectors count background as label 0: offset 1).

@@ -169,14 +169,29 @@ def decode_yolov5(pred: np.ndarray, score_threshold: float, n_classes: int | Non
                       keep.astype(np.int64))
 
 
-def decode_end2end(pred: np.ndarray, score_threshold: float) -> Candidates:
-    """``1 x K x 6``: ``x1, y1, x2, y2, score, class`` (NMS done by the model)."""
+def decode_end2end(pred: np.ndarray, score_threshold: float, box_format: str = "xyxy", normalized: bool = False,
+                   input_hw: tuple[int, int] | None = None) -> Candidates:
+    """``1 x K x 6``: ``x1, y1, x2, y2, score, class`` (NMS done by the model). ``box_format``
+    ``cxcywh`` / ``xywh`` and ``normalized`` (0..1 of ``input_hw``) read other box layouts, e.g.
+    Ultralytics 8.4's RT-DETR export (normalised cx, cy, w, h, score, class)."""
     a = unbatch(pred, 2, "a 1 x K x 6 end-to-end prediction (x1, y1, x2, y2, score, class)")
     if a.shape[1] != 6:
         raise FormatError(f"expected 6 values per detection (x1, y1, x2, y2, score, class), got {_shape(a)}")
     keep = np.flatnonzero(a[:, 4] > score_threshold)
     d = a[keep]
-    return Candidates(d[:, :4].astype(np.float32), d[:, 4].astype(np.float32), np.rint(d[:, 5]).astype(np.int32))
+    if box_format == "cxcywh":
+        boxes = cxcywh_to_xyxy(d[:, :4])
+    elif box_format == "xywh":
+        boxes = xywh_to_xyxy(d[:, :4])
+    elif box_format == "xyxy":
+        boxes = d[:, :4].astype(np.float32)
+    else:
+        raise FormatError(f"box_format must be one of {', '.join(BOX_FORMATS)}, got {box_format!r}")
+    if normalized:
+        if input_hw is None:
+            raise FormatError("normalized boxes need the model's input size")
+        boxes = _scale_normalised(boxes, input_hw)
+    return Candidates(boxes, d[:, 4].astype(np.float32), np.rint(d[:, 5]).astype(np.int32))
 
 
 def _activate(x: np.ndarray, activation: str) -> np.ndarray:
@@ -289,7 +304,8 @@ def decode(fmt: str, arrays: Mapping[str, np.ndarray], input_hw: tuple[int, int]
         dec = decode_yolov8 if fmt == "yolov8" else decode_yolov5
         return dec(arrays["predictions"], t, n_classes, act or "none")
     if fmt == "end2end":
-        return decode_end2end(arrays["predictions"], t)
+        return decode_end2end(arrays["predictions"], t, box_format=str(opts.get("box_format", "xyxy")),
+                              normalized=bool(opts.get("normalized", False)), input_hw=input_hw)
     if fmt == "detr":
         return decode_detr(arrays["boxes"], arrays["scores"], input_hw, t, act or "softmax")
     if fmt == "rtdetr":
