@@ -219,11 +219,19 @@ def test_every_panel_fits_the_window(qtbot, win, size):
         assert win.panel_dock.width() <= MAX_SHARE * win.width() + 2
         assert win.view.width() >= (1 - MAX_SHARE) * win.width() - 40
         widths[name] = win.panel_dock.width()
-    if size[0] >= 1600:  # room to spare: the dock goes back to a narrow panel's own width
-        assert widths["segmentation"] < widths["compression"]
     assert tabs.indexOf(panels["density"]) == 1 and tabs.widget(1) is panels["density"]
     tabs.removeTab(1)
     assert tabs.count() == len(panels) - 1 and tabs.indexOf(panels["density"]) == -1
+    if size[0] >= 1600:  # room to spare: the dock goes back to a narrow panel's own width (with
+        # two models loaded; a dozen tabs side by side need the dock's full width for the tab bar)
+        for name, p in panels.items():
+            if name not in ("segmentation", "compression") and tabs.indexOf(p) >= 0:
+                tabs.removeTab(tabs.indexOf(p))
+        for name in ("segmentation", "compression"):
+            tabs.setCurrentWidget(panels[name])
+            qtbot.wait(60)
+            widths[name] = win.panel_dock.width()
+        assert widths["segmentation"] < widths["compression"]
 
 
 def test_the_check_sees_a_cut_button_and_a_cut_column(qtbot):
