@@ -165,4 +165,4 @@ def test_cli_ray_takes_every_analyze_option(ray_session, tmp_path, argmax_model,
 def test_ray_help_says_every_option_works(capsys):
     assert main(["analyze", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "every other option works with it" in text
+    assert "the other options work with it (except --task, the thresholds and --track, which are refused)" in text

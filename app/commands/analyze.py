@@ -77,8 +77,8 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                             "one line per finished input instead)")
     ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the inputs (long videos by frame ranges) over a Ray cluster; without ADDRESS a "
-                         "local Ray with --ray-cpus CPUs (needs loupe[cluster]); every other option works with it "
-                         "and the rows equal a local run's")
+                         "local Ray with --ray-cpus CPUs (needs loupe[cluster]); the other options work with it (except "
+                         "--task, the thresholds and --track, which are refused) and the rows equal a local run's")
     ap.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors (default: one per CPU, or per GPU with --ray-gpus)")
     ap.add_argument("--ray-cpus", type=int, default=2, metavar="N", help="CPUs of the local Ray (default 2)")
     ap.add_argument("--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per Ray actor (default 0)")
