@@ -142,20 +142,22 @@ def rtdetr_logits(dets=DETECTIONS, n_classes: int = 3, q: int = 8) -> np.ndarray
 def expected_on_frame(frame_hw: tuple[int, int], dets=DETECTIONS, score_threshold: float = 0.25,
                       input_hw=INPUT_HW) -> list[tuple[tuple[float, float, float, float], int, float]]:
     """Where letterboxing puts the detections on a frame, worked out by hand: gain = min(320 / H,
-    320 / W), the frame centred (offset = (320 - H x gain) // 2 rows or columns), each box mapped
-    ``(x - left) / gain``, ``(y - top) / gain``, clipped to the frame, empty ones dropped; best
+    320 / W), the frame resized to round(H x gain) x round(W x gain) and centred (offset = (320 -
+    that) // 2 rows or columns), each box mapped back per axis ``(x - left) x W / round(W x gain)``
+    (the exact inverse of the resize), the same for y, clipped to the frame, empty ones dropped; best
     score first."""
     h, w = frame_hw
     ih, iw = input_hw
     gain = min(ih / h, iw / w)
-    top = (ih - round(h * gain)) // 2
-    left = (iw - round(w * gain)) // 2
+    ch, cw = round(h * gain), round(w * gain)  # the frame's size in the input
+    top = (ih - ch) // 2
+    left = (iw - cw) // 2
     out = []
     for (x1, y1, x2, y2), c, s in sorted(dets, key=lambda d: -d[2]):
         if s <= score_threshold:
             continue
-        fx1, fx2 = (min(max((x - left) / gain, 0), w) for x in (x1, x2))
-        fy1, fy2 = (min(max((y - top) / gain, 0), h) for y in (y1, y2))
+        fx1, fx2 = (min(max((x - left) * w / cw, 0), w) for x in (x1, x2))
+        fy1, fy2 = (min(max((y - top) * h / ch, 0), h) for y in (y1, y2))
         if fx2 > fx1 and fy2 > fy1:
             out.append(((fx1, fy1, fx2, fy2), c, s))
     return out
