@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from loupe.inference.engine import default_palette
 from loupe.inference.preprocess import Geometry, display_size
 from loupe.sources.base import Frame
 
@@ -82,3 +84,29 @@ class ModelTask:
     def display_hw(self, geo: Geometry) -> tuple[int, int]:
         """(h, w) at which this task's overlays are drawn: the frame's size, capped."""
         return display_size(geo.frame_hw, self.display_max_side)
+
+
+class ClassesTask(ModelTask):
+    """A task whose results name classes: ``labels`` and one colour each in ``palette``. A model
+    with a dynamic class count learns them from its first frame; ``fresh`` keeps what was learnt."""
+
+    labels: tuple[str, ...]
+    palette: np.ndarray
+
+    def fresh(self, display_max_side: int | None = None) -> Self:
+        task = super().fresh(display_max_side)
+        if not task.labels:  # a dynamic class count this task learned from a frame: keep it
+            task.labels, task.palette = self.labels, self.palette
+        return task
+
+    def card_palette(self, n: int) -> np.ndarray:
+        """(n, 3) uint8 colours: the card's palette when it has n or more, else the default one."""
+        pal = self.card.palette if len(self.card.palette) >= n else default_palette(n)
+        return np.array(pal[:n], np.uint8).reshape(-1, 3)
+
+
+def column_safe(name: str) -> str:
+    """A class or contour name made fit for a column name: runs of anything but ASCII letters and
+    digits become one ``_``, lower case (``Traffic light`` -> ``traffic_light``; "" when nothing
+    is left)."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower()

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from loupe.inference.engine import Engine, ModelError, default_palette
+from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.inference.safety import CLASS_SHAPES, class_axis
 from loupe.sources.base import Frame
-from loupe.tasks.base import ModelTask
+from loupe.tasks.base import ClassesTask
 
 KINDS = ("logits", "probabilities")
 DEFAULT_TOP_K = 5
@@ -110,7 +110,7 @@ def to_probabilities(scores: np.ndarray, kind: str, model: str) -> np.ndarray:
     return np.clip(scores, 0.0, 1.0).astype(np.float32)
 
 
-class ClassificationTask(ModelTask):
+class ClassificationTask(ClassesTask):
     name = "classification"
     history = 0  # each frame on its own
 
@@ -129,22 +129,12 @@ class ClassificationTask(ModelTask):
             raise ModelError(f"{engine.path.name}: the card names {len(labels)} classes but the model outputs "
                              f"{n} scores")
         self.labels: tuple[str, ...] = labels or tuple(f"class {i}" for i in range(n or 0))
-        self.palette = self._palette(len(self.labels))
-
-    def _palette(self, n: int) -> np.ndarray:
-        pal = self.card.palette if len(self.card.palette) >= n else default_palette(n)
-        return np.array(pal[:n], np.uint8).reshape(-1, 3)
-
-    def fresh(self, display_max_side: int | None = None) -> ClassificationTask:
-        task = super().fresh(display_max_side)
-        if not task.labels:  # a dynamic class count this task learned from a frame: keep it
-            task.labels, task.palette = self.labels, self.palette
-        return task
+        self.palette = self.card_palette(len(self.labels))
 
     def _ensure_labels(self, c: int) -> None:
         if not self.labels:  # dynamic output size: learn the class count from the first frame
             self.labels = tuple(f"class {i}" for i in range(c))
-            self.palette = self._palette(c)
+            self.palette = self.card_palette(c)
         elif len(self.labels) != c:
             raise ModelError(f"{self.model_name}: the model output {c} scores but the card names "
                              f"{len(self.labels)} classes")

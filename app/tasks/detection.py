@@ -54,13 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from loupe.inference.engine import Engine, ModelError, default_palette
+from loupe.inference.engine import Engine, ModelError
 from loupe.inference.formats import DETECTION_FORMATS, detection_formats_for
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
-from loupe.tasks.base import ModelTask
+from loupe.tasks.base import ClassesTask, column_safe
 from loupe.tasks.detection_formats import NMS_FORMATS, Candidates, FormatError, decode, nms, top_k
-from loupe.tasks.segmentation import _safe as column_safe
 from loupe.tasks.tracking import Tracker
 
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -142,7 +141,7 @@ def _unit(value: Any, what: str) -> float:
     return v
 
 
-class DetectionTask(ModelTask):
+class DetectionTask(ClassesTask):
     name = "detection"
     history = 0  # each frame on its own
 
@@ -177,8 +176,7 @@ class DetectionTask(ModelTask):
         self._before: tuple[Tracker, int] | None = None  # the tracker before that frame, and its steps
 
     def _palette(self, labels: tuple[str, ...]) -> np.ndarray:
-        pal = self.card.palette if len(self.card.palette) >= len(labels) else default_palette(len(labels))
-        return np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
+        return self.card_palette(len(labels))
 
     def _resolve(self, engine: Engine, n_labels: int | None) -> tuple[str, dict[str, int], int | None]:
         """The format, the output index of each role and the class count the shapes imply."""
@@ -245,8 +243,6 @@ class DetectionTask(ModelTask):
         task.score_threshold, task.iou_threshold = self.score_threshold, self.iou_threshold
         task.max_detections = self.max_detections
         task.set_tracking(self.tracking)
-        if not task.labels:
-            task.labels, task.palette = self.labels, self.palette
         return task
 
     # --- frames --------------------------------------------------------------------

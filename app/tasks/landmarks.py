@@ -58,7 +58,6 @@ a letterbox with black padding. A sidecar for an export of it::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +66,7 @@ import numpy as np
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
-from loupe.tasks.base import ModelTask
+from loupe.tasks.base import ModelTask, column_safe
 from loupe.tasks.heatmaps import decode_heatmaps, heatmap_to_input
 from loupe.tasks.segmentation import pixel_spacing_of
 
@@ -84,17 +83,12 @@ class Contour:
     closed: bool = True
 
 
-def safe_name(name: str) -> str:
-    """A contour's name made column-safe (``right lung`` -> ``right_lung``)."""
-    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower()
-
-
 def area_px_column(name: str) -> str:
-    return "area_px_" + safe_name(name)
+    return "area_px_" + column_safe(name)
 
 
 def area_mm2_column(name: str) -> str:
-    return "area_mm2_" + safe_name(name)
+    return "area_mm2_" + column_safe(name)
 
 
 def parse_contours(output: dict[str, Any], model: str = "the model") -> tuple[Contour, ...]:
@@ -225,7 +219,7 @@ class LandmarksTask(ModelTask):
         self.point_names: tuple[str, ...] = tuple(str(n) for n in names)
         seen: dict[str, str] = {}
         for c in self.contours:
-            key = safe_name(c.name)
+            key = column_safe(c.name)
             if not key:
                 raise ModelError(f"{model}: contour name {c.name!r} has no letter or digit to name its columns by")
             if key in seen:

@@ -33,7 +33,6 @@ then writes ``area_background`` and ``area_<foreground>``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +42,7 @@ import numpy as np
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
-from loupe.tasks.base import ModelTask
+from loupe.tasks.base import ClassesTask, column_safe
 
 NO_CLASS = 255  # class-map value drawn transparent (used by the contour map)
 
@@ -85,23 +84,19 @@ class SegmentationContext:
     pixel_spacing: tuple[float, float] | None = None
 
 
-def _safe(label: str) -> str:
-    return re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_").lower()
-
-
 def column_name(label: str) -> str:
     """``area_<label>`` with the label made column-safe (``traffic light`` -> ``traffic_light``)."""
-    return "area_" + _safe(label)
+    return "area_" + column_safe(label)
 
 
 def area_mm2_column(label: str) -> str:
     """``area_mm2_<label>``: the class area in mm² (frames with a pixel spacing)."""
-    return "area_mm2_" + _safe(label)
+    return "area_mm2_" + column_safe(label)
 
 
 def volume_column(label: str) -> str:
     """``volume_ml_<label>``: the class volume in mL over a series (written by ``analyze``)."""
-    return "volume_ml_" + _safe(label)
+    return "volume_ml_" + column_safe(label)
 
 
 def pixel_spacing_of(frame: Frame) -> tuple[float, float] | None:
@@ -255,7 +250,7 @@ def id_map(out: np.ndarray, layout: str, model: str) -> np.ndarray:
     return a
 
 
-class SegmentationTask(ModelTask):
+class SegmentationTask(ClassesTask):
     name = "segmentation"
     history = 0  # each frame on its own
 
@@ -289,12 +284,6 @@ class SegmentationTask(ModelTask):
         self.labels: tuple[str, ...] = labels
         pal = pal or default_palette(len(labels))
         self.palette = np.array(pal[: len(labels)], np.uint8).reshape(-1, 3)
-
-    def fresh(self, display_max_side: int | None = None) -> SegmentationTask:
-        task = super().fresh(display_max_side)
-        if not task.labels:  # a fully dynamic output whose class count this task learned: keep it
-            task.labels, task.palette = self.labels, self.palette
-        return task
 
     def _ensure_labels(self, c: int) -> None:
         if not self.labels:  # fully dynamic output: learn the class count from the first frame
