@@ -111,22 +111,62 @@ def opacity_slider(overlay: Any, percent: int, *also: Any) -> Any:
 
 
 class OverlayOnly:
-    """``attach``/``detach``/``shutdown`` of a panel that draws one ``overlay`` and runs nothing
-    in the background."""
+    """``attach``/``detach``/``shutdown`` of a panel that draws ``overlay`` (and any other
+    ``frame_items``) over the frame and runs nothing in the background. A panel with an
+    ``_on_frame_click(ev)`` method gets the frame view's mouse clicks while attached."""
 
     overlay: Any
     _view_box: Any = None
+    _scene: Any = None
+
+    def frame_items(self) -> tuple[tuple[Any, bool], ...]:
+        """What ``attach`` adds to the frame's view box and ``detach`` removes: (item,
+        ignore_bounds) pairs (True: the view's auto-range leaves the item out)."""
+        return ((self.overlay, False),)
 
     def attach(self, view_box: Any) -> None:
         self._view_box = view_box
-        view_box.addItem(self.overlay)
+        for item, ignore_bounds in self.frame_items():
+            view_box.addItem(item, ignoreBounds=ignore_bounds)
+        click = getattr(self, "_on_frame_click", None)
+        if click is not None:
+            self._scene = view_box.scene()
+            if self._scene is not None:
+                self._scene.sigMouseClicked.connect(click)
 
     def detach(self) -> None:
+        if self._scene is not None:
+            import contextlib
+
+            with contextlib.suppress(RuntimeError, TypeError):  # already gone with the scene
+                self._scene.sigMouseClicked.disconnect(self._on_frame_click)
+            self._scene = None
         if self._view_box is not None:
-            self._view_box.removeItem(self.overlay)
+            for item, _ in self.frame_items():
+                self._view_box.removeItem(item)
 
     def shutdown(self) -> None:
         """Nothing runs in the background here (see ``Panel.shutdown``)."""
+
+
+def clicked_at(view_box: Any, ev: Any) -> tuple[float, float] | None:
+    """Where a left click ``ev`` fell in ``view_box``'s own coordinates (frame pixels in the frame
+    view; x a frame index in a plot over frames), None for another button or a click outside it."""
+    from PySide6.QtCore import Qt
+
+    if view_box is None or ev.button() != Qt.MouseButton.LeftButton:
+        return None
+    if not view_box.sceneBoundingRect().contains(ev.scenePos()):
+        return None
+    p = view_box.mapSceneToView(ev.scenePos())
+    return p.x(), p.y()
+
+
+def plot_frame(plot: Any, ev: Any, frames: Any) -> int | None:
+    """The frame index a left click on ``plot`` (a plot over frame indices) asks for: its x,
+    rounded, within 0 .. the last of ``frames``; None with no frames or for a click elsewhere."""
+    at = clicked_at(plot.getPlotItem().vb, ev) if frames else None
+    return None if at is None else round(min(max(at[0], 0.0), float(max(frames))))
 
 
 def value_under(item: Any, arr: Any, x: float, y: float) -> Any:

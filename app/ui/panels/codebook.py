@@ -11,8 +11,6 @@ mask marks every position where it is among the k); clicking the frame shows the
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
@@ -28,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.codebook import CodebookResult, CodebookUsage, LevelCodes, code_palette
-from loupe.ui.panels.base import opacity_slider, titled_layout
+from loupe.ui.panels.base import OverlayOnly, clicked_at, opacity_slider, titled_layout
 
 MAX_BARS = 1024  # histogram bars drawn (the most used codes of the session); all are counted
 DIM_ALPHA = 40  # alpha of the other codes while one is highlighted
@@ -44,7 +42,7 @@ def code_lut(n: int, highlight: int | None = None) -> np.ndarray:
     return lut
 
 
-class CodebookPanel(QWidget):
+class CodebookPanel(OverlayOnly, QWidget):
     """Level picker, opacity, usage statistics and histogram for one codebook model; owns its
     overlay (the code map), a highlight mask and a probe marker on the frame view."""
 
@@ -143,26 +141,9 @@ class CodebookPanel(QWidget):
         self._apply_lut()
 
     # --- the frame view -----------------------------------------------------------------
-    def attach(self, view_box: pg.ViewBox) -> None:
-        self._view_box = view_box
-        view_box.addItem(self.overlay)
-        view_box.addItem(self.mask_item)
-        view_box.addItem(self.probe_item, ignoreBounds=True)
-        self._scene = view_box.scene()
-        if self._scene is not None:
-            self._scene.sigMouseClicked.connect(self._on_frame_click)
-
-    def detach(self) -> None:
-        if self._scene is not None:
-            with contextlib.suppress(RuntimeError, TypeError):  # already gone with the scene
-                self._scene.sigMouseClicked.disconnect(self._on_frame_click)
-            self._scene = None
-        if self._view_box is not None:
-            for item in (self.overlay, self.mask_item, self.probe_item):
-                self._view_box.removeItem(item)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+    # (attach, detach, shutdown: OverlayOnly's; frame clicks go to _on_frame_click)
+    def frame_items(self) -> tuple[tuple[pg.GraphicsObject, bool], ...]:
+        return (self.overlay, False), (self.mask_item, False), (self.probe_item, True)
 
     # --- view of a result -------------------------------------------------------------------
     def update_from(self, result: CodebookResult, frame, slow: bool) -> None:
@@ -317,12 +298,8 @@ class CodebookPanel(QWidget):
         return None
 
     def _on_plot_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        code = self.bar_code(vb.mapSceneToView(ev.scenePos()).x())
+        at = clicked_at(self.plot.getPlotItem().vb, ev)
+        code = None if at is None else self.bar_code(at[0])
         if code is not None:
             self.set_highlight(None if code == self.highlight else code)
 
@@ -364,14 +341,10 @@ class CodebookPanel(QWidget):
         return text
 
     def _on_frame_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or self._view_box is None or self._frame_hw is None:
-            return
-        if not self._view_box.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        p = self._view_box.mapSceneToView(ev.scenePos())
-        h, w = self._frame_hw
-        if 0 <= p.x() < w and 0 <= p.y() < h:
-            self.probe(p.x(), p.y())
+        at = clicked_at(self._view_box, ev) if self._frame_hw is not None else None
+        h, w = self._frame_hw or (0, 0)
+        if at is not None and 0 <= at[0] < w and 0 <= at[1] < h:
+            self.probe(*at)
 
     # --- controls ------------------------------------------------------------------------------
     def set_level(self, name: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QRectF, QSize, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,7 +20,14 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.depth import ClipRange, DepthResult, format_value
-from loupe.ui.panels.base import OverlayOnly, big_label, frame_axis, opacity_slider, titled_layout
+from loupe.ui.panels.base import (
+    OverlayOnly,
+    big_label,
+    frame_axis,
+    opacity_slider,
+    plot_frame,
+    titled_layout,
+)
 from loupe.ui.panels.colourbar import ColourBar
 
 COLOUR_MAPS = ("turbo", "viridis", "inferno", "magma", "cividis")
@@ -257,13 +264,9 @@ class DepthPanel(OverlayOnly, QWidget):
         self.settingsChanged.emit()
 
     def _on_plot_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or not self._series:
-            return
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        x = vb.mapSceneToView(ev.scenePos()).x()
-        self.seekRequested.emit(round(min(max(x, 0.0), float(max(self._series)))))
+        index = plot_frame(self.plot, ev, self._series)
+        if index is not None:
+            self.seekRequested.emit(index)
 
 
 def make_panel(model, host) -> DepthPanel:

@@ -11,7 +11,6 @@ the paused frame (``PanelHost.rerun_frame``) so the boxes on screen follow at on
 
 from __future__ import annotations
 
-import contextlib
 import html
 from collections import deque
 from typing import TYPE_CHECKING
@@ -32,7 +31,16 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.inference.engine import default_palette
-from loupe.ui.panels.base import big_label, frame_axis, opacity_slider, swatch, titled_layout
+from loupe.ui.panels.base import (
+    OverlayOnly,
+    big_label,
+    clicked_at,
+    frame_axis,
+    opacity_slider,
+    plot_frame,
+    swatch,
+    titled_layout,
+)
 from loupe.ui.panels.boxes_item import BoxesItem
 
 if TYPE_CHECKING:
@@ -67,7 +75,7 @@ class _CountPlot(pg.PlotWidget):
         return QSize(240, 180)
 
 
-class DetectionPanel(QWidget):
+class DetectionPanel(OverlayOnly, QWidget):
     """Controls, counts, plot and box details for one detection model; owns the boxes item."""
 
     scoreChanged = Signal(float)
@@ -206,23 +214,7 @@ class DetectionPanel(QWidget):
         return w
 
     # --- the frame view ----------------------------------------------------------------------
-    def attach(self, view_box: pg.ViewBox) -> None:
-        self._view_box = view_box
-        view_box.addItem(self.overlay)
-        self._scene = view_box.scene()
-        if self._scene is not None:
-            self._scene.sigMouseClicked.connect(self._on_frame_click)
-
-    def detach(self) -> None:
-        if self._scene is not None:
-            with contextlib.suppress(RuntimeError, TypeError):  # already gone with the scene
-                self._scene.sigMouseClicked.disconnect(self._on_frame_click)
-            self._scene = None
-        if self._view_box is not None:
-            self._view_box.removeItem(self.overlay)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+    # (attach, detach, shutdown: OverlayOnly's; frame clicks go to _on_frame_click)
 
     # --- view of a result --------------------------------------------------------------------
     def update_from(self, result: DetectionResult, frame, slow: bool) -> None:
@@ -376,25 +368,18 @@ class DetectionPanel(QWidget):
         return i
 
     def _on_frame_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or self._view_box is None or self.last is None:
-            return
-        if not self._view_box.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        p = self._view_box.mapSceneToView(ev.scenePos())
-        self.pick(p.x(), p.y())
+        at = clicked_at(self._view_box, ev) if self.last is not None else None
+        if at is not None:
+            self.pick(*at)
 
     def _on_plot_zoom(self, mask) -> None:
         if mask[1]:
             self._y_follow = False
 
     def _on_plot_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or not self._series:
-            return
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        x = vb.mapSceneToView(ev.scenePos()).x()
-        self.seekRequested.emit(round(min(max(x, 0.0), float(max(self._series)))))
+        index = plot_frame(self.plot, ev, self._series)
+        if index is not None:
+            self.seekRequested.emit(index)
 
     # --- controls -----------------------------------------------------------------------------
     def set_needs_nms(self, on: bool) -> None:

@@ -98,15 +98,12 @@ class InstancesPanel(DetectionPanel):
         lay.insertLayout(lay.indexOf(self.table), form)
 
     # --- the frame view ----------------------------------------------------------------------
+    def frame_items(self) -> tuple[tuple[pg.GraphicsObject, bool], ...]:
+        return (*super().frame_items(), (self.masks_item, False))
+
     def attach(self, view_box: pg.ViewBox) -> None:
         super().attach(view_box)
-        view_box.addItem(self.masks_item)
         self._follow_overlay()
-
-    def detach(self) -> None:
-        if self._view_box is not None:
-            self._view_box.removeItem(self.masks_item)
-        super().detach()
 
     def _follow_overlay(self) -> None:
         self.masks_item.setVisible(self._shown and self.overlay.isVisible())

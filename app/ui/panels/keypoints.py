@@ -179,14 +179,8 @@ class KeypointsPanel(DetectionPanel):
         lay.insertLayout(lay.indexOf(self.table), form)
 
     # --- the frame view ------------------------------------------------------------------------
-    def attach(self, view_box: pg.ViewBox) -> None:
-        super().attach(view_box)
-        view_box.addItem(self.kp_item)
-
-    def detach(self) -> None:
-        super().detach()
-        if self._view_box is not None:
-            self._view_box.removeItem(self.kp_item)
+    def frame_items(self) -> tuple[tuple[pg.GraphicsObject, bool], ...]:
+        return (*super().frame_items(), (self.kp_item, False))
 
     def set_labels(self, labels: tuple[str, ...], palette: np.ndarray | None = None) -> None:
         super().set_labels(labels, palette)
