@@ -294,11 +294,9 @@ def make_panel(model, host) -> AnomalyPanel:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
+    from loupe.ui.panels.base import preview_app, run_preview
 
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = preview_app()
     panel = AnomalyPanel("preview")
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
@@ -306,6 +304,4 @@ if __name__ == "__main__":  # a preview fed synthetic results
         s = 0.8 if 30 <= i < 38 else 0.2
         err = rng.random((60, 80)).astype(np.float32) * 0.05 * s
         panel.show_result(AnomalyResult(30.0 - 10 * s, s, s >= 0.5, err, frame, 0.5), frame, i)
-    panel.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel)

@@ -225,3 +225,34 @@ def swatch(rgb: Any, px: int = 14) -> Any:
     p.drawRect(0, 0, px - 1, px - 1)
     p.end()
     return pm
+
+
+# --- the panel modules' ``__main__`` previews (fed synthetic results) -------------------------
+def preview_app() -> Any:
+    """The ``QApplication`` of a preview (the running one, if any)."""
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication(sys.argv)
+
+
+def preview_view(panel: Any) -> Any:
+    """A frame view (y down, square pixels) with ``panel`` attached to it."""
+    import pyqtgraph as pg
+
+    view = pg.GraphicsLayoutWidget()
+    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    return view
+
+
+def run_preview(app: Any, panel: Any, view: Any = None) -> None:
+    """Show ``panel`` and its frame ``view``, then run ``app`` until closed; with ``--quit`` on
+    the command line return at once (the tests' smoke run)."""
+    import sys
+
+    panel.show()
+    if view is not None:
+        view.show()
+    if "--quit" not in sys.argv:
+        app.exec()

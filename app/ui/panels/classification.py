@@ -239,25 +239,17 @@ def make_panel(model, host) -> ClassificationPanel:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.classification import softmax, top_indices
+    from loupe.ui.panels.base import preview_app, preview_view, run_preview
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = preview_app()
     labels = ("cat", "dog", "a bird with a rather long name", "fish", "horse", "cow")
     panel = ClassificationPanel(labels, np.array(default_palette(len(labels)), np.uint8), "preview")
-    view = pg.GraphicsLayoutWidget()
-    vb = view.addViewBox(lockAspect=True, invertY=True)
-    panel.attach(vb)
+    view = preview_view(panel)
     rng = np.random.default_rng(0)
     for i in range(40):
         logits = rng.normal(0, 1, len(labels)).astype(np.float32)
         logits[(i // 10) % len(labels)] += 3
         probs = softmax(logits)
         panel.show_result(ClassificationResult(probs, labels, top_indices(probs, 5)), (120, 200), i, i % 5 == 0)
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)

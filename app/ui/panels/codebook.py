@@ -370,17 +370,12 @@ def make_panel(model, host) -> CodebookPanel:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.codebook import perplexity
+    from loupe.ui.panels.base import preview_app, preview_view, run_preview
 
-    app = QApplication.instance() or QApplication(sys.argv)
-    view = pg.GraphicsLayoutWidget()
-    vb = view.addViewBox(lockAspect=True, invertY=True)
+    app = preview_app()
     panel = CodebookPanel([("top", 64, 1), ("bottom", 256, 2)], "preview", has_reconstruction=True)
-    panel.attach(vb)
+    view = preview_view(panel)
     rng = np.random.default_rng(0)
     h, w = 120, 200
     for i in range(30):
@@ -400,7 +395,4 @@ if __name__ == "__main__":  # a preview fed synthetic results
     panel.set_level("bottom")
     panel.set_highlight(int(panel.usage.order("bottom")[0]))
     print(panel.probe(50, 30))
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)

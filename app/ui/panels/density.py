@@ -241,19 +241,13 @@ def make_panel(model, host) -> DensityPanel:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
+    from loupe.ui.panels.base import preview_app, preview_view, run_preview
 
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv)
-    view = pg.GraphicsLayoutWidget()
+    app = preview_app()
     panel = DensityPanel("preview", display_max=1.0)
-    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    view = preview_view(panel)
     yy, xx = np.mgrid[0:120, 0:200]
     for i in range(20):
         d = np.exp(-((xx - 60 - 3 * i) ** 2 + (yy - 60) ** 2) / 200.0).astype(np.float32)
         panel.show_result(DensityResult(d, float(d.sum()), None, 1.0), d.shape, i)
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)

@@ -487,17 +487,13 @@ def connect_panel(panel: DetectionPanel, task, host) -> None:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.detection import DetectionResult
+    from loupe.ui.panels.base import preview_app, preview_view, run_preview
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = preview_app()
     names = ("person", "bicycle", "car")
     panel = DetectionPanel(names, np.array([[220, 60, 60], [60, 110, 240], [250, 220, 40]]), "preview")
-    view = pg.GraphicsLayoutWidget()
-    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    view = preview_view(panel)
     panel.track_box.setVisible(True)
     panel.set_tracking(True)
     for i in range(20):
@@ -507,7 +503,4 @@ if __name__ == "__main__":  # a preview fed synthetic results
                               np.bincount(cls, minlength=3).astype(np.int64), np.array([1, 2, 3], np.int64))
         panel.show_result(res, (120, 200), i)
     panel.pick(130.0, 60.0)
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)

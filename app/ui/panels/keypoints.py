@@ -251,18 +251,14 @@ def make_panel(model, host) -> KeypointsPanel:
 
 
 if __name__ == "__main__":  # a preview fed synthetic results
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.keypoints import COCO_KEYPOINTS, COCO_SKELETON, KeypointsResult
+    from loupe.ui.panels.base import preview_app, preview_view, run_preview
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = preview_app()
     names = ("person",)
     panel = KeypointsPanel(names, np.array([[220, 60, 60]]), "preview", keypoint_names=COCO_KEYPOINTS,
                            skeleton=COCO_SKELETON)
-    view = pg.GraphicsLayoutWidget()
-    panel.attach(view.addViewBox(lockAspect=True, invertY=True))
+    view = preview_view(panel)
     # a standing figure: COCO's 17 points, relative to the box's top-left
     figure = np.array([[20, 8], [22, 6], [18, 6], [25, 7], [15, 7], [30, 20], [10, 20], [33, 35], [7, 35],
                        [34, 48], [6, 48], [26, 50], [14, 50], [27, 70], [13, 70], [28, 90], [12, 90]], np.float32)
@@ -275,7 +271,4 @@ if __name__ == "__main__":  # a preview fed synthetic results
                               keypoint_names=COCO_KEYPOINTS, skeleton=COCO_SKELETON)
         panel.show_result(res, (120, 200), i)
     panel.pick(60.0, 50.0)
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)

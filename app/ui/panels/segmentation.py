@@ -228,13 +228,10 @@ def make_panel(model, host) -> SegmentationPanel:
 
 
 if __name__ == "__main__":  # a preview fed a synthetic result
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
     from loupe.tasks.segmentation import boundary_map
+    from loupe.ui.panels.base import preview_app, run_preview
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = preview_app()
     cm = np.zeros((120, 200), np.uint8)
     cm[:, 70:140] = 1
     cm[40:80, :] = 2
@@ -245,7 +242,4 @@ if __name__ == "__main__":  # a preview fed a synthetic result
     vb = view.addViewBox(lockAspect=True, invertY=True)
     vb.addItem(panel.overlay)
     panel.show_result(res, cm.shape)
-    panel.show()
-    view.show()
-    if "--quit" not in sys.argv:
-        app.exec()
+    run_preview(app, panel, view)
