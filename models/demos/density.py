@@ -56,7 +56,6 @@ import colorsys
 import logging
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -780,53 +779,48 @@ def save_preview(path: Path, model: SlimMSegNet, scenes: Sequence[Scene], bikes:
 
 # --- recipe ----------------------------------------------------------------------------------
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    bg = load_backgrounds(cfg.max_frames)
-    times["decode"] = time.perf_counter() - t0
-    logger.info("decoded %s in %.1f s", {k: v.shape for k, v in bg.frames.items()}, times["decode"])
+    times = recipe.StageTimes()
+    with times.stage("decode"):
+        bg = load_backgrounds(cfg.max_frames)
+    logger.info("decoded %s in %.1f s", {k: v.shape for k, v in bg.frames.items()}, times.seconds["decode"])
 
-    t1 = time.perf_counter()
-    model = build_model()
-    params = sum(p.numel() for p in model.parameters())
-    logger.info("%s: %d parameters", architecture_text(), params)
-    train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
-    times["train"] = time.perf_counter() - t1
+    with times.stage("train"):
+        model = build_model()
+        params = sum(p.numel() for p in model.parameters())
+        logger.info("%s: %d parameters", architecture_text(), params)
+        train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
 
-    t2 = time.perf_counter()
-    held = SceneSampler(bg, "heldout", cfg.scene_hw, cfg.eval_seed)
-    scenes = [held.scene() for _ in range(cfg.eval_scenes)]
-    heldout = evaluate(model, scenes)
-    real = bikes_counts(model, bg, cfg.bikes_every)
-    times["eval"] = time.perf_counter() - t2
+    with times.stage("eval"):
+        held = SceneSampler(bg, "heldout", cfg.scene_hw, cfg.eval_seed)
+        scenes = [held.scene() for _ in range(cfg.eval_scenes)]
+        heldout = evaluate(model, scenes)
+        real = bikes_counts(model, bg, cfg.bikes_every)
     logger.info("held-out %s", heldout)
 
-    t3 = time.perf_counter()
-    card = make_card(heldout, real, cfg.steps * cfg.batch, cfg.steps)
-    export_density(model, out, card, sample_hw=cfg.scene_hw)
-    noise = torch.rand(1, 3, *cfg.scene_hw, generator=torch.Generator().manual_seed(0))
-    bikes0 = pad_to_multiple(bg.frames["bikes.mp4"][0])
-    checks = check_onnx(model, out, [
-        ("random", (noise - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-         / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)),
-        ("held-out scene", normalise(scenes[0].image[None])),
-        ("bikes.mp4 frame 0", normalise(bikes0[None])),
-    ])
-    for c in checks:
-        logger.info("onnxruntime vs torch: %s", c.summary())
-    if not all(c.ok for c in checks):
-        raise RuntimeError("onnxruntime and torch differ: " + "; ".join(c.summary() for c in checks))
-    times["export"] = time.perf_counter() - t3
+    with times.stage("export"):
+        card = make_card(heldout, real, cfg.steps * cfg.batch, cfg.steps)
+        export_density(model, out, card, sample_hw=cfg.scene_hw)
+        noise = torch.rand(1, 3, *cfg.scene_hw, generator=torch.Generator().manual_seed(0))
+        bikes0 = pad_to_multiple(bg.frames["bikes.mp4"][0])
+        checks = check_onnx(model, out, [
+            ("random", (noise - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+             / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)),
+            ("held-out scene", normalise(scenes[0].image[None])),
+            ("bikes.mp4 frame 0", normalise(bikes0[None])),
+        ])
+        for c in checks:
+            logger.info("onnxruntime vs torch: %s", c.summary())
+        if not all(c.ok for c in checks):
+            raise RuntimeError("onnxruntime and torch differ: " + "; ".join(c.summary() for c in checks))
     if preview is not None:
         bikes = bg.frames["bikes.mp4"]
         pick = [i for i in (10, 40, 120, 200) if i < len(bikes)]
         save_preview(Path(preview), model, scenes[:3], bikes, pick)
-    times["total"] = time.perf_counter() - t0
     return Result(
         out=out, params=params, size_bytes=out.stat().st_size, heldout=heldout,
         bikes_counts=real, onnx_checks=[c.summary() for c in checks],
         train_frames={k: len(v) for k, v in bg.train.items()},
-        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times,
+        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times.total(),
     )
 
 

@@ -50,7 +50,6 @@ import colorsys
 import logging
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -647,55 +646,50 @@ def heldout_scenes(bg: Backgrounds, n: int, seed: int = EVAL_SEED) -> list[Scene
 
 
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    bg = load_backgrounds(cfg.max_frames)
-    times["decode"] = time.perf_counter() - t0
+    times = recipe.StageTimes()
+    with times.stage("decode"):
+        bg = load_backgrounds(cfg.max_frames)
 
-    t1 = time.perf_counter()
-    model = build_model()
-    params = sum(p.numel() for p in model.parameters())
-    logger.info("%s: %d parameters", architecture_text(), params)
-    train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
-    times["train"] = time.perf_counter() - t1
+    with times.stage("train"):
+        model = build_model()
+        params = sum(p.numel() for p in model.parameters())
+        logger.info("%s: %d parameters", architecture_text(), params)
+        train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
 
-    t2 = time.perf_counter()
-    val = SceneSampler(bg, "train", INPUT_HW, cfg.val_seed)
-    val_scenes = [val.scene() for _ in range(cfg.val_scenes)]
-    threshold = pick_threshold(predict(model, np.stack([s.image for s in val_scenes])), val_scenes)
-    scenes = heldout_scenes(bg, cfg.eval_scenes, cfg.eval_seed)
-    outputs = predict(model, np.stack([s.image for s in scenes]))
-    heldout = evaluate(outputs, scenes, threshold)
-    bikes = bg.frames["bikes.mp4"][::cfg.bikes_every]
-    real = real_frame_boxes(model, bikes, input_spec(), threshold)
-    times["eval"] = time.perf_counter() - t2
+    with times.stage("eval"):
+        val = SceneSampler(bg, "train", INPUT_HW, cfg.val_seed)
+        val_scenes = [val.scene() for _ in range(cfg.val_scenes)]
+        threshold = pick_threshold(predict(model, np.stack([s.image for s in val_scenes])), val_scenes)
+        scenes = heldout_scenes(bg, cfg.eval_scenes, cfg.eval_seed)
+        outputs = predict(model, np.stack([s.image for s in scenes]))
+        heldout = evaluate(outputs, scenes, threshold)
+        bikes = bg.frames["bikes.mp4"][::cfg.bikes_every]
+        real = real_frame_boxes(model, bikes, input_spec(), threshold)
     logger.info("score threshold %.2f (best F1 on training-frame scenes); held-out %s; bikes.mp4 "
                 "boxes per frame %s", threshold, heldout, real)
 
-    t3 = time.perf_counter()
-    card = make_card(heldout, threshold, float(np.mean(real)), cfg.steps * cfg.batch, cfg.steps)
-    export(model, out, card)
-    head = YoloV8Output(model, INPUT_HW).eval()
-    noise = torch.rand(1, 3, *INPUT_HW, generator=torch.Generator().manual_seed(0))
-    checks: list[tuple[str, OnnxCheck]] = [
-        ("random", check_onnx(head, out, noise)),
-        ("held-out scene", check_onnx(head, out, normalise(scenes[0].image[None]))),
-    ]
-    for what, c in checks:
-        logger.info("onnxruntime vs torch, %s: %s", what, c.summary())
-    if not all(c.ok for _, c in checks):
-        raise RuntimeError("onnxruntime and torch differ: "
-                           + "; ".join(c.summary() for _, c in checks))
-    times["export"] = time.perf_counter() - t3
+    with times.stage("export"):
+        card = make_card(heldout, threshold, float(np.mean(real)), cfg.steps * cfg.batch, cfg.steps)
+        export(model, out, card)
+        head = YoloV8Output(model, INPUT_HW).eval()
+        noise = torch.rand(1, 3, *INPUT_HW, generator=torch.Generator().manual_seed(0))
+        checks: list[tuple[str, OnnxCheck]] = [
+            ("random", check_onnx(head, out, noise)),
+            ("held-out scene", check_onnx(head, out, normalise(scenes[0].image[None]))),
+        ]
+        for what, c in checks:
+            logger.info("onnxruntime vs torch, %s: %s", what, c.summary())
+        if not all(c.ok for _, c in checks):
+            raise RuntimeError("onnxruntime and torch differ: "
+                               + "; ".join(c.summary() for _, c in checks))
     if preview is not None:
         save_preview(Path(preview), outputs[:4], scenes[:4], threshold)
-    times["total"] = time.perf_counter() - t0
     return Result(
         out=out, params=params, size_bytes=out.stat().st_size, heldout=heldout,
         score_threshold=threshold, bikes_boxes_per_frame=float(np.mean(real)),
         onnx_checks=[f"{w} {c.summary()}" for w, c in checks],
         train_frames={k: len(v) for k, v in bg.train.items()},
-        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times,
+        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times.total(),
     )
 
 

@@ -1,8 +1,8 @@
 """What the demo recipes share (``demo_seg``, ``demo_ct``, ``demo_density``, ``demo_codebook``,
 ``demo_hnerv``): the command-line front, the logging set-up, the throttled progress report and
 the torch settings (threads, deterministic algorithms, seed) a training run is made under,
-the training loop (Adam, warm-up + cosine, a smoothed loss in the log) and the class weights of
-the segmentation recipes. The export side they share is in :mod:`loupe_models.exporters.onnx`."""
+the training loop (Adam, warm-up + cosine, a smoothed loss in the log), the timing of a run's
+stages and the class weights of the segmentation recipes. The export side they share is in :mod:`loupe_models.exporters.onnx`."""
 
 from __future__ import annotations
 
@@ -155,6 +155,27 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int,
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+class StageTimes:
+    """The wall-clock seconds of a recipe's stages, in the order they ran, then ``total`` since
+    this was made: the recipe's ``Result.seconds``, printed by :func:`times_line`."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block as stage ``name``."""
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t
+
+    def total(self) -> dict[str, float]:
+        """``seconds`` with ``total`` (since this was made) added."""
+        self.seconds["total"] = time.perf_counter() - self.start
+        return self.seconds
 
 
 def times_line(seconds: dict[str, float]) -> str:
