@@ -96,15 +96,23 @@ def titled_layout(panel: Any, title: str) -> Any:
     return lay
 
 
-def opacity_slider(overlay: Any, percent: int, *also: Any) -> Any:
-    """A 0-100 slider at ``percent`` that sets ``overlay``'s opacity, then calls each of ``also``."""
+def percent_slider(percent: int, on_value: Any, tip: str = "") -> Any:
+    """A horizontal 0-100 slider at ``percent`` that calls ``on_value(v)`` as it moves."""
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QSlider
 
     slider = QSlider(Qt.Orientation.Horizontal)
     slider.setRange(0, 100)
     slider.setValue(percent)
-    slider.valueChanged.connect(lambda v: overlay.setOpacity(v / 100.0))
+    if tip:
+        slider.setToolTip(tip)
+    slider.valueChanged.connect(on_value)
+    return slider
+
+
+def opacity_slider(overlay: Any, percent: int, *also: Any) -> Any:
+    """A 0-100 slider at ``percent`` that sets ``overlay``'s opacity, then calls each of ``also``."""
+    slider = percent_slider(percent, lambda v: overlay.setOpacity(v / 100.0))
     for f in also:
         slider.valueChanged.connect(lambda _v, f=f: f())
     return slider

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
-from PySide6.QtWidgets import QCheckBox, QFormLayout, QSlider
+from PySide6.QtWidgets import QCheckBox, QFormLayout
 
+from loupe.ui.panels.base import percent_slider
 from loupe.ui.panels.detection import DetectionPanel, connect_panel
 
 if TYPE_CHECKING:
@@ -83,12 +84,8 @@ class InstancesPanel(DetectionPanel):
         self._follow_overlay()
 
         form = QFormLayout()
-        self.fill_slider = QSlider()
-        self.fill_slider.setOrientation(self.score_slider.orientation())
-        self.fill_slider.setRange(0, 100)
-        self.fill_slider.setValue(round(100 * self.fill))
-        self.fill_slider.setToolTip("Opacity of the masks' fill (outlines stay opaque)")
-        self.fill_slider.valueChanged.connect(self._on_fill)
+        self.fill_slider = percent_slider(round(100 * self.fill), self._on_fill,
+                                          "Opacity of the masks' fill (outlines stay opaque)")
         form.addRow("Mask fill", self.fill_slider)
         self.outline_box = QCheckBox("Outline each mask")
         self.outline_box.setChecked(True)
