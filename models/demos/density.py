@@ -90,10 +90,12 @@ __all__ = [
     "CLIPS",
     "DENSITY_SCALE",
     "Backgrounds",
+    "BackgroundsConfig",
     "Config",
     "OnnxCheck",
     "Result",
     "Scene",
+    "SceneResult",
     "SceneSampler",
     "SlimMSegNet",
     "build_model",
@@ -130,8 +132,17 @@ SKIN = ((255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141,
 RECIPE = "python -m loupe_models.demo_density"
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackgroundsConfig:
+    """The settings of a recipe on the clips' background frames (this one and
+    :mod:`loupe_models.demos.detect`) that concern the clips themselves."""
+
+    max_frames: int | None = None  # decode at most this many frames per clip (None: all)
+    bikes_every: int = 10  # real-footage check: every n-th frame of bikes.mp4
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(BackgroundsConfig):
     steps: int = 1200
     batch: int = 6
     scene_hw: tuple[int, int] = (176, 256)
@@ -143,8 +154,6 @@ class Config:
     seed: int = SEED
     eval_seed: int = EVAL_SEED
     eval_scenes: int = 200
-    max_frames: int | None = None  # decode at most this many frames per clip (None: all)
-    bikes_every: int = 10  # real-footage check: every n-th frame of bikes.mp4
 
     @classmethod
     def quick(cls) -> Config:
@@ -152,17 +161,30 @@ class Config:
                    bikes_every=15)
 
 
-@dataclass
-class Result:
+@dataclass(kw_only=True)
+class SceneResult:
+    """What a recipe trained on synthetic scenes over the clips' background frames reports (this
+    one and :mod:`loupe_models.demos.detect`): the ONNX file, the held-out figures, the
+    onnxruntime checks, the background frames of each split and the stages' seconds."""
+
     out: Path
     params: int
     size_bytes: int
     heldout: dict[str, float]
-    bikes_counts: dict[int, float]
     onnx_checks: list[str]
     train_frames: dict[str, int]
     heldout_frames: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def wrote_line(self) -> str:
+        """The report's first line: the file, its size and parameters, the background frames."""
+        return (f"wrote {self.out} ({self.size_bytes / 1e6:.2f} MB, {self.params} parameters); background "
+                f"frames train {self.train_frames}, held out {self.heldout_frames}")
+
+
+@dataclass(kw_only=True)
+class Result(SceneResult):
+    bikes_counts: dict[int, float]
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -265,6 +287,12 @@ class Backgrounds:
 
     def pick(self, split: str) -> dict[str, list[int]]:
         return self.train if split == "train" else self.heldout
+
+    def frame_counts(self) -> dict[str, dict[str, int]]:
+        """``train_frames`` and ``heldout_frames``: each split's frames per clip (a
+        :class:`SceneResult`'s)."""
+        return {"train_frames": {k: len(v) for k, v in self.train.items()},
+                "heldout_frames": {k: len(v) for k, v in self.heldout.items()}}
 
 
 def load_backgrounds(max_frames: int | None = None) -> Backgrounds:
@@ -786,8 +814,7 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
     with times.stage("train"):
         model = build_model()
-        params = sum(p.numel() for p in model.parameters())
-        logger.info("%s: %d parameters", architecture_text(), params)
+        params = recipe.parameter_count(model, architecture_text(), logger)
         train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
 
     with times.stage("eval"):
@@ -818,9 +845,8 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
         save_preview(Path(preview), model, scenes[:3], bikes, pick)
     return Result(
         out=out, params=params, size_bytes=out.stat().st_size, heldout=heldout,
-        bikes_counts=real, onnx_checks=[c.summary() for c in checks],
-        train_frames={k: len(v) for k, v in bg.train.items()},
-        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times.total(),
+        bikes_counts=real, onnx_checks=[c.summary() for c in checks], **bg.frame_counts(),
+        seconds=times.total(),
     )
 
 
@@ -837,8 +863,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     r = recipe.cli_run(argv, _parser(), Config, run)
     h = r.heldout
-    print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB, {r.params} parameters); background "
-          f"frames train {r.train_frames}, held out {r.heldout_frames}")
+    print(r.wrote_line())
     print(f"held-out ({h['scenes']} scenes, mean count {h['mean_count']:.2f}): MAE "
           f"{h['mae']:.3f}, RMSE {h['rmse']:.3f}, relative {h['relative_error']:.3f}, bias "
           f"{h['bias']:+.3f}; empty scenes ({h['empty_scenes']}) mean count "

@@ -51,7 +51,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -66,6 +66,8 @@ from loupe_models.demos.density import (
     CLIP_WEIGHTS,
     CLIPS,
     Backgrounds,
+    BackgroundsConfig,
+    SceneResult,
     load_backgrounds,
     random_crop,
 )
@@ -126,7 +128,7 @@ RECIPE = "python -m loupe_models.demo_detect"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(BackgroundsConfig):
     steps: int = 2400
     batch: int = 8
     scene_hw: tuple[int, int] = (192, 320)  # training scenes (the net is fully convolutional)
@@ -138,8 +140,6 @@ class Config:
     eval_seed: int = EVAL_SEED
     val_scenes: int = 150
     eval_scenes: int = 300
-    max_frames: int | None = None  # decode at most this many frames per clip (None: all)
-    bikes_every: int = 10  # real-footage check: every n-th frame of bikes.mp4
 
     @classmethod
     def quick(cls) -> Config:
@@ -147,18 +147,10 @@ class Config:
                    max_frames=30, bikes_every=15)
 
 
-@dataclass
-class Result:
-    out: Path
-    params: int
-    size_bytes: int
-    heldout: dict[str, float]
+@dataclass(kw_only=True)
+class Result(SceneResult):
     score_threshold: float
     bikes_boxes_per_frame: float
-    onnx_checks: list[str]
-    train_frames: dict[str, int]
-    heldout_frames: dict[str, int]
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -652,8 +644,7 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
 
     with times.stage("train"):
         model = build_model()
-        params = sum(p.numel() for p in model.parameters())
-        logger.info("%s: %d parameters", architecture_text(), params)
+        params = recipe.parameter_count(model, architecture_text(), logger)
         train(model, SceneSampler(bg, "train", cfg.scene_hw, cfg.seed), cfg)
 
     with times.stage("eval"):
@@ -687,9 +678,8 @@ def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
     return Result(
         out=out, params=params, size_bytes=out.stat().st_size, heldout=heldout,
         score_threshold=threshold, bikes_boxes_per_frame=float(np.mean(real)),
-        onnx_checks=[f"{w} {c.summary()}" for w, c in checks],
-        train_frames={k: len(v) for k, v in bg.train.items()},
-        heldout_frames={k: len(v) for k, v in bg.heldout.items()}, seconds=times.total(),
+        onnx_checks=[f"{w} {c.summary()}" for w, c in checks], **bg.frame_counts(),
+        seconds=times.total(),
     )
 
 
@@ -734,8 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     r = recipe.cli_run(argv, parser, Config, run)
     h = r.heldout
-    print(f"wrote {r.out} ({r.size_bytes / 1e6:.2f} MB, {r.params} parameters); background "
-          f"frames train {r.train_frames}, held out {r.heldout_frames}")
+    print(r.wrote_line())
     aps = ", ".join(f"{k} {h[f'ap50_{k}']:.3f}" for k in LABELS)
     print(f"held-out ({h['scenes']} scenes, {h['objects']} objects): mAP@0.5 {h['map50']:.3f} "
           f"({aps}); at score > {r.score_threshold:.2f}: precision {h['precision']:.3f}, "

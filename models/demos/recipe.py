@@ -157,6 +157,13 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int,
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
 
 
+def parameter_count(model: nn.Module, architecture: str, log: logging.Logger = logger) -> int:
+    """How many parameters ``model`` has, logged to ``log`` after its ``architecture`` line."""
+    params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %d parameters", architecture, params)
+    return params
+
+
 class StageTimes:
     """The wall-clock seconds of a recipe's stages, in the order they ran, then ``total`` since
     this was made: the recipe's ``Result.seconds``, printed by :func:`times_line`."""
