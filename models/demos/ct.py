@@ -53,7 +53,6 @@ import argparse
 import logging
 import math
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -430,60 +429,54 @@ def save_preview(path: Path, model: nn.Module, slices: Sequence[CtSlice], size: 
 
 # --- recipe ------------------------------------------------------------------------------------
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    train_slices = load_slices(TRAIN_FILES)
-    held = load_slices([HELDOUT_FILE])
-    regions = [(s.name, np.ascontiguousarray(s.hu[:, :train_width(s.hu.shape[1])]))
-               for s in train_slices]
-    times["data"] = time.perf_counter() - t0
+    times = recipe.StageTimes()
+    with times.stage("data"):
+        train_slices = load_slices(TRAIN_FILES)
+        held = load_slices([HELDOUT_FILE])
+        regions = [(s.name, np.ascontiguousarray(s.hu[:, :train_width(s.hu.shape[1])]))
+                   for s in train_slices]
     logger.info("read %d training slices (%s) and %d held-out in %.1f s", len(train_slices),
                 ", ".join(f"{s.name}#{s.frame} {s.hu.shape[1]}x{s.hu.shape[0]}" for s in train_slices),
-                len(held), times["data"])
+                len(held), times.seconds["data"])
 
-    t1 = time.perf_counter()
-    model = build_model()
-    weights = recipe.class_weights([label_hu(r) for _, r in regions], len(LABELS), cfg.class_weight_power)
-    logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
-    train(model, CropSampler(regions, cfg), weights, cfg)
-    times["train"] = time.perf_counter() - t1
+    with times.stage("train"):
+        model = build_model()
+        weights = recipe.class_weights([label_hu(r) for _, r in regions], len(LABELS), cfg.class_weight_power)
+        logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
+        train(model, CropSampler(regions, cfg), weights, cfg)
 
-    t2 = time.perf_counter()
-    n = len(LABELS)
-    conf_held = sum(confusion_matrix(predict(model, s.hu), label_hu(s.hu), n) for s in held)
-    conf_stripe = np.zeros((n, n), np.int64)
-    conf_train = np.zeros((n, n), np.int64)
-    for s in train_slices:
-        pred, lab = predict(model, s.hu), label_hu(s.hu)
-        w = s.hu.shape[1]
-        a, b = train_width(w), stripe_start(w)
-        conf_train += confusion_matrix(pred[:, :a], lab[:, :a], n)
-        conf_stripe += confusion_matrix(pred[:, b:], lab[:, b:], n)
-    iou_held, iou_stripe = iou_from_confusion(conf_held), iou_from_confusion(conf_stripe)
-    iou_train = iou_from_confusion(conf_train)
-    conf_blur = sum(confusion_matrix(label_hu(cv2.GaussianBlur(s.hu, (0, 0), 2.0)), label_hu(s.hu), n)
-                    for s in held)
-    times["eval"] = time.perf_counter() - t2
+    with times.stage("eval"):
+        n = len(LABELS)
+        conf_held = sum(confusion_matrix(predict(model, s.hu), label_hu(s.hu), n) for s in held)
+        conf_stripe = np.zeros((n, n), np.int64)
+        conf_train = np.zeros((n, n), np.int64)
+        for s in train_slices:
+            pred, lab = predict(model, s.hu), label_hu(s.hu)
+            w = s.hu.shape[1]
+            a, b = train_width(w), stripe_start(w)
+            conf_train += confusion_matrix(pred[:, :a], lab[:, :a], n)
+            conf_stripe += confusion_matrix(pred[:, b:], lab[:, b:], n)
+        iou_held, iou_stripe = iou_from_confusion(conf_held), iou_from_confusion(conf_stripe)
+        iou_train = iou_from_confusion(conf_train)
+        conf_blur = sum(confusion_matrix(label_hu(cv2.GaussianBlur(s.hu, (0, 0), 2.0)), label_hu(s.hu), n)
+                        for s in held)
 
-    t3 = time.perf_counter()
-    names = list(dict.fromkeys(s.name for s in train_slices))
-    card = make_card(names, _named(iou_held), float(np.nanmean(iou_held)), _named(iou_stripe),
-                     float(np.nanmean(iou_stripe)), cfg.steps)
-    export_segmentation(model, out, card, sample_hw=(cfg.crop, cfg.crop))
-    check = verify_onnx(model, out, hw=(264, 520), card=card)
-    if not check.ok:
-        raise RuntimeError(f"onnxruntime and torch differ on random input {check.summary()}")
-    diff = verify_on_slice(model, out, held[0].hu)  # 512x512, not a training size
-    times["export"] = time.perf_counter() - t3
+    with times.stage("export"):
+        names = list(dict.fromkeys(s.name for s in train_slices))
+        card = make_card(names, _named(iou_held), float(np.nanmean(iou_held)), _named(iou_stripe),
+                         float(np.nanmean(iou_stripe)), cfg.steps)
+        export_segmentation(model, out, card, sample_hw=(cfg.crop, cfg.crop))
+        check = verify_onnx(model, out, hw=(264, 520), card=card)
+        if not check.ok:
+            raise RuntimeError(f"onnxruntime and torch differ on random input {check.summary()}")
+        diff = verify_on_slice(model, out, held[0].hu)  # 512x512, not a training size
     if preview is not None:
         save_preview(Path(preview), model, [train_slices[0], *held])
-    times["total"] = time.perf_counter() - t0
     return Result(out, [f"{s.name}#{s.frame}" for s in train_slices], HELDOUT_FILE,
                   _named(iou_held), float(np.nanmean(iou_held)), _named(iou_stripe),
                   float(np.nanmean(iou_stripe)), _named(iou_train),
                   _named(iou_from_confusion(conf_blur)), max(diff, check.max_abs_diff),
-                  out.stat().st_size, times)
+                  out.stat().st_size, times.total())
 
 
 #: The whole recipe, ``run(out, cfg=None, preview=None) -> Result`` (:func:`recipe.runner`).

@@ -32,7 +32,6 @@ import argparse
 import io
 import logging
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -250,44 +249,38 @@ def save_preview(path: Path, frames: np.ndarray, target: np.ndarray, pred: np.nd
 
 # --- recipe ----------------------------------------------------------------------------------
 def _run(out: Path, cfg: Config, preview: str | Path | None) -> Result:
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    clip = labels_bikes.make_labels()
-    frames, labels = clip.frames, clip.labels
-    train_idx, held_idx = split_frames(clip.shots)
-    times["labels"] = time.perf_counter() - t0
+    times = recipe.StageTimes()
+    with times.stage("labels"):
+        clip = labels_bikes.make_labels()
+        frames, labels = clip.frames, clip.labels
+        train_idx, held_idx = split_frames(clip.shots)
     logger.info("labelled %d frames in %.1f s: shots %s, moving labels in shots %s",
-                len(frames), times["labels"], clip.shots, clip.motion_shots)
+                len(frames), times.seconds["labels"], clip.shots, clip.motion_shots)
 
-    t1 = time.perf_counter()
-    model = build_model()
-    weights = recipe.class_weights(labels[train_idx], len(LABELS), cfg.class_weight_power)
-    logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
-    train(model, CropSampler(frames, labels, train_idx, cfg), weights, cfg)
-    times["train"] = time.perf_counter() - t1
+    with times.stage("train"):
+        model = build_model()
+        weights = recipe.class_weights(labels[train_idx], len(LABELS), cfg.class_weight_power)
+        logger.info("class weights %s", np.round(weights.numpy(), 3).tolist())
+        train(model, CropSampler(frames, labels, train_idx, cfg), weights, cfg)
 
-    t2 = time.perf_counter()
-    eval_idx = held_idx if cfg.eval_frames is None else held_idx[:: max(1, len(held_idx) // cfg.eval_frames)]
-    pred = predict(model, frames[eval_idx])
-    per_class = iou_per_class(pred, labels[eval_idx], len(LABELS))
-    iou = {name: float(v) for name, v in zip(LABELS, per_class, strict=True) if not np.isnan(v)}
-    miou = float(np.nanmean(per_class))
-    times["eval"] = time.perf_counter() - t2
+    with times.stage("eval"):
+        eval_idx = held_idx if cfg.eval_frames is None else held_idx[:: max(1, len(held_idx) // cfg.eval_frames)]
+        pred = predict(model, frames[eval_idx])
+        per_class = iou_per_class(pred, labels[eval_idx], len(LABELS))
+        iou = {name: float(v) for name, v in zip(LABELS, per_class, strict=True) if not np.isnan(v)}
+        miou = float(np.nanmean(per_class))
 
-    t3 = time.perf_counter()
-    card = make_card(len(train_idx), iou, miou)
-    size = export_onnx(model, out, card, sample_hw=cfg.crop)
-    check = verify_onnx(model, out, frames[eval_idx[:1]])  # full 272x640, not a training size
-    if not check.ok:
-        raise RuntimeError(f"onnxruntime and torch differ {check.summary()}")
-    diff = check.max_abs_diff
-    times["export"] = time.perf_counter() - t3
+    with times.stage("export"):
+        card = make_card(len(train_idx), iou, miou)
+        size = export_onnx(model, out, card, sample_hw=cfg.crop)
+        check = verify_onnx(model, out, frames[eval_idx[:1]])  # full 272x640, not a training size
+        if not check.ok:
+            raise RuntimeError(f"onnxruntime and torch differ {check.summary()}")
+        diff = check.max_abs_diff
     if preview is not None:
         pick = [eval_idx[i] for i in np.linspace(0, len(eval_idx) - 1, min(6, len(eval_idx))).astype(int)]
         save_preview(Path(preview), frames[pick], labels[pick], predict(model, frames[pick]))
-    times["total"] = time.perf_counter() - t0
-    return Result(out, train_idx, held_idx, iou, miou, diff, size, times)
+    return Result(out, train_idx, held_idx, iou, miou, diff, size, times.total())
 
 
 #: The whole recipe, ``run(out, cfg=None, preview=None) -> Result`` (:func:`recipe.runner`).
