@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from loupe.inference.engine import default_palette
+from loupe.inference.engine import ModelError, default_palette
 from loupe.inference.preprocess import Geometry, display_size
 from loupe.sources.base import Frame
 
@@ -110,3 +110,11 @@ def column_safe(name: str) -> str:
     digits become one ``_``, lower case (``Traffic light`` -> ``traffic_light``; "" when nothing
     is left)."""
     return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower()
+
+
+def output_choice(value: Any, key: str, choices: tuple[str, ...], model: str) -> Any:
+    """``value``, the card's ``loupe.output`` ``key`` (defaulted by the caller), when it is one
+    of ``choices``; a ModelError naming the model, the key and the choices otherwise."""
+    if value not in choices:
+        raise ModelError(f"{model}: loupe.output {key} must be one of {', '.join(choices)}, got {value!r}")
+    return value

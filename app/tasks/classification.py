@@ -34,7 +34,7 @@ from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.inference.safety import CLASS_SHAPES, class_axis
 from loupe.sources.base import Frame
-from loupe.tasks.base import ClassesTask
+from loupe.tasks.base import ClassesTask, output_choice
 
 KINDS = ("logits", "probabilities")
 DEFAULT_TOP_K = 5
@@ -117,9 +117,7 @@ class ClassificationTask(ClassesTask):
     def __init__(self, engine: Engine, display_max_side: int | None = 1280) -> None:
         super().__init__(engine, display_max_side)
         out = self.card.output
-        self.kind = str(out.get("kind") or "logits")
-        if self.kind not in KINDS:
-            raise ModelError(f"{engine.path.name}: loupe.output kind must be logits or probabilities, got {self.kind!r}")
+        self.kind = output_choice(str(out.get("kind") or "logits"), "kind", KINDS, self.model_name)
         self.top_k = int(out.get("top_k") or DEFAULT_TOP_K)
         shape = tuple(engine.outputs[0].shape) if engine.outputs else ()
         axis = class_axis(shape)

@@ -58,7 +58,7 @@ from loupe.inference.engine import Engine, ModelError
 from loupe.inference.formats import DETECTION_FORMATS, detection_formats_for
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
-from loupe.tasks.base import ClassesTask, column_safe
+from loupe.tasks.base import ClassesTask, column_safe, output_choice
 from loupe.tasks.detection_formats import NMS_FORMATS, Candidates, FormatError, decode, nms, top_k
 from loupe.tasks.tracking import Tracker
 
@@ -193,8 +193,7 @@ class DetectionTask(ClassesTask):
                 raise ModelError(f"{name}: its outputs ({shapes}) {found}: say which in the card's "
                                  f"loupe.output format ({', '.join(DETECTION_FORMATS)})")
             fmt = fits[0]
-        if fmt not in DETECTION_FORMATS:
-            raise ModelError(f"{name}: loupe.output format must be one of {', '.join(DETECTION_FORMATS)}, got {fmt!r}")
+        output_choice(fmt, "format", DETECTION_FORMATS, name)
         match = next((m for m in matches if m.format == fmt), None)
         if match is None and n_labels is not None:  # the shapes' own class count, to say they disagree
             match = next((m for m in detection_formats_for(outs, None) if m.format == fmt), None)

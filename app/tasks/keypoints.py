@@ -44,6 +44,7 @@ import numpy as np
 
 from loupe.inference.engine import Engine, ModelError
 from loupe.inference.preprocess import Geometry
+from loupe.tasks.base import output_choice
 from loupe.tasks.detection import DetectionResult, DetectionTask, _unit
 from loupe.tasks.detection_formats import FormatError, decode_yolov8, unbatch
 from loupe.tasks.heatmaps import ALIGNMENTS, REFINEMENTS, decode_heatmaps, heatmap_to_input
@@ -131,15 +132,13 @@ class KeypointsTask(DetectionTask):
                                             "keypoint threshold")
         except ValueError as e:
             raise ModelError(f"{name}: {e} (loupe.output)") from None
-        self.keypoint_activation = out.get("keypoint_activation", "none")
-        if self.keypoint_activation not in ("none", "sigmoid"):
-            raise ModelError(f"{name}: loupe.output keypoint_activation must be none or sigmoid")
+        self.keypoint_activation = output_choice(out.get("keypoint_activation", "none"), "keypoint_activation",
+                                                 ("none", "sigmoid"), name)
         super().__init__(engine, display_max_side)
         self.needs_nms = self.format == "yolov8-pose"
         if self.format == "heatmaps":
             for key, choices in (("refine", REFINEMENTS), ("align", ALIGNMENTS)):
-                if self.options.get(key, choices[0]) not in choices:
-                    raise ModelError(f"{name}: loupe.output {key} must be one of {', '.join(choices)}")
+                output_choice(self.options.get(key, choices[0]), key, choices, name)
             if not self.card.labels:
                 self.labels, self.palette = ("person",), self._palette(("person",))
 
@@ -161,8 +160,7 @@ class KeypointsTask(DetectionTask):
         i = names.index(oname) if oname is not None else 0
         shape = tuple(outs[i].shape)
         fmt = self.card.output.get("format") or ("heatmaps" if len(shape) == 4 else "yolov8-pose")
-        if fmt not in FORMATS:
-            raise ModelError(f"{name}: loupe.output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        output_choice(fmt, "format", FORMATS, name)
         k, per = self.n_keypoints, self.kpt_dims
         dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
         if fmt == "heatmaps":

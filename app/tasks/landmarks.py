@@ -66,7 +66,7 @@ import numpy as np
 from loupe.inference.engine import Engine, ModelError, default_palette
 from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
-from loupe.tasks.base import ModelTask, column_safe
+from loupe.tasks.base import ModelTask, column_safe, output_choice
 from loupe.tasks.heatmaps import decode_heatmaps, heatmap_to_input
 from loupe.tasks.segmentation import pixel_spacing_of
 
@@ -208,9 +208,7 @@ class LandmarksTask(ModelTask):
         super().__init__(engine, display_max_side)
         out = self.card.output
         model = self.model_name
-        self.format = str(out.get("format") or "points")
-        if self.format not in FORMATS:
-            raise ModelError(f"{model}: loupe.output format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        self.format = output_choice(str(out.get("format") or "points"), "format", FORMATS, model)
         self.normalized = bool(out.get("normalized", False))
         self.refine = str(out.get("refine") or "taylor")
         self.align = str(out.get("align") or "msra")
