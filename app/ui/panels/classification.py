@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from loupe.inference.engine import default_palette
 from loupe.tasks.classification import ClassificationResult
-from loupe.ui.panels.base import big_label, frame_axis, titled_layout
+from loupe.ui.panels.base import OverlayOnly, big_label, frame_axis, titled_layout
 
 
 def score_text(p: float) -> str:
@@ -77,7 +77,7 @@ class TopBars(QWidget):
         p.end()
 
 
-class ClassificationPanel(QWidget):
+class ClassificationPanel(OverlayOnly, QWidget):
     """Top-k bars, the strip of the top label over time and the label on the frame."""
 
     seekRequested = Signal(int)  # frame index
@@ -125,16 +125,9 @@ class ClassificationPanel(QWidget):
         lay.addStretch(1)
 
     # --- the window's calls ----------------------------------------------------------------
-    def attach(self, view_box: pg.ViewBox) -> None:
-        self._view_box = view_box
-        view_box.addItem(self.overlay, ignoreBounds=True)
-
-    def detach(self) -> None:
-        if self._view_box is not None:
-            self._view_box.removeItem(self.overlay)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here (see ``Panel.shutdown``)."""
+    # (attach, detach, shutdown: OverlayOnly's)
+    def frame_items(self) -> tuple[tuple[pg.GraphicsObject, bool], ...]:
+        return ((self.overlay, True),)  # the label leaves the view's auto-range alone
 
     def update_from(self, result: ClassificationResult, frame, slow: bool) -> None:
         self.show_result(result, (frame.height, frame.width), frame.index, slow)

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.segmentation import NO_CLASS, SegmentationResult
 from loupe.ui import settings as keys
-from loupe.ui.panels.base import opacity_slider, swatch, titled_layout, value_under
+from loupe.ui.panels.base import OverlayOnly, opacity_slider, swatch, titled_layout, value_under
 
 
 def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ def make_lut(palette: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return lut
 
 
-class SegmentationPanel(QWidget):
+class SegmentationPanel(OverlayOnly, QWidget):
     """Controls and legend for one segmentation model; owns its overlay ImageItem."""
 
     settingsChanged = Signal()
@@ -95,17 +95,7 @@ class SegmentationPanel(QWidget):
         self._apply_lut()
 
     # --- view of a result ------------------------------------------------------------------
-    def attach(self, view_box) -> None:
-        view_box.addItem(self.overlay)
-        self._view_box = view_box
-
-    def detach(self) -> None:
-        if getattr(self, "_view_box", None) is not None:
-            self._view_box.removeItem(self.overlay)
-
-    def shutdown(self) -> None:
-        """Nothing runs in the background here (see ``Panel.shutdown``)."""
-
+    # (attach, detach, shutdown: OverlayOnly's)
     def refresh_slow(self, result: SegmentationResult, frame) -> None:
         """Bring the legend up to date with the last shown result."""
         self.update_legend(result)
