@@ -17,7 +17,9 @@ JSON string (what the app writes): both read the same.
   ``(x * scale - mean) / std`` in NCHW float32. ``letterbox: true`` (with ``fixed_size``) fits the
   frame into the fixed size keeping its aspect ratio, padded centred with ``pad_value`` (default
   114, Ultralytics'); ``center_crop: true`` scales it to cover the fixed size and cuts out the
-  centre (classifiers). ``raw_values`` asks for unwindowed values (e.g. HU);
+  centre (classifiers). ``interpolation``: how a stretched (``fixed_size``, no letterbox) frame is
+  resized, ``area`` (default; averages when shrinking) or ``linear`` (bilinear, as Ultralytics'
+  RT-DETR predictor does); letterboxing is always bilinear. ``raw_values`` asks for unwindowed values (e.g. HU);
   ``window: [center, width]`` states the window a greyscale/DICOM frame is mapped through for the
   model (instead of the file's own window); the display window never reaches the model.
 - ``loupe.labels``: ``["road", ...]``; ``loupe.palette``: ``[[r, g, b], ...]`` (segmentation).
@@ -58,6 +60,7 @@ class InputSpec:
     letterbox: bool = False
     pad_value: float = 114.0
     center_crop: bool = False
+    interpolation: str = "area"
 
     def __post_init__(self) -> None:
         if self.color not in ("RGB", "BGR", "GRAY"):
@@ -75,6 +78,8 @@ class InputSpec:
             raise CardError("loupe.input letterbox needs fixed_size: [h, w] (the size the frame is fitted into)")
         if self.center_crop and not self.fixed_size:
             raise CardError("loupe.input center_crop needs fixed_size: [h, w] (the size cut out of the frame)")
+        if self.interpolation not in ("area", "linear"):
+            raise CardError(f"loupe.input interpolation must be \"area\" or \"linear\", got {self.interpolation!r}")
         if self.center_crop and self.letterbox:
             raise CardError("loupe.input letterbox and center_crop exclude each other")
 
@@ -87,6 +92,8 @@ class InputSpec:
         if unknown:
             raise CardError(f"loupe.input has unknown key {unknown[0]!r} (known: {', '.join(fields)})")
         known = dict(d)
+        if "interpolation" in known and not isinstance(known["interpolation"], str):
+            raise CardError(f"loupe.input interpolation must be \"area\" or \"linear\", got {known['interpolation']!r}")
         if "color" in known and not isinstance(known["color"], str):
             raise CardError(f"loupe.input color must be \"RGB\", \"BGR\" or \"GRAY\", got {known['color']!r}")
         for key in ("mean", "std"):

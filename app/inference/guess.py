@@ -524,7 +524,8 @@ def _ultralytics(inputs: Sequence[Any], outputs: Sequence[Any], md: dict[str, st
         extra.update(box_format="cxcywh", normalized=True)
     card = _detection_card(name, color, size, chosen, labels, origin="ultralytics", source=source, extra=extra)
     if rtdetr or chosen.format == "rtdetr":  # Ultralytics' RT-DETR predictor stretches the image to imgsz
-        card = _card("detection", name, _spec(color, size), card.labels, card.output, "ultralytics", source)
+        card = _card("detection", name, _spec(color, size, interpolation="linear"), card.labels, card.output,
+                     "ultralytics", source)
     how = "letterboxed" if card.input.letterbox else "stretched"
     kind = " (RT-DETR, normalised cx, cy, w, h)" if rtdetr and chosen.format == "end2end" else ""
     reason = f"format {chosen.format}{kind}, {len(labels)} labels, {how} to {size[0]}x{size[1]}"

@@ -175,7 +175,8 @@ def prepare(frame: Frame, spec: InputSpec, pad: str = "edge") -> tuple[np.ndarra
     elif mode == "center_crop":
         img, extra = center_crop(img, (th, tw))
     elif mode == "resize" and (th, tw) != (h, w):
-        img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=cv2.INTER_AREA)
+        interp = cv2.INTER_LINEAR if spec.interpolation == "linear" else cv2.INTER_AREA
+        img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=interp)
         if img.ndim == 2:
             img = img[:, :, None]
     elif mode == "pad" and (th, tw) != (h, w):
