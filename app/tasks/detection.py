@@ -60,7 +60,7 @@ from loupe.inference.preprocess import Geometry, prepare
 from loupe.sources.base import Frame
 from loupe.tasks.base import ClassesTask, column_safe, output_choice
 from loupe.tasks.detection_formats import NMS_FORMATS, Candidates, FormatError, decode, nms, top_k
-from loupe.tasks.tracking import Tracker
+from loupe.tasks.tracking import Tracker, settings_for
 
 DEFAULT_SCORE_THRESHOLD = 0.25
 DEFAULT_IOU_THRESHOLD = 0.7
@@ -324,6 +324,7 @@ class DetectionTask(ClassesTask):
             steps = 1
         self._before = (tracker.copy(), steps)
         self._last_index = index
+        tracker.settings = settings_for(self.score_threshold)
         ids = tracker.update(result.boxes, result.scores, result.classes, steps)
         return dataclasses.replace(result, track_ids=ids)
 

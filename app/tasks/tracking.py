@@ -26,11 +26,11 @@ IDs start at 1; 0 means "not tracked" (a low-score detection no track took, or a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["Tracker", "TrackerSettings", "assign", "box_iou"]
+__all__ = ["Tracker", "TrackerSettings", "assign", "box_iou", "settings_for"]
 
 _STD_POS = 1.0 / 20  # position noise per unit of box size (SORT / DeepSORT's weights)
 _STD_VEL = 1.0 / 160
@@ -45,6 +45,15 @@ class TrackerSettings:
     low_iou: float = 0.5  # minimum IoU of the second stage
     tentative_iou: float = 0.3  # minimum IoU for a tentative track's second detection
     buffer: int = 30  # frames a lost track is kept
+
+
+def settings_for(score_threshold: float) -> TrackerSettings:
+    """ByteTrack's thresholds fitted to what the user sees: the first stage starts at the task's
+    score threshold (boxes below it never reach the tracker), capped at ByteTrack's 0.5, and a
+    new track needs 0.1 more (capped at its 0.6). A model whose boxes all score 0.3-0.45 still
+    gets IDs at a 0.25 threshold; at 0.5 or above these are ByteTrack's own values."""
+    high = min(TrackerSettings.high_score, max(float(score_threshold), TrackerSettings.low_score))
+    return replace(TrackerSettings(), high_score=high, new_score=min(TrackerSettings.new_score, high + 0.1))
 
 
 # --- geometry and assignment -------------------------------------------------------------------

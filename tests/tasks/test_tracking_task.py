@@ -235,3 +235,14 @@ def test_analyze_track_is_refused_where_it_cannot_work(tmp_path, model_path, arg
     assert "--track cannot run on Ray" in capsys.readouterr().err
     assert analyze(argmax_model, tmp_path / "seg.jsonl", "--track") == 2
     assert "--track applies to detection-like models" in capsys.readouterr().err
+
+
+def test_boxes_the_user_sees_get_ids_whatever_their_scores(task):
+    """A small model's boxes scoring 0.35-0.4 at the default 0.25 threshold are tracked (ByteTrack's
+    fixed 0.6 for a new track would give them none); at 0.5 its own values apply again."""
+    ids = [step(task, i, [(60 + 3 * i, 80), (200, 120 + 2 * i)], scores=[0.38, 0.36]) for i in range(6)]
+    assert ids[-1] == [1, 2] and all(row == ids[-1] for row in ids[1:])
+    task.set_score_threshold(0.5)
+    task.reset()
+    ids = [step(task, i, [(60 + 3 * i, 80)], scores=[0.55]) for i in range(6)]
+    assert ids[-1] == [0]  # below ByteTrack's 0.6 for a new track
