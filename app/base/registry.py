@@ -98,6 +98,9 @@ class TaskSpec:
     physical_columns: the task has ``physical_columns()`` (columns added for inputs with physical
         units, DICOM) and its results carry ``class_area_mm2`` (mm² per label, or None), from
         which ``analyze`` sums volumes per series.
+    scorer: the class that scores the task's results against ground-truth labels
+        (``loupe.tasks.scoring.Scorer``: ``scorer(task)``, then ``columns``, ``score``,
+        ``frame_score``, ``summary``), or None: the task cannot be scored (``loupe analyze --labels``).
     summary: one line for ``loupe tasks``.
     origin: "built-in", or the distribution and version that registered it (set by the registry).
     """
@@ -111,6 +114,7 @@ class TaskSpec:
     history: int | Ref | None = 0
     overlap_safe: bool = False
     physical_columns: bool = False
+    scorer: Ref | None = None
     summary: str = ""
     origin: str = BUILTIN
 
@@ -164,6 +168,9 @@ class TaskSpec:
     def result_type(self) -> type | None:
         return None if self.result is None else self._load("result", self.result)
 
+    def scorer_class(self) -> type | None:
+        return None if self.scorer is None else self._load("scorer", self.scorer)
+
     def check_model(self, engine: Any) -> None:
         if self.check_io is not None:
             self._load("check_io", self.check_io)(engine)
@@ -180,7 +187,7 @@ class TaskSpec:
 
     def modules(self) -> list[str]:
         """The modules its ``"module:attribute"`` references name (a bundler's hidden imports)."""
-        refs = (self.task, self.panel, self.result, self.check_io, self.check_card, self.history)
+        refs = (self.task, self.panel, self.result, self.check_io, self.check_card, self.history, self.scorer)
         return sorted({r.partition(":")[0] for r in refs if isinstance(r, str)})
 
     def describe_history(self) -> str:
@@ -353,12 +360,12 @@ def failures() -> list[PluginFailure]:
 # A built-in task is one entry here, one module in loupe.tasks and one in loupe.ui.panels.
 
 def _builtin(name: str, summary: str, *, checks: bool = True, history: int | Ref | None = 0,
-             overlap_safe: bool = True, physical_columns: bool = False) -> TaskSpec:
+             overlap_safe: bool = True, physical_columns: bool = False, scorer: str | None = None) -> TaskSpec:
     """The spec of a built-in task, whose code follows one layout: ``loupe.tasks.<name>`` holds
     ``<Name>Task`` and ``<Name>Result``, ``loupe.ui.panels.<name>`` its ``make_panel`` and, with
     ``checks``, ``loupe.inference.safety:check_<name>`` and ``loupe.inference.card:
     check_<name>_output`` check the model and the card (without, the task class checks its model
-    when it is made)."""
+    when it is made); ``scorer`` names a class of ``loupe.tasks.scoring``."""
     module, cls = f"loupe.tasks.{name}", name.capitalize()
     return TaskSpec(
         name=name,
@@ -370,12 +377,14 @@ def _builtin(name: str, summary: str, *, checks: bool = True, history: int | Ref
         history=history,
         overlap_safe=overlap_safe,
         physical_columns=physical_columns,
+        scorer=None if scorer is None else f"loupe.tasks.scoring:{scorer}",
         summary=summary,
     )
 
 
 _BUILTINS = (
-    _builtin("segmentation", "class per pixel: areas (and mm², mL with DICOM spacing)", physical_columns=True),
+    _builtin("segmentation", "class per pixel: areas (and mm², mL with DICOM spacing)", physical_columns=True,
+             scorer="SegmentationScorer"),
     _builtin("anomaly", "next-frame prediction: PSNR, anomaly score, flagged frames",
              history="loupe.tasks.anomaly:past_frames"),
     _builtin("density", "density map: count, count in a region"),
@@ -387,11 +396,14 @@ _BUILTINS = (
              overlap_safe=False),
     # postprocess reads its outputs, the geometry and the user's thresholds (settings, not state
     # a later prepare changes)
-    _builtin("detection", "boxes with label and score: count per class"),
-    _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time"),
-    _builtin("keypoints", "pose: boxes with keypoints and a skeleton, count per class"),
+    _builtin("detection", "boxes with label and score: count per class", scorer="DetectionScorer"),
+    _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time",
+             scorer="ClassificationScorer"),
+    _builtin("keypoints", "pose: boxes with keypoints and a skeleton, count per class",
+             scorer="DetectionScorer"),  # scored by its boxes (OKS later)
     # InstancesTask checks its two outputs (predictions, prototypes) when made
-    _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False),
+    _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False,
+             scorer="DetectionScorer"),  # scored by its boxes
     _builtin("depth", "depth (or another one-value) map: colour map with units, min/median/max"),
     # landmark points joined into the card's contours; closed contours' areas (mm² with a spacing)
     _builtin("landmarks", "landmark points joined into contours: area per closed contour (mm² with DICOM spacing)",
