@@ -149,7 +149,7 @@ def det_task(labels=("person", "car")):
 def test_box_shifted_by_a_known_amount_has_a_known_iou():
     a = np.array([[0, 0, 10, 10]])
     for dx, iou in ((0, 1.0), (2, 80 / 120), (5, 50 / 150), (10, 0.0)):
-        assert box_iou(a, a + [dx, 0, dx, 0])[0, 0] == pytest.approx(iou)
+        assert box_iou(a, a + np.array([dx, 0, dx, 0]))[0, 0] == pytest.approx(iou)
     sc = DetectionScorer(det_task())
     gt = FrameLabels(0, (100, 100), boxes=np.array([[10, 10, 30, 30]], np.float32), classes=np.array([0], np.int32))
     # shifted by 5 px: IoU 300/500 = 0.6 -> matched at .50, .55, .60 only
