@@ -260,7 +260,7 @@ def _yaml_names(text: str) -> tuple[str, ...] | None:
                 continue
             if not item[:1].isspace():
                 break
-            s = item.strip()
+            s = re.sub(r"\s+#.*$", "", item).strip()
             if s.startswith("- "):
                 seq.append(s[2:].strip().strip("'\""))
             elif ":" in s:
