@@ -26,6 +26,7 @@ from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, readout, screen
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
+from loupe.ui.labels_view import install as install_labels
 from loupe.ui.model_info import ModelInfo
 from loupe.ui.panel_dock import panel_dock
 from loupe.ui.panels.factory import broken_plugins, make_panel
@@ -153,6 +154,7 @@ class MainWindow(QMainWindow):
         act(m, "Open &folder…", lambda: dialogs.open_folder(self), "Ctrl+Shift+O")
         act(m, "Open &model…", lambda: dialogs.open_model(self), "Ctrl+M")
         act(m, "Open &camera…", lambda: dialogs.open_camera(self), "Ctrl+K")
+        install_labels(self, m)  # File ▸ Open labels…, dropped labels, the Ground truth dock
         status.add_demo_menu(self, m)
         self.recent_menu = m.addMenu("&Recent")
         self.recent = RecentFiles(self.settings, self.recent_menu, lambda p: self.open_paths([p]))
@@ -535,7 +537,7 @@ class MainWindow(QMainWindow):
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.open_paths(paths)
+            self.open_paths(self.ground_truth.take_dropped(paths))  # labels: the Ground truth dock
 
     # --- what the menus start (each in its own module) -------------------------------------------
     def open_camera(self, device: int, resolution: str | None = None) -> None:

@@ -1,0 +1,314 @@
+"""Ground truth in the window: File ▸ Open labels… (or a label file or folder dropped on the window
+while a source is open), the labels drawn over the frame with the model's errors coloured, a
+per-frame score plot, the worst frames and the pooled figures of what has been played so far.
+
+It follows the first loaded model whose task has a scorer (``TaskSpec.scorer``). Each shown result
+(the window's ``frameShown``) is scored here, on the UI thread: a label lookup, one
+``Scorer.score`` and the error image (about a millisecond or two at 640x272; the cost of the last
+frame is shown). A frame scored before (played again, or stepped back to) is scored by a fresh
+scorer, so the pooled figures count each frame once. The widgets and overlay items are in
+``loupe.ui.panels.ground_truth``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget, QFileDialog
+
+from loupe.base import registry
+from loupe.ui.panels.ground_truth import (
+    GroundTruthWidget,
+    LabelBoxesItem,
+    error_rgba,
+    match_boxes,
+    outline_rgba,
+)
+from loupe.ui.settings import last_dir
+
+logger = logging.getLogger(__name__)
+
+MASK_MODES = ("L", "P", "I", "I;16")  # a PNG read as class indices, not colours
+
+
+def looks_like_labels(path: str | Path) -> bool:
+    """A COCO JSON (``images``/``annotations``/``categories`` near its start), or a folder of YOLO
+    ``.txt`` files or of single-channel PNGs (mask PNGs; colour PNGs are an image folder), or a
+    folder whose sub-folders are (one per input)."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() != ".json":
+            return False
+        try:
+            with open(p, encoding="utf-8", errors="replace") as f:
+                head = f.read(1 << 20)
+        except OSError:
+            return False
+        return '"annotations"' in head or ('"images"' in head and '"categories"' in head)
+    if not p.is_dir():
+        return False
+    if _label_folder(p):
+        return True
+    subs = [d for d in sorted(p.iterdir())[:50] if d.is_dir()]
+    return bool(subs) and any(_label_folder(d) for d in subs)
+
+
+def _label_folder(p: Path) -> bool:
+    files = [f for f in sorted(p.iterdir())[:200] if f.is_file()]
+    if any(f.suffix.lower() == ".txt" and f.name != "classes.txt" for f in files):
+        return True
+    pngs = [f for f in files if f.suffix.lower() == ".png"]
+    if not pngs:
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(pngs[0]) as im:
+            return im.mode in MASK_MODES
+    except OSError:
+        return False
+
+
+class GroundTruth:
+    """The window's ground-truth state: the open labels, the scorer, the scores so far."""
+
+    def __init__(self, win, file_menu) -> None:
+        self.win = win
+        self.labels = None  # loupe.sources.labels.LabelSet
+        self.path = ""
+        self.model = None  # the LoadedModel followed
+        self.scorer = None
+        self.class_map: np.ndarray | None = None
+        self.scores: dict[int, float | None] = {}
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.cost_ms = 0.0
+        self._unknown_told = False
+        self.widget = GroundTruthWidget()
+        self.widget.seekRequested.connect(win.seek_to)
+        self.widget.overlayToggled.connect(self._set_overlay_visible)
+        self.widget.focusChanged.connect(lambda: self._set_overlay_visible(self.widget.show_box.isChecked()))
+        self.dock = QDockWidget("Ground truth", win)
+        self.dock.setObjectName("ground-truth")
+        self.dock.setWidget(self.widget)
+        win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.dock.hide()  # until labels are opened
+        self.errors = pg.ImageItem(axisOrder="row-major")
+        self.outline = pg.ImageItem(axisOrder="row-major")
+        self.boxes = LabelBoxesItem()
+        for z, item in ((40, self.errors), (41, self.outline), (42, self.boxes)):
+            item.setZValue(z)
+            item.hide()
+            win.view.vb.addItem(item)
+        self.action = QAction("Open &labels…", win)
+        self.action.setToolTip("Ground truth for the open source: a COCO JSON, a folder of YOLO .txt or of mask PNGs")
+        self.action.triggered.connect(self.open_dialog)
+        file_menu.addAction(self.action)
+        win.frameShown.connect(self.on_frame)
+        win.sourceOpened.connect(lambda _name: self.reset())
+
+    # --- opening ---------------------------------------------------------------------------
+    def take_dropped(self, paths: list[str]) -> list[str]:
+        """Open the label files and folders among dropped ``paths`` as labels (only while a source
+        is open: before, a folder of PNGs is a source); the rest, for the window to open."""
+        if not self.win.source_spec:
+            return paths
+        labels = [p for p in paths if looks_like_labels(p)]
+        if labels:
+            self.open(labels[-1])
+        return [p for p in paths if p not in labels]
+
+    def open_dialog(self) -> None:
+        start = str(Path(self.path).parent) if self.path else last_dir(self.win.settings)
+        path, _ = QFileDialog.getOpenFileName(self.win, "Open labels (a COCO JSON; Cancel for a folder)", start,
+                                              "COCO JSON (*.json);;All files (*)")
+        if not path:
+            path = QFileDialog.getExistingDirectory(self.win, "Open a labels folder (YOLO .txt or mask PNGs)", start)
+        if path:
+            self.open(path)
+
+    def open(self, path: str) -> bool:
+        """Open the labels at ``path`` for the open source; a failure goes to the banner."""
+        try:
+            from loupe.sources.labels import open_labels
+
+            labels = open_labels(path, self.win.source_spec or None)
+        except Exception as e:  # a LabelError says what is wrong; anything else is still not a crash
+            self.win.show_error(f"Cannot open the labels {Path(path).name}: {e}")
+            return False
+        self.labels, self.path = labels, str(path)
+        self._unknown_told = False
+        self.reset()
+        self.dock.show()
+        self.widget.title.setText(f"<b>Ground truth</b>: {Path(path).name}")
+        self.widget.title.setToolTip(str(path))
+        self.win.rerun_frame()  # paused: score the frame on screen now
+        return True
+
+    def reset(self) -> None:
+        """Forget the scores (a new source, new labels or another model)."""
+        self.scorer = None
+        self.model = None
+        self.class_map = None
+        self.scores.clear()
+        self.rows.clear()
+        self.widget.show_scores({})
+        self.widget.pooled.setText("")
+        self.widget.frame_text.setText("")
+        self._clear_items()
+
+    def _clear_items(self) -> None:
+        for item in (self.errors, self.outline, self.boxes):
+            item.hide()
+
+    def _set_overlay_visible(self, on: bool) -> None:
+        if not on:
+            self._clear_items()
+        elif self.win.last_result is not None:
+            self.on_frame(self.win.last_result)
+
+    # --- scoring each shown result ------------------------------------------------------------
+    def _followed(self) -> tuple[int, Any, type] | None:
+        """(index, LoadedModel, Scorer class) of the first model whose task has a scorer."""
+        for i, lm in enumerate(self.win.models):
+            spec = lm.spec
+            ref = getattr(spec, "scorer", None) if spec is not None else None
+            if ref is not None:
+                return i, lm, registry.resolve(ref)
+        return None
+
+    def on_frame(self, fr) -> None:
+        if self.labels is None:
+            return
+        found = self._followed()
+        if found is None:
+            self.widget.frame_text.setText("No loaded model's task can be scored "
+                                           "(segmentation, detection, classification do).")
+            self._clear_items()
+            return
+        i, lm, scorer_cls = found
+        if lm is not self.model:
+            self.reset()
+            self.model, self.scorer = lm, scorer_cls(lm.task)
+            res = fr.results[i].result
+            self.widget.set_classes(tuple(getattr(res, "labels", ()) or ()), _kind(res))
+            self.widget.title.setText(f"<b>Ground truth</b>: {Path(self.path).name} — scoring {lm.name}")
+        result, frame = fr.results[i].result, fr.frame
+        t0 = time.perf_counter()
+        try:
+            self._score(lm, result, frame)
+        except Exception as e:  # a label that does not fit this model: say so once per frame, keep playing
+            logger.exception("scoring frame %d", frame.index)
+            self.win.show_error(f"Cannot score frame {frame.index + 1} against {Path(self.path).name}: {e}")
+            self._clear_items()
+        self.cost_ms = (time.perf_counter() - t0) * 1e3
+        self.widget.cursor.setValue(frame.index)
+
+    def _score(self, lm, result, frame) -> None:
+        h, w = frame.pixels.shape[:2]
+        path = frame.metadata.get("path")
+        stem = Path(path).stem if path else None
+        truth = self.labels.get(frame.index, stem, (h, w))
+        if truth is None:
+            self._clear_items()
+            self.widget.frame_text.setText(f"frame {frame.index + 1}: no label (unlabelled, not scored)")
+            return
+        model_labels = tuple(getattr(result, "labels", None) or getattr(lm.task, "labels", ()) or ())
+        if self.class_map is None:
+            self.class_map = self.labels.class_map(model_labels)
+            unknown = self.labels.unknown_names(model_labels)
+            if unknown and not self._unknown_told:
+                self._unknown_told = True
+                self.win.show_error(f"The labels name classes {lm.name} does not have (not scored): "
+                                    + ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else ""), "info")
+        cmap = self.class_map
+        if frame.index in self.scores:  # seen before: score it without counting it twice in the pool
+            row = type(self.scorer)(lm.task).score(result, truth, cmap)
+        else:
+            row = self.scorer.score(result, truth, cmap)
+        s = self.scorer.frame_score(row)
+        self.rows[frame.index], self.scores[frame.index] = row, s
+        if self.widget.show_box.isChecked():
+            self._draw(result, truth, cmap, (h, w))
+        self.widget.show_scores(self.scores)
+        self.widget.pooled.setText(_pooled_text(self.scorer.summary(), len(self.scores)))
+        score = "—" if s is None else f"{s:.3f}"
+        extra = f" · {truth.note}" if truth.note else ""
+        self.widget.frame_text.setText(f"frame {frame.index + 1}: score {score}{extra}")
+
+    def _draw(self, result, truth, cmap: np.ndarray, hw: tuple[int, int]) -> None:
+        kind = _kind(result)
+        self._clear_items()
+        if kind == "segmentation" and truth.mask is not None:
+            pred = result.class_map
+            gt = _mapped_mask(truth.mask, cmap)
+            if gt.shape != pred.shape:  # results at display resolution: compare there
+                import cv2
+
+                gt = cv2.resize(gt, (pred.shape[1], pred.shape[0]), interpolation=cv2.INTER_NEAREST)
+            bg = _background(result.labels)
+            palette = getattr(self.model.task, "palette", None)
+            palette = np.asarray(palette if palette is not None else np.full((len(result.labels), 3), 255), np.uint8)
+            rect = pg.QtCore.QRectF(0, 0, hw[1], hw[0])
+            self.errors.setImage(error_rgba(pred, gt, bg, self.widget.focus.currentData()), autoLevels=False, levels=(0, 255))
+            self.errors.setRect(rect)
+            self.outline.setImage(outline_rgba(gt, palette, bg), autoLevels=False, levels=(0, 255))
+            self.outline.setRect(rect)
+            self.errors.show()
+            self.outline.show()
+        elif kind == "detection":
+            gt_cls = _mapped_classes(truth.classes, cmap)
+            pm, gm = match_boxes(result.boxes, result.scores, result.classes, truth.boxes, gt_cls)
+            self.boxes.set_boxes(hw, result.boxes, pm, truth.boxes, gm)
+            self.boxes.show()
+
+
+def _kind(result) -> str:
+    if hasattr(result, "class_map"):
+        return "segmentation"
+    if hasattr(result, "boxes") and hasattr(result, "scores"):
+        return "detection"
+    return "classification"
+
+
+def _background(labels) -> int | None:
+    names = [str(n).lower() for n in labels]
+    return names.index("background") if "background" in names else None
+
+
+def _mapped_mask(mask: np.ndarray, cmap: np.ndarray) -> np.ndarray:
+    """A label mask in label class ids -> model class ids as int32 (-1: ignored or not in the model)."""
+    lut = np.full(256, -1, np.int32)
+    n = min(len(cmap), 255)
+    lut[:n] = np.asarray(cmap[:n], np.int32)
+    return lut[mask.astype(np.uint8)]
+
+
+def _mapped_classes(classes: np.ndarray, cmap: np.ndarray) -> np.ndarray:
+    c = np.asarray(classes, np.int64)
+    ok = (c >= 0) & (c < len(cmap))
+    out = np.full(len(c), -1, np.int64)
+    out[ok] = np.asarray(cmap, np.int64)[c[ok]]
+    return out
+
+
+def _pooled_text(summary: dict[str, Any], frames: int) -> str:
+    from loupe.ui.panels.ground_truth import figure_text
+
+    return f"pooled over {frames} frame{'s' if frames != 1 else ''}\n" + figure_text(summary)
+
+
+def install(win, file_menu) -> GroundTruth:
+    """File ▸ Open labels…, the dropped-labels hook and the Ground truth dock; ``win.ground_truth``."""
+    gt = GroundTruth(win, file_menu)
+    win.ground_truth = gt
+    return gt
+
+
+__all__ = ["GroundTruth", "install", "looks_like_labels"]

@@ -1,0 +1,286 @@
+"""The "Ground truth" dock's widgets and the items drawn over the frame when labels are open.
+
+``GroundTruthWidget``: a per-frame score plot over frame indices (a click seeks the player there),
+the worst frames scored so far (a click seeks), the pooled figures of what has been played
+(``Scorer.summary``) and the scores of the frame on screen. ``error_rgba`` colours a segmentation's
+wrong pixels; ``LabelBoxesItem`` draws detection boxes against their labels in one ``paint``:
+matched predictions green, false positives red, missed labels dashed orange. ``outline_rgba`` is a
+label mask's class boundaries in the class colours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loupe.ui.panels.base import frame_axis
+
+FP_RGBA = (255, 40, 40, 170)  # predicted where the label says background
+FN_RGBA = (40, 140, 255, 170)  # labelled, predicted background
+SWAP_RGBA = (255, 0, 255, 170)  # labelled as one class, predicted as another
+WORST = 12  # frames in the worst list
+
+
+def error_rgba(pred: np.ndarray, truth: np.ndarray, background: int | None, focus: int | None = None) -> np.ndarray:
+    """(H, W, 4) uint8, transparent where right or where ``truth`` is negative (ignored or a class
+    the model lacks); both maps in model class ids. With ``focus`` (a class): its false positives
+    red, its false negatives blue. Without: false positives red (``truth`` is background), false
+    negatives blue (``pred`` is background), other wrong classes magenta."""
+    out = np.zeros((*pred.shape, 4), np.uint8)
+    wrong = (pred.astype(np.int32) != truth) & (truth >= 0)
+    if focus is not None:
+        out[wrong & (pred == focus)] = FP_RGBA
+        out[wrong & (truth == focus)] = FN_RGBA
+        return out
+    if background is None:
+        out[wrong] = SWAP_RGBA
+        return out
+    fp = wrong & (truth == background)
+    fn = wrong & (pred == background)
+    out[wrong & ~fp & ~fn] = SWAP_RGBA
+    out[fp] = FP_RGBA
+    out[fn] = FN_RGBA
+    return out
+
+
+def outline_rgba(truth: np.ndarray, palette: np.ndarray, background: int | None) -> np.ndarray:
+    """(H, W, 4) uint8: the boundary pixels of each labelled (non-background) region in its class
+    colour, opaque; transparent elsewhere. ``truth`` in model class ids (negative: none)."""
+    t = truth.astype(np.int32)
+    edge = np.zeros(t.shape, bool)
+    edge[:, 1:] |= t[:, 1:] != t[:, :-1]
+    edge[:, :-1] |= t[:, 1:] != t[:, :-1]
+    edge[1:, :] |= t[1:, :] != t[:-1, :]
+    edge[:-1, :] |= t[1:, :] != t[:-1, :]
+    edge &= t >= 0
+    if background is not None:
+        edge &= t != background
+    out = np.zeros((*t.shape, 4), np.uint8)
+    if len(palette):
+        cls = np.clip(t[edge], 0, len(palette) - 1)
+        out[edge, :3] = palette[cls]
+    out[edge, 3] = 255
+    return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of x1, y1, x2, y2 boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float64)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def match_boxes(boxes, scores, classes, gt_boxes, gt_classes, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy by score, same class, IoU >= ``iou``: (matched per prediction, matched per label),
+    boolean arrays. ``gt_classes`` negative (a class the model lacks) never match."""
+    pm = np.zeros(len(boxes), bool)
+    gm = np.zeros(len(gt_boxes), bool)
+    ious = box_iou(np.asarray(boxes).reshape(-1, 4), np.asarray(gt_boxes).reshape(-1, 4))
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        cand = (~gm) & (np.asarray(gt_classes) == classes[i]) & (ious[i] >= iou)
+        if cand.any():
+            j = int(np.argmax(np.where(cand, ious[i], -1.0)))
+            gm[j] = pm[i] = True
+    return pm, gm
+
+
+class LabelBoxesItem(pg.GraphicsObject):
+    """Predicted boxes against labelled ones: matched green, false positives red, missed labels
+    dashed orange; cosmetic pens (screen pixels at any zoom). Frame pixel coordinates."""
+
+    MATCHED, FALSE, MISSED = QColor(40, 200, 60), QColor(235, 40, 40), QColor(255, 150, 0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rect = QRectF(0, 0, 1, 1)
+        self.pred = np.zeros((0, 4), np.float32)
+        self.pred_ok = np.zeros(0, bool)
+        self.gt = np.zeros((0, 4), np.float32)
+        self.gt_ok = np.zeros(0, bool)
+        self.show_labels = True
+
+    def set_boxes(self, frame_hw, pred, pred_ok, gt, gt_ok) -> None:
+        self.prepareGeometryChange()
+        self._rect = QRectF(0, 0, float(frame_hw[1]), float(frame_hw[0]))
+        self.pred, self.pred_ok = np.asarray(pred, np.float32).reshape(-1, 4), np.asarray(pred_ok, bool)
+        self.gt, self.gt_ok = np.asarray(gt, np.float32).reshape(-1, 4), np.asarray(gt_ok, bool)
+        self.update()
+
+    def clear(self) -> None:
+        self.set_boxes((1, 1), np.zeros((0, 4)), np.zeros(0, bool), np.zeros((0, 4)), np.zeros(0, bool))
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, p, *args) -> None:
+        def pen(colour: QColor, style=Qt.PenStyle.SolidLine) -> QPen:
+            q = QPen(colour, 2)
+            q.setCosmetic(True)
+            q.setStyle(style)
+            return q
+
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if self.show_labels:  # labels first: the predictions are drawn over them
+            p.setPen(pen(self.MATCHED, Qt.PenStyle.DotLine))
+            for b in self.gt[self.gt_ok]:
+                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+            p.setPen(pen(self.MISSED, Qt.PenStyle.DashLine))
+            for b in self.gt[~self.gt_ok]:
+                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+        for ok, colour in ((True, self.MATCHED), (False, self.FALSE)):
+            p.setPen(pen(colour))
+            for b in self.pred[self.pred_ok == ok]:
+                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+
+
+def figure_text(summary: dict[str, Any], limit: int = 14) -> str:
+    """The pooled figures as lines ``name  value``: numbers only (a confusion matrix is left to
+    ``loupe analyze --summary``), the headline figures first."""
+    lines = []
+    head = ("miou", "map50", "map50_95", "accuracy")
+    keys = [k for k in head if k in summary] + [k for k in summary if k not in head]
+    for k in keys:
+        v = summary[k]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))):
+            continue
+        if k == "frames":  # said in the heading
+            continue
+        if isinstance(v, (int, np.integer)):  # counts
+            lines.append(f"{k}  {v}")
+            continue
+        lines.append(f"{k}  {'—' if v is None or v != v else f'{float(v):.3f}'}")  # None: none of it yet
+        if len(lines) >= limit:
+            break
+    return "\n".join(lines)
+
+
+class GroundTruthWidget(QWidget):
+    """Plot | worst frames | pooled figures, side by side (the dock sits under the view)."""
+
+    seekRequested = Signal(int)
+    overlayToggled = Signal(bool)
+    focusChanged = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        left = QVBoxLayout()
+        self.title = QLabel("<b>Ground truth</b>: no labels open (File ▸ Open labels…, or drop them on the window)")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
+        left.addWidget(self.title)
+        self.plot = pg.PlotWidget(axisItems={"bottom": frame_axis()})
+        self.plot.setBackground("w")
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.setYRange(0, 1.02, padding=0)
+        self.plot.showGrid(x=False, y=True, alpha=0.3)
+        self.plot.setLabel("left", "score")
+        self.plot.setToolTip("score of each labelled frame played (click: show that frame)")
+        self.curve = self.plot.plot([], [], pen=pg.mkPen((60, 90, 200), width=1.5),
+                                    symbol="o", symbolSize=4, symbolBrush=(60, 90, 200), symbolPen=None)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 60, 60), width=1))
+        self.plot.addItem(self.cursor)
+        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
+        left.addWidget(self.plot, 1)
+        lay.addLayout(left, 3)
+
+        mid = QVBoxLayout()
+        mid.addWidget(QLabel("Worst frames"))
+        self.worst = QListWidget()
+        self.worst.setToolTip("lowest scores so far (click: show that frame)")
+        self.worst.itemClicked.connect(lambda item: self.seekRequested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
+        mid.addWidget(self.worst, 1)
+        lay.addLayout(mid, 1)
+
+        right = QVBoxLayout()
+        self.show_box = QCheckBox("Labels and errors over the frame")
+        self.show_box.setChecked(True)
+        self.show_box.toggled.connect(self.overlayToggled.emit)
+        right.addWidget(self.show_box)
+        self.focus = QComboBox()
+        self.focus.setToolTip("segmentation: the errors of every class, or of one (its false positives red, "
+                              "its false negatives blue)")
+        self.focus.addItem("errors of every class", None)
+        self.focus.currentIndexChanged.connect(lambda _i: self.focusChanged.emit())
+        right.addWidget(self.focus)
+        self.legend = QLabel("")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        right.addWidget(self.legend)
+        self.pooled = QLabel("")
+        self.pooled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.pooled.setStyleSheet("font-family: monospace")
+        right.addWidget(self.pooled)
+        self.frame_text = QLabel("")
+        self.frame_text.setWordWrap(True)
+        right.addWidget(self.frame_text)
+        right.addStretch(1)
+        lay.addLayout(right, 2)
+
+    def _on_plot_click(self, ev) -> None:
+        vb = self.plot.getPlotItem().vb
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        x = vb.mapSceneToView(ev.scenePos()).x()
+        self.seekRequested.emit(max(0, round(x)))
+
+    def show_scores(self, scores: dict[int, float | None]) -> None:
+        """The plot and the worst list from ``{frame index: score}`` (None: not scorable)."""
+        pts = sorted((i, s) for i, s in scores.items() if s is not None and s == s)
+        if pts:
+            xs, ys = zip(*pts)
+            self.curve.setData(np.asarray(xs, float), np.asarray(ys, float))
+        else:
+            self.curve.setData([], [])
+        self.worst.clear()
+        for i, s in sorted(pts, key=lambda t: (t[1], t[0]))[:WORST]:
+            item = QListWidgetItem(f"frame {i + 1}   {s:.3f}")  # frame numbers from 1, as the player shows
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.worst.addItem(item)
+
+    def set_classes(self, labels, kind: str) -> None:
+        """The class choices of the errors (segmentation only)."""
+        self.focus.blockSignals(True)
+        self.focus.clear()
+        self.focus.addItem("errors of every class", None)
+        for i, name in enumerate(labels):
+            self.focus.addItem(f"errors of {name}", i)
+        self.focus.blockSignals(False)
+        self.focus.setVisible(kind == "segmentation")
+        self.set_legend(kind)
+
+    def set_legend(self, kind: str) -> None:
+        def dot(rgb, text):
+            return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
+
+        if kind == "segmentation":
+            parts = [dot(FP_RGBA, "false positive"), dot(FN_RGBA, "false negative (missed)"),
+                     dot(SWAP_RGBA, "wrong class"), "outline: the label"]
+        elif kind == "detection":
+            c = LabelBoxesItem
+            parts = [dot(c.MATCHED.getRgb(), "matched"), dot(c.FALSE.getRgb(), "false positive"),
+                     dot(c.MISSED.getRgb(), "missed (dashed)"), "dotted: matched label"]
+        else:
+            parts = []
+        self.legend.setText(" &nbsp; ".join(parts))

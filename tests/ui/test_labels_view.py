@@ -1,0 +1,194 @@
+"""Ground truth in the window: labels recognised on drop, errors coloured by construction, and a
+mask folder for the first frames of bikes.mp4 scored live (plot, worst frames, pooled mIoU, seeks)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from loupe.base.media import clip_path
+from loupe.ui.labels_view import looks_like_labels
+from loupe.ui.panels.ground_truth import (
+    FN_RGBA,
+    FP_RGBA,
+    SWAP_RGBA,
+    error_rgba,
+    figure_text,
+    match_boxes,
+    outline_rgba,
+)
+from tests.ui.test_main_window import collect, drop
+
+FRAMES = 5
+HURT = 2  # the frame whose label is made wrong on purpose
+
+
+def test_label_files_and_folders_are_recognised(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((4, 6), np.uint8), mode="L").save(masks / "000000.png")
+    colour = tmp_path / "frames"
+    colour.mkdir()
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(colour / "000000.png")
+    yolo = tmp_path / "yolo"
+    yolo.mkdir()
+    (yolo / "classes.txt").write_text("car\n")
+    (yolo / "frame_0001.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    other = tmp_path / "card.json"
+    other.write_text(json.dumps({"loupe": {"task": "segmentation"}}))
+    per_input = tmp_path / "per_input"
+    (per_input / "bikes").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(per_input / "bikes" / "0.png")
+    assert looks_like_labels(masks) and looks_like_labels(yolo) and looks_like_labels(coco)
+    assert looks_like_labels(per_input)
+    assert not looks_like_labels(colour) and not looks_like_labels(other)
+    assert not looks_like_labels(clip_path("bikes.mp4"))
+
+
+def test_error_pixels_by_construction():
+    truth = np.array([[0, 0, 1, 1], [0, 2, 2, -1]], np.int32)
+    pred = np.array([[0, 1, 0, 1], [2, 2, 1, 0]], np.uint8)
+    out = error_rgba(pred, truth, background=0)
+    assert out[0, 0, 3] == 0 and out[0, 3, 3] == 0 and out[1, 1, 3] == 0  # right
+    assert tuple(out[0, 1]) == FP_RGBA and tuple(out[1, 0]) == FP_RGBA  # background labelled, class predicted
+    assert tuple(out[0, 2]) == FN_RGBA  # class labelled, background predicted
+    assert tuple(out[1, 2]) == SWAP_RGBA  # 2 labelled, 1 predicted
+    assert out[1, 3, 3] == 0  # ignored
+    one = error_rgba(pred, truth, background=0, focus=1)  # class 1's own errors
+    assert tuple(one[0, 1]) == FP_RGBA and tuple(one[1, 2]) == FP_RGBA and tuple(one[0, 2]) == FN_RGBA
+    assert one[1, 0, 3] == 0  # 2 predicted on background: not class 1's error
+    no_bg = error_rgba(pred, truth, background=None)
+    assert int((no_bg[..., 3] > 0).sum()) == 4 and tuple(no_bg[0, 1]) == SWAP_RGBA
+
+
+def test_outline_is_the_boundary_of_labelled_regions():
+    truth = np.zeros((8, 8), np.int32)
+    truth[2:6, 2:6] = 1
+    out = outline_rgba(truth, np.array([[0, 0, 0], [10, 20, 30]], np.uint8), background=0)
+    assert out[2, 2].tolist() == [10, 20, 30, 255] and out[3, 3, 3] == 0 and out[0, 0, 3] == 0
+    assert int((out[..., 3] > 0).sum()) == 12  # the 4x4 square's ring
+
+
+def test_boxes_match_greedily_by_score_within_a_class():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], np.float32)
+    gt_cls = np.array([0, 0, 1])
+    pred = np.array([[1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60], [80, 80, 90, 90]], np.float32)
+    scores = np.array([0.6, 0.9, 0.8, 0.7], np.float32)
+    classes = np.array([0, 0, 0, 0])
+    pm, gm = match_boxes(pred, scores, classes, gt, gt_cls)
+    assert pm.tolist() == [False, True, False, False]  # the best box takes the label; 1 vs 0: wrong class
+    assert gm.tolist() == [True, False, False]
+
+
+def test_figures_text_puts_the_headline_first():
+    text = figure_text({"frames": 3, "iou_car": 0.5, "miou": None, "confusion": {"labels": []}, "tp": 4})
+    assert text.splitlines() == ["miou  —", "iou_car  0.500", "tp  4"]
+
+
+@pytest.fixture
+def seg_window(qtbot, win):
+    from loupe.resources import demo_models
+
+    model = next(p for p in demo_models() if p.stem == "demo_segmentation")
+    with qtbot.waitSignal(win.modelLoaded, timeout=30000):
+        win.add_model(str(model))
+    return win
+
+
+def test_a_mask_folder_scores_the_frames_played(qtbot, seg_window, tmp_path):
+    win = seg_window
+    shown = collect(win)
+    win.open_source(str(clip_path("bikes.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    maps = {}
+    for i in range(FRAMES):  # the model's own maps are the labels: perfect, except one frame
+        if i:
+            win.step()
+            qtbot.waitUntil(lambda i=i: shown[-1].frame.index == i, timeout=20000)
+        maps[i] = shown[-1].results[0].result.class_map.copy()
+    labels = tmp_path / "masks"
+    labels.mkdir()
+    for i, m in maps.items():
+        if i == HURT:
+            m = m.copy()
+            m[:, : m.shape[1] // 2] = (m[:, : m.shape[1] // 2] + 1) % 5  # the left half all wrong
+        Image.fromarray(m, mode="L").save(labels / f"{i:06d}.png")
+    gt = win.ground_truth
+    assert gt.dock.isHidden()
+    drop(win, [labels])  # recognised as labels, not opened as an image folder
+    assert gt.labels is not None and not gt.dock.isHidden() and win.source_spec.endswith("bikes.mp4")
+    qtbot.waitUntil(lambda: FRAMES - 1 in gt.scores, timeout=20000)  # the paused frame, run again
+    win.seek_to(0)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 0, timeout=20000)
+    for i in range(1, FRAMES + 1):
+        win.step()
+        qtbot.waitUntil(lambda i=i: shown[-1].frame.index == i, timeout=20000)
+    assert sorted(gt.scores) == list(range(FRAMES))
+    assert gt.scores[0] == pytest.approx(1.0) and gt.scores[HURT] < 0.7
+    assert FRAMES not in gt.scores  # no label: unlabelled, not scored
+    assert "no label" in gt.widget.frame_text.text()
+    xs, ys = gt.widget.curve.getData()
+    assert xs.tolist() == list(range(FRAMES)) and ys[HURT] == pytest.approx(gt.scores[HURT])
+    worst = gt.widget.worst.item(0)
+    assert worst.text().startswith(f"frame {HURT + 1} ")
+    pooled = gt.scorer.summary()
+    assert gt.scorer.frames == FRAMES  # each frame counted once, though frame 4 was shown twice
+    assert 0 < pooled["miou"] < 1 and "miou" in gt.widget.pooled.text()
+    # the errors drawn for the hurt frame; none for a perfect one
+    gt.widget.worst.itemClicked.emit(worst)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == HURT, timeout=20000)
+    assert gt.errors.isVisible() and int((gt.errors.image[..., 3] > 0).sum()) > 0
+    assert gt.errors.image.shape[:2] == maps[0].shape
+    win.seek_to(1)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 1, timeout=20000)
+    assert int((gt.errors.image[..., 3] > 0).sum()) == 0 and gt.outline.isVisible()
+    gt.widget.show_box.setChecked(False)
+    assert not gt.errors.isVisible() and not gt.outline.isVisible()
+    assert gt.scorer.frames == FRAMES
+
+
+def test_a_click_on_the_plot_seeks(qtbot, seg_window, tmp_path):
+    win = seg_window
+    shown = collect(win)
+    win.open_source(str(clip_path("bikes.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    labels = tmp_path / "masks"
+    labels.mkdir()
+    Image.fromarray(np.zeros((272, 640), np.uint8), mode="L").save(labels / "0.png")
+    assert win.ground_truth.open(str(labels))
+    plot = win.ground_truth.widget.plot
+    vb = plot.getPlotItem().vb
+    vb.setXRange(0, 20, padding=0)
+    seeks = []
+    win.ground_truth.widget.seekRequested.connect(seeks.append)
+
+    class Click:
+        def __init__(self, pos):
+            self._pos = pos
+
+        def scenePos(self):
+            return self._pos
+
+    win.ground_truth.widget._on_plot_click(Click(vb.mapViewToScene(pg_point(12.2, 0.5))))
+    assert seeks == [12]
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 12, timeout=20000)
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(x, y)
+
+
+def test_labels_that_cannot_be_read_go_to_the_banner(qtbot, win, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [')
+    errors = []
+    win.errorShown.connect(errors.append)
+    assert not win.ground_truth.open(str(bad))
+    assert errors and "bad.json" in errors[0] and win.ground_truth.labels is None
