@@ -83,6 +83,13 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ray-cpus", type=int, default=2, metavar="N", help="CPUs of the local Ray (default 2)")
     ap.add_argument("--ray-gpus", type=float, default=0.0, metavar="G", help="GPUs per Ray actor (default 0)")
     ap.add_argument("--ray-part-frames", type=int, metavar="N", help="frames per part of a split video (default: ~2 parts per actor)")
+    ap.add_argument("--labels", metavar="PATH",
+                    help="ground truth to score the results against: a folder of mask PNGs, a COCO .json or a folder of "
+                         "YOLO .txt (several inputs: one COCO file, or a folder with one sub-folder/file per input stem); "
+                         "rows get iou_/dice_<label> (segmentation), tp/fp/fn at IoU 0.5 (detection), correct "
+                         "(classification), empty for unlabelled frames")
+    ap.add_argument("--summary", metavar="FILE.json",
+                    help="with --labels: write the pooled figures (miou, map50, map50_95, accuracy, ...) to FILE.json")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted run: keep the rows already in --out, add the missing ones")
     add_limit_options(ap)
@@ -132,6 +139,10 @@ def _run(args: argparse.Namespace) -> int:
         if v is not None and not 0.0 <= v <= 1.0:
             err(f"{opt} must be between 0 and 1, got {v:g}")
             return 2
+    problem = _check_label_options(args)
+    if problem:
+        err(problem)
+        return 2
     if args.ray is not None and args.track:
         err("--track cannot run on Ray: a track follows every frame of an input in order, on one process "
             "(run without --ray; --resume works with --track)")
@@ -199,6 +210,17 @@ def _run(args: argparse.Namespace) -> int:
     for m in models:
         if m.engine.guess is not None:
             sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
+    scoring = None
+    if args.labels:
+        from loupe.run.scoring import LabelScoring
+
+        scoring = LabelScoring(args.labels, models, warn=lambda line: sys.stderr.write(f"loupe: {line}\n"))
+        if not scoring.scorers:
+            err(f"--labels: no model given can be scored against labels ({', '.join(scoring.unscored)}); "
+                "segmentation, detection, keypoints, instances and classification can")
+            return 2
+        if scoring.unscored:
+            sys.stderr.write(f"loupe: not scored (their tasks have no scorer): {', '.join(scoring.unscored)}\n")
     inputs = expand_inputs(args.inputs)
     progress = make_progress(args.quiet, args.progress)
     bad: list[tuple[str, str]] = []
@@ -218,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         writer = None
         if args.out:
             cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
+            if scoring is not None:
+                cols += [c for c in scoring.columns() if c not in cols]
             if args.resume:
                 from loupe.run.resume import ResumeError, SkipDone, make_start_at, prepare_resume
 
@@ -254,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
                 max_frames=args.max_frames, done=done)
         else:
             summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
-                              calibrate_per_video=args.calibrate_per_video, start_at=start_at)
+                              calibrate_per_video=args.calibrate_per_video, start_at=start_at, scoring=scoring)
         wall = time.perf_counter() - wall
     except KeyboardInterrupt:
         if progress:
@@ -278,7 +302,38 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(summary_table(summary) + "\n")
         sys.stdout.write(f"{summary.frames} frames at {fps:.1f} frames/s on {providers}\n")
+    if scoring is not None:
+        for line in scoring.headlines():
+            sys.stderr.write(f"loupe: {line}\n")
+        if args.summary:
+            import json
+
+            from loupe.base.quality import json_safe
+
+            try:
+                Path(args.summary).write_text(json.dumps(json_safe(scoring.summary()), indent=2, allow_nan=False) + "\n",
+                                              encoding="utf-8")
+            except OSError as e:
+                err(f"--summary {args.summary}: cannot write it ({e.strerror or e})")
+                return 2
     return summary.exit_code
+
+
+def _check_label_options(args: argparse.Namespace) -> str | None:
+    """The error line for ``--labels`` / ``--summary`` used wrongly, or None."""
+    if args.summary and not args.labels:
+        return "--summary writes the figures scored against --labels: add --labels PATH"
+    if args.summary and not args.summary.lower().endswith(".json"):
+        return f"--summary must end in .json, got {args.summary}"
+    if not args.labels:
+        return None
+    if not Path(args.labels).exists():
+        return f"--labels {args.labels}: no such label file or folder"
+    if args.ray is not None:
+        return "--labels cannot be scored on Ray yet: run without --ray"
+    if args.resume and args.summary:
+        return "--summary pools every frame's scores, which --resume does not run again: run without --resume"
+    return None
 
 
 COMMAND = Command("analyze", DESCRIPTION, DESCRIPTION, _add_arguments, _run)

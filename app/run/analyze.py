@@ -179,6 +179,7 @@ def analyze(
     calibrate_per_video: bool = False,
     read_ahead: int = 2,
     start_at: Callable[[str, Any], int | None] | None = None,
+    scoring: Any = None,
 ) -> Summary:
     """Analyse every frame of every input; rows go to ``writer`` as they are computed.
 
@@ -196,6 +197,9 @@ def analyze(
     the index of the frame it starts at (``--resume``, a Ray part); ``max_frames`` still counts
     from frame 0 (the input's first ``max_frames`` frames). Not called with
     ``calibrate_per_video``, whose scores need the whole input.
+
+    ``scoring``: a ``loupe.run.scoring.LabelScoring`` (``--labels``) adding each row's score
+    cells and pooling the figures of its ``summary()``.
     """
     progress = as_progress(progress)
     expanded: list[str] = []
@@ -239,6 +243,8 @@ def analyze(
                 for m, mr in zip(runner.models, fr.results):
                     row = _row(spec, fr.frame, mr)
                     row.update(m.task.row(mr.result))
+                    if scoring is not None:
+                        row.update(scoring.row(spec, m, frame, mr.result))
                     s.latency_ms.setdefault(mr.model, []).append(mr.latency_ms)
                     if mr.task == "segmentation":
                         acc = s.area_sum.setdefault(mr.model, {})
