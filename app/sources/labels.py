@@ -9,7 +9,8 @@ its masks are drawn per frame on demand).
 Formats
 - A folder of mask PNGs: one class index per pixel, 255 = ignore. A palette PNG is read as its
   indices, not as colours (OpenCV expands palettes to colours, so the colours are mapped back through
-  the file's own PLTE chunk; where a palette repeats a colour, the lowest index wins). An RGB mask
+  the file's own PLTE chunk; where a palette repeats a colour, an 8-bit palette PNG is decoded
+  here instead, and otherwise the lowest index wins). An RGB mask
   whose three channels are equal is read as one channel; any other colour mask is refused. Class
   names: from ``classes.txt`` in the folder when present, else the indices are the model's.
 - A COCO JSON (``labels_coco.py``): boxes, polygons and RLE masks (both the counts list and the
@@ -43,6 +44,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,9 +326,62 @@ def _png_palette(path: Path) -> np.ndarray | None:
                 return None
 
 
+def _png_indices(path: Path) -> np.ndarray | None:
+    """The indices of an 8-bit, non-interlaced palette PNG decoded here (zlib and the five row
+    filters of the PNG spec), for palettes that repeat a colour; None for other PNGs."""
+    data = path.read_bytes()
+    pos, idat, head = 8, [], None
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + size]
+        pos += 12 + size
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if head is None or head[2] != 8 or head[3] != 3 or head[6] != 0:
+        return None
+    w, h = head[0], head[1]
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)[: h * (w + 1)].reshape(h, w + 1)
+    except (zlib.error, ValueError):
+        return None
+    out = np.zeros((h, w), np.uint8)
+    prev = np.zeros(w, np.int64)
+    for r in range(h):
+        f, row = int(raw[r, 0]), raw[r, 1:].astype(np.int64)
+        if f == 1:
+            row = np.cumsum(row) % 256
+        elif f == 2:
+            row = (row + prev) % 256
+        elif f in (3, 4):
+            vals, up, left = row.tolist(), prev.tolist(), 0
+            for i in range(w):
+                ul = up[i - 1] if i else 0
+                if f == 3:
+                    pred = (left + up[i]) // 2
+                else:
+                    p = left + up[i] - ul
+                    pa, pb, pc = abs(p - left), abs(p - up[i]), abs(p - ul)
+                    pred = left if pa <= pb and pa <= pc else (up[i] if pb <= pc else ul)
+                left = vals[i] = (vals[i] + pred) & 255
+            row = np.asarray(vals, np.int64)
+        elif f != 0:
+            return None
+        out[r] = row
+        prev = row
+    return out
+
+
 def read_mask(path: Path) -> np.ndarray:
     """A mask file as (H, W) uint8 class indices (palette PNGs: their indices)."""
     palette = _png_palette(path) if path.suffix.lower() == ".png" else None
+    if palette is not None and len(np.unique(palette, axis=0)) < len(palette):
+        idx = _png_indices(path)
+        if idx is not None:
+            return idx
     flag = cv2.IMREAD_COLOR if palette is not None else cv2.IMREAD_UNCHANGED
     img = cv2.imread(str(path), flag)
     if img is None:

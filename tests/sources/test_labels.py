@@ -21,14 +21,34 @@ from loupe.sources.labels import (
 )
 
 
-def write_palette_png(path, idx: np.ndarray, palette: list[tuple[int, int, int]]) -> None:
-    """A colour-type-3 PNG written byte by byte (no imaging library), so the test knows its indices."""
+def paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def filtered_row(row: list[int], up: list[int], f: int) -> bytes:
+    """One row under PNG filter ``f`` (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth), from the PNG spec."""
+    out = []
+    for i, x in enumerate(row):
+        a = row[i - 1] if i else 0
+        c = up[i - 1] if i else 0
+        pred = [0, a, up[i], (a + up[i]) // 2, paeth(a, up[i], c)][f]
+        out.append((x - pred) % 256)
+    return bytes([f, *out])
+
+
+def write_palette_png(path, idx: np.ndarray, palette: list[tuple[int, int, int]], filters=(0,)) -> None:
+    """A colour-type-3 PNG written byte by byte (no imaging library), so the test knows its indices;
+    row r uses filter ``filters[r % len(filters)]``."""
     h, w = idx.shape
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = b"".join(b"\x00" + idx[r].astype(np.uint8).tobytes() for r in range(h))
+    rows = idx.astype(int).tolist()
+    raw = b"".join(filtered_row(rows[r], rows[r - 1] if r else [0] * w, filters[r % len(filters)])
+                   for r in range(h))
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
            + chunk(b"PLTE", bytes(np.asarray(palette, np.uint8).ravel())) + chunk(b"IDAT", zlib.compress(raw))
            + chunk(b"IEND", b""))
@@ -43,6 +63,20 @@ def test_palette_png_reads_as_indices_not_colours(tmp_path):
     write_palette_png(tmp_path / "0.png", idx, palette)
     assert cv2.imread(str(tmp_path / "0.png"), cv2.IMREAD_UNCHANGED).ndim == 3  # why we map back
     np.testing.assert_array_equal(read_mask(tmp_path / "0.png"), idx)
+
+
+def test_palette_png_with_repeated_colours_is_decoded_exactly(tmp_path):
+    rng = np.random.default_rng(4)
+    idx = rng.integers(0, 256, (9, 11)).astype(np.uint8)
+    palette = [(0, 0, 0)] * 128 + [(5, 5, 5)] * 128  # every index shares its colour
+    write_palette_png(tmp_path / "f.png", idx, palette, filters=(0, 1, 2, 3, 4))
+    np.testing.assert_array_equal(read_mask(tmp_path / "f.png"), idx)
+    image = pytest.importorskip("PIL.Image")
+    im = image.fromarray(idx, "P")
+    im.putpalette([0, 0, 0] * 256)
+    im.save(tmp_path / "pil.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "pil.png"), np.asarray(image.open(tmp_path / "pil.png")))
+    np.testing.assert_array_equal(read_mask(tmp_path / "pil.png"), idx)
 
 
 def test_grey_mask_and_colour_mask(tmp_path):
@@ -153,3 +187,20 @@ def test_fill_polygon_pixel_centres():
     big = np.zeros((4, 4), np.uint8)
     fill_polygon(big, [-5, -5, 20, -5, 20, 20, -5, 20], 2)  # clipped to the frame
     assert (big == 2).all()
+
+
+def test_mask_folder_reads_one_file_per_frame_asked(tmp_path, monkeypatch):
+    import loupe.sources.labels as mod
+    for i in range(300):  # stands for a long video: opening lists the folder, reads nothing
+        (tmp_path / f"{i:06d}.png").write_bytes(b"")
+    idx = np.array([[0, 1], [2, 255]], np.uint8)
+    write_palette_png(tmp_path / "000123.png", idx, [(i, 255 - i, i // 2) for i in range(256)])
+    reads = []
+    real = mod.cv2.imread
+    monkeypatch.setattr(mod.cv2, "imread", lambda p, *a: reads.append(p) or real(p, *a))
+    labels = open_labels(tmp_path)
+    assert reads == []
+    np.testing.assert_array_equal(labels.get(123, None, (2, 2)).mask, idx)
+    assert len(reads) == 1 and reads[0].endswith("000123.png")
+    with pytest.raises(LabelError, match="000007.png"):  # an empty file is refused by name
+        labels.get(7, None, (2, 2))

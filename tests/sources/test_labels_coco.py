@@ -205,3 +205,19 @@ def test_yolo_names_block_list_and_no_names(tmp_path):
     (tmp_path / "data.yaml").unlink()
     labels = open_labels(tmp_path)
     assert labels.names is None and labels.get(0, None, (5, 5)).mask is None
+
+
+def test_coco_masks_drawn_only_for_the_frame_asked(tmp_path, monkeypatch):
+    import loupe.sources.labels_coco as mod
+    m = np.zeros((6, 6), bool)
+    m[2:4, 2:4] = True
+    images = [{"id": i, "file_name": f"frame_{i:06d}.jpg", "width": 6, "height": 6} for i in range(500)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [2, 2, 2, 2],
+             "segmentation": {"size": [6, 6], "counts": runs(m)}} for i in range(500)]
+    calls = []
+    real = mod.rle_decode
+    monkeypatch.setattr(mod, "rle_decode", lambda rle: calls.append(1) or real(rle))
+    labels = open_labels(coco(tmp_path, images, anns))
+    assert calls == []
+    got = labels.get(321, None, (6, 6))
+    assert len(calls) == 1 and (got.mask == 0).sum() == 4 and got.mask[0, 0] == 3
