@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from loupe.base import registry
+from loupe.sources.labels import FrameLabels
 from loupe.tasks.scoring import (
     ClassificationScorer,
     DetectionScorer,
@@ -16,22 +17,6 @@ from loupe.tasks.scoring import (
     scorer_for,
 )
 from loupe.tasks.scoring_coco import box_iou
-
-try:
-    from loupe.sources.labels import FrameLabels
-except ImportError:  # helper S1's module not landed yet: the contract's fields
-    from dataclasses import dataclass, field
-
-    @dataclass(frozen=True)
-    class FrameLabels:  # type: ignore[no-redef]
-        index: int
-        frame_hw: tuple[int, int]
-        mask: np.ndarray | None = None
-        boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-        classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-        image_class: int | None = None
-        note: str = ""
-
 
 SEG_LABELS = ("background", "road", "car")
 
