@@ -157,3 +157,26 @@ def test_label_option_errors(tmp_path, seg_images, capfd):
     lab.mkdir()
     assert main([*base, "--labels", str(lab), "--summary", str(tmp_path / "s.csv")]) == 2
     assert ".json" in capfd.readouterr().err
+
+
+def test_classification_scored_from_image_categories(tmp_path):
+    from tests.tasks.test_classification import mean_colour_classifier
+
+    model = mean_colour_classifier(tmp_path / "cls.onnx", {"kind": "logits"})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name, bgr in (("a_red", (0, 0, 255)), ("b_green", (0, 255, 0)), ("c_blue", (255, 0, 0)), ("d_red", (0, 0, 255))):
+        cv2.imwrite(str(frames / f"{name}.png"), np.full((8, 8, 3), bgr, np.uint8))
+    cats = [{"id": 7, "name": "Blue"}, {"id": 2, "name": "red"}, {"id": 40, "name": "green"}]  # by name, any case
+    truth = {"a_red": 2, "b_green": 7, "c_blue": 7}  # b_green labelled blue: wrong; d_red unlabelled
+    coco = {"categories": cats, "annotations": [],
+            "images": [{"id": i + 1, "file_name": f"{k}.png", "height": 8, "width": 8, "category_id": c}
+                       for i, (k, c) in enumerate(truth.items())]}
+    labels = tmp_path / "classes.json"
+    labels.write_text(json.dumps(coco))
+    rows, summary = run(tmp_path, [frames], [model], labels)
+    assert [r["top1"] for r in rows] == ["red", "green", "blue", "red"]
+    assert [r["correct"] for r in rows] == ["1", "0", "1", ""]
+    assert summary["accuracy"] == pytest.approx(2 / 3) and summary["frames"] == 3
+    # rows: the labelled class, columns: the predicted one, in the model's label order
+    assert summary["confusion"] == {"labels": ["red", "green", "blue"], "matrix": [[1, 0, 0], [0, 0, 0], [0, 1, 1]]}
