@@ -188,11 +188,16 @@ def fill_polygon(mask: np.ndarray, xy, value: int) -> None:
     ra, xa, xb = rows[0::2], xs[0::2], xs[1::2]
     c0 = np.clip(np.ceil(xa - 0.5), 0, w).astype(np.int64)
     c1 = np.clip(np.ceil(xb - 0.5), 0, w).astype(np.int64)
-    diff = np.zeros((h, w + 1), np.int32)
-    np.add.at(diff, (ra, c0), 1)
-    np.add.at(diff, (ra, c1), -1)
-    inside = np.cumsum(diff, axis=1)[:, :w] % 2 == 1
-    mask[inside] = value
+    # only the polygon's bounding window is touched
+    top, left = int(ra.min()), int(c0.min())
+    bottom, right = int(ra.max()) + 1, int(c1.max())
+    if right <= left:
+        return
+    diff = np.zeros((bottom - top, right - left + 1), np.int32)
+    np.add.at(diff, (ra - top, c0 - left), 1)
+    np.add.at(diff, (ra - top, c1 - left), -1)
+    inside = np.cumsum(diff, axis=1)[:, : right - left] % 2 == 1
+    mask[top:bottom, left:right][inside] = value
 
 
 # ---- matching files to frames ---------------------------------------------------------------------

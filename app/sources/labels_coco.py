@@ -80,16 +80,6 @@ def rle_decode(rle: dict) -> np.ndarray:
     return flat.reshape(w, h).T
 
 
-def _polygons_to_mask(polys, hw: tuple[int, int]) -> np.ndarray:
-    m = np.zeros(hw, np.uint8)
-    for poly in polys:
-        if len(poly) >= 6:
-            part = np.zeros(hw, np.uint8)
-            fill_polygon(part, poly, 1)
-            m |= part
-    return m.astype(bool)
-
-
 class CocoLabels(LabelSet):
     """Labels from one COCO JSON file (optionally only the images of one input)."""
 
@@ -183,15 +173,18 @@ class CocoLabels(LabelSet):
             seg = a.get("segmentation")
             if not seg:
                 continue
+            value = IGNORE if a.get("iscrowd") else min(self.cat_index[a["category_id"]], IGNORE - 1)
             try:
-                if isinstance(seg, list):
-                    m = _polygons_to_mask(seg, hw)
-                else:
-                    m = rle_decode(seg)
+                if isinstance(seg, list):  # an object's polygon parts: their union, drawn in place
+                    for poly in seg:
+                        if len(poly) >= 6:
+                            fill_polygon(mask, poly, value)
+                    continue
+                m = rle_decode(seg)
             except (ValueError, TypeError, KeyError) as e:
                 raise LabelError(f"{what}: annotation {a.get('id')}: bad segmentation ({e})") from None
             if m.shape != hw:
                 raise LabelError(f"{what}: annotation {a.get('id')}: its mask is {m.shape[0]}x"
                                  f"{m.shape[1]} but the image is {hw[0]}x{hw[1]}")
-            mask[m] = IGNORE if a.get("iscrowd") else min(self.cat_index[a["category_id"]], IGNORE - 1)
+            mask[m] = value
         return mask
