@@ -49,16 +49,18 @@ def match(ious: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarr
     ground-truth box (columns) at threshold t, COCO's rule (see the module docstring)."""
     n_det, n_gt = ious.shape
     out = np.zeros((len(thresholds), n_det), bool)
+    if n_gt == 0:
+        return out
     for ti, t in enumerate(thresholds):
-        taken = np.zeros(n_gt, bool)
+        # cocoeval walks the boxes keeping the last one whose IoU is >= the best so far (starting
+        # at min(t, 1 - 1e-10)): the last box of the highest IoU, if that reaches the threshold
+        floor = min(float(t), 1 - 1e-10)
+        free = np.ones(n_gt, bool)
         for d in range(n_det):
-            best, m = min(float(t), 1 - 1e-10), -1
-            for g in range(n_gt):
-                if taken[g] or ious[d, g] < best:
-                    continue
-                best, m = ious[d, g], g
-            if m >= 0:
-                taken[m] = True
+            row = np.where(free, ious[d], -np.inf)
+            m = n_gt - 1 - int(np.argmax(row[::-1]))
+            if row[m] >= floor:
+                free[m] = False
                 out[ti, d] = True
     return out
 

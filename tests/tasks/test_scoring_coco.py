@@ -123,3 +123,21 @@ def test_perfect_predictions_give_one_in_pycocotools_and_here():
     acc.add_image(g, [0.9, 0.8], [0, 1], g, [0, 1])
     assert acc.maps() == pytest.approx((ev.stats[1], ev.stats[0]), abs=1e-12)
     assert acc.maps() == pytest.approx((1.0, 1.0))
+
+
+def test_equal_ious_go_to_the_later_label_box_as_in_cocoeval():
+    # the first detection overlaps both label boxes with IoU .75: COCO gives it the later one (B),
+    # which leaves A to the second detection (IoU .93 with A, .45 with B): two hits, AP@.50 = 1
+    g = np.array([[0, 0, 15, 10], [5, 0, 20, 10]], np.float64)
+    d = np.array([[0, 0, 20, 10], [0, 0, 14, 10]], np.float64)
+    images = [(g, np.array([0, 0]), d, np.array([0.9, 0.8]), np.array([0, 0]))]
+    ev = coco_eval(images, 1)
+    acc = APAccumulator(1)
+    acc.add_image(d, [0.9, 0.8], [0, 0], g, [0, 0])
+    map50, map_ = acc.maps()
+    assert map50 == pytest.approx(ev.stats[1], abs=1e-12) and map50 == pytest.approx(1.0)
+    assert map_ == pytest.approx(ev.stats[0], abs=1e-12)
+    sc = DetectionScorer(SimpleNamespace(name="detection", labels=("a",)))
+    row = sc.score(SimpleNamespace(boxes=d, scores=np.array([0.9, 0.8]), classes=np.array([0, 0])),
+                   SimpleNamespace(boxes=g, classes=np.array([0, 0])), None)
+    assert row == {"tp": 2, "fp": 0, "fn": 0}
