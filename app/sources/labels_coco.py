@@ -4,7 +4,7 @@ The file is parsed and indexed once (images by the stem of ``file_name``'s basen
 index, annotations by image); a frame's mask is drawn when that frame is asked for.
 
 - Images: matched by the stem of ``file_name``'s basename; video frames by a ``frame_index`` field
-  (0-based) or the frame number in the file name (``frame_000012.jpg``), as CVAT and others export
+  (0-based; else ``frame_id``, as mmtracking's CocoVID writes it) or the frame number in the file name (``frame_000012.jpg``), as CVAT and others export
   video. With several inputs in one file, the images under a folder named by the input's stem
   (``bikes/frame_000012.jpg`` for ``bikes.mp4``) are that input's.
 - Categories: in id order (COCO's ids have gaps); ``names`` are their names and the label class ids
