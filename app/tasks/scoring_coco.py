@@ -56,7 +56,7 @@ def match(ious: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarr
         # at min(t, 1 - 1e-10)): the last box of the highest IoU, if that reaches the threshold
         floor = min(float(t), 1 - 1e-10)
         free = np.ones(n_gt, bool)
-        for d in range(n_det):
+        for d in np.flatnonzero(ious.max(axis=1) >= floor):  # the others match nothing at t
             row = np.where(free, ious[d], -np.inf)
             m = n_gt - 1 - int(np.argmax(row[::-1]))
             if row[m] >= floor:
