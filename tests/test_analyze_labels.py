@@ -180,3 +180,16 @@ def test_classification_scored_from_image_categories(tmp_path):
     assert summary["accuracy"] == pytest.approx(2 / 3) and summary["frames"] == 3
     # rows: the labelled class, columns: the predicted one, in the model's label order
     assert summary["confusion"] == {"labels": ["red", "green", "blue"], "matrix": [[1, 0, 0], [0, 0, 0], [0, 1, 1]]}
+
+
+def test_a_label_of_another_aspect_fails_its_input_with_the_reason(tmp_path, seg_images, capfd):
+    model = make_argmax_model(tmp_path / "seg.onnx")
+    lab = tmp_path / "labels"
+    lab.mkdir()
+    cv2.imwrite(str(lab / "a.png"), np.zeros((40, 40), np.uint8))  # square label, 40 x 60 frame
+    out = tmp_path / "rows.csv"
+    code = main(["analyze", str(seg_images), "--model", str(model), "--out", str(out), "--quiet", "--labels", str(lab)])
+    assert code == 3  # a.png failed, b.png (unlabelled) written
+    err = capfd.readouterr().err
+    assert "a.png" in err and "LabelError" not in err
+    assert [Path(r["input"]).name for r in read_csv(out)] == ["b.png"]

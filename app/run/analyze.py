@@ -42,6 +42,7 @@ from loupe.base.quality import json_number
 from loupe.base.text import natural_key
 from loupe.run.pipeline import LoadedModel, Runner, run_stream
 from loupe.sources.base import SourceError
+from loupe.sources.labels import LabelError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
 from loupe.sources.series import parse_series_spec, scan_series
 from loupe.tasks.segmentation import volume_column
@@ -266,7 +267,7 @@ def analyze(
             summary.cancelled = True
         except (SourceError, Exception) as e:  # a bad frame mid-file fails this input only
             logger.debug("analysis of %s failed", spec, exc_info=True)
-            s.error = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+            s.error = str(e) if isinstance(e, (SourceError, LabelError)) else f"{type(e).__name__}: {e}"
             if on_error:
                 on_error(spec, s.error)
         finally:
