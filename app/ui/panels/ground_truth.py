@@ -40,21 +40,20 @@ def error_rgba(pred: np.ndarray, truth: np.ndarray, background: int | None, focu
     the model lacks); both maps in model class ids. With ``focus`` (a class): its false positives
     red, its false negatives blue. Without: false positives red (``truth`` is background), false
     negatives blue (``pred`` is background), other wrong classes magenta."""
-    out = np.zeros((*pred.shape, 4), np.uint8)
-    wrong = (pred.astype(np.int32) != truth) & (truth >= 0)
+    lut = np.array([(0, 0, 0, 0), FP_RGBA, FN_RGBA, SWAP_RGBA], np.uint8)
+    pred = pred.astype(np.int32)
+    wrong = (pred != truth) & (truth >= 0)
+    code = np.zeros(pred.shape, np.uint8)  # 0 right, 1 false positive, 2 false negative, 3 wrong class
     if focus is not None:
-        out[wrong & (pred == focus)] = FP_RGBA
-        out[wrong & (truth == focus)] = FN_RGBA
-        return out
-    if background is None:
-        out[wrong] = SWAP_RGBA
-        return out
-    fp = wrong & (truth == background)
-    fn = wrong & (pred == background)
-    out[wrong & ~fp & ~fn] = SWAP_RGBA
-    out[fp] = FP_RGBA
-    out[fn] = FN_RGBA
-    return out
+        code[wrong & (pred == focus)] = 1
+        code[wrong & (truth == focus)] = 2
+    elif background is None:
+        code[wrong] = 3
+    else:
+        code[wrong] = 3
+        code[wrong & (pred == background)] = 2
+        code[wrong & (truth == background)] = 1
+    return lut[code]
 
 
 def outline_rgba(truth: np.ndarray, palette: np.ndarray, background: int | None) -> np.ndarray:
@@ -62,19 +61,20 @@ def outline_rgba(truth: np.ndarray, palette: np.ndarray, background: int | None)
     colour, opaque; transparent elsewhere. ``truth`` in model class ids (negative: none)."""
     t = truth.astype(np.int32)
     edge = np.zeros(t.shape, bool)
-    edge[:, 1:] |= t[:, 1:] != t[:, :-1]
-    edge[:, :-1] |= t[:, 1:] != t[:, :-1]
-    edge[1:, :] |= t[1:, :] != t[:-1, :]
-    edge[:-1, :] |= t[1:, :] != t[:-1, :]
+    dx = t[:, 1:] != t[:, :-1]
+    dy = t[1:, :] != t[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
     edge &= t >= 0
     if background is not None:
         edge &= t != background
-    out = np.zeros((*t.shape, 4), np.uint8)
-    if len(palette):
-        cls = np.clip(t[edge], 0, len(palette) - 1)
-        out[edge, :3] = palette[cls]
-    out[edge, 3] = 255
-    return out
+    n = max(len(palette), int(t.max(initial=0)) + 1)
+    lut = np.zeros((n + 1, 4), np.uint8)  # row 0: no edge; row c + 1: class c
+    lut[1:, 3] = 255
+    lut[1 : len(palette) + 1, :3] = palette
+    return lut[np.where(edge, t + 1, 0)]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -178,6 +178,7 @@ class GroundTruthWidget(QWidget):
     """Plot | worst frames | pooled figures, side by side (the dock sits under the view)."""
 
     seekRequested = Signal(int)
+    _kind = ""
     overlayToggled = Signal(bool)
     focusChanged = Signal()
 
@@ -222,7 +223,7 @@ class GroundTruthWidget(QWidget):
         self.focus.setToolTip("segmentation: the errors of every class, or of one (its false positives red, "
                               "its false negatives blue)")
         self.focus.addItem("errors of every class", None)
-        self.focus.currentIndexChanged.connect(lambda _i: self.focusChanged.emit())
+        self.focus.currentIndexChanged.connect(lambda _i: (self.set_legend(self._kind), self.focusChanged.emit()))
         right.addWidget(self.focus)
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
@@ -274,7 +275,13 @@ class GroundTruthWidget(QWidget):
         def dot(rgb, text):
             return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
 
-        if kind == "segmentation":
+        self._kind = kind
+        focus = self.focus.currentIndex()
+        if kind == "segmentation" and focus > 0:
+            name = self.focus.currentText().removeprefix("errors of ")
+            parts = [dot(FP_RGBA, f"{name} predicted, not labelled"), dot(FN_RGBA, f"{name} labelled, missed"),
+                     "outline: the label"]
+        elif kind == "segmentation":
             parts = [dot(FP_RGBA, "false positive"), dot(FN_RGBA, "false negative (missed)"),
                      dot(SWAP_RGBA, "wrong class"), "outline: the label"]
         elif kind == "detection":
