@@ -192,3 +192,57 @@ def test_labels_that_cannot_be_read_go_to_the_banner(qtbot, win, tmp_path):
     win.errorShown.connect(errors.append)
     assert not win.ground_truth.open(str(bad))
     assert errors and "bad.json" in errors[0] and win.ground_truth.labels is None
+
+
+def iter_frames(path, start: int):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def test_yolo_boxes_colour_matched_false_and_missed(qtbot, win, tmp_path):
+    """The demo detector's own boxes as YOLO labels, less one (a false positive) plus one far
+    from any box (missed): one item shows them, and the scorer's row agrees."""
+    from loupe.resources import demo_models
+
+    model = next(p for p in demo_models() if p.stem == "demo_detection")
+    with qtbot.waitSignal(win.modelLoaded, timeout=30000):
+        win.add_model(str(model))
+    from loupe_models.demos.detect import frame_scene
+
+    bg = next(iter_frames(clip_path("bikes.mp4"), 10))
+    scene = frame_scene(bg, np.random.default_rng(3), count=4)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    shown = collect(win)
+    win.open_source(str(tmp_path / "scene.png"), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    res, frame = shown[-1].results[0].result, shown[-1].frame
+    assert len(res.boxes) >= 2, "the demo detector should find the scene's objects"
+    h, w = frame.pixels.shape[:2]
+    folder = tmp_path / "yolo"
+    folder.mkdir()
+    (folder / "classes.txt").write_text("\n".join(res.labels) + "\n")
+    rows = []
+    for b, c in zip(res.boxes[1:], res.classes[1:]):  # the first box left out: a false positive
+        cx, cy, bw, bh = (b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h
+        rows.append(f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    far = np.array([0.0, 0.0, 4.0, 4.0])  # a tiny labelled box in a corner: missed
+    assert (res.boxes[:, 0] > 8).all() or (res.boxes[:, 1] > 8).all()
+    rows.append(f"0 {2 / w:.6f} {2 / h:.6f} {4 / w:.6f} {4 / h:.6f}")
+    (folder / "scene.txt").write_text("\n".join(rows) + "\n")
+    gt = win.ground_truth
+    assert gt.open(str(folder))
+    qtbot.waitUntil(lambda: frame.index in gt.scores, timeout=20000)
+    item = gt.boxes
+    assert item.isVisible()
+    assert item.pred_ok.tolist() == [False] + [True] * (len(res.boxes) - 1)
+    assert item.gt_ok.tolist() == [True] * (len(res.boxes) - 1) + [False]
+    np.testing.assert_allclose(item.gt[-1], far, atol=0.05)
+    row = gt.rows[frame.index]
+    assert (row["tp"], row["fp"], row["fn"]) == (len(res.boxes) - 1, 1, 1)
+    assert "matched" in gt.widget.legend.text() and gt.widget.focus.isHidden()
