@@ -92,7 +92,8 @@ class GroundTruth:
         self.rows: dict[int, dict[str, Any]] = {}
         self.cost_ms = 0.0  # the last frame's label lookup, scoring and drawing
         self.score_ms = 0.0  # ... its label lookup and scoring alone
-        self._unknown_told = False
+        self._unknown_told = False  # class names the model lacks: said once per labels
+        self._error_told = False  # a frame that could not be scored: said once per labels
         self.widget = GroundTruthWidget()
         self.widget.seekRequested.connect(win.seek_to)
         self.widget.overlayToggled.connect(self._set_overlay_visible)
@@ -150,7 +151,7 @@ class GroundTruth:
             self.win.show_error(f"Cannot open the labels {Path(path).name}: {e}")
             return False
         self.labels, self.path = labels, str(path)
-        self._unknown_told = False
+        self._unknown_told = self._error_told = False
         self.reset()
         self.dock.show()
         self.widget.title.setText(f"<b>Ground truth</b>: {Path(path).name}")
@@ -195,7 +196,12 @@ class GroundTruth:
             spec = lm.spec
             ref = getattr(spec, "scorer", None) if spec is not None else None
             if ref is not None:
-                return i, lm, registry.resolve(ref)
+                try:
+                    return i, lm, registry.resolve(ref)
+                except Exception as e:  # a plug-in's scorer that cannot be imported
+                    if not self._error_told:
+                        self._error_told = True
+                        self.win.show_error(f"Cannot load the scorer of {lm.name} ({ref}): {e}")
         return None
 
     def on_frame(self, fr) -> None:
@@ -218,9 +224,12 @@ class GroundTruth:
         t0 = time.perf_counter()
         try:
             self._score(lm, result, frame)
-        except Exception as e:  # a label that does not fit this model: say so once per frame, keep playing
-            logger.exception("scoring frame %d", frame.index)
-            self.win.show_error(f"Cannot score frame {frame.index + 1} against {Path(self.path).name}: {e}")
+        except Exception as e:  # a label that does not fit its frame or model: say so (once), keep playing
+            logger.warning("scoring frame %d: %s", frame.index, e)
+            if not self._error_told:
+                self._error_told = True
+                self.win.show_error(f"Cannot score frame {frame.index + 1} against {Path(self.path).name}: {e}")
+            self.widget.frame_text.setText(f"frame {frame.index + 1}: not scored ({e})")
             self._clear_items()
         self.cost_ms = (time.perf_counter() - t0) * 1e3
         self.widget.cursor.setValue(frame.index)

@@ -246,3 +246,25 @@ def test_yolo_boxes_colour_matched_false_and_missed(qtbot, win, tmp_path):
     row = gt.rows[frame.index]
     assert (row["tp"], row["fp"], row["fn"]) == (len(res.boxes) - 1, 1, 1)
     assert "matched" in gt.widget.legend.text() and gt.widget.focus.isHidden()
+
+
+def test_file_menu_offers_open_labels_and_a_label_of_the_wrong_size_is_told_once(qtbot, seg_window, tmp_path):
+    win = seg_window
+    file_menu = win.menuBar().actions()[0].menu()
+    assert "Open &labels…" in [a.text() for a in file_menu.actions()]
+    shown = collect(win)
+    win.open_source(str(clip_path("bikes.mp4")), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    labels = tmp_path / "masks"
+    labels.mkdir()
+    for i in range(3):  # square masks for a 640x272 clip: refused, not stretched
+        Image.fromarray(np.zeros((100, 100), np.uint8), mode="L").save(labels / f"{i}.png")
+    errors = []
+    win.errorShown.connect(errors.append)
+    assert win.ground_truth.open(str(labels))
+    qtbot.waitUntil(lambda: bool(errors), timeout=20000)
+    for i in (1, 2):
+        win.step()
+        qtbot.waitUntil(lambda i=i: shown[-1].frame.index == i, timeout=20000)
+    assert len(errors) == 1 and "Cannot score frame 1" in errors[0]
+    assert "not scored" in win.ground_truth.widget.frame_text.text() and not win.ground_truth.scores
