@@ -205,9 +205,11 @@ def iter_frames(path, start: int):
     yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def test_yolo_boxes_colour_matched_false_and_missed(qtbot, win, tmp_path):
-    """The demo detector's own boxes as YOLO labels, less one (a false positive) plus one far
-    from any box (missed): one item shows them, and the scorer's row agrees."""
+@pytest.mark.parametrize("fmt", ["yolo", "coco"])
+def test_boxes_colour_matched_false_and_missed(qtbot, win, tmp_path, fmt):
+    """The demo detector's own boxes as YOLO or COCO labels (dropped on the window), less one (a
+    false positive) plus one far from any box (missed): one item shows them, and the scorer's row
+    agrees."""
     from loupe.resources import demo_models
 
     model = next(p for p in demo_models() if p.stem == "demo_detection")
@@ -224,19 +226,27 @@ def test_yolo_boxes_colour_matched_false_and_missed(qtbot, win, tmp_path):
     res, frame = shown[-1].results[0].result, shown[-1].frame
     assert len(res.boxes) >= 2, "the demo detector should find the scene's objects"
     h, w = frame.pixels.shape[:2]
-    folder = tmp_path / "yolo"
-    folder.mkdir()
-    (folder / "classes.txt").write_text("\n".join(res.labels) + "\n")
-    rows = []
-    for b, c in zip(res.boxes[1:], res.classes[1:]):  # the first box left out: a false positive
-        cx, cy, bw, bh = (b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h
-        rows.append(f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
     far = np.array([0.0, 0.0, 4.0, 4.0])  # a tiny labelled box in a corner: missed
     assert (res.boxes[:, 0] > 8).all() or (res.boxes[:, 1] > 8).all()
-    rows.append(f"0 {2 / w:.6f} {2 / h:.6f} {4 / w:.6f} {4 / h:.6f}")
-    (folder / "scene.txt").write_text("\n".join(rows) + "\n")
+    kept = [*zip(res.boxes[1:].tolist(), res.classes[1:].tolist()), (far.tolist(), 0)]  # the first box left out
+    if fmt == "yolo":
+        path = tmp_path / "yolo"
+        path.mkdir()
+        (path / "classes.txt").write_text("\n".join(res.labels) + "\n")
+        rows = [f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
+                f"{(b[3] - b[1]) / h:.6f}" for b, c in kept]
+        (path / "scene.txt").write_text("\n".join(rows) + "\n")
+    else:
+        path = tmp_path / "instances.json"
+        cats = [{"id": 10 + 3 * k, "name": name} for k, name in enumerate(res.labels)]  # ids with gaps
+        anns = [{"id": n + 1, "image_id": 7, "category_id": 10 + 3 * c, "iscrowd": 0,
+                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])}
+                for n, (b, c) in enumerate(kept)]
+        path.write_text(json.dumps({"images": [{"id": 7, "file_name": "frames/scene.png", "width": w, "height": h}],
+                                    "annotations": anns, "categories": cats}))
     gt = win.ground_truth
-    assert gt.open(str(folder))
+    drop(win, [path])
+    assert gt.labels is not None and gt.path == str(path)
     qtbot.waitUntil(lambda: frame.index in gt.scores, timeout=20000)
     item = gt.boxes
     assert item.isVisible()
