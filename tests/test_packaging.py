@@ -83,7 +83,7 @@ def needed(metadata, platform: str = "linux", extra: str = "") -> dict[str, Requ
 def requirements(metadata) -> list[tuple[Requirement, frozenset[str]]]:
     """Requires-Dist on Linux, each with the extras that pull it in (empty: a base dependency)."""
     extras = set(metadata.get_all("Provides-Extra") or [])
-    assert {"fit", "gpu", "test"} <= extras, extras
+    assert {"fit", "gpu", "test", "eval"} <= extras, extras
     base = needed(metadata)
     out = [(r, frozenset()) for r in base.values()]
     for line in metadata.get_all("Requires-Dist") or []:

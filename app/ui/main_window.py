@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.panel_dock.toggleViewAction())
         v.addAction(self.info_dock.toggleViewAction())
+        v.addAction(self.ground_truth.dock.toggleViewAction())
         h = self.menuBar().addMenu("&Help")
         act(h, "&About Loupe / system information", self._show_about, "F1")
 
