@@ -193,3 +193,22 @@ def test_a_label_of_another_aspect_fails_its_input_with_the_reason(tmp_path, seg
     err = capfd.readouterr().err
     assert "a.png" in err and "LabelError" not in err
     assert [Path(r["input"]).name for r in read_csv(out)] == ["b.png"]
+
+
+def test_detection_scored_from_a_yolo_folder(tmp_path, det_image):
+    """The same model against YOLO .txt labels (class cx cy w h, normalised; names in classes.txt in
+    another order than the model's): all three boxes found, one extra object missed."""
+    model = make_constant_model(tmp_path / "det.onnx", {"output0": yolov8_output()}, {"format": "yolov8"})
+    found = expected_on_frame((360, 640))
+    names = list(reversed(DET_LABELS))  # the label file's own class order, matched by name
+    folder = tmp_path / "yolo"
+    folder.mkdir()
+    (folder / "classes.txt").write_text("\n".join(names) + "\n")
+    lines = []
+    for (x1, y1, x2, y2), c, _ in found + [((500.0, 300.0, 540.0, 340.0), 0, 1.0)]:
+        cx, cy, w, h = (x1 + x2) / 2 / 640, (y1 + y2) / 2 / 360, (x2 - x1) / 640, (y2 - y1) / 360
+        lines.append(f"{names.index(DET_LABELS[c])} {cx:.7f} {cy:.7f} {w:.7f} {h:.7f}")
+    (folder / f"{det_image.stem}.txt").write_text("\n".join(lines) + "\n")
+    rows, summary = run(tmp_path, [det_image], [model], folder)
+    assert (rows[0]["tp"], rows[0]["fp"], rows[0]["fn"]) == (str(len(found)), "0", "1")
+    assert summary["tp"] == len(found) and summary["fn"] == 1
