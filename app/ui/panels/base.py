@@ -211,6 +211,18 @@ def frame_axis(orientation: str = "bottom") -> Any:
     return axis
 
 
+def text_label(lay: Any, text: str = "") -> Any:
+    """A word-wrapped rich-text label added to ``lay`` (legends, statistics, hints)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setWordWrap(True)
+    lay.addWidget(label)
+    return label
+
+
 def big_label(lay: Any, text: str, px: int) -> Any:
     """A large figure (score, count) added under the title."""
     from PySide6.QtWidgets import QLabel

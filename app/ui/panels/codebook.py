@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.tasks.codebook import CodebookResult, CodebookUsage, LevelCodes, code_palette
-from loupe.ui.panels.base import OverlayOnly, clicked_at, opacity_slider, titled_layout
+from loupe.ui.panels.base import OverlayOnly, clicked_at, opacity_slider, text_label, titled_layout
 
 MAX_BARS = 1024  # histogram bars drawn (the most used codes of the session); all are counted
 DIM_ALPHA = 40  # alpha of the other codes while one is highlighted
@@ -89,10 +89,7 @@ class CodebookPanel(OverlayOnly, QWidget):
         form.addRow("Opacity", self.opacity)
         lay.addLayout(form)
 
-        self.stats = QLabel("waiting for a frame…")
-        self.stats.setTextFormat(Qt.TextFormat.RichText)
-        self.stats.setWordWrap(True)
-        lay.addWidget(self.stats)
+        self.stats = text_label(lay, "waiting for a frame…")
         self.probe_label = QLabel("Click the frame to see the code(s) there; click a bar to see where a code fires.")
         self.probe_label.setTextFormat(Qt.TextFormat.RichText)
         self.probe_label.setWordWrap(True)

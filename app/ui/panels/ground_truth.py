@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loupe.ui.panels.base import frame_axis
+from loupe.ui.panels.base import frame_axis, text_label
 
 FP_RGBA = (255, 40, 40, 170)  # predicted where the label says background
 FN_RGBA = (40, 140, 255, 170)  # labelled, predicted background
@@ -225,10 +225,7 @@ class GroundTruthWidget(QWidget):
         self.focus.addItem("errors of every class", None)
         self.focus.currentIndexChanged.connect(lambda _i: (self.set_legend(self._kind), self.focusChanged.emit()))
         right.addWidget(self.focus)
-        self.legend = QLabel("")
-        self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.setWordWrap(True)
-        right.addWidget(self.legend)
+        self.legend = text_label(right)
         self.pooled = QLabel("")
         self.pooled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.pooled.setStyleSheet("font-family: monospace")
