@@ -37,7 +37,7 @@ from loupe.ui.settings import last_dir
 
 logger = logging.getLogger(__name__)
 
-MASK_MODES = ("L", "P", "I", "I;16")  # a PNG read as class indices, not colours
+MASK_COLOUR_TYPES = (0, 3)  # PNG colour types read as class indices: greyscale, palette
 
 
 def looks_like_labels(path: str | Path) -> bool:
@@ -69,13 +69,21 @@ def _label_folder(p: Path) -> bool:
     pngs = [f for f in files if f.suffix.lower() == ".png"]
     if not pngs:
         return False
-    from PIL import Image
+    return all(png_is_single_channel(f) for f in pngs[:50])  # one colour image: a folder of images
 
+
+def png_is_single_channel(path: Path) -> bool:
+    """True for a greyscale or palette PNG (class indices, not colours), from its IHDR header
+    alone: no decoder, so a hostile file (a 60000 x 60000 "bomb", a truncated one) is only 26
+    bytes read, and nothing outside Loupe's dependencies is needed."""
     try:
-        with Image.open(pngs[0]) as im:
-            return im.mode in MASK_MODES
+        with open(path, "rb") as f:
+            head = f.read(26)
     except OSError:
         return False
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return False
+    return head[25] in MASK_COLOUR_TYPES
 
 
 class GroundTruth:

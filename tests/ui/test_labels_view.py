@@ -278,3 +278,33 @@ def test_file_menu_offers_open_labels_and_a_label_of_the_wrong_size_is_told_once
         qtbot.waitUntil(lambda i=i: shown[-1].frame.index == i, timeout=20000)
     assert len(errors) == 1 and "Cannot score frame 1" in errors[0]
     assert "not scored" in win.ground_truth.widget.frame_text.text() and not win.ground_truth.scores
+
+
+def test_a_folder_is_told_apart_by_png_headers_alone(tmp_path):
+    """Grey and palette PNGs are labels, colour ones an image folder; a 60000 x 60000 header (a
+    decompression bomb) or a truncated file is read as 26 bytes, never decoded, and is no label."""
+    import struct
+    import zlib
+
+    import cv2
+
+    def folder(name: str, data: bytes) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "0.png").write_bytes(data)
+        return str(d)
+
+    ok, grey = cv2.imencode(".png", np.zeros((4, 4), np.uint8))
+    ok2, colour = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    assert ok and ok2
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    assert looks_like_labels(folder("grey", grey.tobytes()))
+    assert not looks_like_labels(folder("colour", colour.tobytes()))
+    assert not looks_like_labels(folder("bomb", bomb))
+    assert not looks_like_labels(folder("cut", grey.tobytes()[:20]))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.png").write_bytes(grey.tobytes())
+    (mixed / "b.png").write_bytes(colour.tobytes())
+    assert not looks_like_labels(str(mixed))  # a colour image among them: images, not masks
