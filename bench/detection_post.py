@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -114,13 +115,15 @@ def synthetic_yolov8(geometry, n_anchors: int, n_classes: int, kept: int, per_ob
     return pred[None]
 
 
-def draw_figures(result, frame: Frame, n_classes: int, reps: int) -> dict[str, tuple[float, float]]:
-    """ms: rendering the 1080p frame view with and without the boxes, and the panel's updates."""
+@contextmanager
+def offscreen_view(frame: Frame):
+    """A 1080p ``FrameView`` showing ``frame`` (in a plain holder widget), and ``render()``, which
+    paints the view into a QImage: what the drawing figures time. Deleted on leaving, with whatever
+    was ``deleteLater``-ed inside (not left to whoever closes every top-level widget later)."""
     from PySide6.QtCore import QCoreApplication, QEvent, QRectF
     from PySide6.QtGui import QImage, QPainter
     from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
-    from loupe.ui.panels.detection import DetectionPanel
     from loupe.ui.viewer import FrameView
 
     app = QApplication.instance() or QApplication([])
@@ -142,24 +145,32 @@ def draw_figures(result, frame: Frame, n_classes: int, reps: int) -> dict[str, t
         view.render(p, QRectF(0, 0, w, h))
         p.end()
 
-    out = {"render_base": timed(render, reps)}
-    panel = DetectionPanel(result.labels, np.array(default_palette(n_classes), np.uint8), "bench")
-    panel.attach(view.vb)
-    panel.update_from(result, frame, True)
-    out["render_boxes"] = timed(render, reps)
-    panel.set_show_labels(False)
-    out["render_no_labels"] = timed(render, reps)
-    panel.set_show_labels(True)
-    out["update_fast"] = timed(lambda: panel.update_from(result, frame, False), reps)
-    out["update_slow"] = timed(lambda: panel.update_from(result, frame, True), reps)
-    out["view_items"] = (len(view.vb.addedItems), 0.0)
-    panel.detach()
-    # deleted here, not left to whoever closes every top-level widget later (a test session):
-    # closing a FrameView that has shown a frame crashes (its resizeEvent reads the deleted scene)
-    holder.hide()
-    panel.deleteLater()
-    holder.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    try:
+        yield view, render
+    finally:
+        holder.hide()
+        holder.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def draw_figures(result, frame: Frame, n_classes: int, reps: int) -> dict[str, tuple[float, float]]:
+    """ms: rendering the 1080p frame view with and without the boxes, and the panel's updates."""
+    from loupe.ui.panels.detection import DetectionPanel
+
+    with offscreen_view(frame) as (view, render):
+        out = {"render_base": timed(render, reps)}
+        panel = DetectionPanel(result.labels, np.array(default_palette(n_classes), np.uint8), "bench")
+        panel.attach(view.vb)
+        panel.update_from(result, frame, True)
+        out["render_boxes"] = timed(render, reps)
+        panel.set_show_labels(False)
+        out["render_no_labels"] = timed(render, reps)
+        panel.set_show_labels(True)
+        out["update_fast"] = timed(lambda: panel.update_from(result, frame, False), reps)
+        out["update_slow"] = timed(lambda: panel.update_from(result, frame, True), reps)
+        out["view_items"] = (len(view.vb.addedItems), 0.0)
+        panel.detach()
+        panel.deleteLater()
     return out
 
 

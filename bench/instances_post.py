@@ -86,47 +86,21 @@ def seg_model(path: str, pred: np.ndarray, protos: np.ndarray, n_classes: int) -
 
 def draw_figures(result, frame: Frame, n_classes: int, reps: int) -> dict[str, tuple[float, float]]:
     """ms: the panel's per-frame update, and rendering the 1080p view with and without it."""
-    from PySide6.QtCore import QCoreApplication, QEvent, QRectF
-    from PySide6.QtGui import QImage, QPainter
-    from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
-
     from loupe.ui.panels.instances import InstancesPanel, mask_rgba
-    from loupe.ui.viewer import FrameView
 
-    app = QApplication.instance() or QApplication([])
-    h, w = FRAME_HW
-    holder = QWidget()
-    lay = QVBoxLayout(holder)
-    lay.setContentsMargins(0, 0, 0, 0)
-    view = FrameView()
-    lay.addWidget(view)
-    holder.resize(w, h)
-    holder.show()
-    view.show_frame(frame)
-    view.fit()
-    app.processEvents()
-    img = QImage(w, h, QImage.Format.Format_RGB32)
-
-    def render() -> None:
-        p = QPainter(img)
-        view.render(p, QRectF(0, 0, w, h))
-        p.end()
-
-    out = {"render_base": timed(render, reps)}
-    palette = np.array(default_palette(n_classes), np.uint8)
-    panel = InstancesPanel(result.labels, palette, "bench")
-    panel.attach(view.vb)
-    panel.update_from(result, frame, True)
-    out["render_all"] = timed(render, reps)
-    out["rgba"] = timed(lambda: mask_rgba(result.masks, result.classes, palette, panel.visible, 0.45), reps)
-    out["update_fast"] = timed(lambda: panel.update_from(result, frame, False), reps)
-    out["update_slow"] = timed(lambda: panel.update_from(result, frame, True), reps)
-    out["view_items"] = (len(view.vb.addedItems), 0.0)
-    panel.detach()
-    holder.hide()  # deleted here (see detection_post: a FrameView closed later crashes)
-    panel.deleteLater()
-    holder.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    with dp.offscreen_view(frame) as (view, render):
+        out = {"render_base": timed(render, reps)}
+        palette = np.array(default_palette(n_classes), np.uint8)
+        panel = InstancesPanel(result.labels, palette, "bench")
+        panel.attach(view.vb)
+        panel.update_from(result, frame, True)
+        out["render_all"] = timed(render, reps)
+        out["rgba"] = timed(lambda: mask_rgba(result.masks, result.classes, palette, panel.visible, 0.45), reps)
+        out["update_fast"] = timed(lambda: panel.update_from(result, frame, False), reps)
+        out["update_slow"] = timed(lambda: panel.update_from(result, frame, True), reps)
+        out["view_items"] = (len(view.vb.addedItems), 0.0)
+        panel.detach()
+        panel.deleteLater()
     return out
 
 

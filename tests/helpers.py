@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +167,21 @@ def make_codebook_model(path: Path, k: int = 1, recon: bool = True, codebook_siz
         source={"architecture": "test model: colour quantiser", "demo": False},
     ))
     return _save(model, path)
+
+
+@contextmanager
+def bench_module(name: str):
+    """``bench/<name>.py`` imported as module ``bench_<name>`` (registered in ``sys.modules``, where
+    dataclasses look their module up; ``bench/`` on ``sys.path`` for its ``import common``), both
+    undone on leaving: a benchmark's smoke test runs the real script."""
+    folder = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(folder))

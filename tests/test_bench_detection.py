@@ -3,28 +3,16 @@ a tiny run of the whole benchmark prints every figure (no timing is asserted).""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "detection_post.py"
+from tests.helpers import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # its `import common`
-    spec = importlib.util.spec_from_file_location("bench_detection_post", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
+    with bench_module("detection_post") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(BENCH.parent))
 
 
 def test_synthetic_output_keeps_one_box_per_object_inside_the_letterboxed_frame(bench):
