@@ -8,24 +8,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from loupe.cli import main
-from tests.inference.test_guess import classifier_model, sigmoid_map_model, ultralytics_md
+from tests.inference.test_guess import _save, classifier_model, sigmoid_map_model, ultralytics_md
 
 HW = 64  # the detector's fixed input; anchors at strides 8/16/32: 64 + 16 + 4 = 84
-
-
-def _save(graph, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    for k, v in (metadata or {}).items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def ultralytics_detector(path: Path) -> Path:
