@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -22,16 +21,14 @@ from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, 
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, readout, screenshot, status
+from loupe.ui import analyze_job, dialogs, fit_menu, menus, model_menu, readout, status
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
-from loupe.ui.labels_view import install as install_labels
 from loupe.ui.model_info import ModelInfo
 from loupe.ui.panel_dock import panel_dock
 from loupe.ui.panels.factory import broken_plugins, make_panel
 from loupe.ui.panels.segmentation import SegmentationPanel
-from loupe.ui.recent import RecentFiles
 from loupe.ui.settings import settings
 from loupe.ui.transport import TransportBar
 from loupe.ui.viewer import WINDOW_PRESETS, FrameView
@@ -140,49 +137,7 @@ class MainWindow(QMainWindow):
 
     # --- construction ---------------------------------------------------------------------
     def _make_menus(self) -> None:
-        m = self.menuBar().addMenu("&File")
-
-        def act(menu, text, slot, shortcut=None):
-            a = QAction(text, self)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-            a.triggered.connect(slot)
-            menu.addAction(a)
-            return a
-
-        act(m, "&Open file…", lambda: dialogs.open_file(self), "Ctrl+O")
-        act(m, "Open &folder…", lambda: dialogs.open_folder(self), "Ctrl+Shift+O")
-        act(m, "Open &model…", lambda: dialogs.open_model(self), "Ctrl+M")
-        act(m, "Open &camera…", lambda: dialogs.open_camera(self), "Ctrl+K")
-        install_labels(self, m)  # File ▸ Open labels…, dropped labels, the Ground truth dock
-        status.add_demo_menu(self, m)
-        self.recent_menu = m.addMenu("&Recent")
-        self.recent = RecentFiles(self.settings, self.recent_menu, lambda p: self.open_paths([p]))
-        m.addSeparator()
-        self.analyze_action = act(m, "&Analyse to file…", lambda: analyze_job.analyze_dialog(self), "Ctrl+E")
-        act(m, "Save &screenshot…", lambda: screenshot.save_dialog(self), "Ctrl+S")
-        m.addSeparator()
-        act(m, "&Quit", self.close, "Ctrl+Q")
-        fit_menu.add_fit_menu(self, act)
-        mm = self.menuBar().addMenu("&Model")
-        self.remove_model_action = act(mm, "&Remove", self.remove_current_model, "Ctrl+W")
-        self.remove_model_action.setToolTip("Unload the model whose panel is shown")
-        self.remove_model_action.setEnabled(False)
-        model_menu.add_menu_items(self, mm)
-        v = self.menuBar().addMenu("&View")
-        act(v, "Play / pause", self.toggle_play, "Space")
-        act(v, "Next frame", self.step, "Right")
-        act(v, "Previous frame", self.step_back, "Left")
-        act(v, "First frame", lambda: self.seek_to(0), "Home")
-        act(v, "&Fit to window", self.view.fit, "F").setShortcuts([QKeySequence("F"), QKeySequence("Ctrl+0")])
-        act(v, "Toggle fill / contour", self._toggle_mode, "C")
-        act(v, "Show / hide overlay", self._toggle_overlay, "O")
-        v.addSeparator()
-        v.addAction(self.panel_dock.toggleViewAction())
-        v.addAction(self.info_dock.toggleViewAction())
-        v.addAction(self.ground_truth.dock.toggleViewAction())
-        h = self.menuBar().addMenu("&Help")
-        act(h, "&About Loupe / system information", self._show_about, "F1")
+        menus.install(self)  # File, Model, View, Help (loupe.ui.menus)
 
     def _make_status(self) -> None:
         sb = self.statusBar()
