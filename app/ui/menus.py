@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from PySide6.QtGui import QAction, QKeySequence
 
-from loupe.ui import analyze_job, dialogs, fit_menu, model_menu, screenshot, status
+from loupe.ui import (
+    analyze_job,
+    compare_view,
+    dialogs,
+    export_video,
+    fit_menu,
+    model_menu,
+    screenshot,
+    status,
+)
 from loupe.ui.labels_view import install as install_labels
 from loupe.ui.recent import RecentFiles
 
@@ -32,6 +41,7 @@ def install(win) -> None:
     m.addSeparator()
     win.analyze_action = act(m, "&Analyse to file…", lambda: analyze_job.analyze_dialog(win), "Ctrl+E")
     act(m, "Save &screenshot…", lambda: screenshot.save_dialog(win), "Ctrl+S")
+    export_video.install(win, m, act)  # File ▸ Export video with overlays…
     m.addSeparator()
     act(m, "&Quit", win.close, "Ctrl+Q")
     fit_menu.add_fit_menu(win, act)
@@ -40,6 +50,7 @@ def install(win) -> None:
     win.remove_model_action.setToolTip("Unload the model whose panel is shown")
     win.remove_model_action.setEnabled(False)
     model_menu.add_menu_items(win, mm)
+    compare_view.install(win, mm, act)  # Model ▸ Compare two models
     v = win.menuBar().addMenu("&View")
     act(v, "Play / pause", win.toggle_play, "Space")
     act(v, "Next frame", win.step, "Right")
