@@ -12,7 +12,8 @@ PyInstaller bundle find them); a third-party package registers through the entry
 ``TaskSpec``. A plug-in that fails to load is kept with its error (``failures()``, ``loupe
 tasks``) and the app runs on without it.
 
-References to code (``task``, ``panel``, ``result``, ``check_io``, ``check_card``, ``history``)
+References to code (``task``, ``panel``, ``result``, ``check_io``, ``check_card``, ``history``,
+``scorer``, ``comparer``)
 are either the object itself or a ``"module:attribute"`` string imported on first use, so asking
 which tasks exist imports no task module, no ONNX Runtime and no Qt.
 """
@@ -101,6 +102,9 @@ class TaskSpec:
     scorer: the class that scores the task's results against ground-truth labels
         (``loupe.tasks.scoring.Scorer``: ``scorer(task)``, then ``columns``, ``score``,
         ``frame_score``, ``summary``), or None: the task cannot be scored (``loupe analyze --labels``).
+    comparer: ``compare(a, b) -> loupe.tasks.agreement.Agreement``, how far two models' results
+        on the same frame agree (0..1, the same value whichever is A), or None: two models of the
+        task cannot be compared (``loupe analyze --compare``, the window's Compare view).
     summary: one line for ``loupe tasks``.
     origin: "built-in", or the distribution and version that registered it (set by the registry).
     """
@@ -115,6 +119,7 @@ class TaskSpec:
     overlap_safe: bool = False
     physical_columns: bool = False
     scorer: Ref | None = None
+    comparer: Ref | None = None
     summary: str = ""
     origin: str = BUILTIN
 
@@ -171,6 +176,10 @@ class TaskSpec:
     def scorer_class(self) -> type | None:
         return None if self.scorer is None else self._load("scorer", self.scorer)
 
+    def comparer_fn(self) -> Any:
+        """The task's ``compare(a, b) -> Agreement``, or None when it has none."""
+        return None if self.comparer is None else self._load("comparer", self.comparer)
+
     def check_model(self, engine: Any) -> None:
         if self.check_io is not None:
             self._load("check_io", self.check_io)(engine)
@@ -187,7 +196,8 @@ class TaskSpec:
 
     def modules(self) -> list[str]:
         """The modules its ``"module:attribute"`` references name (a bundler's hidden imports)."""
-        refs = (self.task, self.panel, self.result, self.check_io, self.check_card, self.history, self.scorer)
+        refs = (self.task, self.panel, self.result, self.check_io, self.check_card, self.history, self.scorer,
+                self.comparer)
         return sorted({r.partition(":")[0] for r in refs if isinstance(r, str)})
 
     def describe_history(self) -> str:
@@ -360,12 +370,14 @@ def failures() -> list[PluginFailure]:
 # A built-in task is one entry here, one module in loupe.tasks and one in loupe.ui.panels.
 
 def _builtin(name: str, summary: str, *, checks: bool = True, history: int | Ref | None = 0,
-             overlap_safe: bool = True, physical_columns: bool = False, scorer: str | None = None) -> TaskSpec:
+             overlap_safe: bool = True, physical_columns: bool = False, scorer: str | None = None,
+             comparer: str | None = None) -> TaskSpec:
     """The spec of a built-in task, whose code follows one layout: ``loupe.tasks.<name>`` holds
     ``<Name>Task`` and ``<Name>Result``, ``loupe.ui.panels.<name>`` its ``make_panel`` and, with
     ``checks``, ``loupe.inference.safety:check_<name>`` and ``loupe.inference.card:
     check_<name>_output`` check the model and the card (without, the task class checks its model
-    when it is made); ``scorer`` names a class of ``loupe.tasks.scoring``."""
+    when it is made); ``scorer`` names a class of ``loupe.tasks.scoring``, ``comparer`` a function
+    of ``loupe.tasks.agreement``."""
     module, cls = f"loupe.tasks.{name}", name.capitalize()
     return TaskSpec(
         name=name,
@@ -378,13 +390,14 @@ def _builtin(name: str, summary: str, *, checks: bool = True, history: int | Ref
         overlap_safe=overlap_safe,
         physical_columns=physical_columns,
         scorer=None if scorer is None else f"loupe.tasks.scoring:{scorer}",
+        comparer=None if comparer is None else f"loupe.tasks.agreement:{comparer}",
         summary=summary,
     )
 
 
 _BUILTINS = (
     _builtin("segmentation", "class per pixel: areas (and mm², mL with DICOM spacing)", physical_columns=True,
-             scorer="SegmentationScorer"),
+             scorer="SegmentationScorer", comparer="compare_segmentation"),
     _builtin("anomaly", "next-frame prediction: PSNR, anomaly score, flagged frames",
              history="loupe.tasks.anomaly:past_frames"),
     _builtin("density", "density map: count, count in a region"),
@@ -396,14 +409,15 @@ _BUILTINS = (
              overlap_safe=False),
     # postprocess reads its outputs, the geometry and the user's thresholds (settings, not state
     # a later prepare changes)
-    _builtin("detection", "boxes with label and score: count per class", scorer="DetectionScorer"),
+    _builtin("detection", "boxes with label and score: count per class", scorer="DetectionScorer",
+             comparer="compare_boxes"),
     _builtin("classification", "class of the whole frame: top-k labels and scores, top label over time",
-             scorer="ClassificationScorer"),
+             scorer="ClassificationScorer", comparer="compare_classification"),
     _builtin("keypoints", "pose: boxes with keypoints and a skeleton, count per class",
-             scorer="DetectionScorer"),  # scored by its boxes (OKS later)
+             scorer="DetectionScorer", comparer="compare_boxes"),  # scored and compared by its boxes (OKS later)
     # InstancesTask checks its two outputs (predictions, prototypes) when made
     _builtin("instances", "detection with a mask per box: count per class, mask areas", checks=False,
-             scorer="DetectionScorer"),  # scored by its boxes
+             scorer="DetectionScorer", comparer="compare_boxes"),  # scored and compared by its boxes
     _builtin("depth", "depth (or another one-value) map: colour map with units, min/median/max"),
     # landmark points joined into the card's contours; closed contours' areas (mm² with a spacing)
     _builtin("landmarks", "landmark points joined into contours: area per closed contour (mm² with DICOM spacing)",
