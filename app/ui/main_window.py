@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
     errorShown = Signal(str)
     sourceOpened = Signal(str)
     modelLoaded = Signal(str)
+    modelRemoved = Signal(str)  # a model was unloaded (its name; "" when all were), its panel gone
     # the player's reader thread reports through these (queued to the UI thread)
     _playerError = Signal(str)
     _playerEnded = Signal()
@@ -305,6 +306,7 @@ class MainWindow(QMainWindow):
         self._accept_after = time.monotonic()  # results computed with the old model list are dropped
         self._slow_stale = False
         panel = self.panels.pop(index)
+        name = self.models[index].name
         self.models[:] = models
         if panel is not None:
             panel.detach()
@@ -316,6 +318,7 @@ class MainWindow(QMainWindow):
         self.remove_model_action.setEnabled(bool(self.models))
         self._update_info()
         self._update_status()
+        self.modelRemoved.emit(name)
         if self.player is not None and not self.player.playing and self.last_result is not None:
             self.slot.put(self.last_result.frame)  # re-run the paused frame without it
 
@@ -333,6 +336,7 @@ class MainWindow(QMainWindow):
         self.remove_model_action.setEnabled(False)
         self._update_info()
         self._update_status()
+        self.modelRemoved.emit("")
 
     # --- transport ------------------------------------------------------------------------
     def toggle_play(self) -> None:
