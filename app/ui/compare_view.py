@@ -1,7 +1,372 @@
-"""Model ▸ Compare two models (placeholder until the compare view lands)."""
+"""Model ▸ Compare two models: two loaded models of the same task side by side over the frame
+(model A left of a draggable line, model B right of it), where they disagree drawn over the
+frame, and a "Compare" dock: their agreement on each frame played (``loupe.tasks.agreement``),
+the frames where they disagree most, and, with labels open (File ▸ Open labels…), each model's
+score per frame, which one wins where and both models' pooled figures.
+
+It compares the first two loaded models of one task that has a comparer
+(``TaskSpec.comparer``), in the order they were loaded. Each shown result (the window's
+``frameShown``) is compared here, on the UI thread, at the class map's resolution (display
+resolution); the plot, the list and the figures are redrawn at most five times a second while
+playing, at once when stepping. A frame shown twice counts once (values are kept per frame
+index; with labels, a frame scored before is scored again by a fresh scorer, so the pooled
+figures count it once). The widgets and items are in ``loupe.ui.panels.compare``.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
+from typing import Any
 
-def install(win, menu, act) -> None:
-    """Add the Model menu's compare item (``act(menu, text, slot, shortcut)`` makes an action)."""
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget
+
+from loupe.base import registry
+from loupe.ui.panels.compare import (
+    A_RGB,
+    B_RGB,
+    CompareWidget,
+    OnlyBoxesItem,
+    Split,
+    dot,
+    pair_legend,
+    pair_rgba,
+)
+from loupe.ui.panels.ground_truth import figure_text
+
+logger = logging.getLogger(__name__)
+
+SPLIT_KEY = "compare/split"  # QSettings: the split line's place, a fraction of the frame's width
+
+
+def needed() -> str:
+    """What comparing needs, naming the tasks that can be compared (those with a comparer)."""
+    names = [s.name for s in registry.all_specs() if s.comparer is not None]
+    return f"two loaded models of the same task, one that can be compared ({', '.join(names)})"
+
+
+def find_pair(models) -> tuple[Any, Any, Any, str, int] | None:
+    """(model A, model B, comparer, task name, models of that task) for the first task, in load
+    order, with two loaded models and a comparer; None when there is no such pair."""
+    from loupe.tasks.agreement import comparer_for
+
+    by_task: dict[str, list] = {}
+    for lm in models:
+        spec = lm.spec
+        if spec is not None:
+            by_task.setdefault(spec.name, []).append(lm)
+    for name, lms in by_task.items():
+        if len(lms) < 2:
+            continue
+        try:
+            comparer = comparer_for(name)
+        except Exception as e:  # a plug-in's comparer that cannot be imported
+            logger.warning("comparer of %s: %s", name, e)
+            comparer = None
+        if comparer is not None:
+            return lms[0], lms[1], comparer, name, len(lms)
+    return None
+
+
+def panel_items(panel) -> list:
+    """What a panel draws over the frame (``frame_items()`` where it has them, else its
+    ``overlay``), those that are in the view now."""
+    if panel is None:
+        return []
+    items_fn = getattr(panel, "frame_items", None)
+    items = [it for it, _ in items_fn()] if callable(items_fn) else [getattr(panel, "overlay", None)]
+    return [it for it in items if it is not None and it.parentItem() is not None]
+
+
+class Compare:
+    """The window's compare state: the pair, the split, the disagreement items, the values so far."""
+
+    def __init__(self, win, action) -> None:
+        self.win = win
+        self.action = action
+        self.on = False
+        self.a = self.b = None  # the LoadedModels compared
+        self.comparer = None
+        self.task = ""
+        self.values: dict[int, float] = {}
+        self.scores: tuple[dict[int, float | None], dict[int, float | None]] = ({}, {})
+        self.scorers: list[Any] = [None, None]
+        self._class_maps: list[Any] = [None, None]
+        self._labels = None  # the LabelSet the scores belong to
+        self.last = None  # the last Agreement
+        self.cost_ms = 0.0  # the last frame's comparison and drawing (scoring included)
+        self._told = False  # a frame that could not be compared or scored: said once per pair
+        self._note = ""  # "3 segmentation models loaded: comparing the first two"
+        self.widget = CompareWidget()
+        self.widget.seekRequested.connect(win.seek_to)
+        self.widget.mapToggled.connect(self._on_map_toggled)
+        self.dock = QDockWidget("Compare", win)
+        self.dock.setObjectName("compare")
+        self.dock.setWidget(self.widget)
+        win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.dock.hide()  # until compare is on
+        vb = win.view.vb
+        self.split = Split(vb, on_finished=self._save_split)
+        self.map_item = pg.ImageItem(axisOrder="row-major")
+        self.boxes_item = OnlyBoxesItem()
+        for z, item in ((38, self.map_item), (39, self.boxes_item)):
+            item.setZValue(z)
+            item.hide()
+            vb.addItem(item, ignoreBounds=True)
+        self._refresh = QTimer(win)
+        self._refresh.setSingleShot(True)
+        self._refresh.setInterval(200)
+        self._refresh.timeout.connect(self.refresh)
+        win.frameShown.connect(self.on_frame)
+        win.sourceOpened.connect(lambda _name: self._new_source())
+        win.modelLoaded.connect(lambda _name: self._models_changed())
+        win.modelRemoved.connect(lambda _name: self._models_changed())
+        self._models_changed()
+
+    # --- on and off ------------------------------------------------------------------------------
+    def set_on(self, on: bool) -> bool:
+        """Compare (the first comparable pair) or stop; False, with an info banner, when there is
+        no pair to compare."""
+        if not on:
+            self.stop()
+            return True
+        found = find_pair(self.win.models)
+        if found is None:
+            self._check(False)
+            loaded = ", ".join(f"{lm.name} ({lm.spec.name if lm.spec else '?'})" for lm in self.win.models)
+            self.win.show_error(f"Compare needs {needed()}; loaded: {loaded or 'none'}.", "info")
+            return False
+        self.start(found)
+        return True
+
+    def start(self, found: tuple[Any, Any, Any, str, int]) -> None:
+        self.stop()
+        self.a, self.b, self.comparer, self.task, count = found
+        self.on = True
+        self._check(True)
+        self._told = False
+        note = (f"{count} {self.task} models loaded: comparing the first two" if count > 2 else "")
+        self.widget.set_names(self.a.name, self.b.name, scored=False, note=note)
+        self._note = note
+        self.dock.show()
+        fr = self.win.last_result
+        if fr is not None:
+            self.on_frame(fr)
+
+    def stop(self, reason: str = "") -> None:
+        """Leave compare: the models' items back where they were, the dock hidden."""
+        self._refresh.stop()
+        self.split.release()
+        self._hide_items()
+        was = self.on
+        self.on = False
+        self.a = self.b = self.comparer = None
+        self._reset()
+        self._check(False)
+        if was:
+            self.dock.hide()
+        if was and reason:
+            self.win.statusBar().showMessage(reason, 8000)
+
+    def _check(self, on: bool) -> None:
+        self.action.blockSignals(True)
+        self.action.setChecked(on)
+        self.action.blockSignals(False)
+
+    def _models_changed(self) -> None:
+        """A model was loaded or removed: the menu item, and the pair compared."""
+        self.action.setEnabled(len(self.win.models) >= 2)
+        if not self.on:
+            return
+        found = find_pair(self.win.models)
+        if found is None:
+            self.stop(f"Compare off: it needs {needed()}.")
+        elif found[0] is not self.a or found[1] is not self.b:
+            self.start(found)
+        elif found[4] > 2 and not self._note:
+            self.start(found)  # a third model of the task: the note says which two
+
+    def _new_source(self) -> None:
+        """A new source: the items back (the next frame clips them again), the values forgotten."""
+        self._refresh.stop()
+        self.split.release()
+        self._hide_items()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.values.clear()
+        self.scores = ({}, {})
+        self.scorers = [None, None]
+        self._class_maps = [None, None]
+        self._labels = None
+        self.last = None
+        self.widget.show_series({})
+        self.widget.legend.setText("")
+        self.widget.pooled.setText("")
+        self.widget.frame_text.setText("")
+
+    def _hide_items(self) -> None:
+        self.map_item.hide()
+        self.boxes_item.hide()
+
+    def _fraction(self) -> float:
+        try:
+            return min(max(float(self.win.settings.value(SPLIT_KEY, 0.5)), 0.0), 1.0)
+        except (TypeError, ValueError):
+            return 0.5
+
+    def _save_split(self) -> None:
+        self.win.settings.setValue(SPLIT_KEY, round(self.split.fraction(), 4))
+
+    def _on_map_toggled(self, on: bool) -> None:
+        if not on:
+            self._hide_items()
+            self.widget.legend.setText("")
+        elif self.win.last_result is not None:
+            self.on_frame(self.win.last_result)
+
+    # --- each shown result ------------------------------------------------------------------------
+    def _indices(self) -> tuple[int, int] | None:
+        found = [next((i for i, m in enumerate(self.win.models) if m is lm), None) for lm in (self.a, self.b)]
+        return None if None in found else (found[0], found[1])
+
+    def on_frame(self, fr) -> None:
+        if not self.on:
+            return
+        idx = self._indices()
+        if idx is None:
+            self._models_changed()
+            return
+        ia, ib = idx
+        if len(fr.results) != len(self.win.models):  # a result of another model list
+            return
+        t0 = time.perf_counter()
+        frame = fr.frame
+        hw = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        if not self.split.engaged:
+            panels = self.win.panels
+            self.split.engage(panel_items(panels[ia]), panel_items(panels[ib]), (self.a.name, self.b.name),
+                              hw, self._fraction())
+        elif self.split.size != hw:
+            self.split.fit(hw, self.split.fraction())
+        ra, rb = fr.results[ia].result, fr.results[ib].result
+        try:
+            ag = self.comparer(ra, rb)
+        except Exception as e:  # results the comparer cannot read: say so once, keep playing
+            logger.warning("comparing frame %d: %s", frame.index, e)
+            self._tell(f"Cannot compare {self.a.name} and {self.b.name} on frame {frame.index + 1}: {e}")
+            return
+        self.last = ag
+        self.values[frame.index] = float(ag.value)
+        if self.widget.map_box.isChecked():
+            self._draw(ag, ra, rb, hw)
+        scored = self._score(fr, ia, ib)
+        text = f"frame {frame.index + 1}: agreement {ag.value:.3f}" + (f" · {ag.detail}" if ag.detail else "")
+        for k, name in enumerate("AB"):
+            s = self.scores[k].get(frame.index) if scored else None
+            if s is not None:
+                text += f" · {name} score {s:.3f}"
+        self.widget.frame_text.setText(text)
+        self.widget.cursor.setValue(frame.index)
+        playing = self.win.player is not None and self.win.player.playing
+        if not playing:
+            self.refresh()
+        elif not self._refresh.isActive():
+            self._refresh.start()
+        self.cost_ms = (time.perf_counter() - t0) * 1e3
+
+    def _tell(self, text: str) -> None:
+        if not self._told:
+            self._told = True
+            self.win.show_error(text, "info")
+
+    def _draw(self, ag, ra, rb, hw: tuple[int, int]) -> None:
+        h, w = hw
+        if ag.pair_map is not None:
+            self.map_item.setImage(pair_rgba(ag.pair_map, ag.pairs), autoLevels=False, levels=(0, 255))
+            self.map_item.setRect(QRectF(0, 0, w, h))
+            self.map_item.show()
+            self.boxes_item.hide()
+            legend = pair_legend(ag.pairs, ra.labels, rb.labels, int(ag.pair_map.size))
+            self.widget.legend.setText(legend or "the two maps agree on every pixel")
+        elif ag.only_a is not None and ag.only_b is not None:
+            self.boxes_item.set_only(hw, ra.boxes[ag.only_a], rb.boxes[ag.only_b])
+            self.boxes_item.show()
+            self.map_item.hide()
+            self.widget.legend.setText(
+                dot(A_RGB, f"only A ({self.a.name}): {len(ag.only_a)}, dashed") + " &nbsp; "
+                + dot(B_RGB, f"only B ({self.b.name}): {len(ag.only_b)}, dash-dot"))
+        else:
+            self._hide_items()
+            self.widget.legend.setText("")
+
+    # --- scoring against labels -------------------------------------------------------------------
+    def _scorer_class(self, lm):
+        ref = getattr(lm.spec, "scorer", None) if lm.spec is not None else None
+        return None if ref is None else registry.resolve(ref)
+
+    def _score(self, fr, ia: int, ib: int) -> bool:
+        """With labels open: score both models on this frame; False when nothing was scored."""
+        gt = getattr(self.win, "ground_truth", None)
+        labels = None if gt is None else gt.labels
+        if labels is not self._labels:  # other labels (or none): the scores start again
+            self._labels = labels
+            self.scores, self.scorers, self._class_maps = ({}, {}), [None, None], [None, None]
+            self.widget.set_names(self.a.name, self.b.name, scored=labels is not None, note=self._note)
+        if labels is None:
+            return False
+        frame = fr.frame
+        h, w = frame.pixels.shape[:2]
+        path = frame.metadata.get("path")
+        try:
+            truth = labels.get(frame.index, Path(path).stem if path else None, (h, w))
+            if truth is None:
+                return False
+            for k, (lm, i) in enumerate(((self.a, ia), (self.b, ib))):
+                cls = self._scorer_class(lm)
+                if cls is None:
+                    continue
+                result = fr.results[i].result
+                if self._class_maps[k] is None:
+                    names = tuple(getattr(result, "labels", None) or getattr(lm.task, "labels", ()) or ())
+                    self._class_maps[k] = labels.class_map(names)
+                if self.scorers[k] is None:
+                    self.scorers[k] = cls(lm.task)
+                scorer = self.scorers[k] if frame.index not in self.scores[k] else cls(lm.task)
+                row = scorer.score(result, truth, self._class_maps[k])
+                self.scores[k][frame.index] = scorer.frame_score(row)
+        except Exception as e:  # a label that does not fit its frame or model: say so (once), keep playing
+            logger.warning("scoring frame %d for compare: %s", frame.index, e)
+            self._tell(f"Cannot score frame {frame.index + 1} for the comparison: {e}")
+            return False
+        return True
+
+    def refresh(self) -> None:
+        """The plot, the list and the figures, up to date."""
+        self._refresh.stop()
+        scored = self._labels is not None
+        self.widget.show_series(self.values, self.scores[0] if scored else None, self.scores[1] if scored else None)
+        parts = []
+        for name, lm, scorer, scores in zip("AB", (self.a, self.b), self.scorers, self.scores):
+            if scorer is not None and lm is not None:
+                n = len(scores)
+                parts.append(f"{name} {lm.name}, {n} frame{'s' if n != 1 else ''}\n" + figure_text(scorer.summary(), 4))
+        self.widget.pooled.setText("\n".join(parts))
+
+
+def install(win, menu, act) -> Compare:
+    """Model ▸ Compare two models (``act(menu, text, slot, shortcut)`` makes an action) and the
+    Compare dock; ``win.compare``."""
+    holder: dict[str, Compare] = {}
+    a = act(menu, "&Compare two models", lambda checked=False: holder["c"].set_on(bool(checked)), "Ctrl+Shift+C")
+    a.setCheckable(True)
+    a.setToolTip("Two loaded models of the same task side by side (drag the line), where they disagree, "
+                 "and their agreement over time")
+    holder["c"] = win.compare = Compare(win, a)
+    return win.compare
+
+
+__all__ = ["Compare", "find_pair", "install", "panel_items"]

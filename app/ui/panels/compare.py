@@ -1,0 +1,360 @@
+"""The "Compare" dock's widgets and the items drawn over the frame while two models are compared
+(Model ▸ Compare two models; the controller is ``loupe.ui.compare_view``).
+
+``Split``: model A's overlay items left of a draggable vertical line, model B's right of it, by
+moving them under two clipping parents in the frame's view box (and back, exactly, on release).
+``pair_rgba`` colours a segmentation disagreement map (``Agreement.pair_map``) with one stable
+colour per (A class, B class) pair; ``OnlyBoxesItem`` draws the boxes one detector found and the
+other did not, dashed, in A's and B's colours, in one ``paint``. ``CompareWidget``: agreement over
+frames (with labels, both models' scores and a strip coloured by the better one; a click seeks),
+the frames where they disagree most (a click seeks), the pooled figures and the frame's detail.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGraphicsItem,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from loupe.ui.panels.base import frame_axis, plot_frame, text_label
+from loupe.ui.panels.ground_truth import LabelBoxesItem
+
+A_RGB = (255, 140, 0)  # model A: orange (curve, strip, its own boxes)
+B_RGB = (0, 170, 255)  # model B: sky blue
+AGREE_RGB = (70, 70, 70)  # the agreement curve
+TIE_RGB = (200, 200, 200)  # a strip bar where both score the same
+MAP_ALPHA = 190  # the disagreement map's opacity where the classes differ
+WORST = 12  # frames in the "disagree most" list
+STRIP = (-0.13, 0.08)  # the winner strip under the curves: y0, height (the scores are 0..1)
+
+
+# --- the disagreement map ------------------------------------------------------------------------
+def pair_colour(a: int, b: int) -> tuple[int, int, int]:
+    """A stable, saturated colour for the class pair (A says ``a``, B says ``b``): the same pair
+    has the same colour on every frame and in every session; (a, b) and (b, a) differ."""
+    hue = ((int(a) * 7919 + int(b) * 104729 + 1) * 0.6180339887498949) % 1.0
+    r, g, b_ = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return round(r * 255), round(g * 255), round(b_ * 255)
+
+
+def pair_lut(pairs: Any, alpha: int = MAP_ALPHA) -> np.ndarray:
+    """(len(pairs) + 1, 4) uint8: row 0 transparent (the classes agree), row k + 1 pair k's colour."""
+    lut = np.zeros((len(pairs) + 1, 4), np.uint8)
+    for k, p in enumerate(pairs):
+        lut[k + 1, :3] = pair_colour(p[0], p[1])
+        lut[k + 1, 3] = alpha
+    return lut
+
+
+def pair_rgba(pair_map: np.ndarray, pairs: Any, alpha: int = MAP_ALPHA) -> np.ndarray:
+    """(H, W, 4) uint8: transparent where ``pair_map`` is -1 (A and B agree), elsewhere the colour
+    of the pair it indexes in ``pairs`` ((A class, B class, pixels) rows). One table lookup."""
+    return pair_lut(pairs, alpha)[pair_map.astype(np.int32) + 1]
+
+
+def pair_legend(pairs: Any, labels_a: Any, labels_b: Any, total: int, top: int = 5) -> str:
+    """Rich text: the ``top`` pairs with most pixels, "■ A road / B pavement 3.1%" (the share of
+    all ``total`` pixels of the map)."""
+    def name(labels, c) -> str:
+        return str(labels[c]) if 0 <= c < len(labels) else f"class {c}"
+
+    parts = []
+    for a, b, n in list(pairs)[:top]:
+        r, g, b_ = pair_colour(a, b)
+        share = 100.0 * n / max(total, 1)
+        parts.append(f"<span style='color: rgb({r},{g},{b_})'>■</span> A {name(labels_a, a)} / "
+                     f"B {name(labels_b, b)} {share:.1f}%")
+    return "<br>".join(parts)
+
+
+class OnlyBoxesItem(LabelBoxesItem):
+    """The boxes only one of two detectors found: A's dashed in A's colour, B's dashed in B's, with
+    cosmetic pens (screen pixels at any zoom); frame pixel coordinates. ``pred`` holds A's, ``gt``
+    B's (``LabelBoxesItem``'s storage and geometry)."""
+
+    ONLY_A, ONLY_B = QColor(*A_RGB), QColor(*B_RGB)
+
+    def set_only(self, frame_hw: tuple[int, int], only_a: Any, only_b: Any) -> None:
+        """A's boxes no box of B matches, B's no box of A matches ((N, 4) x1 y1 x2 y2 each)."""
+        a = np.asarray(only_a, np.float32).reshape(-1, 4)
+        b = np.asarray(only_b, np.float32).reshape(-1, 4)
+        self.set_boxes(frame_hw, a, np.zeros(len(a), bool), b, np.zeros(len(b), bool))
+
+    def paint(self, p, *args) -> None:
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for boxes, colour, style in ((self.pred, self.ONLY_A, Qt.PenStyle.DashLine),
+                                     (self.gt, self.ONLY_B, Qt.PenStyle.DashDotLine)):
+            pen = QPen(colour, 2.5)
+            pen.setCosmetic(True)
+            pen.setStyle(style)
+            p.setPen(pen)
+            for b in boxes:
+                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+
+
+# --- the split ---------------------------------------------------------------------------------
+class ClipRect(QGraphicsRectItem):
+    """An invisible rectangle that clips its children to itself (no pen, no brush)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+        self.setPen(QPen(Qt.PenStyle.NoPen))
+        self.setBrush(Qt.BrushStyle.NoBrush)
+
+
+class Split:
+    """Model A's items left of a vertical line in ``view_box``, model B's right of it.
+
+    ``engage`` moves the items under two ``ClipRect`` parents (rects (0, 0, x, h) and (x, 0, w - x,
+    h) in frame pixels) and shows the draggable line; ``release`` puts each item back under the
+    parent it had, with its own z value, and removes the clips and the line. An item that left the
+    scene meanwhile (its model was removed: ``ViewBox.removeItem``) is left where it is."""
+
+    def __init__(self, view_box: Any, on_moved: Any = None, on_finished: Any = None) -> None:
+        self.vb = view_box
+        self.clips = (ClipRect(), ClipRect())
+        self.line = pg.InfiniteLine(
+            angle=90, movable=True, pen=pg.mkPen((255, 255, 255), width=2),
+            hoverPen=pg.mkPen((255, 230, 90), width=3), label="",
+            labelOpts={"position": 0.04, "color": (255, 255, 255), "fill": (0, 0, 0, 150), "movable": False},
+        )
+        self.line.setZValue(60)
+        self.line.setToolTip("drag: move the split between model A (left) and model B (right)")
+        self.line.sigPositionChanged.connect(lambda _l: self._clip())
+        if on_moved is not None:
+            self.line.sigPositionChanged.connect(lambda _l: on_moved())
+        if on_finished is not None:
+            self.line.sigPositionChangeFinished.connect(lambda _l: on_finished())
+        self.moved: list[tuple[Any, Any]] = []  # (item, its parent before) while engaged
+        self.size: tuple[int, int] | None = None  # (h, w) of the frame the clips fit
+        self.engaged = False
+
+    def engage(self, items_a: Any, items_b: Any, names: tuple[str, str], frame_hw: tuple[int, int],
+               fraction: float) -> None:
+        """Clip ``items_a`` to the left of the line and ``items_b`` to its right; the line at
+        ``fraction`` of the frame's width, labelled with the two names."""
+        self.release()
+        for clip, items in zip(self.clips, (items_a, items_b)):
+            zs = [it.zValue() for it in items]
+            clip.setZValue(min(zs) if zs else 10)
+            self.vb.addItem(clip, ignoreBounds=True)
+            for it in items:
+                self.moved.append((it, it.parentItem()))
+                z = it.zValue()
+                it.setParentItem(clip)
+                it.setZValue(z)
+        self.vb.addItem(self.line, ignoreBounds=True)
+        self.line.label.setFormat(f"◀ {names[0]}  |  {names[1]} ▶")
+        self.engaged = True
+        self.fit(frame_hw, fraction)
+
+    def fit(self, frame_hw: tuple[int, int], fraction: float) -> None:
+        """The line's bounds (the frame's width) and place for a frame of ``frame_hw``."""
+        self.size = (int(frame_hw[0]), int(frame_hw[1]))
+        w = self.size[1]
+        self.line.setBounds((0, w))
+        self.line.setValue(min(max(fraction, 0.0), 1.0) * w)
+        self._clip()
+
+    def fraction(self) -> float:
+        """Where the line is, as a fraction of the frame's width."""
+        if not self.size or not self.size[1]:
+            return 0.5
+        return min(max(float(self.line.value()) / self.size[1], 0.0), 1.0)
+
+    def _clip(self) -> None:
+        if self.size is None:
+            return
+        h, w = self.size
+        x = min(max(float(self.line.value()), 0.0), float(w))
+        self.clips[0].setRect(QRectF(0, 0, x, h))
+        self.clips[1].setRect(QRectF(x, 0, w - x, h))
+
+    def release(self) -> None:
+        """Every moved item back under its own parent; the clips and the line out of the view."""
+        clips = set(self.clips)
+        for it, parent in self.moved:
+            try:
+                if it.parentItem() in clips:
+                    z = it.zValue()
+                    it.setParentItem(parent)
+                    it.setZValue(z)
+            except RuntimeError:  # the item was deleted with its panel
+                pass
+        self.moved.clear()
+        if self.engaged:
+            for clip in self.clips:
+                self.vb.removeItem(clip)
+            self.vb.removeItem(self.line)
+        self.engaged = False
+        self.size = None
+
+
+# --- the dock's widget ---------------------------------------------------------------------------
+def _pen(rgb, width: float = 1.5, style=Qt.PenStyle.SolidLine):
+    return pg.mkPen(rgb, width=width, style=style)
+
+
+def dot(rgb, text: str) -> str:
+    return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
+
+
+class CompareWidget(QWidget):
+    """Plot | frames where they disagree most | figures, side by side (the dock sits under the view)."""
+
+    seekRequested = Signal(int)
+    mapToggled = Signal(bool)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: list[int] = []
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        left = QVBoxLayout()
+        self.title = QLabel("<b>Compare</b>: load two models of the same task (Model ▸ Compare two models)")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
+        left.addWidget(self.title)
+        self.plot = pg.PlotWidget(axisItems={"bottom": frame_axis()})
+        self.plot.setBackground("w")
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.setYRange(STRIP[0] - 0.02, 1.02, padding=0)
+        self.plot.showGrid(x=False, y=True, alpha=0.3)
+        self.plot.setLabel("left", "agreement")
+        self.plot.setToolTip("agreement of the two models on each frame played (1: the same result); with "
+                             "labels, each model's score and a strip in the colour of the better one "
+                             "(click: show that frame)")
+        self.curve = self.plot.plot([], [], pen=_pen(AGREE_RGB, 2), symbol="o", symbolSize=4,
+                                    symbolBrush=AGREE_RGB, symbolPen=None)
+        self.curve_a = self.plot.plot([], [], pen=_pen(A_RGB, 1.5, Qt.PenStyle.DashLine))
+        self.curve_b = self.plot.plot([], [], pen=_pen(B_RGB, 1.5, Qt.PenStyle.DashLine))
+        self.strip = pg.BarGraphItem(x=[], height=[], width=1.0, y0=STRIP[0], brushes=[], pen=None)
+        self.plot.addItem(self.strip)
+        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 60, 60), width=1))
+        self.plot.addItem(self.cursor)
+        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
+        left.addWidget(self.plot, 1)
+        self.key = text_label(left)
+        lay.addLayout(left, 3)
+
+        mid = QVBoxLayout()
+        mid.addWidget(QLabel("Disagree most"))
+        self.worst = QListWidget()
+        self.worst.setToolTip("the frames played where the two models agree least (click: show that frame)")
+        self.worst.itemClicked.connect(lambda item: self.seekRequested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
+        mid.addWidget(self.worst, 1)
+        lay.addLayout(mid, 1)
+
+        right = QVBoxLayout()
+        self.map_box = QCheckBox("Disagreement over the frame")
+        self.map_box.setToolTip("segmentation: the pixels whose class differs, coloured by the pair of classes; "
+                                "detection: the boxes only one model found")
+        self.map_box.setChecked(True)
+        self.map_box.toggled.connect(self.mapToggled.emit)
+        right.addWidget(self.map_box)
+        self.legend = text_label(right)
+        self.mean = QLabel("")
+        right.addWidget(self.mean)
+        self.pooled = QLabel("")
+        self.pooled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.pooled.setStyleSheet("font-family: monospace")
+        right.addWidget(self.pooled)
+        self.frame_text = QLabel("")
+        self.frame_text.setWordWrap(True)
+        right.addWidget(self.frame_text)
+        right.addStretch(1)
+        lay.addLayout(right, 2)
+        self.set_names("A", "B", scored=False)
+
+    def set_names(self, a: str, b: str, scored: bool, note: str = "") -> None:
+        """The heading and the plot's key for models ``a`` and ``b`` (``scored``: labels are open)."""
+        head = f"<b>Compare</b>: A {a} · B {b}"
+        self.title.setText(head + (f" <span style='color: gray'>({note})</span>" if note else ""))
+        parts = [dot(AGREE_RGB, "agreement")]
+        if scored:
+            parts += [dot(A_RGB, f"A score ({a})"), dot(B_RGB, f"B score ({b})"), "strip: the better model"]
+        self.key.setText(" &nbsp; ".join(parts))
+
+    def _on_plot_click(self, ev) -> None:
+        i = plot_frame(self.plot, ev, self._frames)
+        if i is not None:
+            self.seekRequested.emit(i)
+
+    def show_series(self, values: dict[int, float], scores_a: dict[int, float | None] | None = None,
+                    scores_b: dict[int, float | None] | None = None) -> None:
+        """The curves, the strip and the worst list from ``{frame index: value}``."""
+        pts = sorted((i, v) for i, v in values.items() if v == v)
+        self._frames = [i for i, _ in pts]
+        if pts:
+            xs, ys = zip(*pts)
+            self.curve.setData(np.asarray(xs, float), np.asarray(ys, float))
+        else:
+            self.curve.setData([], [])
+        for curve, scores in ((self.curve_a, scores_a), (self.curve_b, scores_b)):
+            s = sorted((i, v) for i, v in (scores or {}).items() if v is not None and v == v)
+            curve.setData(np.asarray([i for i, _ in s], float), np.asarray([v for _, v in s], float))
+        xs_w, brushes = [], []
+        for i in sorted(set(scores_a or {}) & set(scores_b or {})):
+            a, b = scores_a[i], scores_b[i]
+            if a is None or b is None or a != a or b != b:
+                continue
+            xs_w.append(float(i))
+            brushes.append(pg.mkBrush(*(A_RGB if a > b + 1e-9 else B_RGB if b > a + 1e-9 else TIE_RGB)))
+        self.strip.setOpts(x=np.asarray(xs_w, float), height=np.full(len(xs_w), STRIP[1]), width=1.0,
+                           y0=STRIP[0], brushes=brushes, pen=None)
+        self.worst.clear()
+        for i, v in sorted(pts, key=lambda t: (t[1], t[0]))[:WORST]:
+            item = QListWidgetItem(f"frame {i + 1}   {v:.3f}")  # frame numbers from 1, as the player shows
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.worst.addItem(item)
+        self.mean.setText(f"mean agreement {np.mean([v for _, v in pts]):.3f} over {len(pts)} "
+                          f"frame{'s' if len(pts) != 1 else ''}" if pts else "")
+
+    def winners(self) -> list[tuple[int, tuple[int, int, int]]]:
+        """The strip as drawn: (frame index, colour) per bar."""
+        xs = self.strip.opts.get("x")
+        brushes = self.strip.opts.get("brushes") or []
+        return [(int(x), tuple(b.color().getRgb()[:3])) for x, b in zip([] if xs is None else xs, brushes)]
+
+
+if __name__ == "__main__":  # a preview fed synthetic agreements and a synthetic disagreement map
+    from loupe.ui.panels.base import preview_app, run_preview
+
+    app = preview_app()
+    widget = CompareWidget()
+    rng = np.random.default_rng(0)
+    values = {i: float(v) for i, v in enumerate(np.clip(0.9 + 0.05 * rng.standard_normal(80), 0, 1))}
+    sa = {i: float(v) for i, v in enumerate(np.clip(0.7 + 0.1 * rng.standard_normal(80), 0, 1))}
+    sb = {i: float(v) for i, v in enumerate(np.clip(0.7 + 0.1 * rng.standard_normal(80), 0, 1))}
+    widget.set_names("left.onnx", "right.onnx", scored=True)
+    widget.show_series(values, sa, sb)
+    pm = -np.ones((120, 200), np.int32)
+    pm[20:60, 30:90] = 0
+    pm[70:100, 120:180] = 1
+    pairs = ((1, 2, 2400), (0, 3, 1800))
+    widget.legend.setText(pair_legend(pairs, ("sky", "road", "pavement", "car"), ("sky", "road", "pavement", "car"),
+                                      pm.size))
+    view = pg.GraphicsLayoutWidget()
+    vb = view.addViewBox(lockAspect=True, invertY=True)
+    img = pg.ImageItem(pair_rgba(pm, pairs), axisOrder="row-major")
+    vb.addItem(img)
+    boxes = OnlyBoxesItem()
+    boxes.set_only((120, 200), [[10, 10, 50, 40]], [[150, 20, 190, 60]])
+    vb.addItem(boxes)
+    run_preview(app, widget, view)
