@@ -63,6 +63,7 @@ def install(win) -> None:
     v.addAction(win.panel_dock.toggleViewAction())
     v.addAction(win.info_dock.toggleViewAction())
     v.addAction(win.ground_truth.dock.toggleViewAction())
+    v.addAction(win.compare.dock.toggleViewAction())
     h = win.menuBar().addMenu("&Help")
     act(h, "&About Loupe / system information", win._show_about, "F1")
 
