@@ -1,0 +1,209 @@
+"""``loupe render``: one input's frames with the models' overlays drawn as the window draws them,
+written to an H.264 video to send to someone (``loupe.run.render``; the drawing is the window's,
+``loupe.ui.render_view``, which ``loupe.cli`` hands in: the commands do not import the UI).
+
+Exit status as ``loupe analyze``: 0 written; 2 bad options, a model that cannot load or does not
+fit the frames, an input that cannot be read; 130 interrupted (Ctrl-C), the frames written so
+far kept in a video that plays."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loupe.base.errors import LoupeError
+from loupe.commands import Command
+from loupe.commands.analyze import (
+    _apply_overrides,
+    _default_models,
+    add_limit_options,
+    apply_limit_options,
+)
+from loupe.commands.output import err, make_progress, one_line
+
+logger = logging.getLogger("loupe")
+
+SUMMARY = "Write a video of one input with the models' overlays drawn on it."
+DESCRIPTION = (SUMMARY + " Every frame, in order, drawn as the window draws it (colours, opacity, "
+               "models stacked), with a caption strip naming the models and each frame's key figures; "
+               "H.264 at the input's size (odd sizes padded to even) and frame rate (images, folders "
+               "and DICOM: --fps, default 5).")
+
+
+def _add_arguments(ap: argparse.ArgumentParser) -> None:
+    from loupe.run.render import DEFAULT_CRF, DEFAULT_STILL_FPS
+
+    ap.add_argument("input", metavar="INPUT", help="video, image, folder or DICOM file/series")
+    ap.add_argument("--model", action="append", metavar="M.onnx", help="model (repeatable); default: the demo model")
+    ap.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write (.mp4, .mkv or .mov)")
+    ap.add_argument("--max-frames", type=int, metavar="N", help="the first N frames only")
+    ap.add_argument("--fps", type=float, metavar="F",
+                    help=f"frame rate of the video (default: a video's own; images, folders and DICOM "
+                         f"{DEFAULT_STILL_FPS:g})")
+    ap.add_argument("--crf", type=float, default=DEFAULT_CRF, metavar="Q",
+                    help=f"H.264 quality, 0 (lossless) to 51 (default {DEFAULT_CRF}: close to visually lossless)")
+    ap.add_argument("--no-caption", action="store_true", help="no caption strip (model names and figures)")
+    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model")
+    ap.add_argument("--task", metavar="NAME", help="the task of a model without a card (as loupe analyze)")
+    ap.add_argument("--score-threshold", type=float, metavar="S", help="detection: keep boxes scoring above S")
+    ap.add_argument("--iou-threshold", type=float, metavar="T", help="detection: NMS IoU threshold")
+    ap.add_argument("--track", action="store_true", help="detection-like models: track IDs and trails")
+    shown = ap.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress (errors and the last line only)")
+    shown.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    add_limit_options(ap)
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """The error line for options used wrongly, or None."""
+    from loupe.run.render import VIDEO_SUFFIXES
+
+    if Path(args.out).suffix.lower() not in VIDEO_SUFFIXES:
+        return f"--out must end in {', '.join(VIDEO_SUFFIXES)}, got {args.out}"
+    if args.max_frames is not None and args.max_frames < 1:
+        return "--max-frames must be at least 1"
+    if args.fps is not None and not args.fps > 0:
+        return f"--fps must be above 0, got {args.fps:g}"
+    if not 0 <= args.crf <= 51:
+        return f"--crf must be between 0 and 51, got {args.crf:g}"
+    for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            return f"{opt} must be between 0 and 1, got {v:g}"
+    if Path(args.out).resolve() == Path(args.input).resolve():
+        return f"--out {args.out} is the input: choose another file"
+    return apply_limit_options(args)
+
+
+def _load_models(args: argparse.Namespace) -> list | None:
+    """The models at full resolution, as ``loupe analyze`` loads them; None after an error line
+    for each that cannot load."""
+    from loupe.inference.card import CardError
+    from loupe.inference.engine import ModelError
+    from loupe.run.pipeline import load_model
+    from loupe.tasks import UnsupportedTask
+
+    try:
+        paths = _default_models(args.model)
+    except FileNotFoundError as e:
+        err(str(e))
+        return None
+    models, bad = [], 0
+    for m in paths:
+        try:
+            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None,
+                                     task=args.task))
+        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
+            err(str(e))
+            bad += 1
+        except Exception as e:  # a library failed unforeseen: one line naming the model
+            logger.info("loading %s failed", m, exc_info=True)
+            err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
+                "-v shows the traceback")
+            bad += 1
+    return None if bad else models
+
+
+def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
+    """``loupe render`` with the parsed options; ``make_renderer(models, source_spec=, caption=,
+    total=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
+    problem = _check(args)
+    if problem:
+        err(problem)
+        return 2
+    models = _load_models(args)
+    if models is None:
+        return 2
+    problem = _apply_overrides(models, args)
+    if problem:
+        err(problem)
+        return 2
+    for m in models:
+        if m.engine.guess is not None:
+            sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
+
+    import itertools
+
+    from loupe.run.pipeline import Runner
+    from loupe.run.render import RenderError, VideoWriter, output_fps, render_frames
+    from loupe.sources.base import SourceError
+    from loupe.sources.open import open_source
+
+    try:
+        source = open_source(args.input)
+    except SourceError as e:
+        err(str(e))
+        return 2
+    out = Path(args.out)
+    writers: list[VideoWriter] = []
+    progress = make_progress(args.quiet, args.progress)
+    renderer = None
+    try:
+        fps = output_fps(source, args.fps)
+        total = source.frame_count
+        if args.max_frames is not None:
+            total = min(total, args.max_frames) if total else args.max_frames
+        frames = iter(source) if args.max_frames is None else itertools.islice(source, args.max_frames)
+        renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption, total=total)
+
+        def open_writer(width: int, height: int) -> VideoWriter:
+            writers.append(VideoWriter(out, width, height, fps, crf=args.crf))
+            return writers[-1]
+
+        summary, _ = render_frames(frames, Runner(models), renderer.draw, open_writer, total, progress,
+                                   status=Path(args.input).name)
+    except KeyboardInterrupt:
+        _end(progress)
+        n = writers[0].frames if writers else 0
+        err(f"interrupted; {n} frames written to {out}" if n else "interrupted; no frame written")
+        return 130
+    except RenderError as e:
+        _end(progress)
+        err(str(e))
+        return 2
+    except Exception as e:  # the input failed mid-way (a bad frame, a model that does not fit it)
+        _end(progress)
+        logger.info("render of %s failed", args.input, exc_info=True)
+        reason = str(e) if isinstance(e, LoupeError) else f"{type(e).__name__}: {e}"
+        n = writers[0].frames if writers else 0
+        err(f"{args.input}: {reason}" + (f"; {n} frames written to {out}" if n else ""))
+        if writers and not n:
+            out.unlink(missing_ok=True)
+        return 2
+    finally:
+        source.close()
+        if renderer is not None:
+            renderer.close()
+    if progress:
+        progress.finish()
+    if summary.cancelled:
+        err(f"interrupted; {summary.frames} frames written to {out}")
+        return 130
+    if summary.frames == 0:
+        err(f"{args.input}: no frames to render")
+        return 2
+    providers = ", ".join(sorted({m.engine.provider for m in models}))
+    size_mb = out.stat().st_size / 1e6 if out.exists() else 0.0
+    w = writers[0]
+    from loupe.run.render import even
+
+    sys.stderr.write(
+        f"loupe: {summary.frames} frames at {summary.fps:.1f} frames/s on {providers} "
+        f"(inference {summary.infer_s:.1f} s, drawing {summary.draw_s:.1f} s, encoding {summary.encode_s:.1f} s) "
+        f"-> {out} ({even(w.width)}x{even(w.height)}, {w.fps:g} fps, {size_mb:.1f} MB)\n")
+    return 0
+
+
+def _end(progress: Any) -> None:
+    if progress:
+        progress.input_failed()
+        progress.finish()
+
+
+def command(make_renderer: Callable[..., Any]) -> Command:
+    """The ``render`` command, drawing with ``make_renderer`` (see ``run``)."""
+    return Command("render", SUMMARY, DESCRIPTION, _add_arguments, lambda args: run(args, make_renderer))

@@ -1,0 +1,231 @@
+"""Draw frames with their overlays as the window draws them, offscreen, for a video
+(``loupe render``, File ▸ Export video with overlays…).
+
+:class:`OverlayRenderer` builds the window's own pieces: a ``FrameView`` and each model's panel
+(``make_panel``, with the app's settings: the opacity, fill/contour, labels as the user left
+them), attaches each overlay to the view box stacked as the window stacks them, and feeds each
+frame's results to the panels (``update_from``). :func:`rasterise` then renders exactly the
+frame's rectangle of the view's scene into an image of the frame's own pixel size, so a frame
+pixel is an image pixel whatever the view's zoom, and what panels draw at a constant screen size
+(box outlines, label tags) is drawn at that size in frame pixels. The DICOM caption of the view is
+left out; the video's caption strip (:func:`draw_caption`) says the model names, each frame's
+key figures and its index and time instead.
+
+Everything here runs on the UI thread (Qt graphics items are not thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
+
+from loupe.run.pipeline import FrameResult, LoadedModel
+from loupe.run.render import frame_label, key_figures, model_colour
+
+logger = logging.getLogger(__name__)
+
+CAPTION_TEXT = QColor(232, 234, 237)  # the view's caption colour (#e8eaed)
+CAPTION_FILL = QColor(0, 0, 0, 150)  # the view's caption box, a little darker
+
+
+def ensure_app() -> Any:
+    """The running ``QApplication``, or a new one, offscreen unless the environment names a
+    platform (a command draws without a display)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from PySide6.QtCore import qInstallMessageHandler
+
+        qInstallMessageHandler(_qt_message)
+        app = QApplication(sys.argv[:1])
+    return app
+
+
+def _qt_message(_mode: Any, _context: Any, message: str) -> None:
+    """Qt's messages on stderr, less the offscreen platform's note about size hints (it says
+    nothing to someone rendering a video)."""
+    if "propagateSizeHints" not in message:
+        sys.stderr.write(f"{message}\n")
+
+
+def qimage_rgb(img: QImage) -> np.ndarray:
+    """An RGB32/ARGB32 ``QImage`` as an H x W x 3 uint8 RGB array (a copy)."""
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    h, w = img.height(), img.width()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * h).reshape(h, img.bytesPerLine())
+    return buf[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def rasterise_image(view: Any, width: int, height: int) -> QImage:
+    """The frame rectangle (0, 0, ``width``, ``height``) of ``view`` (a ``FrameView``: the frame
+    and every overlay attached to its view box) as a ``width`` x ``height`` image, one image pixel
+    per frame pixel, without the view's own caption."""
+    vb = view.vb
+    source = vb.mapViewToScene(QRectF(0, 0, width, height)).boundingRect()  # updates the view's matrix
+    img = QImage(width, height, QImage.Format.Format_RGB32)
+    img.fill(QColor(0, 0, 0))
+    caption_shown = view.text.isVisible()
+    view.text.setVisible(False)
+    p = QPainter(img)
+    try:
+        view.scene().render(p, QRectF(0, 0, width, height), source, Qt.AspectRatioMode.IgnoreAspectRatio)
+    finally:
+        p.end()
+        view.text.setVisible(caption_shown)
+    return img
+
+
+def rasterise(view: Any, width: int, height: int) -> np.ndarray:
+    """:func:`rasterise_image` as an H x W x 3 RGB uint8 array."""
+    return qimage_rgb(rasterise_image(view, width, height))
+
+
+# --- the caption strip ------------------------------------------------------------------------------
+def caption_font_px(height: int) -> int:
+    """The caption's text height: about 1/40 of the frame's height, 10 to 28 pixels."""
+    return int(min(28, max(10, round(height / 40))))
+
+
+def caption_height(height: int, lines: int) -> int:
+    """Height in pixels of a caption strip of ``lines`` lines at the bottom of a frame ``height`` high."""
+    if lines <= 0:
+        return 0
+    px = caption_font_px(height)
+    return min(height, int(np.ceil(lines * px * 1.35 + px * 0.5)))
+
+
+def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int, int] | None, str]]) -> None:
+    """A translucent strip at the bottom of ``img``: one line per model, its name (in its
+    colour where it has one) then its figures; ``header`` (frame and time) right-aligned on the
+    first line. Text too long for the width is elided."""
+    w, h = img.width(), img.height()
+    lines = max(1, len(rows))
+    strip = caption_height(h, lines)
+    px = caption_font_px(h)
+    font = QFont()
+    font.setPixelSize(px)
+    bold = QFont(font)
+    bold.setBold(True)
+    fm, fmb = QFontMetricsF(font), QFontMetricsF(bold)
+    pad = px * 0.5
+    line_h = px * 1.35
+    p = QPainter(img)
+    try:
+        p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        p.fillRect(QRectF(0, h - strip, w, strip), CAPTION_FILL)
+        y0 = h - strip + pad * 0.5
+        head_w = fm.horizontalAdvance(header) + pad if header else 0.0
+        for i in range(lines):
+            name, colour, figures = rows[i] if rows else ("", None, "")
+            base = y0 + i * line_h + fm.ascent() + (line_h - fm.height()) / 2
+            room = w - 2 * pad - (head_w if i == 0 else 0.0)
+            x = pad
+            if name:
+                label = fmb.elidedText(name + ":", Qt.TextElideMode.ElideMiddle, max(room * 0.5, px * 3.0))
+                p.setFont(bold)
+                p.setPen(QColor(*colour) if colour is not None else CAPTION_TEXT)
+                p.drawText(x, base, label)
+                x += fmb.horizontalAdvance(label) + px * 0.4
+            if figures:
+                p.setFont(font)
+                p.setPen(CAPTION_TEXT)
+                p.drawText(x, base, fm.elidedText(figures, Qt.TextElideMode.ElideRight, max(0.0, pad + room - x)))
+            if i == 0 and header:
+                p.setFont(font)
+                p.setPen(CAPTION_TEXT)
+                p.drawText(w - pad - fm.horizontalAdvance(header), base, header)
+    finally:
+        p.end()
+
+
+# --- the renderer ------------------------------------------------------------------------------
+class _Host:
+    """What a panel factory may use of the window (``loupe.ui.panels.base.PanelHost``), for
+    panels that only draw: the app's settings and the source; clicks and re-runs do nothing."""
+
+    def __init__(self, settings: Any, source_spec: str) -> None:
+        self.settings = settings
+        self.source_spec = source_spec
+        self.errors: list[str] = []
+
+    def seek_to(self, index: int) -> None:
+        """No player to seek: a video is written in order."""
+
+    def show_error(self, text: str, level: str = "error") -> None:
+        logger.warning("%s", text)
+        self.errors.append(text)
+
+    def rerun_frame(self) -> None:
+        """Nothing paused to re-run."""
+
+
+class OverlayRenderer:
+    """Draws frame results as the window does, offscreen: ``draw(frame_result)`` returns the
+    frame with every model's overlay (and the caption strip, unless ``caption`` is False) as an
+    H x W x 3 RGB uint8 array at the frame's size. ``window`` (center, width) overrides the
+    file's display window of greyscale/DICOM frames (the window's preset or drag). Call
+    ``close()`` when done (on the UI thread)."""
+
+    def __init__(self, models: list[LoadedModel], source_spec: str = "", caption: bool = True,
+                 window: tuple[float, float] | None = None, total: int | None = None, settings: Any = None) -> None:
+        ensure_app()
+        from loupe.ui.panels.factory import make_panel
+        from loupe.ui.settings import settings as app_settings
+        from loupe.ui.viewer import FrameView
+
+        self.models = list(models)
+        self.caption = caption
+        self.total = total
+        self.view = FrameView()
+        self.view.resize(640, 480)
+        self.view.window_override = window
+        self.host = _Host(settings if settings is not None else app_settings(), source_spec)
+        self.panels: list[Any] = []
+        for i, lm in enumerate(self.models):
+            panel = make_panel(lm, self.host)
+            if panel is not None:
+                panel.attach(self.view.vb)
+                panel.overlay.setZValue(10 + i + 1)  # as MainWindow._attach_model: the later model on top
+            self.panels.append(panel)
+        self.colours = [model_colour(lm.task) for lm in self.models]
+
+    def draw_image(self, fr: FrameResult) -> QImage:
+        """The frame, its overlays and the caption as a ``QImage`` of the frame's size."""
+        frame = fr.frame
+        self.view.show_frame(frame)
+        for panel, mr in zip(self.panels, fr.results):
+            if panel is not None:
+                panel.update_from(mr.result, frame, True)
+        img = rasterise_image(self.view, frame.width, frame.height)
+        if self.caption:
+            rows = [(lm.name, colour, key_figures(lm.task, mr.result))
+                    for lm, colour, mr in zip(self.models, self.colours, fr.results)]
+            draw_caption(img, frame_label(frame, self.total), rows)
+        return img
+
+    def draw(self, fr: FrameResult) -> np.ndarray:
+        """:meth:`draw_image` as an H x W x 3 RGB uint8 array."""
+        return qimage_rgb(self.draw_image(fr))
+
+    def caption_rows(self, height: int) -> int:
+        """Pixel rows at the bottom of a frame ``height`` high that the caption covers."""
+        return caption_height(height, max(1, len(self.models))) if self.caption else 0
+
+    def close(self) -> None:
+        """Detach and shut the panels down, and let the view go."""
+        for p in self.panels:
+            if p is not None:
+                p.detach()
+                p.shutdown()
+                p.deleteLater()
+        self.panels.clear()
+        self.view.close()
+        self.view.deleteLater()
