@@ -13,14 +13,23 @@ from pathlib import Path
 
 from loupe import __version__
 from loupe.base.errors import LoupeError
-from loupe.commands import Command, about, analyze, compare, fit
+from loupe.commands import Command, about, analyze, compare, fit, render
 from loupe.commands.output import err
 
 logger = logging.getLogger("loupe")
 
+
+def _overlay_renderer(*args, **kw):
+    """``loupe render``'s drawing: the window's own (Qt, imported when a render starts; the
+    commands do not import the UI)."""
+    from loupe.ui.render_view import OverlayRenderer
+
+    return OverlayRenderer(*args, **kw)
+
+
 #: Every command, in the order ``loupe --help`` lists them.
-ALL_COMMANDS: tuple[Command, ...] = (analyze.COMMAND, compare.COMMAND, fit.COMMAND, about.INFO, about.SYSINFO,
-                                     about.TASKS)
+ALL_COMMANDS: tuple[Command, ...] = (analyze.COMMAND, render.command(_overlay_renderer), compare.COMMAND,
+                                     fit.COMMAND, about.INFO, about.SYSINFO, about.TASKS)
 #: Their names, for the dispatch and the "no such file or command" line.
 COMMANDS = tuple(c.name for c in ALL_COMMANDS)
 
