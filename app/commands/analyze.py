@@ -7,7 +7,9 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loupe.commands import Command
 from loupe.commands.output import err, make_progress, one_line
@@ -90,6 +92,10 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(classification), empty for unlabelled frames")
     ap.add_argument("--summary", metavar="FILE.json",
                     help="with --labels: write the pooled figures (miou, map50, map50_95, accuracy, ...) to FILE.json")
+    ap.add_argument("--compare", action="store_true",
+                    help="with exactly two --model of the same task: add an 'agreement' column (0..1: the fraction of "
+                         "pixels of the same class, the F1 of boxes matched at IoU 0.5, or 1/0 for the same top-1 "
+                         "label), the same on both models' rows of a frame, and print its mean and lowest")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted run: keep the rows already in --out, add the missing ones")
     add_limit_options(ap)
@@ -139,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         if v is not None and not 0.0 <= v <= 1.0:
             err(f"{opt} must be between 0 and 1, got {v:g}")
             return 2
-    problem = _check_label_options(args)
+    problem = _check_label_options(args) or _check_compare_options(args)
     if problem:
         err(problem)
         return 2
@@ -207,6 +213,16 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return 2
+    compare = None
+    if args.compare:
+        compare, problem = _comparer(models)
+        if problem:
+            err(problem)
+            return 2
+        names = [set(getattr(m.task, "labels", None) or ()) for m in models]
+        if all(names) and not names[0] & names[1]:  # (a model learning its classes from frame 1 has none yet)
+            sys.stderr.write(f"loupe: {models[0].name} and {models[1].name} have no class name in common; classes "
+                             "are compared by name, so they agree nowhere\n")
     for m in models:
         if m.engine.guess is not None:
             sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
@@ -239,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         writer = None
         if args.out:
-            cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs))
+            cols = columns_for(models, with_dicom=any(is_dicom_input(i) for i in inputs), compare=args.compare)
             if scoring is not None:
                 cols += [c for c in scoring.columns() if c not in cols]
             if args.resume:
@@ -278,7 +294,8 @@ def _run(args: argparse.Namespace) -> int:
                 max_frames=args.max_frames, done=done)
         else:
             summary = analyze(inputs, models, writer, args.max_frames, progress, on_error,
-                              calibrate_per_video=args.calibrate_per_video, start_at=start_at, scoring=scoring)
+                              calibrate_per_video=args.calibrate_per_video, start_at=start_at, scoring=scoring,
+                              compare=compare)
         wall = time.perf_counter() - wall
     except KeyboardInterrupt:
         if progress:
@@ -302,6 +319,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(summary_table(summary) + "\n")
         sys.stdout.write(f"{summary.frames} frames at {fps:.1f} frames/s on {providers}\n")
+    if compare is not None:
+        sys.stderr.write(f"loupe: {_agreement_line(summary, models)}\n")
     if scoring is not None:
         for line in scoring.headlines():
             sys.stderr.write(f"loupe: {line}\n")
@@ -334,6 +353,49 @@ def _check_label_options(args: argparse.Namespace) -> str | None:
     if args.resume and args.summary:
         return "--summary pools every frame's scores, which --resume does not run again: run without --resume"
     return None
+
+
+def _check_compare_options(args: argparse.Namespace) -> str | None:
+    """The error line for ``--compare`` used wrongly before any model loads, or None."""
+    if not args.compare:
+        return None
+    if args.ray is not None:
+        return "--compare cannot run on Ray yet: run without --ray"
+    n = len(args.model or [])
+    if n != 2:
+        return f"--compare compares exactly two models: give --model twice (got {n} --model)"
+    return None
+
+
+def _comparer(models: list) -> tuple[Callable[[Any, Any], Any] | None, str | None]:
+    """The comparer of the two loaded models' task, or the error line (tasks that differ, or a
+    task that cannot be compared)."""
+    from loupe.base.registry import all_specs
+    from loupe.tasks.agreement import comparer_for
+
+    a, b = models
+    if a.task.name != b.task.name:
+        return None, (f"--compare needs two models of the same task: {a.engine.path.name} is {a.task.name}, "
+                      f"{b.engine.path.name} is {b.task.name}")
+    fn = comparer_for(a.task.name)
+    if fn is None:
+        can = ", ".join(s.name for s in all_specs() if s.comparer is not None)
+        return None, f"--compare: {a.task.name} models cannot be compared (tasks that can: {can})"
+    return fn, None
+
+
+def _agreement_line(summary: Any, models: list) -> str:
+    """'agreement A vs B: mean 0.913 over 120 frames (lowest 0.520 at frame 77)'."""
+    from loupe.run.analyze import agreement_figures
+
+    head = f"agreement {models[0].name} vs {models[1].name}"
+    compared = [s for s in summary.inputs if s.agreement]
+    if not compared:
+        return f"{head}: no frame was compared"
+    mean, low, (spec, frame) = agreement_figures(compared)
+    n = sum(len(s.agreement) for s in compared)
+    where = f"frame {frame}" if len(compared) == 1 else f"{Path(spec.split('#')[0]).name} frame {frame}"
+    return f"{head}: mean {mean:.3f} over {n} frame{'s' if n != 1 else ''} (lowest {low:.3f} at {where})"
 
 
 COMMAND = Command("analyze", DESCRIPTION, DESCRIPTION, _add_arguments, _run)

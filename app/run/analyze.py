@@ -18,6 +18,10 @@ resolution); ``volume_ml_<class>`` is a running total within the series: the sum
 series' frames so far of area_mm2 x slice_spacing_mm / 1000, so the last row of a series holds
 the series volume (it is empty where the slice spacing is unknown, e.g. a cine loop). The final
 volumes are in the summary (``InputSummary.volume_ml``, ``summary_table``).
+
+Agreement (``--compare``, two models of one task): ``agreement`` is how far the two models'
+results on the frame agree (0..1, the task's comparer, ``loupe.tasks.agreement``), the same value
+on both models' rows of the frame.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
 DICOM_COLUMNS = ["series_uid", "series_description", "instance", "slice_position_mm", "slice_spacing_mm"]
+AGREEMENT_COLUMN = "agreement"
 
 
 @dataclass
@@ -66,6 +71,8 @@ class InputSummary:
     #: frequent value of their text columns (classification's top1): the summary's figures
     column_sum: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     column_text: dict[str, dict[str, Counter]] = field(default_factory=dict)
+    #: (frame index, agreement) of each frame compared (``analyze(compare=...)``)
+    agreement: list[tuple[int, float]] = field(default_factory=list)
     series_description: str | None = None
     seconds: float = 0.0
 
@@ -153,12 +160,14 @@ class RowWriter:
         self.stream.flush()
 
 
-def columns_for(models: list[LoadedModel], with_dicom: bool) -> list[str]:
-    """The CSV header: base, DICOM (if ``with_dicom``), each task's columns and, with DICOM,
-    the tasks' physical columns (``area_mm2_*``, ``volume_ml_*``)."""
+def columns_for(models: list[LoadedModel], with_dicom: bool, compare: bool = False) -> list[str]:
+    """The CSV header: base, DICOM (if ``with_dicom``), ``agreement`` (if ``compare``), each
+    task's columns and, with DICOM, the tasks' physical columns (``area_mm2_*``, ``volume_ml_*``)."""
     cols = list(BASE_COLUMNS)
     if with_dicom:
         cols += DICOM_COLUMNS
+    if compare:
+        cols.append(AGREEMENT_COLUMN)
     for m in models:
         task_cols = list(m.task.columns())
         spec = m.spec
@@ -181,6 +190,7 @@ def analyze(
     read_ahead: int = 2,
     start_at: Callable[[str, Any], int | None] | None = None,
     scoring: Any = None,
+    compare: Callable[[Any, Any], Any] | None = None,
 ) -> Summary:
     """Analyse every frame of every input; rows go to ``writer`` as they are computed.
 
@@ -201,6 +211,10 @@ def analyze(
 
     ``scoring``: a ``loupe.run.scoring.LabelScoring`` (``--labels``) adding each row's score
     cells and pooling the figures of its ``summary()``.
+
+    ``compare(a, b) -> Agreement``: the comparer of the first two models' task; each frame's
+    ``agreement`` (its value, 6 digits) goes on both models' rows and into
+    ``InputSummary.agreement``.
     """
     progress = as_progress(progress)
     expanded: list[str] = []
@@ -241,8 +255,14 @@ def analyze(
             for fr in stream:
                 progress.check()
                 frame = fr.frame
+                agreement = None
+                if compare is not None:
+                    agreement = round(float(compare(fr.results[0].result, fr.results[1].result).value), 6)
+                    s.agreement.append((frame.index, agreement))
                 for m, mr in zip(runner.models, fr.results):
                     row = _row(spec, fr.frame, mr)
+                    if agreement is not None:
+                        row[AGREEMENT_COLUMN] = agreement
                     row.update(m.task.row(mr.result))
                     if scoring is not None:
                         row.update(scoring.row(spec, m, frame, mr.result))
@@ -402,7 +422,21 @@ def summary_table(summary: Summary, top: int = 4) -> str:
             if not areas:
                 classes = _figures(s, model, top)
             lines.append(f"{name[:40]:40s} {model[:28]:28s} {s.frames:6d} {mean_ms:9.1f}  {classes}")
+        if s.agreement:
+            mean, low, at = agreement_figures([s])
+            lines.append(f"{name[:40]:40s} {'(agreement)':28s} {len(s.agreement):6d} {'-':>9s}  "
+                         f"agreement {mean:.3f} (mean), lowest {low:.3f} at frame {at[1]}")
     return "\n".join(lines)
+
+
+def agreement_figures(inputs: list[InputSummary]) -> tuple[float, float, tuple[str, int]]:
+    """The mean agreement over the compared frames of ``inputs``, the lowest and where it is
+    (input, frame index; the first such frame)."""
+    values = [(v, s.path, i) for s in inputs for i, v in s.agreement]
+    if not values:
+        raise ValueError("no frame was compared")
+    low = min(values, key=lambda t: t[0])
+    return sum(v for v, _, _ in values) / len(values), low[0], (low[1], low[2])
 
 
 def is_dicom_input(spec: str) -> bool:
