@@ -49,12 +49,7 @@ from loupe_models.nets.anomaly import (
 NAME = "anomaly_prediction_unet"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def _card_of(path) -> ModelCard:

@@ -30,12 +30,7 @@ VARIANTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(4, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 4  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def _official_checkpoint(path, *, with_aux: bool = True, outer: bool = True) -> dict:

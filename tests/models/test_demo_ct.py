@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from loupe.inference.card import ModelCard
 from loupe.inference.preprocess import prepare
@@ -32,12 +31,7 @@ needs_data = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 @pytest.fixture(scope="module")

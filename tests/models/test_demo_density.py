@@ -19,13 +19,7 @@ from loupe.tasks.density import DensityTask
 from loupe_models.demos import density as dd
 from loupe_models.exporters.density import export_density
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def background(hw: tuple[int, int] = (96, 128), seed: int = 5) -> np.ndarray:

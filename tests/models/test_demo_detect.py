@@ -22,13 +22,7 @@ from loupe.tasks.detection import DetectionTask
 from loupe_models.demos import detect as dd
 from loupe_models.nets import detector as det
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def background(hw: tuple[int, int] = (192, 320), seed: int = 5) -> np.ndarray:

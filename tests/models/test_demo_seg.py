@@ -6,20 +6,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 from loupe.inference.card import ModelCard
 from loupe_models.demos import labels_bikes
 from loupe_models.demos import seg as demo_seg
 from loupe_models.demos.labels_bikes import LABELS, MOVING, PALETTE
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 2  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,7 @@ MODELS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(4, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 4  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def _empty_state_dict(arch: str, variant: str) -> dict[str, torch.Tensor]:

@@ -26,11 +26,7 @@ TINY = {"codebook_size": 64, "batch": 4, "crop": 32, "width": 32, "dim": 16, "th
         "time_budget_s": 60.0}
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = None  # the test sets its own; tests/models/conftest.py restores torch's threads
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,7 @@ from loupe_models.nets.hnerv import HNeRVConfig, HNeRVDecoder
 CLIP = "carphone_pristine.mp4"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = None  # the test sets its own; tests/models/conftest.py restores torch's threads
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,7 @@ FULL = "hnerv_bunny_1.5m"
 DECODER = "hnerv_bunny_1.5m_decoder"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(4, before))
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 4  # at most (tests/models/conftest.py sets and restores torch's threads)
 
 
 def tiny_config(out_size=(32, 48), strides=(4, 2)) -> HNeRVConfig:

@@ -26,12 +26,7 @@ from loupe_models.nets.vqvae2 import VQVAE, load_vqvae2_checkpoint, vqvae2_ffhq
 NAME = "vqvae2_ffhq"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TORCH_THREADS = 1  # tests/models/conftest.py sets and restores torch's threads
 
 
 @pytest.fixture(scope="module")
