@@ -95,22 +95,22 @@ def compare_segmentation(a: Any, b: Any) -> Agreement:
     map_b = np.asarray(b.class_map)
     if map_b.shape != map_a.shape:
         map_b = _resize_nearest(map_b, map_a.shape)
-    same = map_a.astype(np.int16) == _b_to_a(a.labels, b.labels)[map_b]
-    n = same.size
+    n = map_a.size
     if n == 0:
         return Agreement(1.0, "pixels", "no pixels to compare", np.full(map_a.shape, -1, np.int32))
-    differ = ~same
-    pair_map = np.full(map_a.shape, -1, np.int32)
-    pairs: tuple[tuple[int, int, int], ...] = ()
-    n_differ = int(differ.sum())
-    if n_differ:
-        codes = map_a[differ].astype(np.int32) * 256 + map_b[differ].astype(np.int32)
-        uniq, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-        order = np.lexsort((uniq, -counts))  # most pixels first; ties by (A class, B class)
-        rank = np.empty(len(order), np.int32)
-        rank[order] = np.arange(len(order), dtype=np.int32)
-        pair_map[differ] = rank[inverse.ravel()]
-        pairs = tuple((int(uniq[k] // 256), int(uniq[k] % 256), int(counts[k])) for k in order)
+    # Each pixel's (A class, B class) pair as one code, A x 256 + B. Whether a pair agrees depends
+    # on the code alone, so counting the codes (bincount: linear, no sort) gives every figure.
+    codes = (map_a.astype(np.uint16) << 8) | map_b
+    counts = np.bincount(codes.ravel(), minlength=256 * 256)
+    all_codes = np.arange(256 * 256)
+    differs = _b_to_a(a.labels, b.labels)[all_codes & 255] != (all_codes >> 8)
+    present = np.flatnonzero(differs & (counts > 0))
+    present = present[np.lexsort((present, -counts[present]))]  # most pixels first; ties by code
+    rank = np.full(256 * 256, -1, np.int32)
+    rank[present] = np.arange(len(present), dtype=np.int32)
+    pair_map = rank[codes]
+    pairs = tuple((int(c >> 8), int(c & 255), int(counts[c])) for c in present)
+    n_differ = sum(p[2] for p in pairs)
     value = 1.0 - n_differ / n
     return Agreement(value, "pixels", f"{_percent(value)} of pixels agree", pair_map, pairs)
 
