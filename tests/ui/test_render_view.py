@@ -114,8 +114,8 @@ def test_render_of_detections_matches_the_window(qtbot, tmp_path):
     """Boxes and label tags (drawn at a constant screen size) on the demo detector's own scenes."""
     from PIL import Image
 
-    from loupe_models.demos.detect import frame_scene
     from loupe.sources.open import open_source
+    from loupe_models.demos.detect import frame_scene
 
     folder = tmp_path / "scenes"
     folder.mkdir()
