@@ -286,7 +286,8 @@ class Compare:
     def _draw(self, ag, ra, rb, hw: tuple[int, int]) -> None:
         h, w = hw
         if ag.pair_map is not None:
-            self.map_item.setImage(pair_rgba(ag.pair_map, ag.pairs), autoLevels=False, levels=(0, 255))
+            classes = max(len(ra.labels), len(rb.labels))
+            self.map_item.setImage(pair_rgba(ag.pair_map, ag.pairs, classes), autoLevels=False, levels=(0, 255))
             self.map_item.setRect(QRectF(0, 0, w, h))
             self.map_item.show()
             self.boxes_item.hide()

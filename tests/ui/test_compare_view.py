@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF
 
 from loupe.inference.card import InputSpec, ModelCard, embed_card
 from loupe.ui.compare_view import SPLIT_KEY
-from loupe.ui.panels.compare import A_RGB, B_RGB, MAP_ALPHA, WORST, ClipRect, pair_colour, pair_rgba
+from loupe.ui.panels.compare import A_RGB, B_RGB, MAP_ALPHA, ClipRect, pair_colour, pair_rgba
 from tests.helpers import RGB_LABELS, RGB_PALETTE, _save, make_argmax_model
 from tests.ui.test_main_window import collect, load
 
@@ -100,9 +100,9 @@ def test_segmenters_agreement_map_worst_frames_and_seeks(qtbot, seg_pair):
     for (r0, r1), (c0, c1), _c in REGIONS[2]:
         want[r0:r1, c0:c1] = True
     np.testing.assert_array_equal(img[..., 3] > 0, want)
-    assert tuple(img[15, 5]) == (*pair_colour(0, 1), MAP_ALPHA)  # A red, B green
-    assert tuple(img[33, 55]) == (*pair_colour(1, 0), MAP_ALPHA)  # A green, B red
-    assert pair_colour(0, 1) != pair_colour(1, 0)
+    assert tuple(img[15, 5]) == (*pair_colour(0, 1, 3), MAP_ALPHA)  # A red, B green
+    assert tuple(img[33, 55]) == (*pair_colour(1, 0, 3), MAP_ALPHA)  # A green, B red
+    assert pair_colour(0, 1, 3) != pair_colour(1, 0, 3)
     legend = cmp.widget.legend.text()
     assert "A red / B green 37.5%" in legend and "A green / B red 1.6%" in legend
     assert legend.index("A red / B green") < legend.index("A green / B red")  # most pixels first
@@ -300,10 +300,13 @@ def test_with_labels_both_models_are_scored_and_the_strip_shows_the_better(qtbot
 
 def test_pair_rgba_is_one_lookup():
     pm = np.array([[-1, 0], [1, -1]], np.int32)
-    out = pair_rgba(pm, ((2, 3, 1), (3, 2, 1)))
+    out = pair_rgba(pm, ((2, 3, 1), (3, 2, 1)), 4)
     assert out[0, 0, 3] == 0 and out[1, 1, 3] == 0
-    assert tuple(out[0, 1]) == (*pair_colour(2, 3), MAP_ALPHA) and tuple(out[1, 0]) == (*pair_colour(3, 2), MAP_ALPHA)
-    assert WORST == 12
+    assert tuple(out[0, 1]) == (*pair_colour(2, 3, 4), MAP_ALPHA) and tuple(out[1, 0]) == (*pair_colour(3, 2, 4), MAP_ALPHA)
+    # the pairs of a few classes all get colours apart from each other
+    colours = np.array([pair_colour(a, b, 5) for a in range(5) for b in range(5) if a != b], float)
+    gaps = np.linalg.norm(colours[:, None] - colours[None], axis=2) + np.eye(len(colours)) * 1e9
+    assert len({tuple(c) for c in colours}) == 20 and gaps.min() > 20
 
 
 def test_the_compare_preview_runs():

@@ -44,27 +44,30 @@ STRIP = (-0.13, 0.08)  # the winner strip under the curves: y0, height (the scor
 
 
 # --- the disagreement map ------------------------------------------------------------------------
-def pair_colour(a: int, b: int) -> tuple[int, int, int]:
-    """A stable, saturated colour for the class pair (A says ``a``, B says ``b``): the same pair
-    has the same colour on every frame and in every session; (a, b) and (b, a) differ."""
-    hue = ((int(a) * 7919 + int(b) * 104729 + 1) * 0.6180339887498949) % 1.0
-    r, g, b_ = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+def pair_colour(a: int, b: int, classes: int = 256) -> tuple[int, int, int]:
+    """A stable, saturated colour for the class pair (A says ``a``, B says ``b``) of models with
+    up to ``classes`` classes: the same pair has the same colour on every frame and in every
+    session; (a, b) and (b, a) differ. Pairs are numbered ``a * classes + b`` and the hue steps by
+    the golden ratio, so pairs of few classes get hues far apart."""
+    k = int(a) * max(int(classes), 1) + int(b)
+    hue = (0.08 + k * 0.6180339887498949) % 1.0
+    r, g, b_ = colorsys.hsv_to_rgb(hue, 0.9 if k % 2 else 0.7, 1.0 if k % 3 else 0.8)
     return round(r * 255), round(g * 255), round(b_ * 255)
 
 
-def pair_lut(pairs: Any, alpha: int = MAP_ALPHA) -> np.ndarray:
+def pair_lut(pairs: Any, classes: int = 256, alpha: int = MAP_ALPHA) -> np.ndarray:
     """(len(pairs) + 1, 4) uint8: row 0 transparent (the classes agree), row k + 1 pair k's colour."""
     lut = np.zeros((len(pairs) + 1, 4), np.uint8)
     for k, p in enumerate(pairs):
-        lut[k + 1, :3] = pair_colour(p[0], p[1])
+        lut[k + 1, :3] = pair_colour(p[0], p[1], classes)
         lut[k + 1, 3] = alpha
     return lut
 
 
-def pair_rgba(pair_map: np.ndarray, pairs: Any, alpha: int = MAP_ALPHA) -> np.ndarray:
+def pair_rgba(pair_map: np.ndarray, pairs: Any, classes: int = 256, alpha: int = MAP_ALPHA) -> np.ndarray:
     """(H, W, 4) uint8: transparent where ``pair_map`` is -1 (A and B agree), elsewhere the colour
     of the pair it indexes in ``pairs`` ((A class, B class, pixels) rows). One table lookup."""
-    return pair_lut(pairs, alpha)[pair_map.astype(np.int32) + 1]
+    return pair_lut(pairs, classes, alpha)[pair_map.astype(np.int32) + 1]
 
 
 def pair_legend(pairs: Any, labels_a: Any, labels_b: Any, total: int, top: int = 5) -> str:
@@ -73,9 +76,10 @@ def pair_legend(pairs: Any, labels_a: Any, labels_b: Any, total: int, top: int =
     def name(labels, c) -> str:
         return str(labels[c]) if 0 <= c < len(labels) else f"class {c}"
 
+    classes = max(len(labels_a), len(labels_b))
     parts = []
     for a, b, n in list(pairs)[:top]:
-        r, g, b_ = pair_colour(a, b)
+        r, g, b_ = pair_colour(a, b, classes)
         share = 100.0 * n / max(total, 1)
         parts.append(f"<span style='color: rgb({r},{g},{b_})'>■</span> A {name(labels_a, a)} / "
                      f"B {name(labels_b, b)} {share:.1f}%")
@@ -352,7 +356,7 @@ if __name__ == "__main__":  # a preview fed synthetic agreements and a synthetic
                                       pm.size))
     view = pg.GraphicsLayoutWidget()
     vb = view.addViewBox(lockAspect=True, invertY=True)
-    img = pg.ImageItem(pair_rgba(pm, pairs), axisOrder="row-major")
+    img = pg.ImageItem(pair_rgba(pm, pairs, 4), axisOrder="row-major")
     vb.addItem(img)
     boxes = OnlyBoxesItem()
     boxes.set_only((120, 200), [[10, 10, 50, 40]], [[150, 20, 190, 60]])
