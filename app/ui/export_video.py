@@ -1,7 +1,236 @@
-"""File ▸ Export video with overlays… (placeholder until the render job lands)."""
+"""File ▸ Export video with overlays…: the open file, every frame in order, with the loaded models'
+overlays drawn as the view draws them, to an H.264 video (what ``loupe render`` writes).
+
+Decoding, inference and encoding run in a background ``Job`` (``loupe.ui.job``) with a progress
+dialog and Cancel; the drawing needs Qt graphics items, so each frame is handed to the UI thread
+(a queued signal) and the job waits for it with a wait that gives up on cancel: closing the
+window (which cancels and waits, through an event filter on its Close) never waits on a UI
+thread that is itself waiting. A cancelled export keeps a video that plays, with the frames so
+far. As in ``analyze_job``, the job runs fresh tasks on the same engines, at full resolution, so
+the live view keeps its own state.
+"""
 
 from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QProgressDialog
+
+from loupe.base.progress import Cancelled, Progress
+from loupe.run.pipeline import FrameResult, LoadedModel, Runner
+from loupe.run.render import RenderSummary, VideoWriter, even, output_fps, render_frames
+from loupe.sources.open import open_source
+from loupe.ui.job import Job
+
+logger = logging.getLogger(__name__)
+
+WAIT_STEP_S = 0.05  # how often a waiting draw looks at the cancel flag
 
 
 def install(win, menu, act) -> None:
     """Add the File menu's export item (``act(menu, text, slot, shortcut)`` makes an action)."""
+    win.export_job = None
+    win.export_video_action = act(menu, "Export &video with overlays…", lambda: export_dialog(win), "Ctrl+Shift+E")
+    win.export_video_action.setToolTip("Every frame of the open file with the overlays, to an H.264 video")
+    guard = _CloseGuard(win)
+    win.installEventFilter(guard)
+
+
+class _CloseGuard(QObject):
+    """Cancels and waits for a running export when its window closes (before ``closeEvent``)."""
+
+    def __init__(self, win) -> None:
+        super().__init__(win)
+        self._win = win
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self._win and event.type() == QEvent.Type.Close:
+            stop(self._win)
+        return False
+
+
+def stop(win, wait_ms: int = 10000) -> None:
+    """Cancel the window's export, if one runs, and wait for it to end (the file is finalised)."""
+    job, win.export_job = getattr(win, "export_job", None), None
+    if job is not None:
+        job.cancel()
+        if job.wait(wait_ms):
+            job.drawer.close()  # its done signal may never be delivered (the window goes)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: the summary, the file, its size and frame rate."""
+
+    summary: RenderSummary
+    out: str
+    width: int
+    height: int
+    fps: float
+
+    def describe(self) -> str:
+        s = self.summary
+        if s.frames == 0:
+            return f"Export to {self.out}: no frame was written"
+        text = (f"{s.frames} frames written to {self.out} ({self.width}x{self.height}, {self.fps:g} fps, "
+                f"{s.fps:.1f} frames/s)")
+        if s.cancelled:
+            text += " (cancelled: the video plays, with the frames so far)"
+        return text
+
+
+class _Request:
+    """One frame to draw on the UI thread, and its answer."""
+
+    def __init__(self, fr: FrameResult) -> None:
+        self.fr = fr
+        self.image: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.ready = threading.Event()
+
+
+class UiDrawer(QObject):
+    """Draws frames with an ``OverlayRenderer`` on the UI thread for a worker thread:
+    ``draw(fr, progress)`` (worker) queues the frame and waits for the picture, giving up with
+    ``Cancelled`` once ``progress`` is cancelled."""
+
+    _request = Signal(object)
+
+    def __init__(self, renderer: Any, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.renderer = renderer
+        self._request.connect(self._draw, Qt.ConnectionType.QueuedConnection)
+
+    def draw(self, fr: FrameResult, progress: Progress) -> Any:
+        req = _Request(fr)
+        self._request.emit(req)
+        while not req.ready.wait(WAIT_STEP_S):
+            if progress.cancelled:
+                req.abandoned = True
+                raise Cancelled()
+        if req.error is not None:
+            raise req.error
+        return req.image
+
+    def _draw(self, req: _Request) -> None:  # on the UI thread
+        try:
+            if not req.abandoned and self.renderer is not None:
+                req.image = self.renderer.draw(req.fr)
+        except Exception as e:  # handed to the job, which reports it
+            req.error = e
+        finally:
+            req.ready.set()
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+def export_job(win, out: str, max_frames: int | None = None) -> Job:
+    """A Job (not started) writing the window's open file with its models' overlays to ``out``;
+    it finishes with an :class:`Exported` (also when cancelled, with the frames so far)."""
+    from loupe.ui.render_view import OverlayRenderer
+
+    spec = win.source_spec
+    mine = [LoadedModel(m.engine, m.task.fresh(display_max_side=None)) for m in win.models]
+    total = win.frame_count
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=total,
+                               settings=win.settings)
+    drawer = UiDrawer(renderer, win)
+    info: dict[str, Any] = {}
+
+    def work(progress: Progress) -> Exported:
+        source = open_source(spec)
+        try:
+            fps = output_fps(source, None)
+            frames = iter(source) if max_frames is None else itertools.islice(source, max_frames)
+
+            def open_writer(width: int, height: int) -> VideoWriter:
+                info.update(width=even(width), height=even(height))
+                return VideoWriter(out, width, height, fps)
+
+            summary, _ = render_frames(frames, Runner(mine), lambda fr: drawer.draw(fr, progress), open_writer,
+                                       total, progress, status=Path(spec).name)
+        finally:
+            source.close()
+        return Exported(summary, out, info.get("width", 0), info.get("height", 0), fps)
+
+    job = Job(work, "export", win)
+    job.drawer = drawer
+    job.done.connect(drawer.close)
+    job.done.connect(drawer.deleteLater)
+    return job
+
+
+def progress_dialog(win, job: Job) -> QProgressDialog:
+    dlg = QProgressDialog("Exporting video…", "Cancel", 0, 1000, win)
+    dlg.setWindowTitle("Export video with overlays")
+    dlg.setMinimumDuration(0)
+    dlg.setAutoClose(False)
+    dlg.setAutoReset(False)
+
+    def show(fraction: float, info: dict) -> None:
+        dlg.setValue(int(1000 * fraction))
+        if info.get("frames"):
+            dlg.setLabelText(f"Exporting {info.get('status', '')}: {info['frames']} frames…")
+
+    job.progressed.connect(show)
+    dlg.canceled.connect(job.cancel)
+    return dlg
+
+
+def export_dialog(win) -> None:
+    """File ▸ Export video with overlays…: ask where, then :func:`export_to`."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from loupe.ui.settings import last_dir
+
+    if not win.models or not win.source_spec or win.source_spec.startswith("camera:"):
+        win.show_error("Open a file and load a model first: the export draws every frame of a file.", "info")
+        return
+    if getattr(win, "export_job", None) is not None:
+        win.show_error("An export is running: wait for it or cancel it first.", "info")
+        return
+    default = str(Path(last_dir(win.settings)) / (Path(win.source_spec).stem + "_overlay.mp4"))
+    out, _ = QFileDialog.getSaveFileName(win, "Export video with overlays", default,
+                                         "MP4 video (*.mp4);;Matroska (*.mkv);;QuickTime (*.mov)")
+    if out:
+        if Path(out).suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            out += ".mp4"
+        export_to(win, out)
+
+
+def export_to(win, out: str, max_frames: int | None = None) -> Job:
+    """Every frame of the window's open file (the first ``max_frames``) with the overlays, to
+    ``out``; the player pauses, a progress dialog shows, the result or failure lands in the banner."""
+    if win.player is not None:
+        win.player.pause()
+        win._update_play_button()
+    job = export_job(win, out, max_frames)
+    dlg = progress_dialog(win, job)
+
+    def ended() -> None:
+        if win.export_job is job:
+            win.export_job = None
+        dlg.close()
+        dlg.deleteLater()
+        win.export_video_action.setEnabled(True)
+        job.deleteLater()
+
+    job.finishedWith.connect(lambda r: win.show_error(r.describe(), "info"))
+    job.failedWith.connect(lambda msg: win.show_error(f"Export failed: {msg}"))
+    job.done.connect(ended)
+    win.export_video_action.setEnabled(False)
+    win.export_job = job
+    job.start()
+    return job
