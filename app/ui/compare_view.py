@@ -151,7 +151,11 @@ class Compare:
         note = (f"{count} {self.task} models loaded: comparing the first two" if count > 2 else "")
         self.widget.set_names(self.a.name, self.b.name, scored=False, note=note)
         self._note = note
+        gt_dock = getattr(getattr(self.win, "ground_truth", None), "dock", None)
+        if gt_dock is not None and gt_dock.isVisible() and self.dock not in self.win.tabifiedDockWidgets(gt_dock):
+            self.win.tabifyDockWidget(gt_dock, self.dock)  # one row of docks under the view, not two
         self.dock.show()
+        self.dock.raise_()
         fr = self.win.last_result
         if fr is not None:
             self.on_frame(fr)

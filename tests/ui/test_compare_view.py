@@ -279,6 +279,7 @@ def test_with_labels_both_models_are_scored_and_the_strip_shows_the_better(qtbot
     assert win.ground_truth.open(str(labels))
     cmp = win.compare
     cmp.set_on(True)
+    assert win.tabifiedDockWidgets(cmp.dock) == [win.ground_truth.dock]  # one row of docks, compare on top
     for i in (1, 2, 3):
         show(qtbot, win, shown, i)
     sa, sb = cmp.scores
