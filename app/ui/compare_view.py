@@ -7,8 +7,9 @@ score per frame, which one wins where and both models' pooled figures.
 It compares the first two loaded models of one task that has a comparer
 (``TaskSpec.comparer``), in the order they were loaded. Each shown result (the window's
 ``frameShown``) is compared here, on the UI thread, at the class map's resolution (display
-resolution); the plot, the list and the figures are redrawn at most five times a second while
-playing, at once when stepping. A frame shown twice counts once (values are kept per frame
+resolution): comparing and drawing took 5.8 ms median, 12.5 ms p95 a frame (``cost_ms``) for
+two demo segmenters on bikes.mp4 (640x272) on a busy 2-core machine. The plot, the list and the
+figures are redrawn at most five times a second while playing, at once when stepping. A frame shown twice counts once (values are kept per frame
 index; with labels, a frame scored before is scored again by a fresh scorer, so the pooled
 figures count it once). The widgets and items are in ``loupe.ui.panels.compare``.
 """
