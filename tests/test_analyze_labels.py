@@ -205,7 +205,7 @@ def test_detection_scored_from_a_yolo_folder(tmp_path, det_image):
     folder.mkdir()
     (folder / "classes.txt").write_text("\n".join(names) + "\n")
     lines = []
-    for (x1, y1, x2, y2), c, _ in found + [((500.0, 300.0, 540.0, 340.0), 0, 1.0)]:
+    for (x1, y1, x2, y2), c, _ in [*found, ((500.0, 300.0, 540.0, 340.0), 0, 1.0)]:
         cx, cy, w, h = (x1 + x2) / 2 / 640, (y1 + y2) / 2 / 360, (x2 - x1) / 640, (y2 - y1) / 360
         lines.append(f"{names.index(DET_LABELS[c])} {cx:.7f} {cy:.7f} {w:.7f} {h:.7f}")
     (folder / f"{det_image.stem}.txt").write_text("\n".join(lines) + "\n")

@@ -201,7 +201,7 @@ def letterbox(img: np.ndarray, out_hw: tuple[int, int], pad_value: float = 114.0
     h, w = img.shape[:2]
     th, tw = out_hw
     gain = min(th / h, tw / w)
-    ch, cw = min(th, max(1, int(round(h * gain)))), min(tw, max(1, int(round(w * gain))))
+    ch, cw = min(th, max(1, int(round(h * gain)))), min(tw, max(1, int(round(w * gain))))  # noqa: RUF046 (numpy scalars)
     top, left = (th - ch) // 2, (tw - cw) // 2
     if (ch, cw) != (h, w):
         img = cv2.resize(np.ascontiguousarray(img), (cw, ch), interpolation=cv2.INTER_LINEAR)
@@ -223,7 +223,7 @@ def center_crop(img: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, d
     h, w = img.shape[:2]
     th, tw = out_hw
     gain = max(th / h, tw / w)
-    ch, cw = max(th, int(round(h * gain))), max(tw, int(round(w * gain)))
+    ch, cw = max(th, int(round(h * gain))), max(tw, int(round(w * gain)))  # noqa: RUF046 (numpy scalars)
     if (ch, cw) != (h, w):
         interp = cv2.INTER_AREA if gain < 1 else cv2.INTER_LINEAR
         img = cv2.resize(np.ascontiguousarray(img), (cw, ch), interpolation=interp)
