@@ -183,6 +183,8 @@ def test_errors_exit_2_with_one_line(render, tmp_path, argmax_model):
     assert rc == 2 and len(lines) == 1 and "notes.mp4" in lines[0]
     rc, lines = render(clip, "--model", m, "--out", str(tmp_path / "c.avi"))
     assert rc == 2 and lines == [f"loupe: --out must end in .mp4, .mkv, .mov, got {tmp_path / 'c.avi'}"]
+    rc, lines = render(clip, "--model", m, "--out", str(tmp_path / "nowhere" / "c.mp4"))
+    assert rc == 2 and len(lines) == 1 and "there is no folder" in lines[0]
     for opt, value in (("--fps", "0"), ("--max-frames", "0")):
         rc, lines = render(clip, "--model", m, "--out", str(tmp_path / "d.mp4"), opt, value)
         assert rc == 2 and len(lines) == 1 and opt in lines[0]

@@ -74,6 +74,8 @@ def _check(args: argparse.Namespace) -> str | None:
     for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
         if v is not None and not 0.0 <= v <= 1.0:
             return f"{opt} must be between 0 and 1, got {v:g}"
+    if not Path(args.out).expanduser().parent.is_dir():
+        return f"--out {args.out}: there is no folder {Path(args.out).expanduser().parent}"
     if Path(args.out).resolve() == Path(args.input).resolve():
         return f"--out {args.out} is the input: choose another file"
     return apply_limit_options(args)

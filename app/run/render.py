@@ -82,6 +82,8 @@ class VideoWriter:
         self.frames = 0
         self.bytes_in = 0
         self._closed = False
+        if not self.path.parent.is_dir():
+            raise RenderError(f"cannot write {self.path}: there is no folder {self.path.parent}")
         try:
             self._container = av.open(str(self.path), "w")
         except Exception as e:  # a folder that does not exist, no permission, a full disk
@@ -118,8 +120,13 @@ class VideoWriter:
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
+        except OSError as e:  # a full disk, a vanished folder
+            raise RenderError(f"cannot write {self.path}: {_reason(e)}") from None
         finally:
-            self._container.close()
+            try:
+                self._container.close()
+            except OSError as e:
+                raise RenderError(f"cannot write {self.path}: {_reason(e)}") from None
 
     def __enter__(self) -> VideoWriter:
         return self
