@@ -146,6 +146,7 @@ def export_job(win, out: str, max_frames: int | None = None) -> Job:
         total = min(total, max_frames) if total else max_frames
     renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=total,
                                settings=win.settings)
+    renderer.follow(win.panels)  # classes hidden, opacity, fill/contour as the view shows them now
     drawer = UiDrawer(renderer, win)
     info: dict[str, Any] = {}
 

@@ -197,6 +197,23 @@ class OverlayRenderer:
             self.panels.append(panel)
         self.colours = [model_colour(lm.task) for lm in self.models]
 
+    def follow(self, panels: list[Any]) -> None:
+        """Draw as ``panels`` (the window's, model for model) draw now: each overlay's opacity and
+        visibility (``O``), the classes shown and fill/contour, which the settings do not hold."""
+        for src, dst in zip(panels, self.panels):
+            if src is None or dst is None or type(src) is not type(dst):
+                continue
+            dst.overlay.setOpacity(src.overlay.opacity())
+            dst.overlay.setVisible(src.overlay.isVisible())
+            vis, mine = getattr(src, "visible", None), getattr(dst, "visible", None)
+            if callable(getattr(dst, "set_class_visible", None)) and vis is not None and mine is not None \
+                    and len(vis) == len(mine):
+                for k, v in enumerate(np.asarray(vis, bool).tolist()):
+                    if bool(mine[k]) != v:
+                        dst.set_class_visible(k, v)
+            if isinstance(getattr(src, "mode", None), str) and callable(getattr(dst, "set_mode", None)):
+                dst.set_mode(src.mode)
+
     def draw_image(self, fr: FrameResult) -> QImage:
         """The frame, its overlays and the caption as a ``QImage`` of the frame's size."""
         frame = fr.frame

@@ -74,3 +74,19 @@ def test_closing_the_window_during_an_export_ends_it(qtbot, ready, tmp_path):
     assert not job.isRunning()
     frames, _, _ = decode(out)
     assert 3 <= len(frames) < 250
+
+
+def test_export_draws_as_the_view_shows_now(qtbot, ready, tmp_path):
+    """Classes hidden, opacity and contour mode set in the window's panel (not in the settings)
+    are what the export draws."""
+    panel = ready.panels[0]
+    panel.set_class_visible(0, False)
+    panel.set_mode("contour")
+    panel.overlay.setOpacity(0.8)
+    job = export_video.export_to(ready, str(tmp_path / "as_shown.mp4"), max_frames=2)
+    mine = job.drawer.renderer.panels[0]
+    assert not mine.visible[0] and mine.visible[1:].all() and mine.mode == "contour"
+    assert mine.overlay.opacity() == pytest.approx(0.8)
+    with qtbot.waitSignal(job.done, timeout=60000):
+        pass
+    assert len(decode(tmp_path / "as_shown.mp4")[0]) == 2
