@@ -122,6 +122,7 @@ def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int,
         p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
         p.fillRect(QRectF(0, h - strip, w, strip), CAPTION_FILL)
         y0 = h - strip + pad * 0.5
+        header = fm.elidedText(header, Qt.TextElideMode.ElideLeft, w * 0.6) if header else ""
         head_w = fm.horizontalAdvance(header) + pad if header else 0.0
         for i in range(lines):
             name, colour, figures = rows[i] if rows else ("", None, "")
@@ -225,8 +226,18 @@ class OverlayRenderer:
         if self.caption:
             rows = [(lm.name, colour, key_figures(lm.task, mr.result))
                     for lm, colour, mr in zip(self.models, self.colours, fr.results)]
-            draw_caption(img, frame_label(frame, self.total), rows)
+            draw_caption(img, self._header(frame), rows)
         return img
+
+    def _header(self, frame: Any) -> str:
+        """Frame number and time; for DICOM the view's caption first (modality, series, the
+        display window in use, spacing, slice position), as the window shows it over the frame."""
+        label = frame_label(frame, self.total)
+        if not frame.metadata.get("modality"):
+            return label
+        self.view.caption_from(frame.metadata)
+        dicom = self.view.text.textItem.toPlainText().strip()
+        return f"{'  ·  '.join(p for p in dicom.split('  ') if p)}  ·  {label}" if dicom else label
 
     def draw(self, fr: FrameResult) -> np.ndarray:
         """:meth:`draw_image` as an H x W x 3 RGB uint8 array."""

@@ -150,3 +150,28 @@ def test_two_models_stack_as_in_the_window(qtbot, tmp_path):
         assert r.caption_rows(272) == 0
     finally:
         r.close()
+
+
+def test_dicom_uses_the_display_window_the_view_uses(tmp_path):
+    """A DICOM slice is drawn with the file's window (the FrameView's levels), or with the
+    window's preset/drag when given; the caption names the modality and the window in use."""
+    from loupe.base.media import dicom_test_file
+    from loupe.inference.preprocess import window_levels
+    from loupe.run.pipeline import FrameResult
+    from loupe.sources.open import open_source
+
+    with open_source(str(dicom_test_file("CT_small.dcm"))) as src:
+        frame = next(iter(src))
+    fr = FrameResult(frame, (), 0.0, 0.0)
+    lo, hi = window_levels(frame)
+    expect = np.clip((frame.pixels.astype(np.float64) - lo) / (hi - lo) * 255, 0, 255)
+    plain = OverlayRenderer([], caption=False)
+    bone = OverlayRenderer([], caption=False, window=(400.0, 1000.0))
+    try:
+        a, b = plain.draw(fr), bone.draw(fr)
+        assert np.abs(a[:, :, 0].astype(np.float64) - expect).mean() < 1.0  # the file's window
+        assert np.abs(b[:, :, 0].astype(np.float64) - expect).mean() > 10  # another window, another picture
+        assert plain._header(frame).startswith("CT") and "W " in plain._header(frame)
+    finally:
+        plain.close()
+        bone.close()
