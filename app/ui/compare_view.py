@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtCore import QRectF
 
 from loupe.base import registry
 from loupe.ui.panels.compare import (
@@ -36,6 +35,7 @@ from loupe.ui.panels.compare import (
     pair_legend,
     pair_rgba,
 )
+from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import figure_text
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,8 @@ class Compare:
         self._note = ""  # "3 segmentation models loaded: comparing the first two"
         self.widget = CompareWidget()
         self.widget.seekRequested.connect(win.seek_to)
-        self.widget.mapToggled.connect(self._on_map_toggled)
-        self.dock = QDockWidget("Compare", win)
-        self.dock.setObjectName("compare")
-        self.dock.setWidget(self.widget)
-        win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
-        self.dock.hide()  # until compare is on
+        self.widget.overlayToggled.connect(self._on_map_toggled)
+        self.dock, self._refresh = bottom_dock(win, "Compare", "compare", self.widget, self.refresh)  # hidden until on
         vb = win.view.vb
         self.split = Split(vb, on_finished=self._save_split)
         self.map_item = pg.ImageItem(axisOrder="row-major")
@@ -117,10 +113,6 @@ class Compare:
             item.setZValue(z)
             item.hide()
             vb.addItem(item, ignoreBounds=True)
-        self._refresh = QTimer(win)
-        self._refresh.setSingleShot(True)
-        self._refresh.setInterval(200)
-        self._refresh.timeout.connect(self.refresh)
         win.frameShown.connect(self.on_frame)
         win.sourceOpened.connect(lambda _name: self._new_source())
         win.modelLoaded.connect(lambda _name: self._models_changed())

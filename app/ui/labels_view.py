@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from loupe.base import registry
+from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import (
     GroundTruthWidget,
     LabelBoxesItem,
@@ -106,15 +106,8 @@ class GroundTruth:
         self.widget.seekRequested.connect(win.seek_to)
         self.widget.overlayToggled.connect(self._set_overlay_visible)
         self.widget.focusChanged.connect(lambda: self._set_overlay_visible(self.widget.show_box.isChecked()))
-        self._refresh = QTimer(win)
-        self._refresh.setSingleShot(True)
-        self._refresh.setInterval(200)
-        self._refresh.timeout.connect(self.refresh)
-        self.dock = QDockWidget("Ground truth", win)
-        self.dock.setObjectName("ground-truth")
-        self.dock.setWidget(self.widget)
-        win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
-        self.dock.hide()  # until labels are opened
+        self.dock, self._refresh = bottom_dock(win, "Ground truth", "ground-truth", self.widget,
+                                               self.refresh)  # hidden until labels are opened
         self.errors = pg.ImageItem(axisOrder="row-major")
         self.outline = pg.ImageItem(axisOrder="row-major")
         self.boxes = LabelBoxesItem()

@@ -17,21 +17,16 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
-    QCheckBox,
     QGraphicsItem,
     QGraphicsRectItem,
-    QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QVBoxLayout,
-    QWidget,
 )
 
-from loupe.ui.panels.base import frame_axis, plot_frame, text_label
+from loupe.ui.panels.base import text_label
+from loupe.ui.panels.frame_scores import FrameScoresWidget
 from loupe.ui.panels.ground_truth import LabelBoxesItem
 
 A_RGB = (255, 140, 0)  # model A: orange (curve, strip, its own boxes)
@@ -39,7 +34,6 @@ B_RGB = (0, 170, 255)  # model B: sky blue
 AGREE_RGB = (70, 70, 70)  # the agreement curve
 TIE_RGB = (200, 200, 200)  # a strip bar where both score the same
 MAP_ALPHA = 190  # the disagreement map's opacity where the classes differ
-WORST = 12  # frames in the "disagree most" list
 STRIP = (-0.13, 0.08)  # the winner strip under the curves: y0, height (the scores are 0..1)
 
 
@@ -219,71 +213,28 @@ def dot(rgb, text: str) -> str:
     return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
 
 
-class CompareWidget(QWidget):
+class CompareWidget(FrameScoresWidget):
     """Plot | frames where they disagree most | figures, side by side (the dock sits under the view)."""
 
-    seekRequested = Signal(int)
-    mapToggled = Signal(bool)
-
     def __init__(self) -> None:
-        super().__init__()
-        self._frames: list[int] = []
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        left = QVBoxLayout()
-        self.title = QLabel("<b>Compare</b>: load two models of the same task (Model ▸ Compare two models)")
-        self.title.setTextFormat(Qt.TextFormat.RichText)
-        self.title.setWordWrap(True)
-        left.addWidget(self.title)
-        self.plot = pg.PlotWidget(axisItems={"bottom": frame_axis()})
-        self.plot.setBackground("w")
-        self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.setYRange(STRIP[0] - 0.02, 1.02, padding=0)
-        self.plot.showGrid(x=False, y=True, alpha=0.3)
-        self.plot.setLabel("left", "agreement")
-        self.plot.setToolTip("agreement of the two models on each frame played (1: the same result); with "
-                             "labels, each model's score and a strip in the colour of the better one "
-                             "(click: show that frame)")
+        super().__init__("<b>Compare</b>: load two models of the same task (Model ▸ Compare two models)",
+                         "agreement", "agreement of the two models on each frame played (1: the same result); "
+                         "with labels, each model's score and a strip in the colour of the better one (click: "
+                         "show that frame)",
+                         "Disagree most", "the frames played where the two models agree least (click: show that frame)",
+                         "Disagreement over the frame", "segmentation: the pixels whose class differs, coloured by "
+                         "the pair of classes; detection: the boxes only one model found", y_min=STRIP[0] - 0.02)
+        self.map_box = self.overlay_box
         self.curve = self.plot.plot([], [], pen=_pen(AGREE_RGB, 2), symbol="o", symbolSize=4,
                                     symbolBrush=AGREE_RGB, symbolPen=None)
         self.curve_a = self.plot.plot([], [], pen=_pen(A_RGB, 1.5, Qt.PenStyle.DashLine))
         self.curve_b = self.plot.plot([], [], pen=_pen(B_RGB, 1.5, Qt.PenStyle.DashLine))
         self.strip = pg.BarGraphItem(x=[], height=[], width=1.0, y0=STRIP[0], brushes=[], pen=None)
         self.plot.addItem(self.strip)
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 60, 60), width=1))
-        self.plot.addItem(self.cursor)
-        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
-        left.addWidget(self.plot, 1)
-        self.key = text_label(left)
-        lay.addLayout(left, 3)
-
-        mid = QVBoxLayout()
-        mid.addWidget(QLabel("Disagree most"))
-        self.worst = QListWidget()
-        self.worst.setToolTip("the frames played where the two models agree least (click: show that frame)")
-        self.worst.itemClicked.connect(lambda item: self.seekRequested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
-        mid.addWidget(self.worst, 1)
-        lay.addLayout(mid, 1)
-
-        right = QVBoxLayout()
-        self.map_box = QCheckBox("Disagreement over the frame")
-        self.map_box.setToolTip("segmentation: the pixels whose class differs, coloured by the pair of classes; "
-                                "detection: the boxes only one model found")
-        self.map_box.setChecked(True)
-        self.map_box.toggled.connect(self.mapToggled.emit)
-        right.addWidget(self.map_box)
-        self.legend = text_label(right)
+        self.key = text_label(self.left)
         self.mean = QLabel("")
-        right.addWidget(self.mean)
-        self.pooled = QLabel("")
-        self.pooled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.pooled.setStyleSheet("font-family: monospace")
-        right.addWidget(self.pooled)
-        self.frame_text = QLabel("")
-        self.frame_text.setWordWrap(True)
-        right.addWidget(self.frame_text)
-        right.addStretch(1)
-        lay.addLayout(right, 2)
+        self.add_figures()
+        self.right.insertWidget(2, self.mean)  # under the legend
         self.set_names("A", "B", scored=False)
 
     def set_names(self, a: str, b: str, scored: bool, note: str = "") -> None:
@@ -295,21 +246,10 @@ class CompareWidget(QWidget):
             parts += [dot(A_RGB, f"A score ({a})"), dot(B_RGB, f"B score ({b})"), "strip: the better model"]
         self.key.setText(" &nbsp; ".join(parts))
 
-    def _on_plot_click(self, ev) -> None:
-        i = plot_frame(self.plot, ev, self._frames)
-        if i is not None:
-            self.seekRequested.emit(i)
-
     def show_series(self, values: dict[int, float], scores_a: dict[int, float | None] | None = None,
                     scores_b: dict[int, float | None] | None = None) -> None:
         """The curves, the strip and the worst list from ``{frame index: value}``."""
-        pts = sorted((i, v) for i, v in values.items() if v == v)
-        self._frames = [i for i, _ in pts]
-        if pts:
-            xs, ys = zip(*pts)
-            self.curve.setData(np.asarray(xs, float), np.asarray(ys, float))
-        else:
-            self.curve.setData([], [])
+        pts = self.show_values(self.curve, values)
         for curve, scores in ((self.curve_a, scores_a), (self.curve_b, scores_b)):
             s = sorted((i, v) for i, v in (scores or {}).items() if v is not None and v == v)
             curve.setData(np.asarray([i for i, _ in s], float), np.asarray([v for _, v in s], float))
@@ -322,11 +262,6 @@ class CompareWidget(QWidget):
             brushes.append(pg.mkBrush(*(A_RGB if a > b + 1e-9 else B_RGB if b > a + 1e-9 else TIE_RGB)))
         self.strip.setOpts(x=np.asarray(xs_w, float), height=np.full(len(xs_w), STRIP[1]), width=1.0,
                            y0=STRIP[0], brushes=brushes, pen=None)
-        self.worst.clear()
-        for i, v in sorted(pts, key=lambda t: (t[1], t[0]))[:WORST]:
-            item = QListWidgetItem(f"frame {i + 1}   {v:.3f}")  # frame numbers from 1, as the player shows
-            item.setData(Qt.ItemDataRole.UserRole, i)
-            self.worst.addItem(item)
         self.mean.setText(f"mean agreement {np.mean([v for _, v in pts]):.3f} over {len(pts)} "
                           f"frame{'s' if len(pts) != 1 else ''}" if pts else "")
 

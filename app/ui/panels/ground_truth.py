@@ -17,22 +17,14 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QVBoxLayout,
-    QWidget,
 )
 
-from loupe.ui.panels.base import frame_axis, text_label
+from loupe.ui.panels.frame_scores import FrameScoresWidget
 
 FP_RGBA = (255, 40, 40, 170)  # predicted where the label says background
 FN_RGBA = (40, 140, 255, 170)  # labelled, predicted background
 SWAP_RGBA = (255, 0, 255, 170)  # labelled as one class, predicted as another
-WORST = 12  # frames in the worst list
 
 
 def error_rgba(pred: np.ndarray, truth: np.ndarray, background: int | None, focus: int | None = None) -> np.ndarray:
@@ -174,88 +166,31 @@ def figure_text(summary: dict[str, Any], limit: int = 14) -> str:
     return "\n".join(lines)
 
 
-class GroundTruthWidget(QWidget):
+class GroundTruthWidget(FrameScoresWidget):
     """Plot | worst frames | pooled figures, side by side (the dock sits under the view)."""
 
-    seekRequested = Signal(int)
     _kind = ""
-    overlayToggled = Signal(bool)
     focusChanged = Signal()
 
     def __init__(self) -> None:
-        super().__init__()
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        left = QVBoxLayout()
-        self.title = QLabel("<b>Ground truth</b>: no labels open (File ▸ Open labels…, or drop them on the window)")
-        self.title.setTextFormat(Qt.TextFormat.RichText)
-        self.title.setWordWrap(True)
-        left.addWidget(self.title)
-        self.plot = pg.PlotWidget(axisItems={"bottom": frame_axis()})
-        self.plot.setBackground("w")
-        self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.setYRange(0, 1.02, padding=0)
-        self.plot.showGrid(x=False, y=True, alpha=0.3)
-        self.plot.setLabel("left", "score")
-        self.plot.setToolTip("score of each labelled frame played (click: show that frame)")
+        super().__init__("<b>Ground truth</b>: no labels open (File ▸ Open labels…, or drop them on the window)",
+                         "score", "score of each labelled frame played (click: show that frame)",
+                         "Worst frames", "lowest scores so far (click: show that frame)",
+                         "Labels and errors over the frame")
         self.curve = self.plot.plot([], [], pen=pg.mkPen((60, 90, 200), width=1.5),
                                     symbol="o", symbolSize=4, symbolBrush=(60, 90, 200), symbolPen=None)
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 60, 60), width=1))
-        self.plot.addItem(self.cursor)
-        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
-        left.addWidget(self.plot, 1)
-        lay.addLayout(left, 3)
-
-        mid = QVBoxLayout()
-        mid.addWidget(QLabel("Worst frames"))
-        self.worst = QListWidget()
-        self.worst.setToolTip("lowest scores so far (click: show that frame)")
-        self.worst.itemClicked.connect(lambda item: self.seekRequested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
-        mid.addWidget(self.worst, 1)
-        lay.addLayout(mid, 1)
-
-        right = QVBoxLayout()
-        self.show_box = QCheckBox("Labels and errors over the frame")
-        self.show_box.setChecked(True)
-        self.show_box.toggled.connect(self.overlayToggled.emit)
-        right.addWidget(self.show_box)
+        self.show_box = self.overlay_box
         self.focus = QComboBox()
         self.focus.setToolTip("segmentation: the errors of every class, or of one (its false positives red, "
                               "its false negatives blue)")
         self.focus.addItem("errors of every class", None)
         self.focus.currentIndexChanged.connect(lambda _i: (self.set_legend(self._kind), self.focusChanged.emit()))
-        right.addWidget(self.focus)
-        self.legend = text_label(right)
-        self.pooled = QLabel("")
-        self.pooled.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.pooled.setStyleSheet("font-family: monospace")
-        right.addWidget(self.pooled)
-        self.frame_text = QLabel("")
-        self.frame_text.setWordWrap(True)
-        right.addWidget(self.frame_text)
-        right.addStretch(1)
-        lay.addLayout(right, 2)
-
-    def _on_plot_click(self, ev) -> None:
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        x = vb.mapSceneToView(ev.scenePos()).x()
-        self.seekRequested.emit(max(0, round(x)))
+        self.right.addWidget(self.focus)
+        self.add_figures()
 
     def show_scores(self, scores: dict[int, float | None]) -> None:
         """The plot and the worst list from ``{frame index: score}`` (None: not scorable)."""
-        pts = sorted((i, s) for i, s in scores.items() if s is not None and s == s)
-        if pts:
-            xs, ys = zip(*pts)
-            self.curve.setData(np.asarray(xs, float), np.asarray(ys, float))
-        else:
-            self.curve.setData([], [])
-        self.worst.clear()
-        for i, s in sorted(pts, key=lambda t: (t[1], t[0]))[:WORST]:
-            item = QListWidgetItem(f"frame {i + 1}   {s:.3f}")  # frame numbers from 1, as the player shows
-            item.setData(Qt.ItemDataRole.UserRole, i)
-            self.worst.addItem(item)
+        self.show_values(self.curve, scores)
 
     def set_classes(self, labels, kind: str) -> None:
         """The class choices of the errors (segmentation only)."""
