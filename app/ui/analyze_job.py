@@ -16,13 +16,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtWidgets import QProgressDialog, QWidget
-
 from loupe.base.errors import LoupeError
 from loupe.base.progress import Progress
 from loupe.run.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
 from loupe.run.pipeline import LoadedModel
-from loupe.ui.job import Job
+from loupe.ui.job import Job, progress_dialog
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +45,6 @@ def analysis_job(inputs: list[str], models: list[LoadedModel], out: str, parent=
             raise OutputError(f"cannot write {out}: {e}") from e
 
     return Job(work, "analysis", parent)
-
-
-def progress_dialog(parent: QWidget, job: Job) -> QProgressDialog:
-    dlg = QProgressDialog("Analysing…", "Cancel", 0, 1000, parent)
-    dlg.setWindowTitle("Analyse to file")
-    dlg.setMinimumDuration(0)
-    dlg.setAutoClose(False)
-    dlg.setAutoReset(False)
-
-    def show(fraction: float, info: dict) -> None:
-        dlg.setValue(int(1000 * fraction))
-        if info.get("status"):
-            dlg.setLabelText(f"Analysing {info['status']}…")
-
-    job.progressed.connect(show)
-    dlg.canceled.connect(job.cancel)
-    return dlg
 
 
 def describe(summary: Summary, out: str) -> str:
@@ -98,7 +79,8 @@ def analyze_to(win, out: str) -> Job:
         win.player.pause()
         win._update_play_button()
     job = analysis_job([win.source_spec], win.models, out, win)  # tasks of its own (see above)
-    dlg = progress_dialog(win, job)
+    dlg = progress_dialog(win, job, "Analyse to file", "Analysing…",
+                          lambda info: f"Analysing {info['status']}…" if info.get("status") else None)
 
     def ended() -> None:
         win.analyze_job = None

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtWidgets import QProgressDialog
 
 from loupe.base.progress import Cancelled, Progress
 from loupe.run.pipeline import FrameResult, LoadedModel, Runner
 from loupe.run.render import RenderSummary, VideoWriter, even, output_fps, render_frames
 from loupe.sources.open import open_source
-from loupe.ui.job import Job
+from loupe.ui.job import Job, progress_dialog
 
 logger = logging.getLogger(__name__)
 
@@ -173,23 +172,6 @@ def export_job(win, out: str, max_frames: int | None = None) -> Job:
     return job
 
 
-def progress_dialog(win, job: Job) -> QProgressDialog:
-    dlg = QProgressDialog("Exporting video…", "Cancel", 0, 1000, win)
-    dlg.setWindowTitle("Export video with overlays")
-    dlg.setMinimumDuration(0)
-    dlg.setAutoClose(False)
-    dlg.setAutoReset(False)
-
-    def show(fraction: float, info: dict) -> None:
-        dlg.setValue(int(1000 * fraction))
-        if info.get("frames"):
-            dlg.setLabelText(f"Exporting {info.get('status', '')}: {info['frames']} frames…")
-
-    job.progressed.connect(show)
-    dlg.canceled.connect(job.cancel)
-    return dlg
-
-
 def export_dialog(win) -> None:
     """File ▸ Export video with overlays…: ask where, then :func:`export_to`."""
     from PySide6.QtWidgets import QFileDialog
@@ -218,7 +200,9 @@ def export_to(win, out: str, max_frames: int | None = None) -> Job:
         win.player.pause()
         win._update_play_button()
     job = export_job(win, out, max_frames)
-    dlg = progress_dialog(win, job)
+    dlg = progress_dialog(win, job, "Export video with overlays", "Exporting video…",
+                          lambda info: (f"Exporting {info.get('status', '')}: {info['frames']} frames…"
+                                        if info.get("frames") else None))
 
     def ended() -> None:
         if win.export_job is job:

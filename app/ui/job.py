@@ -225,3 +225,27 @@ class Job(QObject):
         self._send(what, value)
         if self._queue is not None:  # the next one starts now, not when the UI thread gets to it
             self._queue._next()
+
+
+def progress_dialog(parent: Any, job: Job, title: str, text: str,
+                    label: Callable[[dict[str, Any]], str | None]) -> Any:
+    """A modeless progress dialog following ``job`` (0..1 as 0..1000); its Cancel cancels the
+    job. ``label(info)`` is the line to show for a progress report's info (None: keep the last)."""
+    from PySide6.QtWidgets import QProgressDialog
+
+    dlg = QProgressDialog(text, "Cancel", 0, 1000, parent)
+    dlg.setWindowTitle(title)
+    dlg.setMinimumDuration(0)
+    dlg.setAutoClose(False)
+    dlg.setAutoReset(False)
+
+    def show(fraction: float, info: dict[str, Any]) -> None:
+        dlg.setValue(int(1000 * fraction))
+        line = label(info)
+        if line:
+            dlg.setLabelText(line)
+
+    job.progressed.connect(show)
+    dlg.canceled.connect(job.cancel)
+    return dlg
+
