@@ -52,13 +52,53 @@ def _default_models(models: list[str] | None) -> list[str]:
     return [str(demo_model())]
 
 
-def _add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image, folder or DICOM file")
+def load_models(args: argparse.Namespace) -> list | None:
+    """``--model`` (default: the demo model) loaded at full resolution, with ``--providers``,
+    ``--threads`` and ``--task``, then ``apply_overrides``; a guessed model's note goes to stderr.
+    None after the error lines: one for each model that cannot load (all are tried, so every bad
+    one is named at once), or the override that applies to none."""
+    from loupe.inference.card import CardError
+    from loupe.inference.engine import ModelError
+    from loupe.run.pipeline import load_model
+    from loupe.tasks import UnsupportedTask
+
+    try:
+        paths = _default_models(args.model)
+    except FileNotFoundError as e:
+        err(str(e))
+        return None
+    models, bad = [], 0
+    for m in paths:
+        try:
+            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None,
+                                     task=args.task))
+        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
+            err(str(e))
+            bad += 1
+        except Exception as e:  # a library failed unforeseen: still one line naming the model
+            logger.info("loading %s failed", m, exc_info=True)  # -v shows the traceback
+            err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
+                "-v shows the traceback")
+            bad += 1
+    if bad:
+        return None
+    problem = apply_overrides(models, args)
+    if problem:
+        err(problem)
+        return None
+    for m in models:
+        if m.engine.guess is not None:
+            sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
+    return models
+
+
+def add_model_options(ap: argparse.ArgumentParser, track_help: str) -> None:
+    """The models and what may be said of them: ``--model`` (repeatable), ``--providers``,
+    ``--threads``, ``--task``, the detection thresholds and ``--track`` (``load_models`` reads them)."""
     ap.add_argument("--model", action="append", metavar="M.onnx", help="model (repeatable); default: the demo model")
-    ap.add_argument("--out", metavar="FILE", help="write rows to FILE.csv or FILE.jsonl (default: print a summary)")
-    ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
     ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
-    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical core, or $LOUPE_ORT_THREADS)")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model (default: one per physical "
+                                                "core, or $LOUPE_ORT_THREADS)")
     ap.add_argument("--task", metavar="NAME",
                     help="the task of a model without a card, when its outputs fit several (a task name, or "
                          "detection:FORMAT; the error lists the candidates); models with a card ignore it")
@@ -66,17 +106,28 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="detection: keep boxes scoring above S (overrides the card; 0..1)")
     ap.add_argument("--iou-threshold", type=float, metavar="T",
                     help="detection: NMS IoU threshold (overrides the card; 0..1)")
-    ap.add_argument("--track", action="store_true",
-                    help="detection-like models: track objects across each input's frames (JSONL detections get "
-                         "\"track_id\", from 1; 0: not tracked; JSONL only, not with --ray); with --resume an input is "
-                         "run again from its start")
-    ap.add_argument("--calibrate-per-video", action="store_true",
-                    help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
+    ap.add_argument("--track", action="store_true", help=track_help)
+
+
+def add_progress_options(ap: argparse.ArgumentParser, quiet_help: str) -> None:
+    """``--quiet`` or ``--progress`` (``loupe.commands.output.make_progress``)."""
     shown = ap.add_mutually_exclusive_group()
-    shown.add_argument("--quiet", action="store_true", help="no progress at all (errors and the summary only)")
+    shown.add_argument("--quiet", action="store_true", help=quiet_help)
     shown.add_argument("--progress", action="store_true",
                        help="draw the progress bar even when stderr is not a terminal (by default a log gets "
                             "one line per finished input instead)")
+
+
+def _add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image, folder or DICOM file")
+    ap.add_argument("--out", metavar="FILE", help="write rows to FILE.csv or FILE.jsonl (default: print a summary)")
+    ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames per input")
+    add_model_options(ap, "detection-like models: track objects across each input's frames (JSONL detections get "
+                          "\"track_id\", from 1; 0: not tracked; JSONL only, not with --ray); with --resume an input "
+                          "is run again from its start")
+    ap.add_argument("--calibrate-per-video", action="store_true",
+                    help="anomaly: normalise PSNR min-max per input (as the papers do; uses the whole input)")
+    add_progress_options(ap, "no progress at all (errors and the summary only)")
     ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="spread the inputs (long videos by frame ranges) over a Ray cluster; without ADDRESS a "
                          "local Ray with --ray-cpus CPUs (needs loupe[cluster]); the other options work with it (except "
@@ -101,7 +152,7 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     add_limit_options(ap)
 
 
-def _apply_overrides(models: list, args: argparse.Namespace) -> str | None:
+def apply_overrides(models: list, args: argparse.Namespace) -> str | None:
     """``--task``, ``--score-threshold``, ``--iou-threshold``, ``--track`` on the loaded models;
     the error line when an option reaches none of them."""
     if args.task is not None and not any(m.engine.guess is not None for m in models):
@@ -176,8 +227,6 @@ def _run(args: argparse.Namespace) -> int:
         err("--track gives each detection a track_id in JSONL rows: add --out FILE.jsonl")
         return 2
 
-    from loupe.inference.card import CardError
-    from loupe.inference.engine import ModelError
     from loupe.run.analyze import (
         RowWriter,
         analyze,
@@ -186,32 +235,9 @@ def _run(args: argparse.Namespace) -> int:
         is_dicom_input,
         summary_table,
     )
-    from loupe.run.pipeline import load_model
-    from loupe.tasks import UnsupportedTask
 
-    try:
-        model_paths = _default_models(args.model)
-    except FileNotFoundError as e:
-        err(str(e))
-        return 2
-    models, model_errors = [], 0
-    for m in model_paths:  # every bad model gets its line, then exit 2
-        try:
-            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None,
-                                     task=args.task))
-        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
-            err(str(e))
-            model_errors += 1
-        except Exception as e:  # a library failed unforeseen: still one line naming the model
-            logger.info("loading %s failed", m, exc_info=True)  # -v shows the traceback
-            err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
-                 "-v shows the traceback")
-            model_errors += 1
-    if model_errors:
-        return 2
-    problem = _apply_overrides(models, args)
-    if problem:
-        err(problem)
+    models = load_models(args)
+    if models is None:
         return 2
     compare = None
     if args.compare:
@@ -223,9 +249,6 @@ def _run(args: argparse.Namespace) -> int:
         if all(names) and not names[0] & names[1]:  # (a model learning its classes from frame 1 has none yet)
             sys.stderr.write(f"loupe: {models[0].name} and {models[1].name} have no class name in common; classes "
                              "are compared by name, so they agree nowhere\n")
-    for m in models:
-        if m.engine.guess is not None:
-            sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
     scoring = None
     if args.labels:
         from loupe.run.scoring import LabelScoring

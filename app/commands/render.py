@@ -18,12 +18,13 @@ from typing import Any
 from loupe.base.errors import LoupeError
 from loupe.commands import Command
 from loupe.commands.analyze import (
-    _apply_overrides,
-    _default_models,
     add_limit_options,
+    add_model_options,
+    add_progress_options,
     apply_limit_options,
+    load_models,
 )
-from loupe.commands.output import err, make_progress, one_line
+from loupe.commands.output import err, make_progress
 
 logger = logging.getLogger("loupe")
 
@@ -38,7 +39,6 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     from loupe.run.render import DEFAULT_CRF, DEFAULT_STILL_FPS
 
     ap.add_argument("input", metavar="INPUT", help="video, image, folder or DICOM file/series")
-    ap.add_argument("--model", action="append", metavar="M.onnx", help="model (repeatable); default: the demo model")
     ap.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write (.mp4, .mkv or .mov)")
     ap.add_argument("--max-frames", type=int, metavar="N", help="the first N frames only")
     ap.add_argument("--fps", type=float, metavar="F",
@@ -47,15 +47,8 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--crf", type=float, default=DEFAULT_CRF, metavar="Q",
                     help=f"H.264 quality, 0 (lossless) to 51 (default {DEFAULT_CRF}: close to visually lossless)")
     ap.add_argument("--no-caption", action="store_true", help="no caption strip (model names and figures)")
-    ap.add_argument("--providers", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
-    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per model")
-    ap.add_argument("--task", metavar="NAME", help="the task of a model without a card (as loupe analyze)")
-    ap.add_argument("--score-threshold", type=float, metavar="S", help="detection: keep boxes scoring above S")
-    ap.add_argument("--iou-threshold", type=float, metavar="T", help="detection: NMS IoU threshold")
-    ap.add_argument("--track", action="store_true", help="detection-like models: track IDs and trails")
-    shown = ap.add_mutually_exclusive_group()
-    shown.add_argument("--quiet", action="store_true", help="no progress (errors and the last line only)")
-    shown.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    add_model_options(ap, "detection-like models: track IDs and trails")
+    add_progress_options(ap, "no progress (errors and the last line only)")
     add_limit_options(ap)
 
 
@@ -81,35 +74,6 @@ def _check(args: argparse.Namespace) -> str | None:
     return apply_limit_options(args)
 
 
-def _load_models(args: argparse.Namespace) -> list | None:
-    """The models at full resolution, as ``loupe analyze`` loads them; None after an error line
-    for each that cannot load."""
-    from loupe.inference.card import CardError
-    from loupe.inference.engine import ModelError
-    from loupe.run.pipeline import load_model
-    from loupe.tasks import UnsupportedTask
-
-    try:
-        paths = _default_models(args.model)
-    except FileNotFoundError as e:
-        err(str(e))
-        return None
-    models, bad = [], 0
-    for m in paths:
-        try:
-            models.append(load_model(m, providers=args.providers, threads=args.threads, display_max_side=None,
-                                     task=args.task))
-        except (ModelError, UnsupportedTask, CardError, FileNotFoundError) as e:
-            err(str(e))
-            bad += 1
-        except Exception as e:  # a library failed unforeseen: one line naming the model
-            logger.info("loading %s failed", m, exc_info=True)
-            err(f"{Path(m).name} cannot be loaded: unexpected {type(e).__name__} ({one_line(str(e))}); "
-                "-v shows the traceback")
-            bad += 1
-    return None if bad else models
-
-
 def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     """``loupe render`` with the parsed options; ``make_renderer(models, source_spec=, caption=,
     total=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
@@ -117,16 +81,9 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     if problem:
         err(problem)
         return 2
-    models = _load_models(args)
+    models = load_models(args)  # with --task, the thresholds and --track
     if models is None:
         return 2
-    problem = _apply_overrides(models, args)
-    if problem:
-        err(problem)
-        return 2
-    for m in models:
-        if m.engine.guess is not None:
-            sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
 
     import itertools
 
