@@ -20,7 +20,7 @@ from loupe.base.errors import LoupeError
 from loupe.base.progress import Progress
 from loupe.run.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
 from loupe.run.pipeline import LoadedModel
-from loupe.ui.job import Job, progress_dialog
+from loupe.ui.job import Job, start_with_dialog
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +79,7 @@ def analyze_to(win, out: str) -> Job:
         win.player.pause()
         win._update_play_button()
     job = analysis_job([win.source_spec], win.models, out, win)  # tasks of its own (see above)
-    dlg = progress_dialog(win, job, "Analyse to file", "Analysing…",
-                          lambda info: f"Analysing {info['status']}…" if info.get("status") else None)
-
-    def ended() -> None:
-        win.analyze_job = None
-        dlg.close()
-        dlg.deleteLater()
-        win.analyze_action.setEnabled(True)
-        job.deleteLater()
-
-    job.finishedWith.connect(lambda s: win.show_error(describe(s, out), "error" if s.failed else "info"))
-    job.failedWith.connect(lambda msg: win.show_error(f"Analysis failed: {msg}"))
-    job.done.connect(ended)
-    win.analyze_action.setEnabled(False)
-    win.analyze_job = job
-    job.start()
-    return job
+    return start_with_dialog(win, job, "analyze_job", win.analyze_action, "Analyse to file", "Analysing…",
+                             lambda info: f"Analysing {info['status']}…" if info.get("status") else None,
+                             lambda s: win.show_error(describe(s, out), "error" if s.failed else "info"),
+                             "Analysis failed")

@@ -25,7 +25,7 @@ from loupe.base.progress import Cancelled, Progress
 from loupe.run.pipeline import FrameResult, LoadedModel, Runner
 from loupe.run.render import RenderSummary, VideoWriter, even, output_fps, render_frames
 from loupe.sources.open import open_source
-from loupe.ui.job import Job, progress_dialog
+from loupe.ui.job import Job, start_with_dialog
 
 logger = logging.getLogger(__name__)
 
@@ -200,22 +200,8 @@ def export_to(win, out: str, max_frames: int | None = None) -> Job:
         win.player.pause()
         win._update_play_button()
     job = export_job(win, out, max_frames)
-    dlg = progress_dialog(win, job, "Export video with overlays", "Exporting video…",
-                          lambda info: (f"Exporting {info.get('status', '')}: {info['frames']} frames…"
-                                        if info.get("frames") else None))
-
-    def ended() -> None:
-        if win.export_job is job:
-            win.export_job = None
-        dlg.close()
-        dlg.deleteLater()
-        win.export_video_action.setEnabled(True)
-        job.deleteLater()
-
-    job.finishedWith.connect(lambda r: win.show_error(r.describe(), "info"))
-    job.failedWith.connect(lambda msg: win.show_error(f"Export failed: {msg}"))
-    job.done.connect(ended)
-    win.export_video_action.setEnabled(False)
-    win.export_job = job
-    job.start()
-    return job
+    return start_with_dialog(win, job, "export_job", win.export_video_action, "Export video with overlays",
+                             "Exporting video…",
+                             lambda info: (f"Exporting {info.get('status', '')}: {info['frames']} frames…"
+                                           if info.get("frames") else None),
+                             lambda r: win.show_error(r.describe(), "info"), "Export failed")

@@ -249,3 +249,29 @@ def progress_dialog(parent: Any, job: Job, title: str, text: str,
     dlg.canceled.connect(job.cancel)
     return dlg
 
+
+def start_with_dialog(win: Any, job: Job, attr: str, action: Any, title: str, text: str,
+                      label: Callable[[dict[str, Any]], str | None], finished: Callable[[Any], None],
+                      failed: str) -> Job:
+    """Start one of the window's file jobs (Analyse to file, Export video): a progress dialog
+    follows it (its Cancel cancels), ``action`` is disabled and ``win.<attr>`` holds the job until
+    it ends (the window's close cancels and waits for it there); ``finished(result)`` on success,
+    the banner says ``"<failed>: <message>"`` on failure."""
+    dlg = progress_dialog(win, job, title, text, label)
+
+    def ended() -> None:
+        if getattr(win, attr, None) is job:
+            setattr(win, attr, None)
+        dlg.close()
+        dlg.deleteLater()
+        action.setEnabled(True)
+        job.deleteLater()
+
+    job.finishedWith.connect(finished)
+    job.failedWith.connect(lambda msg: win.show_error(f"{failed}: {msg}"))
+    job.done.connect(ended)
+    action.setEnabled(False)
+    setattr(win, attr, job)
+    job.start()
+    return job
+
