@@ -54,10 +54,10 @@ def render_once(path: str, models: list, frames: int, out: Path):
     return summary, out.stat().st_size
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=250, help="frames of bikes.mp4 (250: all)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     header("loupe render vs loupe analyze (bikes.mp4, 640x272, 25 fps)")
     path = str(clip_path("bikes.mp4"))
     sets = {

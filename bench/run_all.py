@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ("overlay_cost.py", ["--reps", "5" if q else "20"]),
         ("ui_responsiveness.py", ["--seconds", "5" if q else "20"]),
         ("live_latency.py", ["--seconds", "4" if q else "15"]),
+        ("render.py", ["--frames", "50" if q else "250"]),
         ("gpu.py", []),
     ]
     skip = {n.strip().removesuffix(".py") for n in args.skip.split(",") if n.strip()}
