@@ -14,11 +14,20 @@ and the file equals the CLI's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loupe.base.errors import LoupeError
 from loupe.base.progress import Progress
-from loupe.run.analyze import RowWriter, Summary, analyze, columns_for, is_dicom_input
+from loupe.run.analyze import (
+    RowWriter,
+    Summary,
+    agreement_figures,
+    analyze,
+    columns_for,
+    is_dicom_input,
+)
 from loupe.run.pipeline import LoadedModel
 from loupe.ui.job import Job, start_with_dialog
 
@@ -29,18 +38,25 @@ class OutputError(LoupeError):
     """The rows' file cannot be written; the message names it and says why."""
 
 
-def analysis_job(inputs: list[str], models: list[LoadedModel], out: str, parent=None) -> Job:
+def analysis_job(inputs: list[str], models: list[LoadedModel], out: str, parent=None,
+                 compare: tuple[LoadedModel, LoadedModel, Callable[[Any, Any], Any]] | None = None) -> Job:
     """A Job (not started) analysing ``inputs`` to ``out``; it finishes with the ``Summary`` (also
     when cancelled: ``summary.cancelled``, the rows so far are kept). Its tasks are fresh ones,
-    made now, on the UI thread (see the module docstring)."""
+    made now, on the UI thread (see the module docstring). ``compare``: (model A, model B, their
+    comparer), two of ``models`` (Model ▸ Compare two models is on): the rows get the
+    ``agreement`` column, as ``loupe analyze --compare`` writes it, and A and B come first."""
+    if compare is not None:
+        a, b, _ = compare
+        models = [a, b] + [m for m in models if m is not a and m is not b]
     mine = [LoadedModel(m.engine, m.task.fresh(display_max_side=None)) for m in models]
     fmt = "jsonl" if Path(out).suffix.lower() in (".jsonl", ".json") else "csv"
+    comparer = None if compare is None else compare[2]
 
     def work(progress: Progress) -> Summary:
-        cols = columns_for(mine, any(is_dicom_input(i) for i in inputs))
+        cols = columns_for(mine, any(is_dicom_input(i) for i in inputs), compare=comparer is not None)
         try:
             with open(out, "w", encoding="utf-8", newline="") as f:
-                return analyze(inputs, mine, RowWriter(f, fmt, cols), None, progress)
+                return analyze(inputs, mine, RowWriter(f, fmt, cols), None, progress, compare=comparer)
         except OSError as e:
             raise OutputError(f"cannot write {out}: {e}") from e
 
@@ -54,6 +70,9 @@ def describe(summary: Summary, out: str) -> str:
         text += " (cancelled: the rows so far are kept)"
     if summary.failed:
         text += "; failed: " + "; ".join(f"{Path(i.path).name}: {i.error}" for i in summary.failed)
+    if any(i.agreement for i in summary.inputs):
+        mean, low, (_, at) = agreement_figures(summary.inputs)
+        text += f"; agreement {mean:.3f} (mean), lowest {low:.3f} at frame {at + 1}"
     return text
 
 
@@ -78,7 +97,9 @@ def analyze_to(win, out: str) -> Job:
     if win.player is not None:
         win.player.pause()
         win._update_play_button()
-    job = analysis_job([win.source_spec], win.models, out, win)  # tasks of its own (see above)
+    cmp = getattr(win, "compare", None)  # Model ▸ Compare two models on: the agreement column too
+    pair = (cmp.a, cmp.b, cmp.comparer) if cmp is not None and cmp.on and cmp.a is not None else None
+    job = analysis_job([win.source_spec], win.models, out, win, compare=pair)  # tasks of its own (see above)
     return start_with_dialog(win, job, "analyze_job", win.analyze_action, "Analyse to file", "Analysing…",
                              lambda info: f"Analysing {info['status']}…" if info.get("status") else None,
                              lambda s: win.show_error(describe(s, out), "error" if s.failed else "info"),

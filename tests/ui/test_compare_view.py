@@ -320,3 +320,32 @@ def test_the_compare_preview_runs():
                        text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
+
+
+def test_analyse_to_file_while_comparing_writes_the_agreement(qtbot, seg_pair, tmp_path):
+    """File ▸ Analyse to file with Compare on: every frame's agreement of the compared pair on
+    both models' rows (as ``loupe analyze --compare``), and the banner gives the mean."""
+    import csv
+
+    win, _shown = seg_pair
+    win.compare.action.trigger()
+    assert win.compare.on
+    out = tmp_path / "rows.csv"
+    job = win.analyze_to(str(out))
+    with qtbot.waitSignal(job.done, timeout=60000):
+        pass
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 2 * len(REGIONS)
+    for i, v in AGREE.items():
+        got = [float(r["agreement"]) for r in rows if int(r["frame"]) == i]
+        assert got == [pytest.approx(v, abs=1e-6)] * 2, i
+    assert [r["model"] for r in rows[:2]] == ["argmax", "swapped"]
+    mean = np.mean(list(AGREE.values()))
+    assert f"agreement {mean:.3f} (mean), lowest {min(AGREE.values()):.3f} at frame 3" in win.banner.label.text()
+    # Compare off: no agreement column
+    win.compare.action.trigger()
+    out2 = tmp_path / "rows2.csv"
+    job = win.analyze_to(str(out2))
+    with qtbot.waitSignal(job.done, timeout=60000):
+        pass
+    assert "agreement" not in out2.read_text(encoding="utf-8").splitlines()[0].split(",")
