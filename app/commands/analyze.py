@@ -241,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     compare = None
     if args.compare:
-        compare, problem = _comparer(models)
+        compare, problem = comparer_of(models)
         if problem:
             err(problem)
             return 2
@@ -390,7 +390,7 @@ def _check_compare_options(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _comparer(models: list) -> tuple[Callable[[Any, Any], Any] | None, str | None]:
+def comparer_of(models: list) -> tuple[Callable[[Any, Any], Any] | None, str | None]:
     """The comparer of the two loaded models' task, or the error line (tasks that differ, or a
     task that cannot be compared)."""
     from loupe.base.registry import all_specs

@@ -22,6 +22,7 @@ from loupe.commands.analyze import (
     add_model_options,
     add_progress_options,
     apply_limit_options,
+    comparer_of,
     load_models,
 )
 from loupe.commands.output import err, make_progress
@@ -47,6 +48,14 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--crf", type=float, default=DEFAULT_CRF, metavar="Q",
                     help=f"H.264 quality, 0 (lossless) to 51 (default {DEFAULT_CRF}: close to visually lossless)")
     ap.add_argument("--no-caption", action="store_true", help="no caption strip (model names and figures)")
+    ap.add_argument("--compare", action="store_true",
+                    help="with exactly two --model of the same task: draw them as Model ▸ Compare two models does, "
+                         "the first left of a line and the second right of it, where they disagree over both, and "
+                         "their agreement in the caption")
+    ap.add_argument("--split", type=float, default=0.5, metavar="F",
+                    help="with --compare: the line's place, a fraction of the frame's width (default 0.5)")
+    ap.add_argument("--no-disagreement", action="store_true",
+                    help="with --compare: do not draw where the two models disagree")
     add_model_options(ap, "detection-like models: track IDs and trails")
     add_progress_options(ap, "no progress (errors and the last line only)")
     add_limit_options(ap)
@@ -67,6 +76,12 @@ def _check(args: argparse.Namespace) -> str | None:
     for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
         if v is not None and not 0.0 <= v <= 1.0:
             return f"{opt} must be between 0 and 1, got {v:g}"
+    if not 0.0 <= args.split <= 1.0:
+        return f"--split is a fraction of the frame's width, 0 to 1, got {args.split:g}"
+    if (args.split != 0.5 or args.no_disagreement) and not args.compare:
+        return "--split and --no-disagreement go with --compare"
+    if args.compare and len(args.model or []) != 2:
+        return f"--compare needs exactly two --model, got {len(args.model or [])}"
     if not Path(args.out).expanduser().parent.is_dir():
         return f"--out {args.out}: there is no folder {Path(args.out).expanduser().parent}"
     if Path(args.out).resolve() == Path(args.input).resolve():
@@ -76,7 +91,7 @@ def _check(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     """``loupe render`` with the parsed options; ``make_renderer(models, source_spec=, caption=,
-    total=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
+    total=, compare=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
     problem = _check(args)
     if problem:
         err(problem)
@@ -84,6 +99,15 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     models = load_models(args)  # with --task, the thresholds and --track
     if models is None:
         return 2
+    compare = None
+    if args.compare:
+        from loupe.run.render import CompareDraw
+
+        comparer, problem = comparer_of(models)
+        if problem:
+            err(problem)
+            return 2
+        compare = CompareDraw(0, 1, comparer, args.split, not args.no_disagreement)
 
     import itertools
 
@@ -107,7 +131,8 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
         if args.max_frames is not None:
             total = min(total, args.max_frames) if total else args.max_frames
         frames = iter(source) if args.max_frames is None else itertools.islice(source, args.max_frames)
-        renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption, total=total)
+        renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption, total=total,
+                                 compare=compare)
 
         def open_writer(width: int, height: int) -> VideoWriter:
             writers.append(VideoWriter(out, width, height, fps, crf=args.crf))

@@ -220,6 +220,31 @@ def render_frames(frames: Iterable[Frame], runner: Runner, draw: Callable[[Frame
 
 
 # --- the caption's figures (drawn by loupe.ui.render_view) -----------------------------------------
+@dataclass(frozen=True)
+class CompareDraw:
+    """Two of the rendered models side by side, as Model ▸ Compare two models shows them: model
+    ``a``'s overlay (an index into the models) left of a line at ``split`` of the frame's width,
+    model ``b``'s right of it, where they disagree drawn over both when ``disagreement``, and
+    their agreement (``comparer(result_a, result_b)``, ``loupe.tasks.agreement``) in the caption."""
+
+    a: int
+    b: int
+    comparer: Callable[[Any, Any], Any]
+    split: float = 0.5
+    disagreement: bool = True
+
+    def __post_init__(self) -> None:
+        if self.a == self.b or min(self.a, self.b) < 0:
+            raise ValueError(f"compare two different models, got indices {self.a} and {self.b}")
+        if not 0.0 <= self.split <= 1.0:
+            raise ValueError(f"the split is a fraction of the frame's width, 0 to 1, got {self.split:g}")
+
+
+def agreement_text(ag: Any) -> str:
+    """The caption's words for an ``Agreement``: "agreement 0.959 · 95.9% of pixels agree"."""
+    return f"agreement {float(ag.value):.3f}" + (f" · {ag.detail}" if getattr(ag, "detail", "") else "")
+
+
 def key_figures(task: Any, result: Any, top: int = 3) -> str:
     """A frame's key figures for one model, from its task's ``row(result)`` (the columns of
     ``loupe analyze``): the largest class areas of a segmentation ("road 41% · sky 22%"), a

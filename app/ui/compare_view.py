@@ -21,20 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyqtgraph as pg
-from PySide6.QtCore import QRectF
-
 from loupe.base import registry
-from loupe.ui.panels.compare import (
-    A_RGB,
-    B_RGB,
-    CompareWidget,
-    OnlyBoxesItem,
-    Split,
-    dot,
-    pair_legend,
-    pair_rgba,
-)
+from loupe.ui.panels.compare import CompareWidget, Disagreement, Split
 from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import figure_text
 
@@ -107,12 +95,8 @@ class Compare:
         self.dock, self._refresh = bottom_dock(win, "Compare", "compare", self.widget, self.refresh)  # hidden until on
         vb = win.view.vb
         self.split = Split(vb, on_finished=self._save_split)
-        self.map_item = pg.ImageItem(axisOrder="row-major")
-        self.boxes_item = OnlyBoxesItem()
-        for z, item in ((38, self.map_item), (39, self.boxes_item)):
-            item.setZValue(z)
-            item.hide()
-            vb.addItem(item, ignoreBounds=True)
+        self.disagreement = Disagreement(vb)
+        self.map_item, self.boxes_item = self.disagreement.map_item, self.disagreement.boxes_item
         win.frameShown.connect(self.on_frame)
         win.sourceOpened.connect(lambda _name: self._new_source())
         win.modelLoaded.connect(lambda _name: self._models_changed())
@@ -206,8 +190,7 @@ class Compare:
         self.widget.frame_text.setText("")
 
     def _hide_items(self) -> None:
-        self.map_item.hide()
-        self.boxes_item.hide()
+        self.disagreement.hide()
 
     def _fraction(self) -> float:
         try:
@@ -281,25 +264,7 @@ class Compare:
             self.win.show_error(text, "info")
 
     def _draw(self, ag, ra, rb, hw: tuple[int, int]) -> None:
-        h, w = hw
-        if ag.pair_map is not None:
-            classes = max(len(ra.labels), len(rb.labels))
-            self.map_item.setImage(pair_rgba(ag.pair_map, ag.pairs, classes), autoLevels=False, levels=(0, 255))
-            self.map_item.setRect(QRectF(0, 0, w, h))
-            self.map_item.show()
-            self.boxes_item.hide()
-            legend = pair_legend(ag.pairs, ra.labels, rb.labels, int(ag.pair_map.size))
-            self.widget.legend.setText(legend or "the two maps agree on every pixel")
-        elif ag.only_a is not None and ag.only_b is not None:
-            self.boxes_item.set_only(hw, ra.boxes[ag.only_a], rb.boxes[ag.only_b])
-            self.boxes_item.show()
-            self.map_item.hide()
-            self.widget.legend.setText(
-                dot(A_RGB, f"only A ({self.a.name}): {len(ag.only_a)}, dashed") + " &nbsp; "
-                + dot(B_RGB, f"only B ({self.b.name}): {len(ag.only_b)}, dash-dot"))
-        else:
-            self._hide_items()
-            self.widget.legend.setText("")
+        self.widget.legend.setText(self.disagreement.show(ag, ra, rb, hw, (self.a.name, self.b.name)))
 
     # --- scoring against labels -------------------------------------------------------------------
     def _scorer_class(self, lm):

@@ -23,7 +23,14 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 
 from loupe.base.progress import Cancelled, Progress
 from loupe.run.pipeline import FrameResult, LoadedModel, Runner
-from loupe.run.render import RenderSummary, VideoWriter, even, output_fps, render_frames
+from loupe.run.render import (
+    CompareDraw,
+    RenderSummary,
+    VideoWriter,
+    even,
+    output_fps,
+    render_frames,
+)
 from loupe.sources.open import open_source
 from loupe.ui.job import Job, start_with_dialog
 
@@ -144,7 +151,7 @@ def export_job(win, out: str, max_frames: int | None = None) -> Job:
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
     renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=total,
-                               settings=win.settings)
+                               settings=win.settings, compare=compare_draw(win))
     renderer.follow(win.panels)  # classes hidden, opacity, fill/contour as the view shows them now
     drawer = UiDrawer(renderer, win)
     info: dict[str, Any] = {}
@@ -170,6 +177,18 @@ def export_job(win, out: str, max_frames: int | None = None) -> Job:
     job.done.connect(drawer.close)
     job.done.connect(drawer.deleteLater)
     return job
+
+
+def compare_draw(win) -> CompareDraw | None:
+    """Model ▸ Compare two models on: the export draws the pair as the view does (the split where
+    it is now, the disagreement as toggled in the Compare dock); None otherwise."""
+    cmp = getattr(win, "compare", None)
+    if cmp is None or not cmp.on or cmp.a is None:
+        return None
+    idx = [next((i for i, m in enumerate(win.models) if m is lm), None) for lm in (cmp.a, cmp.b)]
+    if None in idx:
+        return None
+    return CompareDraw(idx[0], idx[1], cmp.comparer, cmp.split.fraction(), cmp.widget.map_box.isChecked())
 
 
 def export_dialog(win) -> None:

@@ -26,7 +26,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 
 from loupe.run.pipeline import FrameResult, LoadedModel
-from loupe.run.render import frame_label, key_figures, model_colour
+from loupe.run.render import CompareDraw, agreement_text, frame_label, key_figures, model_colour
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,35 @@ def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int,
         p.end()
 
 
+def draw_split_names(img: QImage, x: float, name_a: str, name_b: str) -> None:
+    """The two names by the split line at ``x``, "◀ A" left of it and "B ▶" right of it, on dark
+    boxes at the top of ``img`` in the caption's size (the window's line label, drawn at the
+    image's own scale)."""
+    w, h = img.width(), img.height()
+    px = caption_font_px(h)
+    font = QFont()
+    font.setPixelSize(px)
+    fm = QFontMetricsF(font)
+    pad = px * 0.4
+    p = QPainter(img)
+    try:
+        p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        p.setFont(font)
+        for text, right in ((f"◀ {name_a}", False), (f"{name_b} ▶", True)):
+            room = (w - x if right else x) - 3 * pad
+            if room < px * 2:
+                continue  # the line is at an edge: no room for that side's name
+            text = fm.elidedText(text, Qt.TextElideMode.ElideMiddle, room)
+            tw = fm.horizontalAdvance(text)
+            left = x + 2 * pad if right else x - 2 * pad - tw
+            box = QRectF(left - pad, pad, tw + 2 * pad, fm.height() + pad)
+            p.fillRect(box, CAPTION_FILL)
+            p.setPen(CAPTION_TEXT)
+            p.drawText(QRectF(left, pad * 1.5, tw, fm.height()), int(Qt.AlignmentFlag.AlignLeft), text)
+    finally:
+        p.end()
+
+
 # --- the renderer ------------------------------------------------------------------------------
 class _Host:
     """What a panel factory may use of the window (``loupe.ui.panels.base.PanelHost``), for
@@ -176,7 +205,8 @@ class OverlayRenderer:
     ``close()`` when done (on the UI thread)."""
 
     def __init__(self, models: list[LoadedModel], source_spec: str = "", caption: bool = True,
-                 window: tuple[float, float] | None = None, total: int | None = None, settings: Any = None) -> None:
+                 window: tuple[float, float] | None = None, total: int | None = None, settings: Any = None,
+                 compare: CompareDraw | None = None) -> None:
         ensure_app()
         from loupe.ui.panels.factory import make_panel
         from loupe.ui.settings import settings as app_settings
@@ -197,6 +227,16 @@ class OverlayRenderer:
                 panel.overlay.setZValue(10 + i + 1)  # as MainWindow._attach_model: the later model on top
             self.panels.append(panel)
         self.colours = [model_colour(lm.task) for lm in self.models]
+        self.compare = compare
+        self.split = self.disagreement = None
+        if compare is not None:
+            from loupe.ui.panels.compare import A_RGB, B_RGB, Disagreement, Split
+
+            if max(compare.a, compare.b) >= len(self.models):
+                raise ValueError(f"compare: models {compare.a} and {compare.b} of {len(self.models)}")
+            self.split = Split(self.view.vb)
+            self.disagreement = Disagreement(self.view.vb)
+            self.colours[compare.a], self.colours[compare.b] = A_RGB, B_RGB  # the names in their sides' colours
 
     def follow(self, panels: list[Any]) -> None:
         """Draw as ``panels`` (the window's, model for model) draw now: each overlay's opacity and
@@ -222,12 +262,39 @@ class OverlayRenderer:
         for panel, mr in zip(self.panels, fr.results):
             if panel is not None:
                 panel.update_from(mr.result, frame, True)
+        agreement = self._compare(fr) if self.compare is not None else None
         img = rasterise_image(self.view, frame.width, frame.height)
+        if self.split is not None:
+            c = self.compare
+            draw_split_names(img, float(self.split.line.value()), self.models[c.a].name, self.models[c.b].name)
         if self.caption:
             rows = [(lm.name, colour, key_figures(lm.task, mr.result))
                     for lm, colour, mr in zip(self.models, self.colours, fr.results)]
+            if agreement is not None:
+                rows.append(("A vs B", None, agreement_text(agreement)))
             draw_caption(img, self._header(frame), rows)
         return img
+
+    def _compare(self, fr: FrameResult) -> Any:
+        """Model A's overlay left of the split, B's right of it, where they disagree over both
+        (as the window's Compare view draws them); their ``Agreement``."""
+        from loupe.ui.compare_view import panel_items
+
+        c, frame = self.compare, fr.frame
+        hw = (frame.height, frame.width)
+        names = (self.models[c.a].name, self.models[c.b].name)
+        if not self.split.engaged:
+            self.split.engage(panel_items(self.panels[c.a]), panel_items(self.panels[c.b]), names, hw, c.split)
+            self.split.line.label.setVisible(False)  # the names are drawn at the image's own scale instead
+        elif self.split.size != hw:
+            self.split.fit(hw, c.split)
+        ra, rb = fr.results[c.a].result, fr.results[c.b].result
+        agreement = c.comparer(ra, rb)
+        if c.disagreement:
+            self.disagreement.show(agreement, ra, rb, hw, names)
+        else:
+            self.disagreement.hide()
+        return agreement
 
     def _header(self, frame: Any) -> str:
         """Frame number and time; for DICOM the view's caption first (modality, series, the
@@ -245,10 +312,13 @@ class OverlayRenderer:
 
     def caption_rows(self, height: int) -> int:
         """Pixel rows at the bottom of a frame ``height`` high that the caption covers."""
-        return caption_height(height, max(1, len(self.models))) if self.caption else 0
+        lines = max(1, len(self.models)) + (1 if self.compare is not None else 0)
+        return caption_height(height, lines) if self.caption else 0
 
     def close(self) -> None:
         """Detach and shut the panels down, and let the view go."""
+        if self.split is not None:
+            self.split.release()
         for p in self.panels:
             if p is not None:
                 p.detach()

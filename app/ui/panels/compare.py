@@ -105,6 +105,45 @@ class OnlyBoxesItem(LabelBoxesItem):
                 p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
 
 
+class Disagreement:
+    """Where two results disagree, drawn over the frame in ``view_box`` (the window's Compare view
+    and ``loupe render --compare`` draw with it): a segmentation pair map (``pair_rgba``) or the
+    boxes only one model found (``OnlyBoxesItem``), above the models' overlays."""
+
+    def __init__(self, view_box: Any) -> None:
+        self.map_item = pg.ImageItem(axisOrder="row-major")
+        self.boxes_item = OnlyBoxesItem()
+        for z, item in ((38, self.map_item), (39, self.boxes_item)):
+            item.setZValue(z)
+            item.hide()
+            view_box.addItem(item, ignoreBounds=True)
+
+    def show(self, ag: Any, ra: Any, rb: Any, hw: tuple[int, int], names: tuple[str, str]) -> str:
+        """Draw ``ag`` (an ``Agreement`` of results ``ra`` and ``rb``) over a frame of ``hw``; the
+        legend as rich text ("" when the agreement has nothing to draw)."""
+        h, w = hw
+        if ag.pair_map is not None:
+            classes = max(len(ra.labels), len(rb.labels))
+            self.map_item.setImage(pair_rgba(ag.pair_map, ag.pairs, classes), autoLevels=False, levels=(0, 255))
+            self.map_item.setRect(QRectF(0, 0, w, h))
+            self.map_item.show()
+            self.boxes_item.hide()
+            return pair_legend(ag.pairs, ra.labels, rb.labels, int(ag.pair_map.size)) or \
+                "the two maps agree on every pixel"
+        if ag.only_a is not None and ag.only_b is not None:
+            self.boxes_item.set_only(hw, ra.boxes[ag.only_a], rb.boxes[ag.only_b])
+            self.boxes_item.show()
+            self.map_item.hide()
+            return (dot(A_RGB, f"only A ({names[0]}): {len(ag.only_a)}, dashed") + " &nbsp; "
+                    + dot(B_RGB, f"only B ({names[1]}): {len(ag.only_b)}, dash-dot"))
+        self.hide()
+        return ""
+
+    def hide(self) -> None:
+        self.map_item.hide()
+        self.boxes_item.hide()
+
+
 # --- the split ---------------------------------------------------------------------------------
 class ClipRect(QGraphicsRectItem):
     """An invisible rectangle that clips its children to itself (no pen, no brush)."""
