@@ -52,11 +52,12 @@ def _default_models(models: list[str] | None) -> list[str]:
     return [str(demo_model())]
 
 
-def load_models(args: argparse.Namespace) -> list | None:
+def load_models(args: argparse.Namespace) -> tuple[list, Callable[[Any, Any], Any] | None] | None:
     """``--model`` (default: the demo model) loaded at full resolution, with ``--providers``,
     ``--threads`` and ``--task``, then ``apply_overrides``; a guessed model's note goes to stderr.
-    None after the error lines: one for each model that cannot load (all are tried, so every bad
-    one is named at once), or the override that applies to none."""
+    The models and, with ``--compare``, their comparer (``comparer_of``). None after the error
+    lines: one for each model that cannot load (all are tried, so every bad one is named at once),
+    the override that applies to none, or two models that cannot be compared."""
     from loupe.inference.card import CardError
     from loupe.inference.engine import ModelError
     from loupe.run.pipeline import load_model
@@ -89,7 +90,12 @@ def load_models(args: argparse.Namespace) -> list | None:
     for m in models:
         if m.engine.guess is not None:
             sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
-    return models
+    comparer = None
+    if getattr(args, "compare", False):
+        comparer = comparer_of(models)
+        if comparer is None:
+            return None
+    return models, comparer
 
 
 def add_model_options(ap: argparse.ArgumentParser, track_help: str) -> None:
@@ -236,19 +242,10 @@ def _run(args: argparse.Namespace) -> int:
         summary_table,
     )
 
-    models = load_models(args)
-    if models is None:
+    loaded = load_models(args)  # and --compare's comparer
+    if loaded is None:
         return 2
-    compare = None
-    if args.compare:
-        compare, problem = comparer_of(models)
-        if problem:
-            err(problem)
-            return 2
-        names = [set(getattr(m.task, "labels", None) or ()) for m in models]
-        if all(names) and not names[0] & names[1]:  # (a model learning its classes from frame 1 has none yet)
-            sys.stderr.write(f"loupe: {models[0].name} and {models[1].name} have no class name in common; classes "
-                             "are compared by name, so they agree nowhere\n")
+    models, compare = loaded
     scoring = None
     if args.labels:
         from loupe.run.scoring import LabelScoring
@@ -390,21 +387,28 @@ def _check_compare_options(args: argparse.Namespace) -> str | None:
     return None
 
 
-def comparer_of(models: list) -> tuple[Callable[[Any, Any], Any] | None, str | None]:
-    """The comparer of the two loaded models' task, or the error line (tasks that differ, or a
-    task that cannot be compared)."""
+def comparer_of(models: list) -> Callable[[Any, Any], Any] | None:
+    """``--compare``: the comparer of the two loaded models' task; None after the error line (tasks
+    that differ, or a task that cannot be compared). Two models with no class name in common get
+    a note: classes are compared by name."""
     from loupe.base.registry import all_specs
     from loupe.tasks.agreement import comparer_for
 
     a, b = models
     if a.task.name != b.task.name:
-        return None, (f"--compare needs two models of the same task: {a.engine.path.name} is {a.task.name}, "
-                      f"{b.engine.path.name} is {b.task.name}")
+        err(f"--compare needs two models of the same task: {a.engine.path.name} is {a.task.name}, "
+            f"{b.engine.path.name} is {b.task.name}")
+        return None
     fn = comparer_for(a.task.name)
     if fn is None:
         can = ", ".join(s.name for s in all_specs() if s.comparer is not None)
-        return None, f"--compare: {a.task.name} models cannot be compared (tasks that can: {can})"
-    return fn, None
+        err(f"--compare: {a.task.name} models cannot be compared (tasks that can: {can})")
+        return None
+    names = [set(getattr(m.task, "labels", None) or ()) for m in models]
+    if all(names) and not names[0] & names[1]:  # (a model learning its classes from frame 1 has none yet)
+        sys.stderr.write(f"loupe: {a.name} and {b.name} have no class name in common; classes are compared by "
+                         "name, so they agree nowhere\n")
+    return fn
 
 
 def _agreement_line(summary: Any, models: list) -> str:

@@ -22,7 +22,6 @@ from loupe.commands.analyze import (
     add_model_options,
     add_progress_options,
     apply_limit_options,
-    comparer_of,
     load_models,
 )
 from loupe.commands.output import err, make_progress
@@ -96,17 +95,14 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     if problem:
         err(problem)
         return 2
-    models = load_models(args)  # with --task, the thresholds and --track
-    if models is None:
+    loaded = load_models(args)  # with --task, the thresholds, --track and --compare's comparer
+    if loaded is None:
         return 2
+    models, comparer = loaded
     compare = None
-    if args.compare:
+    if comparer is not None:
         from loupe.run.render import CompareDraw
 
-        comparer, problem = comparer_of(models)
-        if problem:
-            err(problem)
-            return 2
         compare = CompareDraw(0, 1, comparer, args.split, not args.no_disagreement)
 
     import itertools
