@@ -241,3 +241,36 @@ def test_interrupted_render_leaves_a_video_that_plays(render, tmp_path, argmax_m
     assert rc == 130 and lines == [f"loupe: interrupted; 5 frames written to {out}"]
     frames, _, size = decode(out)
     assert len(frames) == 5 and size == (176, 144)
+
+
+def test_scale_draws_each_pixel_as_a_block(render, tmp_path, argmax_model):
+    """--scale 4: each frame pixel a 4x4 block, the picture and the overlay alike (nearest
+    neighbour): the drawing equals the one at the source's size blown up; the video is 4x the size;
+    too large or out of range: exit 2 with one line."""
+    from loupe.run.pipeline import load_model
+    from loupe.ui.render_view import OverlayRenderer
+
+    rng = np.random.default_rng(5)
+    pic = rng.integers(0, 256, (30, 48, 3), dtype=np.uint8)  # noise: any smoothing would show
+    models = [load_model(str(argmax_model), display_max_side=None)]
+    fr = Runner(models).process(Frame(pic, 0, 0.0, {}))
+    drawn = {}
+    for s in (1, 4):
+        r = OverlayRenderer(models, caption=False, scale=s)
+        try:
+            drawn[s] = r.draw(fr)
+        finally:
+            r.close()
+    assert drawn[1].shape == (30, 48, 3) and drawn[4].shape == (120, 192, 3)
+    assert np.abs(drawn[1].astype(int) - pic).max() > 30  # the overlay is drawn
+    np.testing.assert_array_equal(drawn[4], np.kron(drawn[1], np.ones((4, 4, 1), np.uint8)))
+
+    Image.fromarray(pic).save(tmp_path / "small.png")
+    common = ("--model", str(argmax_model), "--quiet")
+    assert render(str(tmp_path / "small.png"), "--out", str(tmp_path / "four.mp4"), "--scale", "4", *common)[0] == 0
+    assert decode(tmp_path / "four.mp4")[2] == (192, 120)
+    rc, lines = render(str(tmp_path / "small.png"), "--out", str(tmp_path / "x.mp4"), "--scale", "9", *common)
+    assert rc == 2 and lines == ["loupe: --scale must be 1 to 8, got 9"]
+    Image.fromarray(pic[:, :1]).resize((600, 30)).save(tmp_path / "wide.png")
+    rc, lines = render(str(tmp_path / "wide.png"), "--out", str(tmp_path / "y.mp4"), "--scale", "8", *common)
+    assert rc == 2 and len(lines) == 1 and "4800x240: at most 4096 pixels a side" in lines[0]

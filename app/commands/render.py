@@ -47,6 +47,10 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--crf", type=float, default=DEFAULT_CRF, metavar="Q",
                     help=f"H.264 quality, 0 (lossless) to 51 (default {DEFAULT_CRF}: close to visually lossless)")
     ap.add_argument("--no-caption", action="store_true", help="no caption strip (model names and figures)")
+    ap.add_argument("--scale", type=int, default=1, metavar="N",
+                    help="draw each frame N times its size, each pixel an N x N block (1 to 8; default 1: the "
+                         "source's size), for small frames such as 64x64 MR slices, whose caption is unreadable "
+                         "at their own size")
     ap.add_argument("--compare", action="store_true",
                     help="with exactly two --model of the same task: draw them as Model ▸ Compare two models does, "
                          "the first left of a line and the second right of it, where they disagree over both, and "
@@ -75,6 +79,8 @@ def _check(args: argparse.Namespace) -> str | None:
     for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
         if v is not None and not 0.0 <= v <= 1.0:
             return f"{opt} must be between 0 and 1, got {v:g}"
+    if not 1 <= args.scale <= 8:
+        return f"--scale must be 1 to 8, got {args.scale}"
     if not 0.0 <= args.split <= 1.0:
         return f"--split is a fraction of the frame's width, 0 to 1, got {args.split:g}"
     if (args.split != 0.5 or args.no_disagreement) and not args.compare:
@@ -90,7 +96,7 @@ def _check(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     """``loupe render`` with the parsed options; ``make_renderer(models, source_spec=, caption=,
-    total=, compare=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
+    total=, compare=, scale=)`` gives the object whose ``draw(frame_result)`` draws a frame (``OverlayRenderer``)."""
     problem = _check(args)
     if problem:
         err(problem)
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
             total = min(total, args.max_frames) if total else args.max_frames
         frames = iter(source) if args.max_frames is None else itertools.islice(source, args.max_frames)
         renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption, total=total,
-                                 compare=compare)
+                                 compare=compare, scale=args.scale)
 
         def open_writer(width: int, height: int) -> VideoWriter:
             writers.append(VideoWriter(out, width, height, fps, crf=args.crf))

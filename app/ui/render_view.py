@@ -22,14 +22,24 @@ import sys
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 
 from loupe.run.pipeline import FrameResult, LoadedModel
-from loupe.run.render import CompareDraw, agreement_text, frame_label, key_figures, model_colour
+from loupe.run.render import (
+    CompareDraw,
+    RenderError,
+    agreement_text,
+    frame_label,
+    key_figures,
+    model_colour,
+)
 
 logger = logging.getLogger(__name__)
 
+MAX_SCALE = 8  # ``loupe render --scale``: at most this many image pixels per frame pixel, each way
+MAX_SCALED_SIDE = 4096  # ... and at most this many pixels a side
+NARROW = 480  # a caption narrower than this puts the frame and time on a line of their own
 CAPTION_TEXT = QColor(232, 234, 237)  # the view's caption colour (#e8eaed)
 CAPTION_FILL = QColor(0, 0, 0, 150)  # the view's caption box, a little darker
 
@@ -64,12 +74,14 @@ def qimage_rgb(img: QImage) -> np.ndarray:
     return buf[:, : 3 * w].reshape(h, w, 3).copy()
 
 
-def rasterise_image(view: Any, width: int, height: int) -> QImage:
+def rasterise_image(view: Any, width: int, height: int, scale: int = 1) -> QImage:
     """The frame rectangle (0, 0, ``width``, ``height``) of ``view`` (a ``FrameView``: the frame
     and every overlay attached to its view box) as a ``width`` x ``height`` image, one image pixel
-    per frame pixel, without the view's own caption."""
+    per frame pixel (``scale``: ``scale`` x ``scale`` image pixels per frame pixel, nearest
+    neighbour), without the view's own caption."""
     vb = view.vb
     source = vb.mapViewToScene(QRectF(0, 0, width, height)).boundingRect()  # updates the view's matrix
+    width, height = width * scale, height * scale
     img = QImage(width, height, QImage.Format.Format_RGB32)
     img.fill(QColor(0, 0, 0))
     caption_shown = view.text.isVisible()
@@ -94,10 +106,14 @@ def caption_font_px(height: int) -> int:
     return int(min(28, max(10, round(height / 40))))
 
 
-def caption_height(height: int, lines: int) -> int:
-    """Height in pixels of a caption strip of ``lines`` lines at the bottom of a frame ``height`` high."""
+def caption_height(height: int, lines: int, width: int | None = None) -> int:
+    """Height in pixels of a caption strip of ``lines`` model lines at the bottom of a frame
+    ``height`` high (and ``width`` wide: narrower than ``NARROW`` the frame and time take a line of
+    their own above them)."""
     if lines <= 0:
         return 0
+    if width is not None and width < NARROW:
+        lines += 1
     px = caption_font_px(height)
     return min(height, int(np.ceil(lines * px * 1.35 + px * 0.5)))
 
@@ -107,8 +123,9 @@ def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int,
     colour where it has one) then its figures; ``header`` (frame and time) right-aligned on the
     first line. Text too long for the width is elided."""
     w, h = img.width(), img.height()
+    own_line = bool(header) and w < NARROW  # a narrow frame: the header on a line of its own, on top
     lines = max(1, len(rows))
-    strip = caption_height(h, lines)
+    strip = caption_height(h, lines, w)
     px = caption_font_px(h)
     font = QFont()
     font.setPixelSize(px)
@@ -122,8 +139,14 @@ def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int,
         p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
         p.fillRect(QRectF(0, h - strip, w, strip), CAPTION_FILL)
         y0 = h - strip + pad * 0.5
-        header = fm.elidedText(header, Qt.TextElideMode.ElideLeft, w * 0.6) if header else ""
-        head_w = fm.horizontalAdvance(header) + pad if header else 0.0
+        header = fm.elidedText(header, Qt.TextElideMode.ElideLeft, w - 2 * pad if own_line else w * 0.6) \
+            if header else ""
+        head_w = fm.horizontalAdvance(header) + pad if header and not own_line else 0.0
+        if own_line:
+            p.setFont(font)
+            p.setPen(CAPTION_TEXT)
+            p.drawText(QPointF(pad, y0 + fm.ascent() + (line_h - fm.height()) / 2), header)
+            y0 += line_h
         for i in range(lines):
             name, colour, figures = rows[i] if rows else ("", None, "")
             base = y0 + i * line_h + fm.ascent() + (line_h - fm.height()) / 2
@@ -139,7 +162,7 @@ def draw_caption(img: QImage, header: str, rows: list[tuple[str, tuple[int, int,
                 p.setFont(font)
                 p.setPen(CAPTION_TEXT)
                 p.drawText(x, base, fm.elidedText(figures, Qt.TextElideMode.ElideRight, max(0.0, pad + room - x)))
-            if i == 0 and header:
+            if i == 0 and header and not own_line:
                 p.setFont(font)
                 p.setPen(CAPTION_TEXT)
                 p.drawText(w - pad - fm.horizontalAdvance(header), base, header)
@@ -206,7 +229,7 @@ class OverlayRenderer:
 
     def __init__(self, models: list[LoadedModel], source_spec: str = "", caption: bool = True,
                  window: tuple[float, float] | None = None, total: int | None = None, settings: Any = None,
-                 compare: CompareDraw | None = None) -> None:
+                 compare: CompareDraw | None = None, scale: int = 1) -> None:
         ensure_app()
         from loupe.ui.panels.factory import make_panel
         from loupe.ui.settings import settings as app_settings
@@ -227,6 +250,9 @@ class OverlayRenderer:
                 panel.overlay.setZValue(10 + i + 1)  # as MainWindow._attach_model: the later model on top
             self.panels.append(panel)
         self.colours = [model_colour(lm.task) for lm in self.models]
+        if not 1 <= int(scale) <= MAX_SCALE:
+            raise ValueError(f"scale must be 1 to {MAX_SCALE}, got {scale}")
+        self.scale = int(scale)
         self.compare = compare
         self.split = self.disagreement = None
         if compare is not None:
@@ -263,10 +289,14 @@ class OverlayRenderer:
             if panel is not None:
                 panel.update_from(mr.result, frame, True)
         agreement = self._compare(fr) if self.compare is not None else None
-        img = rasterise_image(self.view, frame.width, frame.height)
+        s = self.scale
+        if max(frame.width, frame.height) * s > MAX_SCALED_SIDE:
+            raise RenderError(f"a {frame.width}x{frame.height} frame drawn {s} times its size would be "
+                              f"{frame.width * s}x{frame.height * s}: at most {MAX_SCALED_SIDE} pixels a side")
+        img = rasterise_image(self.view, frame.width, frame.height, s)
         if self.split is not None:
             c = self.compare
-            draw_split_names(img, float(self.split.line.value()), self.models[c.a].name, self.models[c.b].name)
+            draw_split_names(img, float(self.split.line.value()) * s, self.models[c.a].name, self.models[c.b].name)
         if self.caption:
             rows = [(lm.name, colour, key_figures(lm.task, mr.result))
                     for lm, colour, mr in zip(self.models, self.colours, fr.results)]
@@ -310,10 +340,12 @@ class OverlayRenderer:
         """:meth:`draw_image` as an H x W x 3 RGB uint8 array."""
         return qimage_rgb(self.draw_image(fr))
 
-    def caption_rows(self, height: int) -> int:
-        """Pixel rows at the bottom of a frame ``height`` high that the caption covers."""
+    def caption_rows(self, height: int, width: int | None = None) -> int:
+        """Pixel rows at the bottom of a frame ``height`` high (and ``width`` wide), drawn ``scale``
+        times its size, that the caption covers."""
         lines = max(1, len(self.models)) + (1 if self.compare is not None else 0)
-        return caption_height(height, lines) if self.caption else 0
+        wide = None if width is None else width * self.scale
+        return caption_height(height * self.scale, lines, wide) if self.caption else 0
 
     def close(self) -> None:
         """Detach and shut the panels down, and let the view go."""

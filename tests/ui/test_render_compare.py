@@ -131,7 +131,7 @@ def test_the_window_exports_the_compare_view_while_comparing(qtbot, win, frames,
     exported, _, _ = decode(out)
     cli = render(frames, tmp_path / "cli.mp4", pair, "--compare", "--split", "0.3", "--no-disagreement")
     assert len(exported) == len(cli) == 3
-    caption_top = H - caption_height(H, 3)  # the export has its caption (A, B, A vs B); the CLI run none
+    caption_top = H - caption_height(H, 3, W)  # the export's caption (frame, A, B, A vs B); the CLI run none
     for e, c in zip(exported, cli):
         assert mad(e[:caption_top].astype(np.float64), c[:caption_top]) < TOLERANCE
 
