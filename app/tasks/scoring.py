@@ -42,7 +42,7 @@ from loupe.tasks.segmentation import confusion_matrix, iou_from_confusion
 
 IGNORE = 255
 
-__all__ = ["ClassificationScorer", "DetectionScorer", "Scorer", "SegmentationScorer", "scorer_for"]
+__all__ = ["ClassificationScorer", "DetectionScorer", "FrameScores", "Scorer", "SegmentationScorer", "scorer_for"]
 
 
 def _num(v: float | None, digits: int | None = 6) -> float | None:
@@ -258,6 +258,26 @@ class ClassificationScorer(Scorer):
         total = int(self.confusion.sum())
         return {"frames": self.frames, "accuracy": _fig(np.trace(self.confusion) / total) if total else None,
                 "confusion": {"labels": labels, "matrix": self.confusion.tolist()}}
+
+
+class FrameScores:
+    """One model's scores over frames that may be shown more than once (the window: a frame played
+    again or stepped back to): the last row and frame score per frame index, and each frame
+    counted once in the pooled figures (``scorer.summary()``): a frame scored before is scored
+    again by a fresh scorer of the same kind, which pools nothing."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.scores: dict[int, float | None] = {}
+
+    def score(self, index: int, result: Any, labels: Any, class_map: np.ndarray | None) -> dict[str, Any]:
+        """Score frame ``index``'s result against its labels; the row (also kept in ``rows``,
+        its frame score in ``scores``)."""
+        sc = self.scorer if index not in self.scores else type(self.scorer)(self.scorer.task)
+        row = sc.score(result, labels, class_map)
+        self.rows[index], self.scores[index] = row, self.scorer.frame_score(row)
+        return row
 
 
 def scorer_for(task: Any) -> Scorer | None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from loupe.base import registry
+from loupe.tasks.scoring import FrameScores, scorer_for
 from loupe.ui.panels.compare import CompareWidget, Disagreement, Split
 from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import figure_text
@@ -81,8 +81,7 @@ class Compare:
         self.comparer = None
         self.task = ""
         self.values: dict[int, float] = {}
-        self.scores: tuple[dict[int, float | None], dict[int, float | None]] = ({}, {})
-        self.scorers: list[Any] = [None, None]
+        self.pools: list[FrameScores | None] = [None, None]  # A's and B's scores, each frame pooled once
         self._class_maps: list[Any] = [None, None]
         self._labels = None  # the LabelSet the scores belong to
         self.last = None  # the last Agreement
@@ -179,8 +178,7 @@ class Compare:
 
     def _reset(self) -> None:
         self.values.clear()
-        self.scores = ({}, {})
-        self.scorers = [None, None]
+        self.pools = [None, None]
         self._class_maps = [None, None]
         self._labels = None
         self.last = None
@@ -267,9 +265,14 @@ class Compare:
         self.widget.legend.setText(self.disagreement.show(ag, ra, rb, hw, (self.a.name, self.b.name)))
 
     # --- scoring against labels -------------------------------------------------------------------
-    def _scorer_class(self, lm):
-        ref = getattr(lm.spec, "scorer", None) if lm.spec is not None else None
-        return None if ref is None else registry.resolve(ref)
+    @property
+    def scores(self) -> tuple[dict[int, float | None], dict[int, float | None]]:
+        """A's and B's frame scores so far (frame index -> score)."""
+        return tuple({} if p is None else p.scores for p in self.pools)
+
+    @property
+    def scorers(self) -> list[Any]:
+        return [None if p is None else p.scorer for p in self.pools]
 
     def _score(self, fr, ia: int, ib: int) -> bool:
         """With labels open: score both models on this frame; False when nothing was scored."""
@@ -277,30 +280,26 @@ class Compare:
         labels = None if gt is None else gt.labels
         if labels is not self._labels:  # other labels (or none): the scores start again
             self._labels = labels
-            self.scores, self.scorers, self._class_maps = ({}, {}), [None, None], [None, None]
+            self.pools, self._class_maps = [None, None], [None, None]
             self.widget.set_names(self.a.name, self.b.name, scored=labels is not None, note=self._note)
         if labels is None:
             return False
         frame = fr.frame
-        h, w = frame.pixels.shape[:2]
-        path = frame.metadata.get("path")
         try:
-            truth = labels.get(frame.index, Path(path).stem if path else None, (h, w))
+            truth = gt.frame_labels(frame)  # read once per frame, shared with the Ground truth dock
             if truth is None:
                 return False
             for k, (lm, i) in enumerate(((self.a, ia), (self.b, ib))):
-                cls = self._scorer_class(lm)
-                if cls is None:
-                    continue
                 result = fr.results[i].result
+                if self.pools[k] is None:
+                    scorer = scorer_for(lm.task)
+                    if scorer is None:
+                        continue
+                    self.pools[k] = FrameScores(scorer)
                 if self._class_maps[k] is None:
                     names = tuple(getattr(result, "labels", None) or getattr(lm.task, "labels", ()) or ())
                     self._class_maps[k] = labels.class_map(names)
-                if self.scorers[k] is None:
-                    self.scorers[k] = cls(lm.task)
-                scorer = self.scorers[k] if frame.index not in self.scores[k] else cls(lm.task)
-                row = scorer.score(result, truth, self._class_maps[k])
-                self.scores[k][frame.index] = scorer.frame_score(row)
+                self.pools[k].score(frame.index, result, truth, self._class_maps[k])
         except Exception as e:  # a label that does not fit its frame or model: say so (once), keep playing
             logger.warning("scoring frame %d for compare: %s", frame.index, e)
             self._tell(f"Cannot score frame {frame.index + 1} for the comparison: {e}")

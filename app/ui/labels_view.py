@@ -25,6 +25,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
 from loupe.base import registry
+from loupe.tasks.scoring import FrameScores
 from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import (
     GroundTruthWidget,
@@ -94,10 +95,9 @@ class GroundTruth:
         self.labels = None  # loupe.sources.labels.LabelSet
         self.path = ""
         self.model = None  # the LoadedModel followed
-        self.scorer = None
+        self.pool: FrameScores | None = None  # its scores, each frame counted once
         self.class_map: np.ndarray | None = None
-        self.scores: dict[int, float | None] = {}
-        self.rows: dict[int, dict[str, Any]] = {}
+        self._truth: tuple[tuple, Any] | None = None  # the last frame's labels, read once per frame
         self.cost_ms = 0.0  # the last frame's label lookup, scoring and drawing
         self.score_ms = 0.0  # ... its label lookup and scoring alone
         self._unknown_told = False  # class names the model lacks: said once per labels
@@ -121,6 +121,30 @@ class GroundTruth:
         file_menu.addAction(self.action)
         win.frameShown.connect(self.on_frame)
         win.sourceOpened.connect(lambda _name: self.reset())
+
+    @property
+    def scorer(self):
+        return None if self.pool is None else self.pool.scorer
+
+    @property
+    def scores(self) -> dict[int, float | None]:
+        return {} if self.pool is None else self.pool.scores
+
+    @property
+    def rows(self) -> dict[int, dict[str, Any]]:
+        return {} if self.pool is None else self.pool.rows
+
+    def frame_labels(self, frame):
+        """The open labels of ``frame`` (None: unlabelled, or no labels open), read from their
+        file once per frame shown however many views score it (this dock, the Compare view)."""
+        if self.labels is None:
+            return None
+        h, w = frame.pixels.shape[:2]
+        path = frame.metadata.get("path")
+        key = (id(self.labels), frame.index, Path(path).stem if path else None, (h, w))
+        if self._truth is None or self._truth[0] != key:
+            self._truth = (key, self.labels.get(frame.index, key[2], (h, w)))
+        return self._truth[1]
 
     # --- opening ---------------------------------------------------------------------------
     def take_dropped(self, paths: list[str]) -> list[str]:
@@ -163,11 +187,10 @@ class GroundTruth:
     def reset(self) -> None:
         """Forget the scores (a new source, new labels or another model)."""
         self._refresh.stop()
-        self.scorer = None
+        self.pool = None
         self.model = None
         self.class_map = None
-        self.scores.clear()
-        self.rows.clear()
+        self._truth = None
         self.widget.show_scores({})
         self.widget.pooled.setText("")
         self.widget.frame_text.setText("")
@@ -217,7 +240,7 @@ class GroundTruth:
         i, lm, scorer_cls = found
         if lm is not self.model:
             self.reset()
-            self.model, self.scorer = lm, scorer_cls(lm.task)
+            self.model, self.pool = lm, FrameScores(scorer_cls(lm.task))
             res = fr.results[i].result
             self.widget.set_classes(tuple(getattr(res, "labels", ()) or ()), _kind(res))
             self.widget.title.setText(f"<b>Ground truth</b>: {Path(self.path).name} — scoring {lm.name}")
@@ -238,9 +261,7 @@ class GroundTruth:
     def _score(self, lm, result, frame) -> None:
         t0 = time.perf_counter()
         h, w = frame.pixels.shape[:2]
-        path = frame.metadata.get("path")
-        stem = Path(path).stem if path else None
-        truth = self.labels.get(frame.index, stem, (h, w))
+        truth = self.frame_labels(frame)
         if truth is None:
             self._clear_items()
             self.widget.frame_text.setText(f"frame {frame.index + 1}: no label (unlabelled, not scored)")
@@ -254,12 +275,8 @@ class GroundTruth:
                 self.win.show_error(f"The labels name classes {lm.name} does not have (not scored): "
                                     + ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else ""), "info")
         cmap = self.class_map
-        if frame.index in self.scores:  # seen before: score it without counting it twice in the pool
-            row = type(self.scorer)(lm.task).score(result, truth, cmap)
-        else:
-            row = self.scorer.score(result, truth, cmap)
-        s = self.scorer.frame_score(row)
-        self.rows[frame.index], self.scores[frame.index] = row, s
+        self.pool.score(frame.index, result, truth, cmap)  # a frame seen before is pooled once
+        s = self.pool.scores[frame.index]
         self.score_ms = (time.perf_counter() - t0) * 1e3
         if self.widget.show_box.isChecked():
             self._draw(result, truth, cmap, (h, w))
