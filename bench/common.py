@@ -138,3 +138,23 @@ def rss_growth(samples: list[tuple[int, float]], warmup: int) -> str | None:
     return (f"RSS after warm-up ({after[0][0]} frames) {after[0][1]:.1f} MB -> {after[-1][1]:.1f} MB at "
             f"{after[-1][0]}: growth {growth:+.1f} MB (peak {peak:+.1f}); goal <= 20 MB: "
             f"{'met' if growth <= 20 else 'NOT met'}   load {load()}")
+
+
+def minus(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+    """(median, best) of ``a`` less ``b``'s, never below 0: what one step adds to another."""
+    return tuple(max(0.0, x - y) for x, y in zip(a, b))
+
+
+def print_steps(rows: list[tuple[str, tuple[float, float]]], width: int) -> None:
+    """The (step, (median ms, best ms)) rows as a table, the step's name ``width`` wide."""
+    print(f"{'step':{width}s} {'median':>8s} {'best':>8s}  ms")
+    for name, (med, best) in rows:
+        print(f"{name:{width}s} {med:8.2f} {best:8.2f}")
+
+
+def per_frame_total(title: str, *parts: tuple[float, float]) -> tuple[float, ...]:
+    """Print and return the sum of ``parts`` ((median, best) each): the post-processing and drawing
+    a frame costs."""
+    total = tuple(sum(p[k] for p in parts) for k in range(2))
+    print(f"{title}: {total[0]:.2f} ms median, {total[1]:.2f} ms best   load {load()}")
+    return total

@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     d = draw_figures(result, frame, args.classes, r)
     base = d["render_base"]
-    draw = tuple(max(0.0, a - b) for a, b in zip(d["render_boxes"], base))
-    draw_nl = tuple(max(0.0, a - b) for a, b in zip(d["render_no_labels"], base))
+    draw = common.minus(d["render_boxes"], base)
+    draw_nl = common.minus(d["render_no_labels"], base)
     rows += [
         ("panel update per frame (boxes to the item)", d["update_fast"]),
         ("panel update with table and plot (a few times a second)", d["update_slow"]),
@@ -235,15 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         (f"  drawing {result.count} boxes without labels", draw_nl),
         ("(for scale) task.prepare: letterbox 1080p -> 640, NCHW", timed(lambda: task.prepare(frame), r)),
     ]
-    print(f"{'step':56s} {'median':>8s} {'best':>8s}  ms")
-    for name, (med, best) in rows:
-        print(f"{name:56s} {med:8.2f} {best:8.2f}")
+    common.print_steps(rows, 56)
     print(f"the panel adds 1 item to the frame view for all {result.count} boxes "
           f"(view box: {d['view_items'][0]} items with the frame's own)")
     post, upd = rows[2][1], d["update_fast"]
-    total = tuple(a + b + c for a, b, c in zip(post, upd, draw))
-    print(f"post-processing + drawing per frame: {total[0]:.2f} ms median, {total[1]:.2f} ms best   "
-          f"load {common.load()}")
+    total = common.per_frame_total("post-processing + drawing per frame", post, upd, draw)
     inf = None if args.no_inference else inference_ms(r)
     if inf is not None:
         name, (med, best) = inf

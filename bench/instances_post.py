@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     d = draw_figures(result, frame, args.classes, r)
     base = d["render_base"]
-    draw = tuple(max(0.0, a - b) for a, b in zip(d["render_all"], base))
+    draw = common.minus(d["render_all"], base)
     rows += [
         (f"  id map -> RGBA with outlines ({disp[1]}x{disp[0]})", d["rgba"]),
         ("panel update per frame (boxes + one mask image)", d["update_fast"]),
@@ -161,15 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         (f"render 1080p view, frame + {result.count} masks and boxes", d["render_all"]),
         (f"  drawing {result.count} masks and boxes with labels", draw),
     ]
-    print(f"{'step':60s} {'median':>8s} {'best':>8s}  ms")
-    for name, (med, best) in rows:
-        print(f"{name:60s} {med:8.2f} {best:8.2f}")
+    common.print_steps(rows, 60)
     print(f"the panel adds 2 items to the frame view for all {result.count} instances (boxes, masks; "
           f"view box: {d['view_items'][0]} items with the frame's own)")
     post, upd = rows[4][1], d["update_fast"]
-    total = tuple(a + b + c for a, b, c in zip(post, upd, draw))
-    print(f"post-processing + drawing per frame (window): {total[0]:.2f} ms median, {total[1]:.2f} ms best   "
-          f"load {common.load()}")
+    common.per_frame_total("post-processing + drawing per frame (window)", post, upd, draw)
     return 0
 
 
