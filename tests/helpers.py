@@ -185,3 +185,28 @@ def bench_module(name: str):
     finally:
         sys.modules.pop(spec.name, None)
         sys.path.remove(str(folder))
+
+
+class FakeHost:
+    """What a panel factory may use of the window (``loupe.ui.panels.base.PanelHost``), for panel
+    tests: settings in an INI file under ``tmp_path`` (None without one), the seeks and re-runs
+    asked for; an error raises (a panel test expects none)."""
+
+    def __init__(self, tmp_path: Path | None = None) -> None:
+        self.settings = None
+        if tmp_path is not None:
+            from PySide6.QtCore import QSettings
+
+            self.settings = QSettings(str(Path(tmp_path) / "settings.ini"), QSettings.Format.IniFormat)
+        self.source_spec = ""
+        self.seeks: list[int] = []
+        self.reruns = 0
+
+    def seek_to(self, index: int) -> None:
+        self.seeks.append(index)
+
+    def show_error(self, text: str, level: str = "error") -> None:
+        raise AssertionError(text)
+
+    def rerun_frame(self) -> None:
+        self.reruns += 1

@@ -16,6 +16,7 @@ from loupe.sources.base import Frame
 from loupe.tasks.classification import ClassificationResult, softmax, top_indices
 from loupe.ui.panels.classification import ClassificationPanel, make_panel
 from loupe.ui.panels.segmentation import make_panel as segmentation_panel
+from tests.helpers import FakeHost as Host
 from tests.tasks.test_classification import RGB, mean_colour_classifier
 from tests.tasks.test_segmentation_kinds import constant_model
 
@@ -25,22 +26,6 @@ LABELS = ("cat", "dog", "bird", "fish", "horse", "cow", "owl")
 def result(logits, k: int = 5, labels=LABELS) -> ClassificationResult:
     probs = softmax(np.asarray(logits, np.float32))
     return ClassificationResult(probs, labels, top_indices(probs, k))
-
-
-class Host:
-    def __init__(self) -> None:
-        self.seeks: list[int] = []
-        self.settings = None
-        self.source_spec = ""
-
-    def seek_to(self, index: int) -> None:
-        self.seeks.append(index)
-
-    def show_error(self, text: str, level: str = "error") -> None:
-        raise AssertionError(text)
-
-    def rerun_frame(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtCore import QPointF, Qt
 
 from loupe.inference.card import InputSpec
 from loupe.inference.engine import Engine
@@ -24,25 +24,10 @@ from loupe.ui.panels.depth import (
     make_panel,
 )
 from tests.depth_models import make_ramp_depth_model
+from tests.helpers import FakeHost
 
 LETTERBOX = InputSpec(color="RGB", scale=1 / 255, fixed_size=(320, 320), letterbox=True)
 PADDED = InputSpec(color="RGB", scale=1 / 255, size_multiple=32)
-
-
-class FakeHost:
-    def __init__(self, tmp_path) -> None:
-        self.settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        self.source_spec = ""
-        self.seeks: list[int] = []
-
-    def seek_to(self, index: int) -> None:
-        self.seeks.append(index)
-
-    def show_error(self, text: str, level: str = "error") -> None:
-        raise AssertionError(text)
-
-    def rerun_frame(self) -> None:
-        pass
 
 
 def model_of(task) -> SimpleNamespace:

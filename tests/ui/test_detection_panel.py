@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from pyqtgraph import functions as fn
-from PySide6.QtCore import QPointF, QRectF, QSettings, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QGraphicsScene
 
@@ -18,6 +18,7 @@ from loupe.sources.base import Frame
 from loupe.tasks.detection import DetectionResult
 from loupe.ui.panels.boxes_item import BoxesItem, pick_box, place_tags, text_colour
 from loupe.ui.panels.detection import OPACITY_KEY, SHOW_LABELS_KEY, DetectionPanel, make_panel
+from tests.helpers import FakeHost
 
 LABELS = ("person", "car", "dog")
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
@@ -196,23 +197,6 @@ class FakeTask:
 
     def set_iou_threshold(self, v: float) -> None:
         self.iou_threshold = v
-
-
-class FakeHost:
-    def __init__(self, tmp_path) -> None:
-        self.settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        self.source_spec = ""
-        self.seeks: list[int] = []
-        self.reruns = 0
-
-    def seek_to(self, index: int) -> None:
-        self.seeks.append(index)
-
-    def show_error(self, text: str, level: str = "error") -> None:
-        raise AssertionError(text)
-
-    def rerun_frame(self) -> None:
-        self.reruns += 1
 
 
 def model_of(task) -> SimpleNamespace:

@@ -9,13 +9,14 @@ from types import SimpleNamespace
 
 import numpy as np
 from pyqtgraph import functions as fn
-from PySide6.QtCore import QRectF, QSettings
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QGraphicsScene
 
 from loupe.base.media import dicom_test_file
 from loupe.tasks.landmarks import Contour, LandmarksResult
 from loupe.ui.panels.landmarks import LINES_KEY, POINT_KEY, ContoursItem, LandmarksPanel, make_panel
+from tests.helpers import FakeHost
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 PALETTE = np.array([RED, GREEN, BLUE], np.uint8)
@@ -103,17 +104,6 @@ def test_points_outside_the_frame_widen_the_bounds_and_nan_points_are_skipped():
     item = item_with(pts)
     assert item.boundingRect().right() >= 260
     render(item)  # no error on a NaN point
-
-
-class FakeHost:
-    def __init__(self, tmp_path) -> None:
-        self.settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        self.source_spec = ""
-
-    def seek_to(self, index: int) -> None: ...
-    def show_error(self, text: str, level: str = "error") -> None:
-        raise AssertionError(text)
-    def rerun_frame(self) -> None: ...
 
 
 def model_of() -> SimpleNamespace:
