@@ -29,7 +29,6 @@ box's keypoints then follow from its anchor.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -55,8 +54,9 @@ from make_ultralytics_refs import (
     check,
     detect_margins,
     export,
+    first_with_margins,
     letterboxed,
-    metadata_of,
+    record,
 )
 from ultralytics import YOLO
 from ultralytics.data.augment import LetterBox
@@ -146,25 +146,9 @@ def main() -> int:
                       "conf": CONF, "iou": IOU, "max_det": MAX_DET, "frames": frames, "models": {}}
     with tempfile.TemporaryDirectory() as td:
         for spec in SPECS:
-            for attempt in range(30):
-                try:
-                    path, refs, entry = make(spec, attempt, imgs, list(frames), out, Path(td))
-                    break
-                except Thin as e:
-                    print(f"{spec[0]} attempt {attempt}: {e}", file=sys.stderr)
-            else:
-                raise SystemExit(f"{spec[0]}: no seed gave comfortable margins")
-            entry["bytes"] = path.stat().st_size
-            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-            entry["metadata_props"] = metadata_of(path)
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            entry["inputs"] = [[i.name, list(i.shape)] for i in sess.get_inputs()]
-            entry["outputs"] = [[o.name, list(o.shape)] for o in sess.get_outputs()]
-            manifest["models"][spec[0]] = entry
-            for frame, ref in refs.items():
-                ref = {"model": spec[0], "frame": frame, **ref}
-                (out / f"{Path(spec[0]).stem}__{Path(frame).stem}.json").write_text(json.dumps(ref) + "\n")
-                print(f"{spec[0]} {frame}: {len(ref['scores'])} boxes, margins {ref['margins']}", file=sys.stderr)
+            path, refs, entry = first_with_margins(spec[0], 30, lambda a, sp=spec: make(sp, a, imgs, list(frames), out,
+                                                                                         Path(td)))
+            record(out, [(spec[0], path, refs, entry)], manifest)
     (out / "pose_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return 0
 

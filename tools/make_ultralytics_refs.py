@@ -29,7 +29,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -518,17 +520,9 @@ def main() -> int:
         imgs = [cv2.imread(str(out / f)) for f in manifest["frames"]]
         coco = [yaml.safe_load((CFG / "datasets" / "coco.yaml").read_text())["names"][i] for i in range(80)]
         with tempfile.TemporaryDirectory() as td:
-            for attempt in range(20):
-                try:
-                    made = make_rtdetr(attempt, imgs, manifest["frames"], out, Path(td), coco)
-                    break
-                except Thin as e:
-                    print(f"attempt {attempt}: {e}", file=sys.stderr)
-            else:
-                raise SystemExit("rtdetr: no seed gave comfortable margins")
-        for name, path, refs, entry in made:
-            manifest["models"][name] = entry
-            write_refs(out, name, path, refs, manifest)
+            made = first_with_margins("rtdetr", 20, lambda a: make_rtdetr(a, imgs, manifest["frames"], out, Path(td),
+                                                                           coco))
+        record(out, made, manifest)
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -551,29 +545,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         for group in specs:
-            for attempt in range(40):  # a new seed until every reference has comfortable margins
-                try:
-                    made = make_detect_group(group, attempt, imgs, frames, out, tmp)
-                    break
-                except Thin as e:
-                    print(f"attempt {attempt}: {e}", file=sys.stderr)
-            else:
-                raise SystemExit(f"{group[0][0]}: no seed gave comfortable margins")
-            for name, path, refs, entry in made:
-                manifest["models"][name] = entry
-                write_refs(out, name, path, refs, manifest)
+            record(out, first_with_margins(group[0][0], 40,
+                                           lambda a, g=group: make_detect_group(g, a, imgs, frames, out, tmp)), manifest)
         if args.rtdetr:
-            for attempt in range(20):
-                try:
-                    made = make_rtdetr(attempt, imgs, frames, out, tmp, coco)
-                    break
-                except Thin as e:
-                    print(f"attempt {attempt}: {e}", file=sys.stderr)
-            else:
-                raise SystemExit("rtdetr: no seed gave comfortable margins")
-            for name, path, refs, entry in made:
-                manifest["models"][name] = entry
-                write_refs(out, name, path, refs, manifest)
+            record(out, first_with_margins("rtdetr", 20, lambda a: make_rtdetr(a, imgs, frames, out, tmp, coco)),
+                   manifest)
         for attempt in range(40):
             seed = 5 + 100 * attempt
             model = build(CFG / "models/11/yolo11-cls.yaml", 0.0625, 10, [imagenet[i] for i in range(10)],
@@ -598,6 +574,25 @@ def main() -> int:
 
 class Thin(Exception):
     """A reference whose margins are too thin for a robust comparison."""
+
+
+def first_with_margins(label: str, attempts: int, make: Callable[[int], Any]) -> Any:
+    """``make(attempt)`` for attempt 0, 1, ... (each a new seed) until one gives references with
+    comfortable margins (``make`` raises ``Thin`` otherwise); SystemExit naming ``label`` when
+    none of ``attempts`` does."""
+    for attempt in range(attempts):
+        try:
+            return make(attempt)
+        except Thin as e:
+            print(f"{label} attempt {attempt}: {e}", file=sys.stderr)
+    raise SystemExit(f"{label}: no seed gave comfortable margins")
+
+
+def record(out: Path, made: list, manifest: dict) -> None:
+    """Each made export's manifest entry and references (``write_refs``)."""
+    for name, path, refs, entry in made:
+        manifest["models"][name] = entry
+        write_refs(out, name, path, refs, manifest)
 
 
 def make_detect_group(group: list, attempt: int, imgs: list, frames: dict, out: Path, tmp: Path) -> list:

@@ -46,6 +46,7 @@ from make_ultralytics_refs import (
     check,
     detect_margins,
     export,
+    first_with_margins,
     letterboxed,
     write_refs,
 )
@@ -149,23 +150,19 @@ def main() -> int:
     frames = manifest["frames"]
     imgs = [cv2.imread(str(out / f)) for f in frames]
     torch.set_num_threads(1)
+    def attempt(a: int, tmp: Path) -> tuple:
+        seed = 17 + 100 * a
+        model = build(CFG / "models/11/yolo11-seg.yaml", 0.0625, len(NAMES), NAMES, "segment", seed, tmp,
+                      NAME.split(".")[0])
+        slim_box_branch(model)
+        calibrate_batchnorm(model, imgs, HW)
+        info = {"one2many": calibrate_detect(model, imgs, HW, seed, 20, "one2many", (0.0, 1.5, -0.35))}
+        info["masks"] = calibrate_coefficients(model, imgs, seed)
+        path = export(model, out, NAME, list(HW))
+        return seed, info, path, {f: predict(path, out / f) for f in frames}
+
     with tempfile.TemporaryDirectory() as td:
-        for attempt in range(40):
-            seed = 17 + 100 * attempt
-            try:
-                model = build(CFG / "models/11/yolo11-seg.yaml", 0.0625, len(NAMES), NAMES, "segment", seed,
-                              Path(td), NAME.split(".")[0])
-                slim_box_branch(model)
-                calibrate_batchnorm(model, imgs, HW)
-                info = {"one2many": calibrate_detect(model, imgs, HW, seed, 20, "one2many", (0.0, 1.5, -0.35))}
-                info["masks"] = calibrate_coefficients(model, imgs, seed)
-                path = export(model, out, NAME, list(HW))
-                refs = {f: predict(path, out / f) for f in frames}
-                break
-            except Thin as e:
-                print(f"attempt {attempt}: {e}", file=sys.stderr)
-        else:
-            raise SystemExit(f"{NAME}: no seed gave comfortable margins")
+        seed, info, path, refs = first_with_margins(NAME, 40, lambda a: attempt(a, Path(td)))
     seg = {k: manifest[k] for k in ("ultralytics", "torch", "onnxruntime", "onnx", "opencv", "conf", "iou", "max_det")
            if k in manifest}
     seg.update(ultralytics=ultralytics.__version__, torch=torch.__version__, onnxruntime=ort.__version__,
