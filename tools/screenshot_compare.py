@@ -62,7 +62,7 @@ def main() -> int:
     win.settings.setValue(SPLIT_KEY, args.split)
     win.show()
     cmp = win.compare
-    state = {"phase": "load"}
+    state = {"phase": "load"}  # until both models are loaded
 
     def loaded(_name: str) -> None:
         if len(win.models) == 1:
@@ -82,18 +82,8 @@ def main() -> int:
         win.close()
         app.quit()
 
-    def on_frame(fr) -> None:
-        if state["phase"] == "play" and fr.frame.index >= args.frames - 1:
-            state["phase"] = "seek"
-            win.player.pause()
-            win.seek_to(args.show - 1)
-        elif state["phase"] == "seek" and fr.frame.index == args.show - 1:
-            state["phase"] = "done"
-            win._update_play_button()
-            QTimer.singleShot(400, grab)
-
     win.modelLoaded.connect(loaded)
-    win.frameShown.connect(on_frame)
+    screenshot.play_then_show(win, args.frames, args.show, grab)
     win.add_model(str(demo))
     QTimer.singleShot(240_000, grab)
     app.exec()

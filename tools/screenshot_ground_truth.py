@@ -53,7 +53,6 @@ def main() -> int:
     screenshot.prepare(win, screenshot.parse_size(args.size))
     win.show()
     gt = win.ground_truth
-    state = {"phase": "play"}
 
     def opened(_name: str) -> None:
         gt.open(str(masks))
@@ -67,21 +66,13 @@ def main() -> int:
         win.close()
         app.quit()
 
-    def on_frame(fr) -> None:
-        if state["phase"] == "play" and fr.frame.index >= args.frames - 1:
-            state["phase"] = "seek"
-            win.player.pause()
-            if args.focus:
-                gt.widget.focus.setCurrentText(f"errors of {args.focus}")
-            win.seek_to(args.show - 1)
-        elif state["phase"] == "seek" and fr.frame.index == args.show - 1:
-            state["phase"] = "done"
-            win._update_play_button()
-            QTimer.singleShot(400, grab)
+    def focus() -> None:
+        if args.focus:
+            gt.widget.focus.setCurrentText(f"errors of {args.focus}")
 
     win.modelLoaded.connect(lambda _n: win.open_source(str(clip_path("bikes.mp4"))))
     win.sourceOpened.connect(opened)
-    win.frameShown.connect(on_frame)
+    screenshot.play_then_show(win, args.frames, args.show, grab, focus)
     win.add_model(str(next(p for p in demo_models() if p.stem == "demo_segmentation")))
     QTimer.singleShot(180_000, grab)
     app.exec()

@@ -58,6 +58,28 @@ def compare_then(win, done: Callable[[], None]) -> bool:
     return True
 
 
+def play_then_show(win, frames: int, show: int, done: Callable[[], None],
+                   before_seek: Callable[[], None] | None = None) -> None:
+    """Once ``frames`` frames were played: pause, call ``before_seek``, show frame ``show`` (from
+    1), and call ``done`` 400 ms after it is on screen, once the plots settled (pictures of one
+    frame with the history of many: the ground-truth and compare screenshots)."""
+    phase = ["play"]
+
+    def on_frame(fr) -> None:
+        if phase[0] == "play" and fr.frame.index >= frames - 1:
+            phase[0] = "seek"
+            win.player.pause()
+            if before_seek is not None:
+                before_seek()
+            win.seek_to(show - 1)
+        elif phase[0] == "seek" and fr.frame.index == show - 1:
+            phase[0] = "done"
+            win._update_play_button()
+            QTimer.singleShot(400, done)
+
+    win.frameShown.connect(on_frame)
+
+
 def shoot(win, app, out: str, frames: int, has_source: bool) -> list[int]:
     """Grab ``win`` into ``out`` once ``frames`` frames were shown (or at the end, a timeout, or a
     source that cannot open), then quit ``app``. The returned list's one item is the exit status
