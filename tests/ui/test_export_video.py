@@ -24,6 +24,15 @@ def ready(qtbot, win):
     return win
 
 
+def export_under_way(qtbot, win, out, frames: int):
+    """An export of the window's file to ``out`` that has written at least ``frames`` frames."""
+    job = export_video.export_to(win, str(out))
+    seen = []
+    job.progressed.connect(lambda f, info: seen.append(info.get("frames", 0)))
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1] >= frames, timeout=60000)
+    return job
+
+
 def test_menu_item_and_refusal_without_a_file(win):
     act = win.export_video_action
     assert act.text().startswith("Export &video") and act.shortcut() == QKeySequence("Ctrl+Shift+E")
@@ -52,10 +61,7 @@ def test_export_writes_every_frame_with_the_overlay(qtbot, ready, tmp_path):
 
 def test_cancel_keeps_a_video_that_plays(qtbot, ready, tmp_path):
     out = tmp_path / "cancelled.mp4"
-    job = export_video.export_to(ready, str(out))
-    seen = []
-    job.progressed.connect(lambda f, info: seen.append(info.get("frames", 0)))
-    qtbot.waitUntil(lambda: bool(seen) and seen[-1] >= 5, timeout=60000)
+    job = export_under_way(qtbot, ready, out, 5)
     with qtbot.waitSignal(job.done, timeout=60000):
         job.cancel()
     frames, _, size = decode(out)
@@ -66,10 +72,7 @@ def test_cancel_keeps_a_video_that_plays(qtbot, ready, tmp_path):
 
 def test_closing_the_window_during_an_export_ends_it(qtbot, ready, tmp_path):
     out = tmp_path / "closing.mp4"
-    job = export_video.export_to(ready, str(out))
-    seen = []
-    job.progressed.connect(lambda f, info: seen.append(info.get("frames", 0)))
-    qtbot.waitUntil(lambda: bool(seen) and seen[-1] >= 3, timeout=60000)
+    job = export_under_way(qtbot, ready, out, 3)
     ready.close()  # cancels the export and waits for it: returns, the file finalised
     assert not job.isRunning()
     frames, _, _ = decode(out)
