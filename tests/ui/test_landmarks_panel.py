@@ -8,7 +8,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from pyqtgraph import functions as fn
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QGraphicsScene
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import QGraphicsScene
 from loupe.base.media import dicom_test_file
 from loupe.tasks.landmarks import Contour, LandmarksResult
 from loupe.ui.panels.landmarks import LINES_KEY, POINT_KEY, ContoursItem, LandmarksPanel, make_panel
+from loupe.ui.render_view import qimage_rgb
 from tests.helpers import FakeHost
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -42,7 +42,7 @@ def render(item: ContoursItem) -> np.ndarray:
     scene.render(p, QRectF(0, 0, W, H), QRectF(0, 0, W, H))
     p.end()
     scene.removeItem(item)
-    return fn.ndarray_from_qimage(img.convertToFormat(QImage.Format.Format_RGBA8888)).copy()[..., :3]
+    return qimage_rgb(img)  # a copy taken while the converted image is alive
 
 
 def near(img, rgb, tol=60) -> np.ndarray:
