@@ -6,8 +6,10 @@
 them), attaches each overlay to the view box stacked as the window stacks them, and feeds each
 frame's results to the panels (``update_from``). :func:`rasterise` then renders exactly the
 frame's rectangle of the view's scene into an image of the frame's own pixel size, so a frame
-pixel is an image pixel whatever the view's zoom, and what panels draw at a constant screen size
-(box outlines, label tags) is drawn at that size in frame pixels. The DICOM caption of the view is
+pixel is an image pixel whatever the view's zoom. What panels draw at a constant screen size
+(box outlines, label tags) is drawn at that size in frame pixels up to a 1080p frame, and larger on
+larger frames (:func:`overlay_scale`), as a window fitting the frame on a 1080p screen shows it
+relative to the frame; the caption grows with the frame in the same way. The DICOM caption of the view is
 left out; the video's caption strip (:func:`draw_caption`) says the model names, each frame's
 key figures and its index and time instead.
 
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SCALE = 8  # ``loupe render --scale``: at most this many image pixels per frame pixel, each way
 MAX_SCALED_SIDE = 4096  # ... and at most this many pixels a side
+FIT_SCREEN = (1920, 1080)  # larger frames draw outlines and tags larger (``overlay_scale``)
 NARROW = 480  # a caption narrower than this puts the frame and time on a line of their own
 CAPTION_TEXT = QColor(232, 234, 237)  # the view's caption colour (#e8eaed)
 CAPTION_FILL = QColor(0, 0, 0, 150)  # the view's caption box, a little darker
@@ -95,6 +98,27 @@ def rasterise_image(view: Any, width: int, height: int, scale: int = 1) -> QImag
     return img
 
 
+def overlay_scale(width: int, height: int) -> float:
+    """How much larger than in the window, at 100% zoom, outlines, dots and label tags are drawn
+    on a ``width`` x ``height`` image: 1 up to 1920 x 1080; above it, the factor by which a window
+    would shrink the image to fit a 1920 x 1080 screen (2 for 3840 x 2160), so that they keep the
+    size relative to the frame they have there, and read when the video is watched on a screen."""
+    return max(1.0, width / FIT_SCREEN[0], height / FIT_SCREEN[1])
+
+
+def set_overlay_scale(view_box: Any, scale: float) -> None:
+    """``scale`` for every item in ``view_box`` that draws in screen pixels (``ScreenPx``),
+    however deep (the compare view's clipping parents hold overlay items)."""
+    from loupe.ui.panels.screen_px import ScreenPx
+
+    todo = list(view_box.addedItems)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, ScreenPx):
+            item.set_screen_scale(scale)
+        todo.extend(item.childItems())
+
+
 def rasterise(view: Any, width: int, height: int) -> np.ndarray:
     """:func:`rasterise_image` as an H x W x 3 RGB uint8 array."""
     return qimage_rgb(rasterise_image(view, width, height))
@@ -102,8 +126,9 @@ def rasterise(view: Any, width: int, height: int) -> np.ndarray:
 
 # --- the caption strip ------------------------------------------------------------------------------
 def caption_font_px(height: int) -> int:
-    """The caption's text height: about 1/40 of the frame's height, 10 to 28 pixels."""
-    return int(min(28, max(10, round(height / 40))))
+    """The caption's text height: about 1/40 of the frame's height, 10 to 56 pixels (27 on a
+    1080p frame, 54 on a 2160p one: the same share of the frame)."""
+    return int(min(56, max(10, round(height / 40))))
 
 
 def caption_height(height: int, lines: int, width: int | None = None) -> int:
@@ -255,6 +280,7 @@ class OverlayRenderer:
         self.scale = int(scale)
         self.compare = compare
         self.split = self.disagreement = None
+        self._overlay_scale = 1.0
         if compare is not None:
             from loupe.ui.panels.compare import A_RGB, B_RGB, Disagreement, Split
 
@@ -290,9 +316,16 @@ class OverlayRenderer:
                 panel.update_from(mr.result, frame, True)
         agreement = self._compare(fr) if self.compare is not None else None
         s = self.scale
-        if max(frame.width, frame.height) * s > MAX_SCALED_SIDE:
+        if s > 1 and max(frame.width, frame.height) * s > MAX_SCALED_SIDE:
             raise RenderError(f"a {frame.width}x{frame.height} frame drawn {s} times its size would be "
                               f"{frame.width * s}x{frame.height * s}: at most {MAX_SCALED_SIDE} pixels a side")
+        grow = overlay_scale(frame.width * s, frame.height * s)
+        set_overlay_scale(self.view.vb, grow)  # every frame: a panel may have made new items
+        if self.split is not None and grow != self._overlay_scale:
+            from loupe.ui.panels.compare import SPLIT_PX
+
+            self.split.line.setPen(self.split.line.pen.color(), width=SPLIT_PX * grow)
+        self._overlay_scale = grow
         img = rasterise_image(self.view, frame.width, frame.height, s)
         if self.split is not None:
             c = self.compare

@@ -105,7 +105,7 @@ def test_strip_click_seeks_the_window(qtbot, panel):
         scene = vb.mapViewToScene(QPointF(target, 0.5))
         view_pt = panel.strip_plot.mapFromScene(scene)
         qtbot.mouseClick(panel.strip_plot.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(int(view_pt.x()), int(view_pt.y())))
-        qtbot.waitUntil(lambda want=want: host.seeks and host.seeks[-1] == want, timeout=2000)
+        qtbot.waitUntil(lambda want=want: host.seeks and host.seeks[-1] == want, timeout=10000)
     assert host.seeks[-3:] == [12, 14, 18]
 
 
@@ -138,7 +138,7 @@ def test_window_shows_a_classifier(qtbot, win, tmp_path):
     want = shown[-1].results[0].result
     assert panel.overlay.textItem.toPlainText().startswith(want.top1_label)
     assert want.labels == RGB and panel.top_of(0) == want.top1
-    qtbot.waitUntil(lambda: bool(panel.bars.rows()), timeout=5000)
+    qtbot.waitUntil(lambda: bool(panel.bars.rows()), timeout=10000)
     assert panel.bars.rows()[0][0] == want.top1_label
     win.seek_to(10)
     qtbot.waitUntil(lambda: panel.top_of(10) is not None, timeout=10000)

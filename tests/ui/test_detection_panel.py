@@ -413,4 +413,4 @@ def test_a_detector_in_the_window_draws_its_boxes_and_the_score_slider_reruns_th
     qtbot.waitUntil(lambda: panel.last is not fr and panel.last.count == len(strict), timeout=30000)
     np.testing.assert_allclose(panel.overlay.boxes, [b for b, _c, _s in strict], atol=1e-3)
     # the count and table at display rate (the window's status tick catches up after a pause)
-    qtbot.waitUntil(lambda: panel.count_label.text() == f"count {len(strict)}", timeout=5000)
+    qtbot.waitUntil(lambda: panel.count_label.text() == f"count {len(strict)}", timeout=10000)

@@ -156,7 +156,7 @@ def test_window_runs_a_landmark_model_on_a_dicom_frame(qtbot, win, tmp_path):
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=10000)
     panel = win.panels[0]
     assert isinstance(panel, LandmarksPanel)
-    qtbot.waitUntil(lambda: panel.last is not None, timeout=5000)
+    qtbot.waitUntil(lambda: panel.last is not None, timeout=10000)
     # one item in the view box for all contours, holding the points in frame pixels
     items = [i for i in win.view.vb.childGroup.childItems() if isinstance(i, ContoursItem)]
     assert items == [panel.overlay]

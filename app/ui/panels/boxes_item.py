@@ -20,6 +20,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF, QStaticText
 
+from loupe.ui.panels.screen_px import ScreenPx
+
 BLACK, WHITE = QColor(0, 0, 0), QColor(255, 255, 255)
 
 
@@ -45,7 +47,7 @@ def pick_box(boxes: np.ndarray, keep: np.ndarray, x: float, y: float) -> int | N
     return int(idx[int(np.argmin(area))])
 
 
-class BoxesItem(pg.GraphicsObject):
+class BoxesItem(ScreenPx, pg.GraphicsObject):
     """All boxes of one result, with label tags; ``boundingRect`` is the frame."""
 
     PEN_PX = 2  # box outline width, screen pixels
@@ -67,9 +69,14 @@ class BoxesItem(pg.GraphicsObject):
         self._score_text: list[str] = []
         self._texts: dict[str, QStaticText] = {}
         self.font = QFont()
-        self.font.setPixelSize(self.FONT_PX)
-        self._fm = QFontMetricsF(self.font)
+        self.screen_scale_changed()
         self.set_labels(labels, palette)
+
+    def screen_scale_changed(self) -> None:
+        """The tag font at ``FONT_PX`` screen pixels (times the screen scale), texts laid out again."""
+        self.font.setPixelSize(max(1, round(self.px(self.FONT_PX))))
+        self._fm = QFontMetricsF(self.font)
+        self._texts.clear()
 
     def set_labels(self, labels: tuple[str, ...], palette: np.ndarray) -> None:
         """The class names and colours (every class shown again)."""
@@ -195,12 +202,8 @@ class BoxesItem(pg.GraphicsObject):
                 pen_class = c
             p.drawPolyline(poly)
 
-    @staticmethod
-    def _pen(colour: QColor, px: float) -> QPen:
-        pen = QPen(colour, px)
-        pen.setCosmetic(True)  # px screen pixels wide at any zoom
-        pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
-        return pen
+    def _pen(self, colour: QColor, px: float) -> QPen:
+        return self.pen(colour, px, join=Qt.PenJoinStyle.MiterJoin)
 
     def _class_qcolour(self, c: int) -> QColor:
         return self._colours[c] if 0 <= c < len(self._colours) else QColor(255, 0, 0)
@@ -229,7 +232,7 @@ class BoxesItem(pg.GraphicsObject):
         classes, scores = self.classes[idx].tolist(), self._score_text
         ids = idx.tolist()
         names, score_texts, widths = [], [], []
-        pad = 3.0
+        pad = self.px(3.0)
         for k, c in enumerate(classes):
             name = self._static(self._id_prefix(ids[k])
                                 + (f"{self.labels[c]} " if 0 <= c < len(self.labels) else f"class {c} "))
@@ -237,10 +240,11 @@ class BoxesItem(pg.GraphicsObject):
             names.append(name)
             score_texts.append(score)
             widths.append(name.size().width() + score.size().width() + 2 * pad)
-        th = self._fm.height() + 2
+        th = self._fm.height() + self.px(2.0)
         spots = place_tags(np.minimum(xs[:, 0], xs[:, 1]).tolist(), np.minimum(ys[:, 0], ys[:, 1]).tolist(),
                            np.maximum(ys[:, 0], ys[:, 1]).tolist(), widths, th,
                            (frame.left(), frame.top(), frame.right(), frame.bottom()))
+        nudge = self.px(1.0)
         p.resetTransform()
         p.setFont(self.font)
         pen_colour = None
@@ -253,8 +257,8 @@ class BoxesItem(pg.GraphicsObject):
             if colour is not pen_colour:
                 p.setPen(colour)
                 pen_colour = colour
-            p.drawStaticText(QPointF(x + pad, y + 1), names[k])
-            p.drawStaticText(QPointF(x + pad + names[k].size().width(), y + 1), score_texts[k])
+            p.drawStaticText(QPointF(x + pad, y + nudge), names[k])
+            p.drawStaticText(QPointF(x + pad + names[k].size().width(), y + nudge), score_texts[k])
         p.setTransform(t)
 
 

@@ -34,6 +34,7 @@ B_RGB = (0, 170, 255)  # model B: sky blue
 AGREE_RGB = (70, 70, 70)  # the agreement curve
 TIE_RGB = (200, 200, 200)  # a strip bar where both score the same
 MAP_ALPHA = 190  # the disagreement map's opacity where the classes differ
+SPLIT_PX = 2  # the split line's width, screen pixels
 STRIP = (-0.13, 0.08)  # the winner strip under the curves: y0, height (the scores are 0..1)
 
 
@@ -97,10 +98,7 @@ class OnlyBoxesItem(LabelBoxesItem):
         p.setBrush(Qt.BrushStyle.NoBrush)
         for boxes, colour, style in ((self.pred, self.ONLY_A, Qt.PenStyle.DashLine),
                                      (self.gt, self.ONLY_B, Qt.PenStyle.DashDotLine)):
-            pen = QPen(colour, 2.5)
-            pen.setCosmetic(True)
-            pen.setStyle(style)
-            p.setPen(pen)
+            p.setPen(self.pen(colour, 2.5, style))
             for b in boxes:
                 p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
 
@@ -167,7 +165,7 @@ class Split:
         self.vb = view_box
         self.clips = (ClipRect(), ClipRect())
         self.line = pg.InfiniteLine(
-            angle=90, movable=True, pen=pg.mkPen((255, 255, 255), width=2),
+            angle=90, movable=True, pen=pg.mkPen((255, 255, 255), width=SPLIT_PX),
             hoverPen=pg.mkPen((255, 230, 90), width=3), label="",
             labelOpts={"position": 0.04, "color": (255, 255, 255), "fill": (0, 0, 0, 150), "movable": False},
         )

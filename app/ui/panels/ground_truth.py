@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from loupe.ui.panels.frame_scores import FrameScoresWidget
+from loupe.ui.panels.screen_px import ScreenPx
 
 FP_RGBA = (255, 40, 40, 170)  # predicted where the label says background
 FN_RGBA = (40, 140, 255, 170)  # labelled, predicted background
@@ -96,7 +97,7 @@ def match_boxes(boxes, scores, classes, gt_boxes, gt_classes, iou: float = 0.5) 
     return pm, gm
 
 
-class LabelBoxesItem(pg.GraphicsObject):
+class LabelBoxesItem(ScreenPx, pg.GraphicsObject):
     """Predicted boxes against labelled ones: matched green, false positives red, missed labels
     dashed orange; cosmetic pens (screen pixels at any zoom). Frame pixel coordinates."""
 
@@ -126,10 +127,7 @@ class LabelBoxesItem(pg.GraphicsObject):
 
     def paint(self, p, *args) -> None:
         def pen(colour: QColor, style=Qt.PenStyle.SolidLine) -> QPen:
-            q = QPen(colour, 2)
-            q.setCosmetic(True)
-            q.setStyle(style)
-            return q
+            return self.pen(colour, 2, style)
 
         p.setBrush(Qt.BrushStyle.NoBrush)
         if self.show_labels:  # labels first: the predictions are drawn over them

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QCheckBox, QFormLayout
 
 from loupe.inference.engine import default_palette
 from loupe.ui.panels.detection import DetectionPanel, _threshold_slider, connect_panel
+from loupe.ui.panels.screen_px import ScreenPx
 
 if TYPE_CHECKING:
     from loupe.tasks.keypoints import KeypointsResult
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 KEYPOINT_THRESHOLD_KEY = "keypoints/threshold"  # 0..1 (the drawing threshold the user last set)
 
 
-class KeypointsItem(pg.GraphicsObject):
+class KeypointsItem(ScreenPx, pg.GraphicsObject):
     """Every keypoint and skeleton line of one result; ``boundingRect`` is the frame."""
 
     LINE_PX = 2  # skeleton line width, screen pixels
@@ -117,10 +118,7 @@ class KeypointsItem(pg.GraphicsObject):
         return QRectF(self._rect)
 
     def _pen(self, colour: QColor, px: float, round_cap: bool = False) -> QPen:
-        pen = QPen(colour, px)
-        pen.setCosmetic(True)  # px screen pixels at any zoom
-        pen.setCapStyle(Qt.PenCapStyle.RoundCap if round_cap else Qt.PenCapStyle.FlatCap)
-        return pen
+        return self.pen(colour, px, cap=Qt.PenCapStyle.RoundCap if round_cap else Qt.PenCapStyle.FlatCap)
 
     def paint(self, p: QPainter, *args) -> None:
         drawn = self.drawn_points()

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from loupe.tasks.landmarks import Contour, LandmarksResult
 from loupe.ui.panels.base import OverlayOnly, swatch, titled_layout
+from loupe.ui.panels.screen_px import ScreenPx
 
 LOOSE = QColor(220, 220, 220)  # points no contour lists
 POINT_PX = 5  # default dot diameter, screen pixels
@@ -37,7 +38,7 @@ LINE_PX = 2  # contour line width, screen pixels
 PICK_FRACTION = 0.03  # value_at names the nearest point within this share of the frame's longer side
 
 
-class ContoursItem(pg.GraphicsObject):
+class ContoursItem(ScreenPx, pg.GraphicsObject):
     """All contours and points of one result, in frame pixels."""
 
     def __init__(self, contours: tuple[Contour, ...], palette: np.ndarray) -> None:
@@ -94,14 +95,9 @@ class ContoursItem(pg.GraphicsObject):
     def boundingRect(self) -> QRectF:
         return QRectF(self._rect)
 
-    @staticmethod
-    def _pen(colour: QColor, px: float, round_cap: bool = False) -> QPen:
-        pen = QPen(colour, px)
-        pen.setCosmetic(True)  # px screen pixels at any zoom
-        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-        if round_cap:
-            pen.setCapStyle(Qt.PenCapStyle.RoundCap)  # a point drawn with it is a round dot
-        return pen
+    def _pen(self, colour: QColor, px: float, round_cap: bool = False) -> QPen:
+        # a point drawn with a round cap is a round dot
+        return self.pen(colour, px, join=Qt.PenJoinStyle.RoundJoin, cap=Qt.PenCapStyle.RoundCap if round_cap else None)
 
     def paint(self, p: QPainter, *args) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
