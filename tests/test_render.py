@@ -274,3 +274,31 @@ def test_scale_draws_each_pixel_as_a_block(render, tmp_path, argmax_model):
     Image.fromarray(pic[:, :1]).resize((600, 30)).save(tmp_path / "wide.png")
     rc, lines = render(str(tmp_path / "wide.png"), "--out", str(tmp_path / "y.mp4"), "--scale", "8", *common)
     assert rc == 2 and len(lines) == 1 and "4800x240: at most 4096 pixels a side" in lines[0]
+
+
+def x264_options(path) -> dict[str, str]:
+    """The settings libx264 wrote into the stream (its SEI text: "x264 - core ... options: a=1 b=2")."""
+    import re
+
+    with open(path, "rb") as f:
+        text = f.read()
+    m = re.search(rb"options: ([^\x00]*)", text)
+    assert m, "no x264 settings in the file"
+    return dict(kv.split("=", 1) for kv in m.group(1).decode("ascii", "replace").split() if "=" in kv)
+
+
+def test_preset_sets_the_encoders_speed(render, tmp_path, argmax_model, capsys):
+    clip = str(clip_path("carphone_pristine.mp4"))
+    sizes = {}
+    for preset, subme in (("ultrafast", "0"), (None, "6"), ("slow", "8")):  # subme: x264's documented values
+        out = tmp_path / f"{preset}.mp4"
+        extra = ("--preset", preset) if preset else ()
+        rc, _ = render(clip, "--model", str(argmax_model), "--out", str(out), "--max-frames", "8", "--quiet", *extra)
+        assert rc == 0 and x264_options(out)["subme"] == subme
+        assert len(decode(out)[0]) == 8
+        sizes[preset] = out.stat().st_size
+    assert sizes["ultrafast"] > sizes[None]  # the fastest preset: a bigger file at the same CRF
+    from loupe.cli import main
+
+    assert main(["render", clip, "--model", str(argmax_model), "--out", str(tmp_path / "x.mp4"), "--preset", "warp"]) == 2
+    assert "invalid choice: 'warp'" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()

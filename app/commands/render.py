@@ -36,7 +36,7 @@ DESCRIPTION = (SUMMARY + " Every frame, in order, drawn as the window draws it (
 
 
 def _add_arguments(ap: argparse.ArgumentParser) -> None:
-    from loupe.run.render import DEFAULT_CRF, DEFAULT_STILL_FPS
+    from loupe.run.render import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_STILL_FPS, PRESETS
 
     ap.add_argument("input", metavar="INPUT", help="video, image, folder or DICOM file/series")
     ap.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write (.mp4, .mkv or .mov)")
@@ -46,6 +46,9 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                          f"{DEFAULT_STILL_FPS:g})")
     ap.add_argument("--crf", type=float, default=DEFAULT_CRF, metavar="Q",
                     help=f"H.264 quality, 0 (lossless) to 51 (default {DEFAULT_CRF}: close to visually lossless)")
+    ap.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESETS, metavar="P",
+                    help=f"H.264 speed: {', '.join(PRESETS)} (default {DEFAULT_PRESET}); a faster one encodes "
+                         f"a 4K frame in a fraction of the time for a larger file at the same --crf")
     ap.add_argument("--no-caption", action="store_true", help="no caption strip (model names and figures)")
     ap.add_argument("--scale", type=int, default=1, metavar="N",
                     help="draw each frame N times its size, each pixel an N x N block (1 to 8; default 1: the "
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
                                  compare=compare, scale=args.scale)
 
         def open_writer(width: int, height: int) -> VideoWriter:
-            writers.append(VideoWriter(out, width, height, fps, crf=args.crf))
+            writers.append(VideoWriter(out, width, height, fps, crf=args.crf, preset=args.preset))
             return writers[-1]
 
         summary, _ = render_frames(frames, Runner(models), renderer.draw, open_writer, total, progress,

@@ -36,6 +36,9 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 DEFAULT_STILL_FPS = 5.0
 #: x264's constant rate factor: 18 is close to visually lossless for overlays and text.
 DEFAULT_CRF = 18
+#: libx264's speed presets, fastest first; the default trades a little speed for a smaller file
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+DEFAULT_PRESET = "fast"
 
 
 class RenderError(LoupeError):
@@ -73,7 +76,7 @@ class VideoWriter:
     and finishes the file (idempotent; also on leaving a ``with`` block)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: float = DEFAULT_CRF,
-                 preset: str = "fast") -> None:
+                 preset: str = DEFAULT_PRESET) -> None:
         import av
 
         self.path = Path(path)
