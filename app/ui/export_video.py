@@ -32,6 +32,7 @@ from loupe.run.render import (
     render_frames,
 )
 from loupe.sources.open import open_source
+from loupe.ui.export_dialog import ExportDialog, ExportOptions, save_options, saved_options
 from loupe.ui.job import Job, start_with_dialog
 
 logger = logging.getLogger(__name__)
@@ -140,18 +141,22 @@ class UiDrawer(QObject):
             self.renderer = None
 
 
-def export_job(win, out: str, max_frames: int | None = None) -> Job:
-    """A Job (not started) writing the window's open file with its models' overlays to ``out``;
-    it finishes with an :class:`Exported` (also when cancelled, with the frames so far)."""
+def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
+    """A Job (not started) writing the window's open file with its models' overlays to ``out``
+    as ``options`` say; it finishes with an :class:`Exported` (also when cancelled, with the
+    frames so far)."""
     from loupe.ui.render_view import OverlayRenderer
 
+    opts = options or ExportOptions()
+    max_frames = opts.max_frames
     spec = win.source_spec
     mine = [LoadedModel(m.engine, m.task.fresh(display_max_side=None)) for m in win.models]
     total = win.frame_count
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
     renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=total,
-                               settings=win.settings, compare=compare_draw(win))
+                               settings=win.settings, compare=compare_draw(win), caption=opts.caption,
+                               scale=opts.scale)
     renderer.follow(win.panels)  # classes hidden, opacity, fill/contour as the view shows them now
     drawer = UiDrawer(renderer, win)
     info: dict[str, Any] = {}
@@ -164,7 +169,7 @@ def export_job(win, out: str, max_frames: int | None = None) -> Job:
 
             def open_writer(width: int, height: int) -> VideoWriter:
                 info.update(width=even(width), height=even(height))
-                return VideoWriter(out, width, height, fps)
+                return VideoWriter(out, width, height, fps, crf=opts.crf, preset=opts.preset)
 
             summary, _ = render_frames(frames, Runner(mine), lambda fr: drawer.draw(fr, progress), open_writer,
                                        total, progress, status=Path(spec).name)
@@ -192,8 +197,9 @@ def compare_draw(win) -> CompareDraw | None:
 
 
 def export_dialog(win) -> None:
-    """File ▸ Export video with overlays…: ask where, then :func:`export_to`."""
-    from PySide6.QtWidgets import QFileDialog
+    """File ▸ Export video with overlays…: ask where and how (``ExportDialog``), then
+    :func:`export_to`; the options are kept for the next export."""
+    from PySide6.QtWidgets import QDialog
 
     from loupe.ui.settings import last_dir
 
@@ -204,21 +210,35 @@ def export_dialog(win) -> None:
         win.show_error("An export is running: wait for it or cancel it first.", "info")
         return
     default = str(Path(last_dir(win.settings)) / (Path(win.source_spec).stem + "_overlay.mp4"))
-    out, _ = QFileDialog.getSaveFileName(win, "Export video with overlays", default,
-                                         "MP4 video (*.mp4);;Matroska (*.mkv);;QuickTime (*.mov)")
-    if out:
-        if Path(out).suffix.lower() not in (".mp4", ".mkv", ".mov"):
-            out += ".mp4"
-        export_to(win, out)
+    dlg = ExportDialog(default, saved_options(win.settings), *open_file_facts(win), parent=win)
+    win.export_dialog = dlg  # tests and screenshots reach it while it is open
+    try:
+        if dlg.exec() != QDialog.DialogCode.Accepted:
+            return
+        opts = dlg.options()
+        save_options(win.settings, opts)
+        export_to(win, dlg.out(), opts)
+    finally:
+        win.export_dialog = None
+        dlg.deleteLater()
 
 
-def export_to(win, out: str, max_frames: int | None = None) -> Job:
-    """Every frame of the window's open file (the first ``max_frames``) with the overlays, to
-    ``out``; the player pauses, a progress dialog shows, the result or failure lands in the banner."""
+def open_file_facts(win) -> tuple[tuple[int, int] | None, float | None, int | None]:
+    """(width, height) of the frame shown, the file's frame rate and frame count (None: unknown)."""
+    last = win.last_result
+    size = (last.frame.width, last.frame.height) if last is not None else None
+    fps = getattr(getattr(win.player, "source", None), "fps", None) if win.player is not None else None
+    return size, (float(fps) if fps else None), win.frame_count
+
+
+def export_to(win, out: str, options: ExportOptions | None = None) -> Job:
+    """Every frame of the window's open file with the overlays, to ``out``, as ``options`` say
+    (default: every frame, ``ExportOptions()``); the player pauses, a progress dialog shows, the
+    result or failure lands in the banner."""
     if win.player is not None:
         win.player.pause()
         win._update_play_button()
-    job = export_job(win, out, max_frames)
+    job = export_job(win, out, options)
     return start_with_dialog(win, job, "export_job", win.export_video_action, "Export video with overlays",
                              "Exporting video…",
                              lambda info: (f"Exporting {info.get('status', '')}: {info['frames']} frames…"

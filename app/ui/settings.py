@@ -20,6 +20,10 @@ WINDOW_PRESET = "display/window_preset"  # greyscale / DICOM display window
 SEGMENTATION_OPACITY = "segmentation/opacity"  # 0..1
 SEGMENTATION_MODE = "segmentation/mode"  # "fill" or "contour"
 MODEL_ADD_MODE = "models/add_mode"  # a model loaded beside others: "ask", "add" or "replace"
+EXPORT_CAPTION = "export/caption"  # File ▸ Export video: the caption strip, "true"/"false"
+EXPORT_SCALE = "export/scale"  # ... image pixels per frame pixel, 1..8
+EXPORT_CRF = "export/crf"  # ... H.264 CRF, 0..51
+EXPORT_PRESET = "export/preset"  # ... libx264 preset
 logger = logging.getLogger(__name__)
 
 LIMITS_GROUP = "limits"  # [limits] max_megapixels, max_dicom_frames, max_memory_mb
