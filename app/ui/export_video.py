@@ -227,8 +227,8 @@ def open_file_facts(win) -> tuple[tuple[int, int] | None, float | None, int | No
     """(width, height) of the frame shown, the file's frame rate and frame count (None: unknown)."""
     last = win.last_result
     size = (last.frame.width, last.frame.height) if last is not None else None
-    fps = getattr(getattr(win.player, "source", None), "fps", None) if win.player is not None else None
-    return size, (float(fps) if fps else None), win.frame_count
+    source = getattr(win.player, "source", None)
+    return size, (output_fps(source, None) if source is not None else None), win.frame_count
 
 
 def export_to(win, out: str, options: ExportOptions | None = None) -> Job:

@@ -203,3 +203,16 @@ def test_the_options_reach_the_video_and_are_kept(qtbot, ready, tmp_path, monkey
     ready.export_video_action.trigger()
     assert seen == {"caption": False, "scale": 2, "crf": 30, "preset": "ultrafast", "frames": "all"}
     assert ready.export_job is None
+
+
+def test_the_dialog_knows_a_dicom_series_plays_at_the_still_rate(qtbot, win):
+    from loupe.base.media import dicom_test_file
+    from loupe.run.render import DEFAULT_STILL_FPS
+
+    shown = []
+    win.frameShown.connect(shown.append)
+    win.open_source(str(dicom_test_file("rtdose.dcm")), playing=False)
+    qtbot.waitUntil(lambda: win.player is not None and len(shown) >= 1, timeout=30000)
+    size, fps, count = export_video.open_file_facts(win)
+    frame = win.last_result.frame
+    assert fps == DEFAULT_STILL_FPS and count == 15 and size == (frame.width, frame.height)
