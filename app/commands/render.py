@@ -60,6 +60,9 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
                          "their agreement in the caption")
     ap.add_argument("--split", type=float, default=0.5, metavar="F",
                     help="with --compare: the line's place, a fraction of the frame's width (default 0.5)")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="with --compare: the whole frame twice, the first model's overlay on the left copy and "
+                         "the second's on the right (a video twice as wide), instead of the split")
     ap.add_argument("--no-disagreement", action="store_true",
                     help="with --compare: do not draw where the two models disagree")
     add_model_options(ap, "detection-like models: track IDs and trails")
@@ -86,8 +89,10 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--scale must be 1 to 8, got {args.scale}"
     if not 0.0 <= args.split <= 1.0:
         return f"--split is a fraction of the frame's width, 0 to 1, got {args.split:g}"
-    if (args.split != 0.5 or args.no_disagreement) and not args.compare:
-        return "--split and --no-disagreement go with --compare"
+    if (args.split != 0.5 or args.no_disagreement or args.side_by_side) and not args.compare:
+        return "--split, --side-by-side and --no-disagreement go with --compare"
+    if args.side_by_side and args.split != 0.5:
+        return "--split places the split line; --side-by-side has none"
     if args.compare and len(args.model or []) != 2:
         return f"--compare needs exactly two --model, got {len(args.model or [])}"
     if not Path(args.out).expanduser().parent.is_dir():
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     if comparer is not None:
         from loupe.run.render import CompareDraw
 
-        compare = CompareDraw(0, 1, comparer, args.split, not args.no_disagreement)
+        compare = CompareDraw(0, 1, comparer, args.split, not args.no_disagreement, args.side_by_side)
 
     import itertools
 

@@ -228,13 +228,16 @@ class CompareDraw:
     """Two of the rendered models side by side, as Model ▸ Compare two models shows them: model
     ``a``'s overlay (an index into the models) left of a line at ``split`` of the frame's width,
     model ``b``'s right of it, where they disagree drawn over both when ``disagreement``, and
-    their agreement (``comparer(result_a, result_b)``, ``loupe.tasks.agreement``) in the caption."""
+    their agreement (``comparer(result_a, result_b)``, ``loupe.tasks.agreement``) in the caption.
+    ``side_by_side``: instead of the split, the whole frame twice, a's overlay on the left copy and
+    b's on the right (a video twice as wide)."""
 
     a: int
     b: int
     comparer: Callable[[Any, Any], Any]
     split: float = 0.5
     disagreement: bool = True
+    side_by_side: bool = False
 
     def __post_init__(self) -> None:
         if self.a == self.b or min(self.a, self.b) < 0:

@@ -286,7 +286,7 @@ class OverlayRenderer:
 
             if max(compare.a, compare.b) >= len(self.models):
                 raise ValueError(f"compare: models {compare.a} and {compare.b} of {len(self.models)}")
-            self.split = Split(self.view.vb)
+            self.split = None if compare.side_by_side else Split(self.view.vb)
             self.disagreement = Disagreement(self.view.vb)
             self.colours[compare.a], self.colours[compare.b] = A_RGB, B_RGB  # the names in their sides' colours
 
@@ -326,9 +326,13 @@ class OverlayRenderer:
 
             self.split.line.setPen(self.split.line.pen.color(), width=SPLIT_PX * grow)
         self._overlay_scale = grow
-        img = rasterise_image(self.view, frame.width, frame.height, s)
+        c = self.compare
+        if c is not None and c.side_by_side:
+            img = self._side_by_side(frame.width, frame.height)
+            draw_split_names(img, float(frame.width * s), self.models[c.a].name, self.models[c.b].name)
+        else:
+            img = rasterise_image(self.view, frame.width, frame.height, s)
         if self.split is not None:
-            c = self.compare
             draw_split_names(img, float(self.split.line.value()) * s, self.models[c.a].name, self.models[c.b].name)
         if self.caption:
             rows = [(lm.name, colour, key_figures(lm.task, mr.result))
@@ -336,6 +340,34 @@ class OverlayRenderer:
             if agreement is not None:
                 rows.append(("A vs B", None, agreement_text(agreement)))
             draw_caption(img, self._header(frame), rows)
+        return img
+
+    def _side_by_side(self, width: int, height: int) -> QImage:
+        """The frame twice, side by side: model A's overlay (and no B's) on the left copy, B's (and
+        no A's) on the right one; the other models' overlays and the disagreement on both."""
+        from loupe.ui.compare_view import panel_items
+
+        c, s = self.compare, self.scale
+        items_a, items_b = panel_items(self.panels[c.a]), panel_items(self.panels[c.b])
+        shown = {id(it): (it, it.isVisible()) for it in items_a + items_b}
+        halves = []
+        try:
+            for mine, other in ((items_a, items_b), (items_b, items_a)):
+                for it in other:
+                    it.setVisible(False)
+                for it in mine:
+                    it.setVisible(shown[id(it)][1])
+                halves.append(rasterise_image(self.view, width, height, s))
+        finally:
+            for it, visible in shown.values():
+                it.setVisible(visible)
+        img = QImage(2 * width * s, height * s, QImage.Format.Format_RGB32)
+        p = QPainter(img)
+        try:
+            p.drawImage(0, 0, halves[0])
+            p.drawImage(width * s, 0, halves[1])
+        finally:
+            p.end()
         return img
 
     def _compare(self, fr: FrameResult) -> Any:
@@ -346,10 +378,10 @@ class OverlayRenderer:
         c, frame = self.compare, fr.frame
         hw = (frame.height, frame.width)
         names = (self.models[c.a].name, self.models[c.b].name)
-        if not self.split.engaged:
+        if self.split is not None and not self.split.engaged:  # (side by side: no split, nothing clipped)
             self.split.engage(panel_items(self.panels[c.a]), panel_items(self.panels[c.b]), names, hw, c.split)
             self.split.line.label.setVisible(False)  # the names are drawn at the image's own scale instead
-        elif self.split.size != hw:
+        elif self.split is not None and self.split.size != hw:
             self.split.fit(hw, c.split)
         ra, rb = fr.results[c.a].result, fr.results[c.b].result
         agreement = c.comparer(ra, rb)
@@ -377,8 +409,12 @@ class OverlayRenderer:
         """Pixel rows at the bottom of a frame ``height`` high (and ``width`` wide), drawn ``scale``
         times its size, that the caption covers."""
         lines = max(1, len(self.models)) + (1 if self.compare is not None else 0)
-        wide = None if width is None else width * self.scale
+        wide = None if width is None else width * self.scale * (2 if self.side_by_side else 1)
         return caption_height(height * self.scale, lines, wide) if self.caption else 0
+
+    @property
+    def side_by_side(self) -> bool:
+        return self.compare is not None and self.compare.side_by_side
 
     def close(self) -> None:
         """Detach and shut the panels down, and let the view go."""

@@ -43,13 +43,13 @@ def pair(tmp_path):
     return str(make_argmax_model(tmp_path / "argmax.onnx")), str(make_swapped_model(tmp_path / "swapped.onnx"))
 
 
-def render(folder, out, models, *extra) -> list[np.ndarray]:
+def render(folder, out, models, *extra, width: int = W) -> list[np.ndarray]:
     args = ["render", str(folder), "--out", str(out), "--quiet", "--no-caption"]
     for m in models:
         args += ["--model", m]
     assert main(args + list(extra)) == 0
     video, _, size = decode(out)
-    assert size == (W, H)
+    assert size == (width, H)
     return [v.astype(np.float64) for v in video]
 
 
@@ -79,6 +79,30 @@ def test_left_of_the_split_model_a_alone_right_of_it_model_b_alone(frames, pair,
     assert col.min() > 150  # white-ish, over a blue and red frame
 
 
+def test_side_by_side_model_a_on_the_left_copy_model_b_on_the_right(frames, pair, tmp_path):
+    a_model, b_model = pair
+    both = render(frames, tmp_path / "sbs.mp4", pair, "--compare", "--side-by-side", "--no-disagreement",
+                  width=2 * W)
+    only_a = render(frames, tmp_path / "a.mp4", [a_model])
+    only_b = render(frames, tmp_path / "b.mp4", [b_model])
+    whole = np.s_[TOP:, 3:-3]  # the whole frame, less the names' boxes and the edges next to the seam
+    band = np.s_[RED_ROWS[0]:RED_ROWS[1], RED_COLS[0] + 8: RED_COLS[1]]
+    assert len(both) == 3
+    for i in range(3):
+        left, right = both[i][:, :W], both[i][:, W:]
+        assert mad(left[whole], only_a[i][whole]) < TOLERANCE, i
+        assert mad(right[whole], only_b[i][whole]) < TOLERANCE, i
+        assert mad(left[band], right[band]) > 20  # each copy shows its own model where they differ
+    # with the disagreement map, both copies show it where they disagree, and agree elsewhere
+    mapped = render(frames, tmp_path / "sbs_map.mp4", pair, "--compare", "--side-by-side", width=2 * W)
+    agree = np.s_[TOP: RED_ROWS[0] - 4, 3:-3]
+    inner = np.s_[RED_ROWS[0] + 3:RED_ROWS[1] - 3, RED_COLS[0] + 12: RED_COLS[1] - 3]
+    for i in range(3):
+        for half, alone in ((np.s_[:, :W], only_a[i]), (np.s_[:, W:], only_b[i])):
+            assert mad(mapped[i][half][inner], alone[inner]) > 20
+            assert mad(mapped[i][half][agree], alone[agree]) < TOLERANCE
+
+
 def test_the_disagreement_map_is_drawn_where_they_disagree_only(frames, pair, tmp_path):
     plain = render(frames, tmp_path / "plain.mp4", pair, "--compare", "--no-disagreement")
     mapped = render(frames, tmp_path / "mapped.mp4", pair, "--compare")
@@ -99,7 +123,10 @@ def test_compare_options_are_refused_with_one_line(frames, pair, tmp_path, capsy
         (["--model", a_model, "--compare"], "--compare needs exactly two --model, got 1"),
         (["--model", a_model, "--model", det, "--compare"], "--compare needs two models of the same task"),
         (["--model", a_model, "--model", a_model, "--compare", "--split", "1.5"], "--split is a fraction"),
-        (["--model", a_model, "--split", "0.3"], "--split and --no-disagreement go with --compare"),
+        (["--model", a_model, "--split", "0.3"], "--split, --side-by-side and --no-disagreement go with --compare"),
+        (["--model", a_model, "--side-by-side"], "--split, --side-by-side and --no-disagreement go with --compare"),
+        (["--model", a_model, "--model", a_model, "--compare", "--side-by-side", "--split", "0.3"],
+         "--side-by-side has none"),
     ]
     for extra, line in cases:
         capsys.readouterr()
