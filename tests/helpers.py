@@ -210,3 +210,23 @@ class FakeHost:
 
     def rerun_frame(self) -> None:
         self.reruns += 1
+
+
+def draw_item(item, width: int, height: int) -> np.ndarray:
+    """A graphics item alone over black, one image pixel per scene unit over (0, 0, ``width``,
+    ``height``): an H x W x 3 RGB array (the item is taken out of the scene again)."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from PySide6.QtWidgets import QGraphicsScene
+
+    from loupe.ui.render_view import qimage_rgb
+
+    scene = QGraphicsScene()
+    scene.addItem(item)
+    img = QImage(width, height, QImage.Format.Format_RGB32)
+    img.fill(QColor(0, 0, 0))
+    p = QPainter(img)
+    scene.render(p, QRectF(0, 0, width, height), QRectF(0, 0, width, height))
+    p.end()
+    scene.removeItem(item)
+    return qimage_rgb(img)

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -174,6 +173,8 @@ class ExportDialog(QDialog):
         self.summary.setText(", ".join(parts))
 
     def _browse(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
         out, _ = QFileDialog.getSaveFileName(self, "Export video with overlays", self.path.text(),
                                              "MP4 video (*.mp4);;Matroska (*.mkv);;QuickTime (*.mov)")
         if out:

@@ -8,15 +8,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtWidgets import QGraphicsScene
 
 from loupe.base.media import dicom_test_file
 from loupe.tasks.landmarks import Contour, LandmarksResult
 from loupe.ui.panels.landmarks import LINES_KEY, POINT_KEY, ContoursItem, LandmarksPanel, make_panel
-from loupe.ui.render_view import qimage_rgb
-from tests.helpers import FakeHost
+from tests.helpers import FakeHost, draw_item
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 PALETTE = np.array([RED, GREEN, BLUE], np.uint8)
@@ -34,15 +31,7 @@ def result(points=POINTS, mm2=None) -> LandmarksResult:
 
 def render(item: ContoursItem) -> np.ndarray:
     """The item alone over black, one screen pixel per frame pixel: an RGB array."""
-    scene = QGraphicsScene()
-    scene.addItem(item)
-    img = QImage(W, H, QImage.Format.Format_RGB32)
-    img.fill(QColor(0, 0, 0))
-    p = QPainter(img)
-    scene.render(p, QRectF(0, 0, W, H), QRectF(0, 0, W, H))
-    p.end()
-    scene.removeItem(item)
-    return qimage_rgb(img)  # a copy taken while the converted image is alive
+    return draw_item(item, W, H)
 
 
 def near(img, rgb, tol=60) -> np.ndarray:

@@ -8,9 +8,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtWidgets import QGraphicsScene
 
 from loupe.base.media import clip_path
 from loupe.cli import main
@@ -20,7 +17,8 @@ from loupe.ui.panels.boxes_item import BoxesItem
 from loupe.ui.panels.compare import OnlyBoxesItem
 from loupe.ui.panels.keypoints import KeypointsItem
 from loupe.ui.panels.landmarks import ContoursItem
-from loupe.ui.render_view import caption_height, overlay_scale, qimage_rgb
+from loupe.ui.render_view import caption_height, overlay_scale
+from tests.helpers import draw_item
 from tests.ui.test_render_view import decode
 
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255]], np.uint8)
@@ -53,19 +51,6 @@ def only_boxes(k: int) -> OnlyBoxesItem:
     return item
 
 
-def draw(item, w: int, h: int) -> np.ndarray:
-    """``item`` alone over black, one image pixel per frame pixel."""
-    scene = QGraphicsScene()
-    scene.addItem(item)
-    img = QImage(w, h, QImage.Format.Format_RGB32)
-    img.fill(QColor(0, 0, 0))
-    p = QPainter(img)
-    scene.render(p, QRectF(0, 0, w, h), QRectF(0, 0, w, h))
-    p.end()
-    scene.removeItem(item)
-    return qimage_rgb(img)
-
-
 def shrunk_difference(small: np.ndarray, big: np.ndarray) -> float:
     """Mean absolute difference, where ``small`` draws, between ``small`` and ``big`` shrunk to its size."""
     shrunk = cv2.resize(big, small.shape[1::-1], interpolation=cv2.INTER_AREA)
@@ -83,11 +68,11 @@ def test_overlay_scale_is_the_shrink_that_fits_a_1080p_screen():
 
 @pytest.mark.parametrize("make", [boxes, keypoints, contours, only_boxes])
 def test_a_4k_drawing_shrunk_to_1080p_is_the_1080p_drawing(qtbot, make):
-    small = draw(make(1), 1920, 1080)
+    small = draw_item(make(1), 1920, 1080)
     big = make(2)
-    unscaled = shrunk_difference(small, draw(big, 3840, 2160))
+    unscaled = shrunk_difference(small, draw_item(big, 3840, 2160))
     big.set_screen_scale(overlay_scale(3840, 2160))
-    scaled = shrunk_difference(small, draw(big, 3840, 2160))
+    scaled = shrunk_difference(small, draw_item(big, 3840, 2160))
     assert scaled < 4.0, (make.__name__, scaled)
     assert unscaled > 4 * scaled + 8, (make.__name__, unscaled, scaled)  # at scale 1 they look different
 
