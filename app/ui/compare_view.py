@@ -5,7 +5,8 @@ the frames where they disagree most, and, with labels open (File ▸ Open labels
 score per frame, which one wins where and both models' pooled figures.
 
 It compares the first two loaded models of one task that has a comparer
-(``TaskSpec.comparer``), in the order they were loaded. Each shown result (the window's
+(``TaskSpec.comparer``), in the order they were loaded, unless the user picks the pair (or swaps
+A and B) in the dock; that choice holds while both models stay loaded. Each shown result (the window's
 ``frameShown``) is compared here, on the UI thread, at the class map's resolution (display
 resolution): comparing and drawing took 5.8 ms median, 12.5 ms p95 a frame (``cost_ms``) for
 two demo segmenters on bikes.mp4 (640x272) on a busy 2-core machine. The plot, the list and the
@@ -37,9 +38,10 @@ def needed() -> str:
     return f"two loaded models of the same task, one that can be compared ({', '.join(names)})"
 
 
-def find_pair(models) -> tuple[Any, Any, Any, str, int] | None:
-    """(model A, model B, comparer, task name, models of that task) for the first task, in load
-    order, with two loaded models and a comparer; None when there is no such pair."""
+def find_pair(models, prefer: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, str, int] | None:
+    """(model A, model B, comparer, task name, models of that task): ``prefer`` (A, B) where both
+    are still loaded and of one task with a comparer, else the first two loaded models of the first
+    task, in load order, with two loaded models and a comparer; None when there is no such pair."""
     from loupe.tasks.agreement import comparer_for
 
     by_task: dict[str, list] = {}
@@ -47,6 +49,7 @@ def find_pair(models) -> tuple[Any, Any, Any, str, int] | None:
         spec = lm.spec
         if spec is not None:
             by_task.setdefault(spec.name, []).append(lm)
+    found = []
     for name, lms in by_task.items():
         if len(lms) < 2:
             continue
@@ -55,9 +58,17 @@ def find_pair(models) -> tuple[Any, Any, Any, str, int] | None:
         except Exception as e:  # a plug-in's comparer that cannot be imported
             logger.warning("comparer of %s: %s", name, e)
             comparer = None
-        if comparer is not None:
-            return lms[0], lms[1], comparer, name, len(lms)
-    return None
+        if comparer is None:
+            continue
+        if prefer is not None and all(any(p is lm for lm in lms) for p in prefer) and prefer[0] is not prefer[1]:
+            return prefer[0], prefer[1], comparer, name, len(lms)
+        found.append((lms[0], lms[1], comparer, name, len(lms)))
+    return found[0] if found else None
+
+
+def same_task(models, task: str) -> list:
+    """The loaded models of ``task``, in load order."""
+    return [lm for lm in models if lm.spec is not None and lm.spec.name == task]
 
 
 def panel_items(panel) -> list:
@@ -88,8 +99,10 @@ class Compare:
         self.cost_ms = 0.0  # the last frame's comparison and drawing (scoring included)
         self._told = False  # a frame that could not be compared or scored: said once per pair
         self._note = ""  # "3 segmentation models loaded: comparing the first two"
+        self.choice: tuple[Any, Any] | None = None  # the pair the user picked in the dock (A, B)
         self.widget = CompareWidget()
         self.widget.seekRequested.connect(win.seek_to)
+        self.widget.pairChosen.connect(self.choose)
         self.widget.overlayToggled.connect(self._on_map_toggled)
         self.dock, self._refresh = bottom_dock(win, "Compare", "compare", self.widget, self.refresh)  # hidden until on
         vb = win.view.vb
@@ -109,7 +122,7 @@ class Compare:
         if not on:
             self.stop()
             return True
-        found = find_pair(self.win.models)
+        found = find_pair(self.win.models, self.choice)
         if found is None:
             self._check(False)
             loaded = ", ".join(f"{lm.name} ({lm.spec.name if lm.spec else '?'})" for lm in self.win.models)
@@ -124,8 +137,12 @@ class Compare:
         self.on = True
         self._check(True)
         self._told = False
-        note = (f"{count} {self.task} models loaded: comparing the first two" if count > 2 else "")
+        models = same_task(self.win.models, self.task)
+        first_two = models[:2] == [self.a, self.b]
+        note = (f"{count} {self.task} models loaded: comparing the first two (pick others above the figures)"
+                if count > 2 and first_two else "")
         self.widget.set_names(self.a.name, self.b.name, scored=False, note=note)
+        self.widget.set_choices([lm.name for lm in models], index_of(models, self.a), index_of(models, self.b))
         self._note = note
         gt_dock = getattr(getattr(self.win, "ground_truth", None), "dock", None)
         if gt_dock is not None and gt_dock.isVisible() and self.dock not in self.win.tabifiedDockWidgets(gt_dock):
@@ -161,13 +178,26 @@ class Compare:
         self.action.setEnabled(len(self.win.models) >= 2)
         if not self.on:
             return
-        found = find_pair(self.win.models)
+        found = find_pair(self.win.models, self.choice)
         if found is None:
             self.stop(f"Compare off: it needs {needed()}.")
-        elif found[0] is not self.a or found[1] is not self.b:
-            self.start(found)
-        elif found[4] > 2 and not self._note:
-            self.start(found)  # a third model of the task: the note says which two
+        elif found[0] is not self.a or found[1] is not self.b or found[4] != self.widget.combo_a.count():
+            self.start(found)  # another pair, or another model of the task to choose from
+
+    def choose(self, a: int, b: int) -> None:
+        """Compare the ``a``-th and ``b``-th loaded models of the task compared (the dock's
+        choice; A and B swapped when they are the pair compared now the other way round)."""
+        if not self.on:
+            return
+        models = same_task(self.win.models, self.task)
+        if not (0 <= a < len(models) and 0 <= b < len(models)):
+            return
+        if a == b:  # one model against itself: keep the pair, say why
+            self.widget.set_choices([lm.name for lm in models], index_of(models, self.a), index_of(models, self.b))
+            self.win.statusBar().showMessage("Compare: choose two different models for A and B", 6000)
+            return
+        self.choice = (models[a], models[b])
+        self.start((models[a], models[b], self.comparer, self.task, len(models)))
 
     def _new_source(self) -> None:
         """A new source: the items back (the next frame clips them again), the values forgotten."""
@@ -317,6 +347,10 @@ class Compare:
                 n = len(scores)
                 parts.append(f"{name} {lm.name}, {n} frame{'s' if n != 1 else ''}\n" + figure_text(scorer.summary(), 4))
         self.widget.pooled.setText("\n".join(parts))
+
+
+def index_of(models: list, lm: Any) -> int:
+    return next((i for i, m in enumerate(models) if m is lm), -1)
 
 
 def install(win, menu, act) -> Compare:

@@ -212,6 +212,51 @@ def test_removing_a_compared_model_leaves_compare_cleanly(qtbot, seg_pair):
     assert cmp.values == {}
 
 
+def test_the_dock_picks_the_pair_and_swaps_a_and_b(qtbot, seg_pair, tmp_path):
+    win, shown = seg_pair
+    cmp = win.compare
+    load(qtbot, win, make_argmax_model(tmp_path / "third.onnx"))  # a third segmenter
+    home = win.view.vb.childGroup
+    pa, pb, pc = win.panels
+    assert cmp.set_on(True)
+    show(qtbot, win, shown, 1)
+    combo_a, combo_b = cmp.widget.combo_a, cmp.widget.combo_b
+    assert [combo_a.itemText(k) for k in range(combo_a.count())] == ["1. argmax", "2. swapped", "3. third"]
+    assert (combo_a.currentIndex(), combo_b.currentIndex()) == (0, 1)
+    assert "3 segmentation models loaded: comparing the first two" in cmp.widget.title.text()
+    # swap: B's overlay left of the line, A's right of it; the values start again (from the frame shown)
+    cmp.widget.swap_button.click()
+    assert (cmp.a.name, cmp.b.name) == ("swapped", "argmax") and cmp.values == {1: pytest.approx(AGREE[1])}
+    assert (combo_a.currentIndex(), combo_b.currentIndex()) == (1, 0)
+    left, right = cmp.split.clips
+    assert pb.overlay.parentItem() is left and pa.overlay.parentItem() is right
+    assert "first two" not in cmp.widget.title.text() and "A swapped · B argmax" in cmp.widget.title.text()
+    # pick the third as A: the argmax model's overlay goes back home, the third's is clipped
+    combo_a.setCurrentIndex(2)
+    combo_a.activated.emit(2)
+    assert (cmp.a.name, cmp.b.name) == ("third", "argmax")
+    show(qtbot, win, shown, 2)
+    left, right = cmp.split.clips
+    assert pc.overlay.parentItem() is left and pa.overlay.parentItem() is right
+    assert pb.overlay.parentItem() is home
+    assert cmp.values == {1: 1.0, 2: 1.0}  # the third is the argmax model again: they agree everywhere
+    combo_b.setCurrentIndex(1)
+    combo_b.activated.emit(1)
+    show(qtbot, win, shown, 1)
+    assert (cmp.a.name, cmp.b.name) == ("third", "swapped") and cmp.values[1] == pytest.approx(AGREE[1])
+    # one model as both: refused, the pair kept
+    combo_b.setCurrentIndex(2)
+    combo_b.activated.emit(2)
+    assert (cmp.a.name, cmp.b.name) == ("third", "swapped") and combo_b.currentIndex() == 1
+    assert "two different models" in win.statusBar().currentMessage()
+    # the choice holds off and on, and goes when one of its models goes
+    cmp.action.trigger()
+    cmp.action.trigger()
+    assert (cmp.a.name, cmp.b.name) == ("third", "swapped")
+    win.remove_model(2)
+    assert cmp.on and (cmp.a.name, cmp.b.name) == ("argmax", "swapped") and combo_a.count() == 2
+
+
 def test_without_a_comparable_pair_an_info_banner_says_what_is_needed(qtbot, win, tmp_path):
     from tests.detection_models import FORMATS, make_constant_model
 

@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
+    QComboBox,
     QGraphicsItem,
     QGraphicsRectItem,
+    QHBoxLayout,
     QLabel,
+    QToolButton,
 )
 
 from loupe.ui.panels.base import text_label
@@ -251,7 +254,11 @@ def dot(rgb, text: str) -> str:
 
 
 class CompareWidget(FrameScoresWidget):
-    """Plot | frames where they disagree most | figures, side by side (the dock sits under the view)."""
+    """Plot | frames where they disagree most | figures, side by side (the dock sits under the view).
+    Above the figures, which loaded models are A and B (``pairChosen(a, b)``: indices into the
+    names given to :meth:`set_choices`) and a button that swaps them."""
+
+    pairChosen = Signal(int, int)
 
     def __init__(self) -> None:
         super().__init__("<b>Compare</b>: load two models of the same task (Model ▸ Compare two models)",
@@ -272,7 +279,35 @@ class CompareWidget(FrameScoresWidget):
         self.mean = QLabel("")
         self.add_figures()
         self.right.insertWidget(2, self.mean)  # under the legend
+        row = QHBoxLayout()
+        self.combo_a, self.combo_b = QComboBox(), QComboBox()
+        self.swap_button = QToolButton()
+        self.swap_button.setText("⇄")
+        self.swap_button.setToolTip("Swap A and B: A's overlay goes right of the line, B's left")
+        self.swap_button.clicked.connect(lambda: self.pairChosen.emit(self.combo_b.currentIndex(),
+                                                                      self.combo_a.currentIndex()))
+        for name, combo, rgb in (("A", self.combo_a, A_RGB), ("B", self.combo_b, B_RGB)):
+            label = QLabel(dot(rgb, name))
+            combo.setToolTip(f"The model compared as {name} (the loaded models of the task compared)")
+            combo.setMinimumContentsLength(8)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.activated.connect(lambda _i: self.pairChosen.emit(self.combo_a.currentIndex(),
+                                                                    self.combo_b.currentIndex()))
+            row.addWidget(label)
+            row.addWidget(combo, 1)
+            if name == "A":
+                row.addWidget(self.swap_button)
+        self.right.insertLayout(0, row)
         self.set_names("A", "B", scored=False)
+
+    def set_choices(self, names: list[str], a: int, b: int) -> None:
+        """The models that can be compared (``names``, in load order) with ``a`` and ``b`` chosen."""
+        for combo, k in ((self.combo_a, a), (self.combo_b, b)):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([f"{i + 1}. {n}" for i, n in enumerate(names)])
+            combo.setCurrentIndex(k)
+            combo.blockSignals(False)
 
     def set_names(self, a: str, b: str, scored: bool, note: str = "") -> None:
         """The heading and the plot's key for models ``a`` and ``b`` (``scored``: labels are open)."""
