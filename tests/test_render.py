@@ -302,3 +302,40 @@ def test_preset_sets_the_encoders_speed(render, tmp_path, argmax_model, capsys):
 
     assert main(["render", clip, "--model", str(argmax_model), "--out", str(tmp_path / "x.mp4"), "--preset", "warp"]) == 2
     assert "invalid choice: 'warp'" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_start_renders_from_that_frame_numbered_as_the_window_does(render, tmp_path, argmax_model):
+    clip = str(clip_path("carphone_pristine.mp4"))
+    m = str(argmax_model)
+    rc, _ = render(clip, "--model", m, "--out", str(tmp_path / "all.mp4"), "--max-frames", "8", "--quiet",
+                   "--no-caption")
+    assert rc == 0
+    rc, lines = render(clip, "--model", m, "--out", str(tmp_path / "later.mp4"), "--start", "5", "--max-frames", "3",
+                       "--no-caption")
+    assert rc == 0 and "3 frames" in lines[-1]
+    first, _, _ = decode(tmp_path / "all.mp4")
+    later, _, _ = decode(tmp_path / "later.mp4")
+    assert len(later) == 3
+    for k in range(3):  # frames 5, 6, 7 (indices 4 to 6): each nearest its own frame of the first render
+        diffs = [float(np.abs(later[k].astype(float) - f).mean()) for f in first]
+        assert int(np.argmin(diffs)) == 4 + k and diffs[4 + k] < 6.0, (k, diffs)  # (another place in the GOP)
+    import av
+
+    with av.open(clip) as c:
+        count = c.streams.video[0].frames
+    rc, _ = render(clip, "--model", m, "--out", str(tmp_path / "end.mp4"), "--start", str(count), "--quiet")
+    assert rc == 0 and len(decode(tmp_path / "end.mp4")[0]) == 1  # the last frame alone
+    for start, says in (("0", "--start is a frame number from 1, got 0"),
+                        (str(count + 1), f"cannot start at frame {count + 1}: carphone_pristine.mp4 has {count}")):
+        rc, lines = render(clip, "--model", m, "--out", str(tmp_path / "bad.mp4"), "--start", start, "--quiet")
+        assert rc == 2 and len(lines) == 1 and says in lines[0], lines
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_the_caption_numbers_frames_of_the_whole_input():
+    from types import SimpleNamespace
+
+    from loupe.run.render import frame_label
+
+    frame = SimpleNamespace(index=100, timestamp=4.0, metadata={})
+    assert frame_label(frame, 250) == "frame 101/250 · 4.00 s"

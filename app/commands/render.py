@@ -40,7 +40,9 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
 
     ap.add_argument("input", metavar="INPUT", help="video, image, folder or DICOM file/series")
     ap.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write (.mp4, .mkv or .mov)")
-    ap.add_argument("--max-frames", type=int, metavar="N", help="the first N frames only")
+    ap.add_argument("--start", type=int, default=1, metavar="N",
+                    help="the first frame to render, numbered from 1 as the window shows them (default 1)")
+    ap.add_argument("--max-frames", type=int, metavar="N", help="at most N frames (from --start)")
     ap.add_argument("--fps", type=float, metavar="F",
                     help=f"frame rate of the video (default: a video's own; images, folders and DICOM "
                          f"{DEFAULT_STILL_FPS:g})")
@@ -78,6 +80,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--out must end in {', '.join(VIDEO_SUFFIXES)}, got {args.out}"
     if args.max_frames is not None and args.max_frames < 1:
         return "--max-frames must be at least 1"
+    if args.start < 1:
+        return f"--start is a frame number from 1, got {args.start}"
     if args.fps is not None and not args.fps > 0:
         return f"--fps must be above 0, got {args.fps:g}"
     if not 0 <= args.crf <= 51:
@@ -119,10 +123,8 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
 
         compare = CompareDraw(0, 1, comparer, args.split, not args.no_disagreement, args.side_by_side)
 
-    import itertools
-
     from loupe.run.pipeline import Runner
-    from loupe.run.render import RenderError, VideoWriter, output_fps, render_frames
+    from loupe.run.render import RenderError, VideoWriter, output_fps, render_frames, select_frames
     from loupe.sources.base import SourceError
     from loupe.sources.open import open_source
 
@@ -137,12 +139,10 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     renderer = None
     try:
         fps = output_fps(source, args.fps)
-        total = source.frame_count
-        if args.max_frames is not None:
-            total = min(total, args.max_frames) if total else args.max_frames
-        frames = iter(source) if args.max_frames is None else itertools.islice(source, args.max_frames)
-        renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption, total=total,
-                                 compare=compare, scale=args.scale)
+        frames, total = select_frames(source, args.start, args.max_frames)
+        # the caption numbers frames as the window does: of the whole input
+        renderer = make_renderer(models, source_spec=args.input, caption=not args.no_caption,
+                                 total=source.frame_count, compare=compare, scale=args.scale)
 
         def open_writer(width: int, height: int) -> VideoWriter:
             writers.append(VideoWriter(out, width, height, fps, crf=args.crf, preset=args.preset))

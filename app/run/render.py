@@ -13,9 +13,10 @@ leaves a file that plays, with the frames written so far.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -57,6 +58,23 @@ def pad_even(rgb: np.ndarray) -> np.ndarray:
     if (eh, ew) == (h, w):
         return rgb
     return np.pad(rgb, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+
+
+def select_frames(source: Any, start: int = 1, max_frames: int | None = None) -> tuple[Iterator[Frame], int | None]:
+    """The frames of ``source`` to render, from frame ``start`` (numbered from 1, as the window's
+    transport shows them) and at most ``max_frames`` of them, and how many that is (None:
+    unknown). A ``start`` past the end raises ``RenderError``."""
+    count = source.frame_count
+    if start < 1:
+        raise RenderError(f"the first frame is frame 1, got {start}")
+    if count is not None and start > count:
+        raise RenderError(f"cannot start at frame {start}: {getattr(source, 'name', 'the input')} has {count}")
+    if start > 1:
+        source.seek(start - 1)
+    left = None if count is None else count - (start - 1)
+    if max_frames is None:
+        return iter(source), left
+    return itertools.islice(source, max_frames), (max_frames if left is None else min(left, max_frames))
 
 
 def output_fps(source: Any, fps: float | None) -> float:

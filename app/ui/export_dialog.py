@@ -36,7 +36,8 @@ class ExportOptions:
     """What an export draws and how it encodes (``loupe render``'s options of the same names)."""
 
     caption: bool = True
-    max_frames: int | None = None  # None: every frame
+    start: int = 1  # the first frame, numbered from 1 as the transport shows them
+    max_frames: int | None = None  # None: every frame (from ``start``)
     scale: int = 1  # image pixels per frame pixel, each way
     crf: float = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
@@ -82,10 +83,12 @@ def out_problem(text: str) -> str | None:
 
 class ExportDialog(QDialog):
     """The file and the options of one export. ``frame_size`` (width, height), ``fps`` and
-    ``frame_count`` describe the open file (None where unknown)."""
+    ``frame_count`` describe the open file, ``shown`` the frame on screen (from 1; None where
+    unknown)."""
 
     def __init__(self, out: str, opts: ExportOptions, frame_size: tuple[int, int] | None = None,
-                 fps: float | None = None, frame_count: int | None = None, parent: QWidget | None = None) -> None:
+                 fps: float | None = None, frame_count: int | None = None, shown: int | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export video with overlays")
         self.setMinimumWidth(500)
@@ -103,11 +106,22 @@ class ExportDialog(QDialog):
         row.addWidget(self.path, 1)
         row.addWidget(browse)
         form.addRow("File", row)
+        row = QHBoxLayout()
+        self.start = QSpinBox()
+        self.start.setRange(1, frame_count if frame_count else 10_000_000)
+        self.start.setValue(opts.start)
+        self.start.setToolTip("The first frame of the video, numbered as the transport shows them")
+        row.addWidget(self.start, 1)
+        self.from_shown = QPushButton(f"From the frame shown ({shown})" if shown else "From the frame shown")
+        self.from_shown.setEnabled(shown is not None)
+        self.from_shown.clicked.connect(lambda: self.start.setValue(shown or 1))
+        row.addWidget(self.from_shown)
+        form.addRow("Start at frame", row)
         self.frames = QSpinBox()
         self.frames.setRange(0, frame_count if frame_count else 10_000_000)
         self.frames.setSpecialValueText("all")
         self.frames.setValue(0 if opts.max_frames is None else opts.max_frames)
-        self.frames.setToolTip("The first N frames only (all: every frame)")
+        self.frames.setToolTip("At most this many frames from the start (all: to the end)")
         form.addRow("Frames", self.frames)
         self.caption = QCheckBox("Caption strip: model names, key figures, frame and time")
         self.caption.setChecked(opts.caption)
@@ -142,21 +156,22 @@ class ExportDialog(QDialog):
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
-        for signal in (self.frames.valueChanged, self.scale.valueChanged):
+        for signal in (self.start.valueChanged, self.frames.valueChanged, self.scale.valueChanged):
             signal.connect(self._describe)
         self.path.textChanged.connect(lambda _t: self.error.setText(""))
         self._describe()
 
     def options(self) -> ExportOptions:
         n = int(self.frames.value())
-        return ExportOptions(caption=self.caption.isChecked(), max_frames=n or None, scale=int(self.scale.value()),
-                             crf=float(self.crf.value()), preset=self.preset.currentText())
+        return ExportOptions(caption=self.caption.isChecked(), start=int(self.start.value()), max_frames=n or None,
+                             scale=int(self.scale.value()), crf=float(self.crf.value()),
+                             preset=self.preset.currentText())
 
     def out(self) -> str:
         return str(Path(self.path.text().strip()).expanduser())
 
     def _describe(self) -> None:
-        """The video the options make: "1280x544 (2 × 640x272), 25 fps, 12 of 250 frames"."""
+        """The video the options make: "1280x544 (2 × 640x272), 25 fps, frames 20 to 31 of 250"."""
         parts = []
         s = int(self.scale.value())
         if self.frame_size is not None:
@@ -165,11 +180,15 @@ class ExportDialog(QDialog):
             parts.append(size + (f" ({s} × {w}x{h})" if s > 1 else ""))
         if self.fps:
             parts.append(f"{self.fps:g} fps")
-        n = int(self.frames.value())
-        if self.frame_count:
-            parts.append(f"{n} of {self.frame_count} frames" if n else f"{self.frame_count} frames")
+        n, first, count = int(self.frames.value()), int(self.start.value()), self.frame_count
+        if count:
+            last = min(count, first + n - 1) if n else count
+            parts.append(f"{count} frames" if (first, last) == (1, count) else
+                         f"frames {first} to {last} of {count} ({last - first + 1} frames)")
         elif n:
-            parts.append(f"the first {n} frames")
+            parts.append(f"{n} frames from frame {first}")
+        elif first > 1:
+            parts.append(f"from frame {first}")
         self.summary.setText(", ".join(parts))
 
     def _browse(self) -> None:

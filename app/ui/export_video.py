@@ -12,7 +12,6 @@ the live view keeps its own state.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from loupe.run.render import (
     even,
     output_fps,
     render_frames,
+    select_frames,
 )
 from loupe.sources.open import open_source
 from loupe.ui.export_dialog import ExportDialog, ExportOptions, save_options, saved_options
@@ -148,13 +148,9 @@ def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
     from loupe.ui.render_view import OverlayRenderer
 
     opts = options or ExportOptions()
-    max_frames = opts.max_frames
     spec = win.source_spec
     mine = [LoadedModel(m.engine, m.task.fresh(display_max_side=None)) for m in win.models]
-    total = win.frame_count
-    if max_frames is not None:
-        total = min(total, max_frames) if total else max_frames
-    renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=total,
+    renderer = OverlayRenderer(mine, source_spec=spec, window=win.view.window_override, total=win.frame_count,
                                settings=win.settings, compare=compare_draw(win), caption=opts.caption,
                                scale=opts.scale)
     renderer.follow(win.panels)  # classes hidden, opacity, fill/contour as the view shows them now
@@ -165,7 +161,7 @@ def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
         source = open_source(spec)
         try:
             fps = output_fps(source, None)
-            frames = iter(source) if max_frames is None else itertools.islice(source, max_frames)
+            frames, total = select_frames(source, opts.start, opts.max_frames)
 
             def open_writer(width: int, height: int) -> VideoWriter:
                 info.update(width=even(width), height=even(height))
@@ -223,12 +219,14 @@ def export_dialog(win) -> None:
         dlg.deleteLater()
 
 
-def open_file_facts(win) -> tuple[tuple[int, int] | None, float | None, int | None]:
-    """(width, height) of the frame shown, the file's frame rate and frame count (None: unknown)."""
+def open_file_facts(win) -> tuple[tuple[int, int] | None, float | None, int | None, int | None]:
+    """(width, height) of the frame shown, the file's frame rate and frame count, and the frame
+    shown, numbered from 1 (None: unknown)."""
     last = win.last_result
     size = (last.frame.width, last.frame.height) if last is not None else None
     source = getattr(win.player, "source", None)
-    return size, (output_fps(source, None) if source is not None else None), win.frame_count
+    return (size, (output_fps(source, None) if source is not None else None), win.frame_count,
+            None if last is None else last.frame.index + 1)
 
 
 def export_to(win, out: str, options: ExportOptions | None = None) -> Job:

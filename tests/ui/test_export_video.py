@@ -3,6 +3,9 @@ overlays to H.264; cancel keeps a video that plays; closing the window during an
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pytest
 from PySide6.QtGui import QKeySequence
 
@@ -100,15 +103,20 @@ def test_export_draws_as_the_view_shows_now(qtbot, ready, tmp_path):
 def test_the_dialog_says_what_the_video_will_be_and_why_it_cannot_export(qtbot, tmp_path):
     from loupe.ui.export_dialog import ExportDialog
 
-    dlg = ExportDialog("", ExportOptions(), (640, 272), 25.0, 250)
+    dlg = ExportDialog("", ExportOptions(), (640, 272), 25.0, 250, shown=20)
     qtbot.addWidget(dlg)
     assert dlg.summary.text() == "640x272, 25 fps, 250 frames"
     dlg.scale.setValue(2)
     dlg.frames.setValue(12)
-    assert dlg.summary.text() == "1280x544 (2 × 640x272), 25 fps, 12 of 250 frames"
+    assert dlg.summary.text() == "1280x544 (2 × 640x272), 25 fps, frames 1 to 12 of 250 (12 frames)"
     assert dlg.frames.maximum() == 250 and dlg.frames.text() == "12"
+    dlg.from_shown.click()  # from the frame on screen
+    assert dlg.start.value() == 20 and dlg.options().start == 20
+    assert dlg.summary.text().endswith("frames 20 to 31 of 250 (12 frames)")
     dlg.frames.setValue(0)
     assert dlg.frames.text() == "all" and dlg.options().max_frames is None
+    assert dlg.summary.text().endswith("frames 20 to 250 of 250 (231 frames)")
+    dlg.start.setValue(1)
     for text, says in (("", "Choose a file"), (str(tmp_path / "a.avi"), "must end in .mp4, .mkv, .mov"),
                        (str(tmp_path / "nowhere" / "a.mp4"), "There is no folder"),
                        (str(tmp_path), "must end in")):
@@ -213,6 +221,25 @@ def test_the_dialog_knows_a_dicom_series_plays_at_the_still_rate(qtbot, win):
     win.frameShown.connect(shown.append)
     win.open_source(str(dicom_test_file("rtdose.dcm")), playing=False)
     qtbot.waitUntil(lambda: win.player is not None and len(shown) >= 1, timeout=30000)
-    size, fps, count = export_video.open_file_facts(win)
+    win.seek_to(3)
+    qtbot.waitUntil(lambda: shown[-1].frame.index == 3, timeout=30000)
+    size, fps, count, on_screen = export_video.open_file_facts(win)
     frame = win.last_result.frame
-    assert fps == DEFAULT_STILL_FPS and count == 15 and size == (frame.width, frame.height)
+    assert fps == DEFAULT_STILL_FPS and count == 15 and size == (frame.width, frame.height) and on_screen == 4
+
+
+def test_an_export_can_start_at_a_later_frame(qtbot, ready, tmp_path):
+    from loupe.sources.open import open_source
+
+    out = tmp_path / "later.mp4"
+    job = export_video.export_to(ready, str(out), ExportOptions(start=101, max_frames=3))
+    with qtbot.waitSignal(job.done, timeout=60000):
+        pass
+    frames, _, _ = decode(out)
+    assert len(frames) == 3 and job.result.summary.frames == 3
+    with open_source(str(clip_path("bikes.mp4"))) as src:
+        raw = {f.index: f.pixels for f in itertools.islice(src, 103) if f.index in (0, 100, 101, 102)}
+    top = np.s_[:200]  # above the caption strip
+    for k in range(3):
+        d = {i: float(np.abs(frames[k][top].astype(float) - p[top]).mean()) for i, p in raw.items()}
+        assert min(d, key=d.get) == 100 + k, (k, d)
