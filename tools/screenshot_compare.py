@@ -5,6 +5,8 @@ resolution alone changes. The window plays ``--frames`` frames in lockstep with 
 pauses, shows frame ``--show`` (1-based) and saves a grab.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python tools/screenshot_compare.py --out docs/screenshot_compare.png
+    QT_QPA_PLATFORM=offscreen .venv/bin/python tools/screenshot_compare.py --side-by-side --no-map \
+        --out docs/screenshot_compare_side.png
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def main() -> int:
     ap.add_argument("--show", type=int, default=20, help="the frame on screen in the picture (1-based)")
     ap.add_argument("--split", type=float, default=0.5, help="the split line, a fraction of the width")
     ap.add_argument("--size", default="1400x820")
+    ap.add_argument("--side-by-side", action="store_true", help="the side-by-side view instead of the split")
+    ap.add_argument("--no-map", action="store_true", help="without the disagreement map")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -70,6 +74,8 @@ def main() -> int:
         elif state["phase"] == "load":
             state["phase"] = "play"
             assert cmp.set_on(True)
+            cmp.widget.side_box.setChecked(args.side_by_side)
+            cmp.widget.map_box.setChecked(not args.no_map)
             win.resizeDocks([cmp.dock], [290], Qt.Orientation.Vertical)
             win.open_source(str(clip_path("bikes.mp4")))
 

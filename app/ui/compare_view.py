@@ -1,6 +1,6 @@
-"""Model ▸ Compare two models: two loaded models of the same task side by side over the frame
-(model A left of a draggable line, model B right of it), where they disagree drawn over the
-frame, and a "Compare" dock: their agreement on each frame played (``loupe.tasks.agreement``),
+"""Model ▸ Compare two models: two loaded models of the same task over the frame (model A left
+of a draggable line, model B right of it; or side by side, the frame twice: Model ▸ Compare side
+by side), where they disagree drawn over the frame, and a "Compare" dock: their agreement on each frame played (``loupe.tasks.agreement``),
 the frames where they disagree most, and, with labels open (File ▸ Open labels…), each model's
 score per frame, which one wins where and both models' pooled figures.
 
@@ -30,6 +30,7 @@ from loupe.ui.panels.ground_truth import figure_text
 logger = logging.getLogger(__name__)
 
 SPLIT_KEY = "compare/split"  # QSettings: the split line's place, a fraction of the frame's width
+SIDE_KEY = "compare/side_by_side"  # QSettings: "true" for side by side, else the split
 
 
 def needed() -> str:
@@ -108,7 +109,11 @@ class Compare:
         vb = win.view.vb
         self.split = Split(vb, on_finished=self._save_split)
         self.disagreement = Disagreement(vb)
+        self.twin_disagreement = Disagreement(vb)  # side by side: the same over the second copy
         self.map_item, self.boxes_item = self.disagreement.map_item, self.disagreement.boxes_item
+        side = self.widget.side_box
+        side.setChecked(str(win.settings.value(SIDE_KEY, "false")).lower() == "true")
+        side.toggled.connect(self._on_side_toggled)
         win.frameShown.connect(self.on_frame)
         win.sourceOpened.connect(lambda _name: self._new_source())
         win.modelLoaded.connect(lambda _name: self._models_changed())
@@ -149,6 +154,7 @@ class Compare:
             self.win.tabifyDockWidget(gt_dock, self.dock)  # one row of docks under the view, not two
         self.dock.show()
         self.dock.raise_()
+        self.win.view.show_twin(self.side_by_side)
         fr = self.win.last_result
         if fr is not None:
             self.on_frame(fr)
@@ -158,6 +164,8 @@ class Compare:
         self._refresh.stop()
         self.split.release()
         self._hide_items()
+        if self.win.view.twin is not None:
+            self.win.view.show_twin(False)
         was = self.on
         self.on = False
         self.a = self.b = self.comparer = None
@@ -219,6 +227,23 @@ class Compare:
 
     def _hide_items(self) -> None:
         self.disagreement.hide()
+        self.twin_disagreement.hide()
+
+    @property
+    def side_by_side(self) -> bool:
+        return self.widget.side_box.isChecked()
+
+    def _on_side_toggled(self, on: bool) -> None:
+        """Side by side on or off: kept in the settings; while comparing, the view shows one or two
+        copies of the frame and the items move."""
+        self.win.settings.setValue(SIDE_KEY, "true" if on else "false")
+        if not self.on:
+            return
+        self.split.release()
+        self._hide_items()
+        self.win.view.show_twin(on)
+        if self.win.last_result is not None:
+            self.on_frame(self.win.last_result)
 
     def _fraction(self) -> float:
         try:
@@ -254,12 +279,13 @@ class Compare:
         t0 = time.perf_counter()
         frame = fr.frame
         hw = (int(frame.pixels.shape[0]), int(frame.pixels.shape[1]))
+        twin_x = self.win.view.twin_x() if self.side_by_side else 0.0
         if not self.split.engaged:
             panels = self.win.panels
             self.split.engage(panel_items(panels[ia]), panel_items(panels[ib]), (self.a.name, self.b.name),
-                              hw, self._fraction())
-        elif self.split.size != hw:
-            self.split.fit(hw, self.split.fraction())
+                              hw, self._fraction(), twin_x)
+        elif self.split.size != hw or self.split.twin_x != twin_x:
+            self.split.fit(hw, self.split.fraction(), twin_x)
         ra, rb = fr.results[ia].result, fr.results[ib].result
         try:
             ag = self.comparer(ra, rb)
@@ -292,7 +318,13 @@ class Compare:
             self.win.show_error(text, "info")
 
     def _draw(self, ag, ra, rb, hw: tuple[int, int]) -> None:
-        self.widget.legend.setText(self.disagreement.show(ag, ra, rb, hw, (self.a.name, self.b.name)))
+        names = (self.a.name, self.b.name)
+        self.widget.legend.setText(self.disagreement.show(ag, ra, rb, hw, names))
+        if self.side_by_side:
+            self.twin_disagreement.move_to(self.win.view.twin_x())
+            self.twin_disagreement.show(ag, ra, rb, hw, names)
+        else:
+            self.twin_disagreement.hide()
 
     # --- scoring against labels -------------------------------------------------------------------
     @property
@@ -362,6 +394,13 @@ def install(win, menu, act) -> Compare:
     a.setToolTip("Two loaded models of the same task side by side (drag the line), where they disagree, "
                  "and their agreement over time")
     holder["c"] = win.compare = Compare(win, a)
+    box = win.compare.widget.side_box
+    side = act(menu, "Compare &side by side", lambda checked=False: box.setChecked(bool(checked)), "S")
+    side.setCheckable(True)
+    side.setChecked(box.isChecked())
+    side.setToolTip("The frame twice, A's result on the left copy and B's on the right (off: the split)")
+    box.toggled.connect(side.setChecked)
+    win.compare.side_action = side
     return win.compare
 
 

@@ -182,14 +182,15 @@ def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
 
 def compare_draw(win) -> CompareDraw | None:
     """Model ▸ Compare two models on: the export draws the pair as the view does (the split where
-    it is now, the disagreement as toggled in the Compare dock); None otherwise."""
+    it is now, or side by side; the disagreement as toggled in the Compare dock); None otherwise."""
     cmp = getattr(win, "compare", None)
     if cmp is None or not cmp.on or cmp.a is None:
         return None
     idx = [next((i for i, m in enumerate(win.models) if m is lm), None) for lm in (cmp.a, cmp.b)]
     if None in idx:
         return None
-    return CompareDraw(idx[0], idx[1], cmp.comparer, cmp.split.fraction(), cmp.widget.map_box.isChecked())
+    return CompareDraw(idx[0], idx[1], cmp.comparer, cmp.split.fraction(), cmp.widget.map_box.isChecked(),
+                       cmp.side_by_side)
 
 
 def export_dialog(win) -> None:
@@ -220,10 +221,13 @@ def export_dialog(win) -> None:
 
 
 def open_file_facts(win) -> tuple[tuple[int, int] | None, float | None, int | None, int | None]:
-    """(width, height) of the frame shown, the file's frame rate and frame count, and the frame
-    shown, numbered from 1 (None: unknown)."""
+    """(width, height) of what is drawn (the frame, twice as wide side by side), the file's frame
+    rate and frame count, and the frame shown, numbered from 1 (None: unknown)."""
     last = win.last_result
     size = (last.frame.width, last.frame.height) if last is not None else None
+    draw = compare_draw(win)
+    if size is not None and draw is not None and draw.side_by_side:
+        size = (2 * size[0], size[1])  # the frame twice
     source = getattr(win.player, "source", None)
     return (size, (output_fps(source, None) if source is not None else None), win.frame_count,
             None if last is None else last.frame.index + 1)

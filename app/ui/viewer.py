@@ -18,6 +18,7 @@ from loupe.sources.base import Frame
 
 MAX_ZOOM = 32.0  # screen pixels per frame pixel at the closest zoom
 FIT_MARGIN = 1.5  # the farthest zoom shows the whole frame with this much room around it
+TWIN_GAP = 0.02  # side by side (``show_twin``): the gap between the two copies, a share of the width
 
 # name -> (center, width); None = the file's own window; "full" = the frame's min..max
 WINDOW_PRESETS: dict[str, tuple[float, float] | str | None] = {
@@ -79,6 +80,7 @@ class FrameView(pg.GraphicsLayoutWidget):
         self.window_override: tuple[float, float] | None = None
         self.is_greyscale = False
         self._last: Frame | None = None
+        self.twin: pg.ImageItem | None = None  # a second copy of the frame, right of it (show_twin)
         self.placeholder: pg.TextItem | None = pg.TextItem(
             "Drop a video, image, folder, DICOM file or .onnx model here", color="#9aa0a6", anchor=(0.5, 0.5)
         )
@@ -90,10 +92,40 @@ class FrameView(pg.GraphicsLayoutWidget):
 
     # --- zoom ------------------------------------------------------------------------------
     def fit(self) -> None:
-        """Show the whole frame, as large as the view allows (View ▸ Fit to window)."""
+        """Show the whole frame (both copies, side by side), as large as the view allows (View ▸
+        Fit to window)."""
         if self._shape is not None:
             h, w = self._shape
-            self.vb.setRange(QRectF(0, 0, w, h), padding=0)
+            self.vb.setRange(QRectF(0, 0, w + self.twin_x(), h), padding=0)
+
+    def twin_x(self) -> float:
+        """Where the second copy of the frame starts, in frame pixels (0: no second copy)."""
+        if self.twin is None or self._shape is None:
+            return 0.0
+        w = self._shape[1]
+        return float(w + max(4, round(w * TWIN_GAP)))
+
+    def show_twin(self, on: bool) -> None:
+        """A second copy of the frame right of it (the compare view's side by side), kept in step
+        with ``show_frame``, the view fitted to both; off: the copy removed, the frame fitted."""
+        if on and self.twin is None:
+            self.twin = pg.ImageItem(axisOrder="row-major")
+            self.twin.setZValue(self.image.zValue())
+            self.vb.addItem(self.twin)
+            if self._last is not None:
+                self._show_twin_image()
+        elif not on and self.twin is not None:
+            self.vb.removeItem(self.twin)
+            self.twin = None
+        self.fit()
+        self._update_limits()
+
+    def _show_twin_image(self) -> None:
+        img = self.image.image
+        if self.twin is None or img is None:
+            return
+        self.twin.setImage(img, autoLevels=False, levels=self.image.levels)
+        self.twin.setPos(self.twin_x(), 0)
 
     def new_source(self) -> None:
         """A new source: its first frame is fitted to the window, whatever the zoom was."""
@@ -111,6 +143,7 @@ class FrameView(pg.GraphicsLayoutWidget):
         if getattr(self, "closed", False):  # GraphicsView.close() resizes after deleting the scene
             return
         h, w = self._shape
+        w += self.twin_x()
         vw, vh = max(self.vb.width(), 1.0), max(self.vb.height(), 1.0)
         fit_w = max(w, h * vw / vh)  # the x range that shows the whole frame at this aspect
         self.vb.setLimits(minXRange=vw / MAX_ZOOM, maxXRange=fit_w * FIT_MARGIN,
@@ -135,7 +168,10 @@ class FrameView(pg.GraphicsLayoutWidget):
             self.pointerLeft.emit()
             return
         p = self.vb.mapSceneToView(QPointF(scene_pos))
-        self.pointerMoved.emit(p.x(), p.y())
+        x, twin = p.x(), self.twin_x()
+        if twin and x >= twin:  # over the second copy: the same frame point
+            x -= twin
+        self.pointerMoved.emit(x, p.y())
 
     def leaveEvent(self, ev) -> None:
         super().leaveEvent(ev)
@@ -206,8 +242,11 @@ class FrameView(pg.GraphicsLayoutWidget):
             self.image.setImage(p, autoLevels=False)
         else:
             self.image.setImage(p, autoLevels=False, levels=levels)
-        if self._shape != p.shape[:2]:
-            self._shape = p.shape[:2]
+        new_shape = self._shape != p.shape[:2]
+        self._shape = p.shape[:2]
+        if self.twin is not None:
+            self._show_twin_image()
+        if new_shape:
             self.vb.setLimits(minXRange=None, maxXRange=None, minYRange=None, maxYRange=None)
             self.fit()
             self._update_limits()

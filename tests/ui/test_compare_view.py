@@ -12,7 +12,7 @@ from PIL import Image
 from PySide6.QtCore import QPointF
 
 from loupe.inference.card import InputSpec, ModelCard, embed_card
-from loupe.ui.compare_view import SPLIT_KEY
+from loupe.ui.compare_view import SIDE_KEY, SPLIT_KEY
 from loupe.ui.panels.compare import A_RGB, B_RGB, MAP_ALPHA, ClipRect, pair_colour, pair_rgba
 from tests.helpers import RGB_LABELS, RGB_PALETTE, _save, make_argmax_model
 from tests.ui.test_main_window import collect, load
@@ -193,6 +193,62 @@ def test_the_split_clips_a_left_and_b_right_and_leaving_restores_the_items(qtbot
     assert pa.overlay.parentItem() is before[id(pa.overlay)][0]
     qtbot.waitUntil(lambda: cmp.split.engaged, timeout=20000)
     assert cmp.split.line.value() == pytest.approx(32) and cmp.values == {0: 1.0}
+
+
+def test_side_by_side_shows_the_frame_twice_a_on_the_left_copy_b_on_the_right(qtbot, seg_pair):
+    win, shown = seg_pair
+    cmp = win.compare
+    pa, pb = win.panels
+    home = win.view.vb.childGroup
+    assert cmp.set_on(True)
+    show(qtbot, win, shown, 1)
+    cmp.widget.map_box.setChecked(False)
+    cmp.side_action.trigger()  # Model ▸ Compare side by side (S)
+    assert cmp.side_by_side and win.settings.value(SIDE_KEY) == "true"
+    tx = win.view.twin_x()
+    assert tx == W + 4  # the gap: 2% of the width, at least 4 pixels
+    twin = win.view.twin
+    assert twin is not None and twin.pos().x() == tx
+    np.testing.assert_array_equal(twin.image, win.view.image.image)
+    left, right = cmp.split.clips
+    assert pa.overlay.parentItem() is left and pb.overlay.parentItem() is right and right.pos().x() == tx
+    assert left.rect().getRect() == right.rect().getRect() == (0, 0, W, H)
+    assert cmp.split.line.scene() is None  # no line to drag
+    assert [item.toPlainText() for item in cmp.split.name_items] == ["A  argmax", "B  swapped"]
+    (x0, x1), _ = win.view.vb.viewRange()
+    assert x0 <= 0.5 and x1 >= tx + W - 0.5  # both copies in view
+    qtbot.wait(50)
+    grab = win.view.grab().toImage()
+    for x in (10, 45):  # the whole red band: A's "red" on the left copy, B's "green" on the right one
+        a_px, b_px = frame_pixel(win, x, 15, grab), frame_pixel(win, tx + x, 15, grab)
+        assert a_px[0] > 200 and a_px[1] < 40, (x, a_px)
+        assert b_px[1] > 90 and b_px[0] < 170, (x, b_px)
+    # the pointer over the right copy reads the same frame point
+    points = []
+    win.view.pointerMoved.connect(lambda x, y: points.append((x, y)))
+    screen = win.view.mapFromScene(win.view.vb.mapViewToScene(QPointF(tx + 10.5, 15.5)))
+    qtbot.mouseMove(win.view.viewport(), screen)
+    qtbot.waitUntil(lambda: bool(points), timeout=5000)
+    assert points[-1][0] == pytest.approx(10.5, abs=1.0) and points[-1][1] == pytest.approx(15.5, abs=1.0)
+    # the next frame: the copy follows
+    show(qtbot, win, shown, 2)
+    np.testing.assert_array_equal(win.view.twin.image, win.view.image.image)
+    # the disagreement over both copies
+    cmp.widget.map_box.setChecked(True)
+    twin_map = cmp.twin_disagreement.map_item
+    assert twin_map.isVisible() and twin_map.pos().x() == tx
+    np.testing.assert_array_equal(twin_map.image, cmp.map_item.image)
+    # off: one frame and the split again
+    cmp.side_action.trigger()
+    assert win.view.twin is None and cmp.split.line.scene() is not None and right.pos().x() == 0
+    assert not twin_map.isVisible() and pb.overlay.parentItem() is right
+    # leaving compare while side by side: the copy goes, the items come home
+    cmp.side_action.trigger()
+    assert win.view.twin is not None
+    cmp.action.trigger()
+    assert win.view.twin is None and pa.overlay.parentItem() is home and pb.overlay.parentItem() is home
+    assert all(item.scene() is None for item in cmp.split.name_items)
+    assert cmp.side_by_side  # the choice is kept for the next time
 
 
 def test_removing_a_compared_model_leaves_compare_cleanly(qtbot, seg_pair):

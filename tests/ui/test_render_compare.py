@@ -163,6 +163,30 @@ def test_the_window_exports_the_compare_view_while_comparing(qtbot, win, frames,
         assert mad(e[:caption_top].astype(np.float64), c[:caption_top]) < TOLERANCE
 
 
+def test_the_window_exports_side_by_side_as_the_cli_renders_it(qtbot, win, frames, pair, tmp_path):
+    load(qtbot, win, pair[0])
+    load(qtbot, win, pair[1])
+    shown = collect(win)
+    win.open_source(str(frames), playing=False)
+    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    win.compare.action.trigger()
+    win.compare.side_action.trigger()
+    win.compare.widget.map_box.setChecked(False)
+    draw = export_video.compare_draw(win)
+    assert draw.side_by_side and not draw.disagreement
+    assert export_video.open_file_facts(win)[0] == (2 * W, H)  # what the export dialog says it will write
+    out = tmp_path / "export.mp4"
+    job = export_video.export_to(win, str(out))
+    with qtbot.waitSignal(job.done, timeout=60000):
+        pass
+    exported, _, size = decode(out)
+    assert size == (2 * W, H)
+    cli = render(frames, tmp_path / "cli.mp4", pair, "--compare", "--side-by-side", "--no-disagreement", width=2 * W)
+    caption_top = H - caption_height(H, 3, 2 * W)
+    for e, c in zip(exported, cli):
+        assert mad(e[:caption_top].astype(np.float64), c[:caption_top]) < TOLERANCE
+
+
 def test_the_caption_line_of_the_agreement():
     from loupe.run.render import agreement_text
     from loupe.tasks.agreement import Agreement

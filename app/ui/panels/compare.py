@@ -20,6 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGraphicsItem,
     QGraphicsRectItem,
@@ -144,6 +145,11 @@ class Disagreement:
         self.map_item.hide()
         self.boxes_item.hide()
 
+    def move_to(self, x: float) -> None:
+        """Draw ``x`` frame pixels right (over the second copy of a side-by-side view)."""
+        for item in (self.map_item, self.boxes_item):
+            item.setPos(x, 0)
+
 
 # --- the split ---------------------------------------------------------------------------------
 class ClipRect(QGraphicsRectItem):
@@ -162,7 +168,10 @@ class Split:
     ``engage`` moves the items under two ``ClipRect`` parents (rects (0, 0, x, h) and (x, 0, w - x,
     h) in frame pixels) and shows the draggable line; ``release`` puts each item back under the
     parent it had, with its own z value, and removes the clips and the line. An item that left the
-    scene meanwhile (its model was removed: ``ViewBox.removeItem``) is left where it is."""
+    scene meanwhile (its model was removed: ``ViewBox.removeItem``) is left where it is.
+
+    Side by side (``engage(..., twin_x=X)``): no line; A's items clipped to the frame, B's moved
+    ``X`` frame pixels right, over the view's second copy of the frame (``FrameView.show_twin``)."""
 
     def __init__(self, view_box: Any, on_moved: Any = None, on_finished: Any = None) -> None:
         self.vb = view_box
@@ -182,12 +191,21 @@ class Split:
         self.moved: list[tuple[Any, Any]] = []  # (item, its parent before) while engaged
         self.size: tuple[int, int] | None = None  # (h, w) of the frame the clips fit
         self.engaged = False
+        self.twin_x = 0.0  # side by side: where B's copy of the frame starts (0: the split)
+        self._fraction = 0.5  # side by side: the line's place to go back to
+        # side by side: each model's name under its copy's bottom-left corner, in its colour
+        self.name_items = tuple(pg.TextItem("", color=rgb, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+                                for rgb in (A_RGB, B_RGB))
+        for item in self.name_items:
+            item.setZValue(61)
 
     def engage(self, items_a: Any, items_b: Any, names: tuple[str, str], frame_hw: tuple[int, int],
-               fraction: float) -> None:
+               fraction: float, twin_x: float = 0.0) -> None:
         """Clip ``items_a`` to the left of the line and ``items_b`` to its right; the line at
-        ``fraction`` of the frame's width, labelled with the two names."""
+        ``fraction`` of the frame's width, labelled with the two names. ``twin_x`` > 0: side by
+        side instead, B's items drawn that far right."""
         self.release()
+        self.twin_x = float(twin_x)
         for clip, items in zip(self.clips, (items_a, items_b)):
             zs = [it.zValue() for it in items]
             clip.setZValue(min(zs) if zs else 10)
@@ -197,32 +215,49 @@ class Split:
                 z = it.zValue()
                 it.setParentItem(clip)
                 it.setZValue(z)
-        self.vb.addItem(self.line, ignoreBounds=True)
+        if not self.twin_x:
+            self.vb.addItem(self.line, ignoreBounds=True)
+        else:
+            for item, tag, name in zip(self.name_items, "AB", names):
+                item.setText(f"{tag}  {name}")
+                self.vb.addItem(item, ignoreBounds=True)
         self.line.label.setFormat(f"◀ {names[0]}  |  {names[1]} ▶")
         self.engaged = True
-        self.fit(frame_hw, fraction)
+        self.fit(frame_hw, fraction, twin_x)
 
-    def fit(self, frame_hw: tuple[int, int], fraction: float) -> None:
-        """The line's bounds (the frame's width) and place for a frame of ``frame_hw``."""
+    def fit(self, frame_hw: tuple[int, int], fraction: float, twin_x: float | None = None) -> None:
+        """The line's bounds (the frame's width) and place for a frame of ``frame_hw`` (side by
+        side: B's copy at ``twin_x``)."""
         self.size = (int(frame_hw[0]), int(frame_hw[1]))
+        if twin_x is not None:
+            self.twin_x = float(twin_x)
         w = self.size[1]
+        self._fraction = min(max(fraction, 0.0), 1.0)
         self.line.setBounds((0, w))
-        self.line.setValue(min(max(fraction, 0.0), 1.0) * w)
+        self.line.setValue(self._fraction * w)
         self._clip()
 
     def fraction(self) -> float:
         """Where the line is, as a fraction of the frame's width."""
-        if not self.size or not self.size[1]:
-            return 0.5
+        if self.twin_x or not self.size or not self.size[1]:
+            return self._fraction
         return min(max(float(self.line.value()) / self.size[1], 0.0), 1.0)
 
     def _clip(self) -> None:
         if self.size is None:
             return
         h, w = self.size
+        if self.twin_x:  # side by side: each model's items over its own copy of the frame
+            self.clips[0].setRect(QRectF(0, 0, w, h))
+            self.clips[1].setRect(QRectF(0, 0, w, h))
+            self.clips[1].setPos(self.twin_x, 0)
+            for item, x in zip(self.name_items, (0.0, self.twin_x)):
+                item.setPos(x, h)
+            return
         x = min(max(float(self.line.value()), 0.0), float(w))
         self.clips[0].setRect(QRectF(0, 0, x, h))
         self.clips[1].setRect(QRectF(x, 0, w - x, h))
+        self.clips[1].setPos(0, 0)
 
     def release(self) -> None:
         """Every moved item back under its own parent; the clips and the line out of the view."""
@@ -239,9 +274,12 @@ class Split:
         if self.engaged:
             for clip in self.clips:
                 self.vb.removeItem(clip)
-            self.vb.removeItem(self.line)
+            for item in (self.line, *self.name_items):
+                if item.scene() is not None:
+                    self.vb.removeItem(item)
         self.engaged = False
         self.size = None
+        self.twin_x = 0.0
 
 
 # --- the dock's widget ---------------------------------------------------------------------------
@@ -298,6 +336,10 @@ class CompareWidget(FrameScoresWidget):
             if name == "A":
                 row.addWidget(self.swap_button)
         self.right.insertLayout(0, row)
+        self.side_box = QCheckBox("Side by side")
+        self.side_box.setToolTip("The frame twice: A's result on the left copy, B's on the right one "
+                                 "(off: one frame, A left of a line you drag and B right of it). Key: S")
+        self.right.insertWidget(2, self.side_box)  # under the disagreement box
         self.set_names("A", "B", scored=False)
 
     def set_choices(self, names: list[str], a: int, b: int) -> None:
