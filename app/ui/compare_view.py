@@ -137,13 +137,13 @@ class Compare:
         return True
 
     def start(self, found: tuple[Any, Any, Any, str, int]) -> None:
-        self.stop()
+        self.stop(keep_view=True)
         self.a, self.b, self.comparer, self.task, count = found
         self.on = True
         self._check(True)
         self._told = False
         models = same_task(self.win.models, self.task)
-        first_two = models[:2] == [self.a, self.b]
+        first_two = len(models) >= 2 and models[0] is self.a and models[1] is self.b
         note = (f"{count} {self.task} models loaded: comparing the first two (pick others above the figures)"
                 if count > 2 and first_two else "")
         self.widget.set_names(self.a.name, self.b.name, scored=False, note=note)
@@ -154,17 +154,19 @@ class Compare:
             self.win.tabifyDockWidget(gt_dock, self.dock)  # one row of docks under the view, not two
         self.dock.show()
         self.dock.raise_()
-        self.win.view.show_twin(self.side_by_side)
+        if (self.win.view.twin is not None) != self.side_by_side:
+            self.win.view.show_twin(self.side_by_side)
         fr = self.win.last_result
         if fr is not None:
             self.on_frame(fr)
 
-    def stop(self, reason: str = "") -> None:
-        """Leave compare: the models' items back where they were, the dock hidden."""
+    def stop(self, reason: str = "", keep_view: bool = False) -> None:
+        """Leave compare: the models' items back where they were, the dock hidden, the view's second
+        copy of the frame gone (``keep_view``: kept, for another pair at once)."""
         self._refresh.stop()
         self.split.release()
         self._hide_items()
-        if self.win.view.twin is not None:
+        if self.win.view.twin is not None and not keep_view:
             self.win.view.show_twin(False)
         was = self.on
         self.on = False

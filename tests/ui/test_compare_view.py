@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, QRectF
 
 from loupe.inference.card import InputSpec, ModelCard, embed_card
 from loupe.ui.compare_view import SIDE_KEY, SPLIT_KEY
@@ -233,6 +233,14 @@ def test_side_by_side_shows_the_frame_twice_a_on_the_left_copy_b_on_the_right(qt
     # the next frame: the copy follows
     show(qtbot, win, shown, 2)
     np.testing.assert_array_equal(win.view.twin.image, win.view.image.image)
+    # swapping A and B keeps the zoom (and the second copy)
+    win.view.vb.setRange(QRectF(20, 5, 40, 20), padding=0)
+    zoomed = win.view.vb.viewRange()
+    cmp.widget.swap_button.click()
+    assert (cmp.a.name, cmp.b.name) == ("swapped", "argmax") and win.view.twin is twin
+    assert win.view.vb.viewRange() == zoomed
+    assert pb.overlay.parentItem() is cmp.split.clips[0] and pa.overlay.parentItem() is cmp.split.clips[1]
+    cmp.widget.swap_button.click()
     # the disagreement over both copies
     cmp.widget.map_box.setChecked(True)
     twin_map = cmp.twin_disagreement.map_item
