@@ -215,7 +215,10 @@ class FrameView(pg.GraphicsLayoutWidget):
 
     def _apply_levels(self) -> None:
         if self._last is not None and self.is_greyscale:
-            self.image.setLevels(self._levels(self._last))
+            levels = self._levels(self._last)
+            self.image.setLevels(levels)
+            if self.twin is not None:  # the second copy in the same window
+                self.twin.setLevels(levels)
 
     # --- frames ----------------------------------------------------------------------------
     def show_frame(self, frame: Frame) -> None:

@@ -190,3 +190,32 @@ def test_plots_and_lists_in_panels_count_frames_from_1(qtbot):
     for i, score in enumerate([0.1, 0.9, 0.9, 0.1]):
         panel.show_result(AnomalyResult(30.0, score, score >= 0.5, err, rgb, 0.5), rgb, i)
     assert panel.spans.item(0).text() == "frames 2–3" and panel.spans.item(0).data(256) == 1
+
+
+def test_the_second_copy_follows_the_frame_and_its_display_window(qtbot):
+    """The compare view's side by side: the copy right of the frame shows the same pixels in the
+    same display window, also after a window drag; Fit shows both."""
+    from loupe.sources.base import Frame
+    from loupe.ui.viewer import FrameView
+
+    view = FrameView()
+    qtbot.addWidget(view)
+    view.resize(800, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    ct = np.linspace(-1000, 1000, 60 * 80, dtype=np.float32).reshape(60, 80)
+    view.show_frame(Frame(ct, 0, 0.0, {"window_center": 40.0, "window_width": 400.0}))
+    view.show_twin(True)
+    assert view.twin_x() == 84 and view.twin.pos().x() == 84  # 80 wide and a 4-pixel gap
+    np.testing.assert_array_equal(view.twin.image, view.image.image)
+    assert list(view.twin.levels) == list(view.image.levels) == [-160.0, 240.0]
+    (x0, x1), _ = view.vb.viewRange()
+    assert x0 <= 0.5 and x1 >= 84 + 80 - 0.5
+    view.set_window(100.0, 50.0, source="drag")
+    assert list(view.twin.levels) == list(view.image.levels) == [75.0, 125.0]
+    view.show_frame(Frame(ct[::-1].copy(), 1, 0.04, {"window_center": 40.0, "window_width": 400.0}))
+    np.testing.assert_array_equal(view.twin.image, view.image.image)
+    view.show_twin(False)
+    assert view.twin is None and view.twin_x() == 0.0
+    (x0, x1), _ = view.vb.viewRange()
+    assert x1 - x0 < 84 + 80 - 10  # the frame alone (with the view's aspect), not both copies
