@@ -94,7 +94,7 @@ class ExportDialog(QDialog):
         self.setMinimumWidth(500)
         self.frame_size, self.fps, self.frame_count = frame_size, fps, frame_count
         form = QFormLayout(self)
-        intro = QLabel("Every frame of the open file, in order, with the overlays as the view draws them "
+        intro = QLabel("The open file's frames, in order, with the overlays as the view draws them "
                        "(what <code>loupe render</code> writes), to an H.264 video.")
         intro.setWordWrap(True)
         form.addRow(intro)
