@@ -8,6 +8,7 @@ import pytest
 
 from loupe.base import registry
 from loupe.tasks.agreement import (
+    Tally,
     compare_boxes,
     compare_classification,
     compare_segmentation,
@@ -174,6 +175,39 @@ def test_same_top1_agrees_and_different_top1_does_not():
     assert same.value == 1.0 and same.kind == "top1" and same.detail == "same top-1: cat"
     diff = compare_classification(cls([0.7, 0.2, 0.1]), cls([0.2, 0.7, 0.1]))
     assert diff.value == 0.0 and diff.detail == "A: cat, B: dog"
+
+
+# ----------------------------------------------------------------------------- the tally over frames
+
+def test_the_tally_sums_pairs_boxes_and_top1_over_frames():
+    a = np.zeros((10, 10), np.uint8)
+    b = a.copy()
+    b[:2] = 1  # 20 pixels: A road / B car
+    b[9, :5] = 2  # 5 pixels: A road / B sky
+    t = Tally()
+    for _ in range(2):  # two frames alike
+        t.add(compare_segmentation(seg(a), seg(b)), seg(a), seg(b))
+    assert t.unit == "pixels" and t.total == 200 and t.counts == {"A road / B car": 40, "A road / B sky": 10}
+    assert t.headline() == "A road / B car 20.0% of pixels, A road / B sky 5.0%"
+    boxes = Tally()
+    ra, rb = det([[0, 0, 10, 10], [50, 50, 60, 60], [80, 0, 90, 10]], [0, 1, 1]), det([[0, 0, 10, 10]], [0])
+    boxes.add(compare_boxes(ra, rb), ra, rb)
+    boxes.add(compare_boxes(rb, ra), rb, ra)  # the other way round: the same boxes only B found
+    assert boxes.counts == {"only A: car": 2, "only B: car": 2} and boxes.total == 8
+    assert boxes.headline() == "only A: car 2, only B: car 2 (of 8 boxes)"
+    top = Tally()
+    for pa, pb in (([0.7, 0.2, 0.1], [0.2, 0.7, 0.1]), ([0.7, 0.2, 0.1], [0.7, 0.2, 0.1])):
+        top.add(compare_classification(cls(pa), cls(pb)), cls(pa), cls(pb))
+    assert top.headline() == "A cat / B dog on 1 frame (of 2 frames)"
+    both = Tally()  # two inputs' tallies: summed
+    both.merge(t)
+    both.merge(t)
+    assert both.unit == "pixels" and both.total == 400 and both.counts["A road / B car"] == 80
+    both.remove(t)  # a frame compared again is taken back first
+    assert both.total == 200 and both.counts == t.counts
+    both.remove(t)
+    assert both.total == 0 and not both.counts and both.headline() == ""
+    assert Tally().headline() == "" and t.headline(top=1) == "A road / B car 20.0% of pixels"
 
 
 # ----------------------------------------------------------------------------- registry

@@ -69,7 +69,9 @@ def test_the_same_model_twice_agrees_on_every_frame_of_a_real_clip(tmp_path, twi
     for pair in frames.values():
         assert [r["model"] for r in pair] == ["left", "right"]
         assert [float(r["agreement"]) for r in pair] == [1.0, 1.0]
-    assert "loupe: agreement left vs right: mean 1.000 over 3 frames (lowest 1.000 at frame 0)" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "loupe: agreement left vs right: mean 1.000 over 3 frames (lowest 1.000 at frame 0)" in err
+    assert "where they differ" not in err  # they never do
 
 
 def test_swapped_class_names_disagree_on_exactly_those_pixels(tmp_path, capfd):
@@ -89,6 +91,8 @@ def test_swapped_class_names_disagree_on_exactly_those_pixels(tmp_path, capfd):
     assert float(a["area_red"]) == pytest.approx(0.25) and float(b["area_green"]) == pytest.approx(0.25)
     err = capfd.readouterr().err
     assert "mean 0.600 over 1 frame (lowest 0.600 at frame 0)" in err and "no class name in common" not in err
+    # where: the red stripe (1000 of 4000 pixels) and the green one (600)
+    assert "loupe: where they differ most: A red / B green 25.0% of pixels, A green / B red 15.0%\n" in err
     # models naming no class alike agree nowhere, and are told so
     other = make_swapped_model(tmp_path / "other.onnx", labels=("x", "y", "z"))
     rc, out = analyze(tmp_path, [p], [plain, other])
@@ -96,7 +100,7 @@ def test_swapped_class_names_disagree_on_exactly_those_pixels(tmp_path, capfd):
     assert "plain and other have no class name in common" in capfd.readouterr().err
 
 
-def test_detectors_sharing_all_but_one_box_agree_at_f1_four_fifths(tmp_path):
+def test_detectors_sharing_all_but_one_box_agree_at_f1_four_fifths(tmp_path, capfd):
     cv2.imwrite(str(tmp_path / "grey.png"), np.full((360, 640, 3), 80, np.uint8))  # three boxes land on it
     a = make_constant_model(tmp_path / "three.onnx", {"output0": yolov8_output()}, {"format": "yolov8"})
     # B: the same detections without the dog (0.6), and its labels in another order (classes renumbered)
@@ -110,6 +114,7 @@ def test_detectors_sharing_all_but_one_box_agree_at_f1_four_fifths(tmp_path):
     ra, rb = read_csv(out)
     assert ra["count"] == "3" and rb["count"] == "2"
     assert float(ra["agreement"]) == float(rb["agreement"]) == pytest.approx(2 * 2 / 5)
+    assert "loupe: where they differ most: only A: dog 1 (of 5 boxes)\n" in capfd.readouterr().err
 
 
 def test_summary_table_shows_the_mean_agreement(twins, capfd):

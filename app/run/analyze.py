@@ -49,6 +49,7 @@ from loupe.sources.base import SourceError
 from loupe.sources.labels import LabelError
 from loupe.sources.open import classify_path, folder_dicom_files, open_source
 from loupe.sources.series import parse_series_spec, scan_series
+from loupe.tasks.agreement import Tally
 from loupe.tasks.segmentation import volume_column
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class InputSummary:
     column_text: dict[str, dict[str, Counter]] = field(default_factory=dict)
     #: (frame index, agreement) of each frame compared (``analyze(compare=...)``)
     agreement: list[tuple[int, float]] = field(default_factory=list)
+    #: where the two compared models disagreed, summed over those frames
+    differ: Tally = field(default_factory=Tally)
     series_description: str | None = None
     seconds: float = 0.0
 
@@ -257,8 +260,11 @@ def analyze(
                 frame = fr.frame
                 agreement = None
                 if compare is not None:
-                    agreement = round(float(compare(fr.results[0].result, fr.results[1].result).value), 6)
+                    ra, rb = fr.results[0].result, fr.results[1].result
+                    ag = compare(ra, rb)
+                    agreement = round(float(ag.value), 6)
                     s.agreement.append((frame.index, agreement))
+                    s.differ.add(ag, ra, rb)
                 for m, mr in zip(runner.models, fr.results):
                     row = _row(spec, fr.frame, mr)
                     if agreement is not None:

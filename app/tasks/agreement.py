@@ -16,19 +16,24 @@ people, and what the window's Compare view draws (the pixels or boxes where they
 
 The value does not depend on which result is A: swapping the two swaps ``only_a`` and ``only_b``
 (and the pairs' sides), never the value.
+
+``Tally`` sums where two models disagree over many frames (``loupe analyze --compare``'s last
+line): the pixels of each (A class, B class) pair, the boxes only one model found by class, or
+the frames of each pair of top-1 labels.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from loupe.tasks.scoring_coco import box_iou
 
-__all__ = ["Agreement", "compare_boxes", "compare_classification", "compare_segmentation", "comparer_for"]
+__all__ = ["Agreement", "Tally", "compare_boxes", "compare_classification", "compare_segmentation", "comparer_for"]
 
 IOU_THRESHOLD = 0.5
 
@@ -151,6 +156,72 @@ def compare_classification(a: Any, b: Any) -> Agreement:
     if la == lb:
         return Agreement(1.0, "top1", f"same top-1: {la}")
     return Agreement(0.0, "top1", f"A: {la}, B: {lb}")
+
+
+def _name(labels: Any, c: int) -> str:
+    return str(labels[c]) if 0 <= c < len(labels) else f"class {c}"
+
+
+@dataclass
+class Tally:
+    """Where two models disagree, summed over frames: ``counts`` of "A road / B pavement"
+    (pixels), "only A: car" / "only B: car" (boxes) or "A cat / B dog" (frames of top-1 labels),
+    and ``total``, the pixels, boxes (of A and B) or frames compared, in ``unit``."""
+
+    unit: str = ""
+    total: int = 0
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, ag: Agreement, a: Any, b: Any) -> None:
+        """One frame's ``Agreement`` of results ``a`` and ``b``."""
+        if ag.kind == "pixels" and ag.pair_map is not None:
+            self.unit = "pixels"
+            self.total += int(ag.pair_map.size)
+            for ca, cb, n in ag.pairs:
+                self.counts[f"A {_name(a.labels, ca)} / B {_name(b.labels, cb)}"] += int(n)
+        elif ag.kind == "boxes":
+            self.unit = "boxes"
+            self.total += len(a.boxes) + len(b.boxes)
+            for side, result, idx in (("A", a, ag.only_a), ("B", b, ag.only_b)):
+                if idx is not None and len(idx):
+                    names = _box_names(result)
+                    for i in idx.tolist():
+                        self.counts[f"only {side}: {names[i]}"] += 1
+        elif ag.kind == "top1":
+            self.unit = "frames"
+            self.total += 1
+            if ag.value < 1:
+                self.counts[f"A {a.top1_label} / B {b.top1_label}"] += 1
+
+    def merge(self, other: Tally) -> None:
+        self.unit = self.unit or other.unit
+        self.total += other.total
+        self.counts.update(other.counts)
+
+    def remove(self, other: Tally) -> None:
+        """Take back a tally merged before (a frame compared again)."""
+        self.total -= other.total
+        self.counts.subtract(other.counts)
+        self.counts = +self.counts  # drop what fell to zero
+
+    def headline(self, top: int = 3) -> str:
+        """'A moving / B other 2.1% of pixels, A bright / B other 0.4%' (the ``top`` largest);
+        boxes: 'only A: car 8, only B: person 3 (of 240 boxes)'; "" when they never disagree."""
+        items = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        if not items or not self.total:
+            return ""
+        if self.unit == "boxes":
+            return ", ".join(f"{k} {n}" for k, n in items) + f" (of {self.total} boxes)"
+        if self.unit == "frames":
+            return ", ".join(f"{k} on {n} frame{'s' if n != 1 else ''}" for k, n in items) + \
+                f" (of {self.total} frames)"
+        parts = [f"{k} {_share(n, self.total)}" for k, n in items]
+        parts[0] += f" of {self.unit}"
+        return ", ".join(parts)
+
+
+def _share(n: int, total: int) -> str:
+    return _percent(n / total) if total else "0%"
 
 
 def comparer_for(task_name: str) -> Callable[[Any, Any], Agreement] | None:

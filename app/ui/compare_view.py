@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from loupe.base import registry
+from loupe.tasks.agreement import Tally
 from loupe.tasks.scoring import FrameScores, scorer_for
 from loupe.ui.panels.compare import CompareWidget, Disagreement, Split
 from loupe.ui.panels.frame_scores import bottom_dock
@@ -93,6 +94,8 @@ class Compare:
         self.comparer = None
         self.task = ""
         self.values: dict[int, float] = {}
+        self.tallies: dict[int, Tally] = {}  # each frame's disagreement (a frame shown twice counts once)
+        self.tally = Tally()  # their sum
         self.pools: list[FrameScores | None] = [None, None]  # A's and B's scores, each frame pooled once
         self._class_maps: list[Any] = [None, None]
         self._labels = None  # the LabelSet the scores belong to
@@ -218,6 +221,9 @@ class Compare:
 
     def _reset(self) -> None:
         self.values.clear()
+        self.tallies.clear()
+        self.tally = Tally()
+        self.widget.differ.setText("")
         self.pools = [None, None]
         self._class_maps = [None, None]
         self._labels = None
@@ -297,6 +303,12 @@ class Compare:
             return
         self.last = ag
         self.values[frame.index] = float(ag.value)
+        old = self.tallies.get(frame.index)
+        if old is not None:
+            self.tally.remove(old)
+        tally = self.tallies[frame.index] = Tally()
+        tally.add(ag, ra, rb)
+        self.tally.merge(tally)
         if self.widget.map_box.isChecked():
             self._draw(ag, ra, rb, hw)
         scored = self._score(fr, ia, ib)
@@ -375,6 +387,8 @@ class Compare:
         self._refresh.stop()
         scored = self._labels is not None
         self.widget.show_series(self.values, self.scores[0] if scored else None, self.scores[1] if scored else None)
+        where = self.tally.headline()
+        self.widget.differ.setText(f"differ most: {where}" if where else "")
         parts = []
         for name, lm, scorer, scores in zip("AB", (self.a, self.b), self.scorers, self.scores):
             if scorer is not None and lm is not None:

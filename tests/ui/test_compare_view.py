@@ -89,6 +89,8 @@ def test_segmenters_agreement_map_worst_frames_and_seeks(qtbot, seg_pair):
     for i in (1, 2, 3, 2):  # frame 2 shown twice counts once
         show(qtbot, win, shown, i)
     assert sorted(cmp.values) == [0, 1, 2, 3]
+    # where they differ over the frames played, each once: (480 + 960 + 40) and 40 of 4 x 2560 pixels
+    assert cmp.widget.differ.text() == "differ most: A red / B green 14.5% of pixels, A green / B red 0.4%"
     for i, v in AGREE.items():
         assert cmp.values[i] == pytest.approx(v)
     xs, ys = cmp.widget.curve.getData()

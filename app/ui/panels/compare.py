@@ -315,8 +315,11 @@ class CompareWidget(FrameScoresWidget):
         self.plot.addItem(self.strip)
         self.key = text_label(self.left)
         self.mean = QLabel("")
+        self.differ = QLabel("")  # where they differ most over the frames played
+        self.differ.setWordWrap(True)
         self.add_figures()
         self.right.insertWidget(2, self.mean)  # under the legend
+        self.right.insertWidget(3, self.differ)
         row = QHBoxLayout()
         self.combo_a, self.combo_b = QComboBox(), QComboBox()
         self.swap_button = QToolButton()
