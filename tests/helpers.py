@@ -230,3 +230,17 @@ def draw_item(item, width: int, height: int) -> np.ndarray:
     p.end()
     scene.removeItem(item)
     return qimage_rgb(img)
+
+
+def run_panel_preview(module: str):
+    """``python -m loupe.ui.panels.<module> --quit`` offscreen (a panel's preview); it must exit 0
+    with no error on stderr. Returns the finished process (its stdout for further checks)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-m", f"loupe.ui.panels.{module}", "--quit"], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Error" not in r.stderr and "Exception" not in r.stderr
+    return r

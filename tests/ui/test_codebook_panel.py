@@ -3,9 +3,6 @@ reconstruction, and fitting a codebook from the window (with a stand-in fit func
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
@@ -19,7 +16,7 @@ from loupe.base.media import clip_path
 from loupe.tasks.codebook import code_palette
 from loupe.ui.main_window import MainWindow
 from loupe.ui.panels.codebook import DIM_ALPHA, CodebookPanel
-from tests.helpers import make_codebook_model
+from tests.helpers import make_codebook_model, run_panel_preview
 
 CLIP = "carphone_pristine.mp4"  # 176 x 144: 22 x 18 positions at stride 8
 
@@ -274,11 +271,7 @@ def test_fit_dialog_checks_the_span(qtbot):
 
 
 def test_panel_preview_runs():
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-m", "loupe.ui.panels.codebook", "--quit"], capture_output=True,
-                       text=True, timeout=60, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "Error" not in r.stderr and "Exception" not in r.stderr
+    r = run_panel_preview("codebook")
     assert "top [3, 6]: code" in r.stdout and "bottom [7, 12]: 2 codes" in r.stdout
 
 

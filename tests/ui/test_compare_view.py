@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRectF
 from loupe.inference.card import InputSpec, ModelCard, embed_card
 from loupe.ui.compare_view import SIDE_KEY, SPLIT_KEY
 from loupe.ui.panels.compare import A_RGB, B_RGB, MAP_ALPHA, ClipRect, pair_colour, pair_rgba
-from tests.helpers import RGB_LABELS, RGB_PALETTE, _save, make_argmax_model
+from tests.helpers import RGB_LABELS, RGB_PALETTE, _save, make_argmax_model, run_panel_preview
 from tests.ui.test_main_window import collect, load
 
 H, W = 40, 64
@@ -422,15 +422,7 @@ def test_pair_rgba_is_one_lookup():
 
 
 def test_the_compare_preview_runs():
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-m", "loupe.ui.panels.compare", "--quit"], capture_output=True,
-                       text=True, timeout=60, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "Error" not in r.stderr and "Exception" not in r.stderr
+    run_panel_preview("compare")
 
 
 def test_analyse_to_file_while_comparing_writes_the_agreement(qtbot, seg_pair, tmp_path):

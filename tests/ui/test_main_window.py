@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from loupe.base.media import clip_path, dicom_test_file
 from loupe.ui.main_window import MainWindow
-from tests.helpers import expected_argmax_map, make_fixed_size_model
+from tests.helpers import expected_argmax_map, make_fixed_size_model, run_panel_preview
 
 
 def drop(win: MainWindow, paths) -> None:
@@ -248,10 +248,7 @@ def _panels_with_a_preview() -> list[str]:
 
 @pytest.mark.parametrize("panel", _panels_with_a_preview())
 def test_panel_previews_run(panel):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    r = subprocess.run([sys.executable, "-m", f"loupe.ui.panels.{panel}", "--quit"], capture_output=True, text=True, timeout=60, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "Error" not in r.stderr and "Exception" not in r.stderr
+    run_panel_preview(panel)
 
 
 def test_cardless_model_asks_for_the_task_and_saves_a_sidecar(qtbot, tmp_path, monkeypatch):
