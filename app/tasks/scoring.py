@@ -280,6 +280,12 @@ class FrameScores:
         return row
 
 
+def model_labels(result: Any, task: Any) -> tuple[str, ...]:
+    """The class names a model's result is in: the result's own, else its task's (what labels
+    are matched against by name)."""
+    return tuple(getattr(result, "labels", None) or getattr(task, "labels", ()) or ())
+
+
 def scorer_for(task: Any) -> Scorer | None:
     """The scorer of ``task``'s registered task (``TaskSpec.scorer``); None when it has none."""
     from loupe.base import registry

@@ -23,7 +23,7 @@ from typing import Any
 
 from loupe.base import registry
 from loupe.tasks.agreement import Tally
-from loupe.tasks.scoring import FrameScores, scorer_for
+from loupe.tasks.scoring import FrameScores, model_labels, scorer_for
 from loupe.ui.panels.compare import CompareWidget, Disagreement, Split
 from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import figure_text
@@ -40,8 +40,8 @@ def needed() -> str:
     return f"two loaded models of the same task, one that can be compared ({', '.join(names)})"
 
 
-def find_pair(models, prefer: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, str, int] | None:
-    """(model A, model B, comparer, task name, models of that task): ``prefer`` (A, B) where both
+def find_pair(models, prefer: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, str] | None:
+    """(model A, model B, comparer, task name): ``prefer`` (A, B) where both
     are still loaded and of one task with a comparer, else the first two loaded models of the first
     task, in load order, with two loaded models and a comparer; None when there is no such pair."""
     from loupe.tasks.agreement import comparer_for
@@ -63,8 +63,8 @@ def find_pair(models, prefer: tuple[Any, Any] | None = None) -> tuple[Any, Any, 
         if comparer is None:
             continue
         if prefer is not None and all(any(p is lm for lm in lms) for p in prefer) and prefer[0] is not prefer[1]:
-            return prefer[0], prefer[1], comparer, name, len(lms)
-        found.append((lms[0], lms[1], comparer, name, len(lms)))
+            return prefer[0], prefer[1], comparer, name
+        found.append((lms[0], lms[1], comparer, name))
     return found[0] if found else None
 
 
@@ -139,16 +139,16 @@ class Compare:
         self.start(found)
         return True
 
-    def start(self, found: tuple[Any, Any, Any, str, int]) -> None:
+    def start(self, found: tuple[Any, Any, Any, str]) -> None:
         self.stop(keep_view=True)
-        self.a, self.b, self.comparer, self.task, count = found
+        self.a, self.b, self.comparer, self.task = found
         self.on = True
         self._check(True)
         self._told = False
         models = same_task(self.win.models, self.task)
         first_two = len(models) >= 2 and models[0] is self.a and models[1] is self.b
-        note = (f"{count} {self.task} models loaded: comparing the first two (pick others above the figures)"
-                if count > 2 and first_two else "")
+        note = (f"{len(models)} {self.task} models loaded: comparing the first two (pick others above the "
+                "figures)" if len(models) > 2 and first_two else "")
         self.widget.set_names(self.a.name, self.b.name, scored=False, note=note)
         self.widget.set_choices([lm.name for lm in models], index_of(models, self.a), index_of(models, self.b))
         self._note = note
@@ -166,15 +166,12 @@ class Compare:
     def stop(self, reason: str = "", keep_view: bool = False) -> None:
         """Leave compare: the models' items back where they were, the dock hidden, the view's second
         copy of the frame gone (``keep_view``: kept, for another pair at once)."""
-        self._refresh.stop()
-        self.split.release()
-        self._hide_items()
+        self._new_source()
         if self.win.view.twin is not None and not keep_view:
             self.win.view.show_twin(False)
         was = self.on
         self.on = False
         self.a = self.b = self.comparer = None
-        self._reset()
         self._check(False)
         if was:
             self.dock.hide()
@@ -194,7 +191,8 @@ class Compare:
         found = find_pair(self.win.models, self.choice)
         if found is None:
             self.stop(f"Compare off: it needs {needed()}.")
-        elif found[0] is not self.a or found[1] is not self.b or found[4] != self.widget.combo_a.count():
+        elif (found[0] is not self.a or found[1] is not self.b
+              or len(same_task(self.win.models, found[3])) != self.widget.combo_a.count()):
             self.start(found)  # another pair, or another model of the task to choose from
 
     def choose(self, a: int, b: int) -> None:
@@ -210,7 +208,7 @@ class Compare:
             self.win.statusBar().showMessage("Compare: choose two different models for A and B", 6000)
             return
         self.choice = (models[a], models[b])
-        self.start((models[a], models[b], self.comparer, self.task, len(models)))
+        self.start((models[a], models[b], self.comparer, self.task))
 
     def _new_source(self) -> None:
         """A new source: the items back (the next frame clips them again), the values forgotten."""
@@ -270,14 +268,15 @@ class Compare:
             self.on_frame(self.win.last_result)
 
     # --- each shown result ------------------------------------------------------------------------
-    def _indices(self) -> tuple[int, int] | None:
-        found = [next((i for i, m in enumerate(self.win.models) if m is lm), None) for lm in (self.a, self.b)]
-        return None if None in found else (found[0], found[1])
+    def indices(self) -> tuple[int, int] | None:
+        """Where A and B are in the window's model list (None: one of them is gone)."""
+        ia, ib = index_of(self.win.models, self.a), index_of(self.win.models, self.b)
+        return None if -1 in (ia, ib) else (ia, ib)
 
     def on_frame(self, fr) -> None:
         if not self.on:
             return
-        idx = self._indices()
+        idx = self.indices()
         if idx is None:
             self._models_changed()
             return
@@ -336,7 +335,7 @@ class Compare:
         self.widget.legend.setText(self.disagreement.show(ag, ra, rb, hw, names))
         if self.side_by_side:
             self.twin_disagreement.move_to(self.win.view.twin_x())
-            self.twin_disagreement.show(ag, ra, rb, hw, names)
+            self.twin_disagreement.mirror(self.disagreement, hw)
         else:
             self.twin_disagreement.hide()
 
@@ -373,8 +372,7 @@ class Compare:
                         continue
                     self.pools[k] = FrameScores(scorer)
                 if self._class_maps[k] is None:
-                    names = tuple(getattr(result, "labels", None) or getattr(lm.task, "labels", ()) or ())
-                    self._class_maps[k] = labels.class_map(names)
+                    self._class_maps[k] = labels.class_map(model_labels(result, lm.task))
                 self.pools[k].score(frame.index, result, truth, self._class_maps[k])
         except Exception as e:  # a label that does not fit its frame or model: say so (once), keep playing
             logger.warning("scoring frame %d for compare: %s", frame.index, e)
@@ -404,12 +402,11 @@ def index_of(models: list, lm: Any) -> int:
 def install(win, menu, act) -> Compare:
     """Model ▸ Compare two models (``act(menu, text, slot, shortcut)`` makes an action) and the
     Compare dock; ``win.compare``."""
-    holder: dict[str, Compare] = {}
-    a = act(menu, "&Compare two models", lambda checked=False: holder["c"].set_on(bool(checked)), "Ctrl+Shift+C")
+    a = act(menu, "&Compare two models", lambda checked=False: win.compare.set_on(bool(checked)), "Ctrl+Shift+C")
     a.setCheckable(True)
     a.setToolTip("Two loaded models of the same task side by side (drag the line), where they disagree, "
                  "and their agreement over time")
-    holder["c"] = win.compare = Compare(win, a)
+    win.compare = Compare(win, a)
     box = win.compare.widget.side_box
     side = act(menu, "Compare &side by side", lambda checked=False: box.setChecked(bool(checked)), "S")
     side.setCheckable(True)

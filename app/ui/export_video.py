@@ -184,10 +184,8 @@ def compare_draw(win) -> CompareDraw | None:
     """Model ▸ Compare two models on: the export draws the pair as the view does (the split where
     it is now, or side by side; the disagreement as toggled in the Compare dock); None otherwise."""
     cmp = getattr(win, "compare", None)
-    if cmp is None or not cmp.on or cmp.a is None:
-        return None
-    idx = [next((i for i, m in enumerate(win.models) if m is lm), None) for lm in (cmp.a, cmp.b)]
-    if None in idx:
+    idx = None if cmp is None or not cmp.on or cmp.a is None else cmp.indices()
+    if idx is None:
         return None
     return CompareDraw(idx[0], idx[1], cmp.comparer, cmp.split.fraction(), cmp.widget.map_box.isChecked(),
                        cmp.side_by_side)

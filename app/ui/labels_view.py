@@ -25,7 +25,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
 from loupe.base import registry
-from loupe.tasks.scoring import FrameScores
+from loupe.tasks.scoring import FrameScores, model_labels
 from loupe.ui.panels.frame_scores import bottom_dock
 from loupe.ui.panels.ground_truth import (
     GroundTruthWidget,
@@ -266,10 +266,10 @@ class GroundTruth:
             self._clear_items()
             self.widget.frame_text.setText(f"frame {frame.index + 1}: no label (unlabelled, not scored)")
             return
-        model_labels = tuple(getattr(result, "labels", None) or getattr(lm.task, "labels", ()) or ())
+        names = model_labels(result, lm.task)
         if self.class_map is None:
-            self.class_map = self.labels.class_map(model_labels)
-            unknown = self.labels.unknown_names(model_labels)
+            self.class_map = self.labels.class_map(names)
+            unknown = self.labels.unknown_names(names)
             if unknown and not self._unknown_told:
                 self._unknown_told = True
                 self.win.show_error(f"The labels name classes {lm.name} does not have (not scored): "

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from loupe.ui.panels.base import text_label
 from loupe.ui.panels.frame_scores import FrameScoresWidget
-from loupe.ui.panels.ground_truth import LabelBoxesItem
+from loupe.ui.panels.ground_truth import LabelBoxesItem, dot
 
 A_RGB = (255, 140, 0)  # model A: orange (curve, strip, its own boxes)
 B_RGB = (0, 170, 255)  # model B: sky blue
@@ -80,8 +80,7 @@ def pair_legend(pairs: Any, labels_a: Any, labels_b: Any, total: int, top: int =
     for a, b, n in list(pairs)[:top]:
         r, g, b_ = pair_colour(a, b, classes)
         share = 100.0 * n / max(total, 1)
-        parts.append(f"<span style='color: rgb({r},{g},{b_})'>■</span> A {name(labels_a, a)} / "
-                     f"B {name(labels_b, b)} {share:.1f}%")
+        parts.append(dot((r, g, b_), f"A {name(labels_a, a)} / B {name(labels_b, b)} {share:.1f}%"))
     return "<br>".join(parts)
 
 
@@ -102,9 +101,7 @@ class OnlyBoxesItem(LabelBoxesItem):
         p.setBrush(Qt.BrushStyle.NoBrush)
         for boxes, colour, style in ((self.pred, self.ONLY_A, Qt.PenStyle.DashLine),
                                      (self.gt, self.ONLY_B, Qt.PenStyle.DashDotLine)):
-            p.setPen(self.pen(colour, 2.5, style))
-            for b in boxes:
-                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+            self.draw_boxes(p, boxes, self.pen(colour, 2.5, style))
 
 
 class Disagreement:
@@ -145,6 +142,17 @@ class Disagreement:
         self.map_item.hide()
         self.boxes_item.hide()
 
+    def mirror(self, other: Disagreement, hw: tuple[int, int]) -> None:
+        """Draw what ``other`` draws now (a side-by-side view's second copy), from its items:
+        the map image and the boxes are not worked out again."""
+        if other.map_item.isVisible():
+            self.map_item.setImage(other.map_item.image, autoLevels=False, levels=(0, 255))
+            self.map_item.setRect(QRectF(0, 0, hw[1], hw[0]))
+        if other.boxes_item.isVisible():
+            self.boxes_item.set_only(hw, other.boxes_item.pred, other.boxes_item.gt)
+        self.map_item.setVisible(other.map_item.isVisible())
+        self.boxes_item.setVisible(other.boxes_item.isVisible())
+
     def move_to(self, x: float) -> None:
         """Draw ``x`` frame pixels right (over the second copy of a side-by-side view)."""
         for item in (self.map_item, self.boxes_item):
@@ -173,7 +181,7 @@ class Split:
     Side by side (``engage(..., twin_x=X)``): no line; A's items clipped to the frame, B's moved
     ``X`` frame pixels right, over the view's second copy of the frame (``FrameView.show_twin``)."""
 
-    def __init__(self, view_box: Any, on_moved: Any = None, on_finished: Any = None) -> None:
+    def __init__(self, view_box: Any, on_finished: Any = None) -> None:
         self.vb = view_box
         self.clips = (ClipRect(), ClipRect())
         self.line = pg.InfiniteLine(
@@ -184,8 +192,6 @@ class Split:
         self.line.setZValue(60)
         self.line.setToolTip("drag: move the split between model A (left) and model B (right)")
         self.line.sigPositionChanged.connect(lambda _l: self._clip())
-        if on_moved is not None:
-            self.line.sigPositionChanged.connect(lambda _l: on_moved())
         if on_finished is not None:
             self.line.sigPositionChangeFinished.connect(lambda _l: on_finished())
         self.moved: list[tuple[Any, Any]] = []  # (item, its parent before) while engaged
@@ -287,10 +293,6 @@ def _pen(rgb, width: float = 1.5, style=Qt.PenStyle.SolidLine):
     return pg.mkPen(rgb, width=width, style=style)
 
 
-def dot(rgb, text: str) -> str:
-    return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
-
-
 class CompareWidget(FrameScoresWidget):
     """Plot | frames where they disagree most | figures, side by side (the dock sits under the view).
     Above the figures, which loaded models are A and B (``pairChosen(a, b)``: indices into the
@@ -367,9 +369,8 @@ class CompareWidget(FrameScoresWidget):
                     scores_b: dict[int, float | None] | None = None) -> None:
         """The curves, the strip and the worst list from ``{frame index: value}``."""
         pts = self.show_values(self.curve, values)
-        for curve, scores in ((self.curve_a, scores_a), (self.curve_b, scores_b)):
-            s = sorted((i, v) for i, v in (scores or {}).items() if v is not None and v == v)
-            curve.setData(np.asarray([i for i, _ in s], float), np.asarray([v for _, v in s], float))
+        self.set_curve(self.curve_a, scores_a or {})
+        self.set_curve(self.curve_b, scores_b or {})
         xs_w, brushes = [], []
         for i in sorted(set(scores_a or {}) & set(scores_b or {})):
             a, b = scores_a[i], scores_b[i]

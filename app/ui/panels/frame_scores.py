@@ -95,15 +95,22 @@ class FrameScoresWidget(QWidget):
         if vb.sceneBoundingRect().contains(ev.scenePos()):
             self.seekRequested.emit(max(0, round(vb.mapSceneToView(ev.scenePos()).x())))
 
-    def show_values(self, curve: Any, values: dict[int, float | None]) -> list[tuple[int, float]]:
-        """``curve`` and the lowest-frames list from ``{frame index: value}`` (None or NaN: no
-        value); the (frame, value) points drawn, in frame order."""
+    @staticmethod
+    def set_curve(curve: Any, values: dict[int, float | None]) -> list[tuple[int, float]]:
+        """``curve`` from ``{frame index: value}`` (None or NaN: no value); the (frame, value)
+        points drawn, in frame order."""
         pts = sorted((i, float(v)) for i, v in values.items() if v is not None and v == v)
         if pts:
             xs, ys = zip(*pts)
             curve.setData(np.asarray(xs, float), np.asarray(ys, float))
         else:
             curve.setData([], [])
+        return pts
+
+    def show_values(self, curve: Any, values: dict[int, float | None]) -> list[tuple[int, float]]:
+        """``curve`` and the lowest-frames list from ``{frame index: value}`` (None or NaN: no
+        value); the (frame, value) points drawn, in frame order."""
+        pts = self.set_curve(curve, values)
         self.worst.clear()
         for i, v in sorted(pts, key=lambda t: (t[1], t[0]))[:WORST]:
             item = QListWidgetItem(f"frame {i + 1}   {v:.3f}")  # frame numbers from 1, as the player shows

@@ -126,21 +126,24 @@ class LabelBoxesItem(ScreenPx, pg.GraphicsObject):
         return self._rect
 
     def paint(self, p, *args) -> None:
-        def pen(colour: QColor, style=Qt.PenStyle.SolidLine) -> QPen:
-            return self.pen(colour, 2, style)
-
         p.setBrush(Qt.BrushStyle.NoBrush)
         if self.show_labels:  # labels first: the predictions are drawn over them
-            p.setPen(pen(self.MATCHED, Qt.PenStyle.DotLine))
-            for b in self.gt[self.gt_ok]:
-                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
-            p.setPen(pen(self.MISSED, Qt.PenStyle.DashLine))
-            for b in self.gt[~self.gt_ok]:
-                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+            self.draw_boxes(p, self.gt[self.gt_ok], self.pen(self.MATCHED, 2, Qt.PenStyle.DotLine))
+            self.draw_boxes(p, self.gt[~self.gt_ok], self.pen(self.MISSED, 2, Qt.PenStyle.DashLine))
         for ok, colour in ((True, self.MATCHED), (False, self.FALSE)):
-            p.setPen(pen(colour))
-            for b in self.pred[self.pred_ok == ok]:
-                p.drawRect(QRectF(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+            self.draw_boxes(p, self.pred[self.pred_ok == ok], self.pen(colour, 2))
+
+    @staticmethod
+    def draw_boxes(p, boxes: np.ndarray, pen: QPen) -> None:
+        """Each x1 y1 x2 y2 row of ``boxes`` as a rectangle, with ``pen``."""
+        p.setPen(pen)
+        for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4).tolist():
+            p.drawRect(QRectF(x1, y1, x2 - x1, y2 - y1))
+
+
+def dot(rgb, text: str) -> str:
+    """Rich text: a square in colour ``rgb``, then ``text`` (a legend entry)."""
+    return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
 
 
 def figure_text(summary: dict[str, Any], limit: int = 14) -> str:
@@ -202,9 +205,6 @@ class GroundTruthWidget(FrameScoresWidget):
         self.set_legend(kind)
 
     def set_legend(self, kind: str) -> None:
-        def dot(rgb, text):
-            return f"<span style='color: rgb({rgb[0]},{rgb[1]},{rgb[2]})'>■</span> {text}"
-
         self._kind = kind
         focus = self.focus.currentIndex()
         if kind == "segmentation" and focus > 0:
