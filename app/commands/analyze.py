@@ -91,7 +91,7 @@ def load_models(args: argparse.Namespace) -> tuple[list, Callable[[Any, Any], An
         if m.engine.guess is not None:
             sys.stderr.write(f"loupe: {m.engine.guess.note}\n")
     comparer = None
-    if getattr(args, "compare", False):
+    if args.compare:
         comparer = comparer_of(models)
         if comparer is None:
             return None
@@ -113,6 +113,14 @@ def add_model_options(ap: argparse.ArgumentParser, track_help: str) -> None:
     ap.add_argument("--iou-threshold", type=float, metavar="T",
                     help="detection: NMS IoU threshold (overrides the card; 0..1)")
     ap.add_argument("--track", action="store_true", help=track_help)
+
+
+def check_model_options(args: argparse.Namespace) -> str | None:
+    """The error line for a detection threshold out of 0..1 (``add_model_options``), or None."""
+    for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            return f"{opt} must be between 0 and 1, got {v:g}"
+    return None
 
 
 def add_progress_options(ap: argparse.ArgumentParser, quiet_help: str) -> None:
@@ -198,11 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         err("--resume needs --out: the file whose rows the run continues")
         return 2
-    for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
-        if v is not None and not 0.0 <= v <= 1.0:
-            err(f"{opt} must be between 0 and 1, got {v:g}")
-            return 2
-    problem = _check_label_options(args) or _check_compare_options(args)
+    problem = check_model_options(args) or _check_label_options(args) or _check_compare_options(args)
     if problem:
         err(problem)
         return 2

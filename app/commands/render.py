@@ -15,13 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loupe.base.errors import LoupeError
+from loupe.base.errors import user_message
 from loupe.commands import Command
 from loupe.commands.analyze import (
     add_limit_options,
     add_model_options,
     add_progress_options,
     apply_limit_options,
+    check_model_options,
     load_models,
 )
 from loupe.commands.output import err, make_progress
@@ -74,7 +75,7 @@ def _add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> str | None:
     """The error line for options used wrongly, or None."""
-    from loupe.run.render import VIDEO_SUFFIXES
+    from loupe.run.render import MAX_SCALE, VIDEO_SUFFIXES
 
     if Path(args.out).suffix.lower() not in VIDEO_SUFFIXES:
         return f"--out must end in {', '.join(VIDEO_SUFFIXES)}, got {args.out}"
@@ -86,11 +87,11 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--fps must be above 0, got {args.fps:g}"
     if not 0 <= args.crf <= 51:
         return f"--crf must be between 0 and 51, got {args.crf:g}"
-    for opt, v in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
-        if v is not None and not 0.0 <= v <= 1.0:
-            return f"{opt} must be between 0 and 1, got {v:g}"
-    if not 1 <= args.scale <= 8:
-        return f"--scale must be 1 to 8, got {args.scale}"
+    problem = check_model_options(args)
+    if problem:
+        return problem
+    if not 1 <= args.scale <= MAX_SCALE:
+        return f"--scale must be 1 to {MAX_SCALE}, got {args.scale}"
     if not 0.0 <= args.split <= 1.0:
         return f"--split is a fraction of the frame's width, 0 to 1, got {args.split:g}"
     if (args.split != 0.5 or args.no_disagreement or args.side_by_side) and not args.compare:
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace, make_renderer: Callable[..., Any]) -> int:
     except Exception as e:  # the input failed mid-way (a bad frame, a model that does not fit it)
         _end(progress)
         logger.info("render of %s failed", args.input, exc_info=True)
-        reason = str(e) if isinstance(e, LoupeError) else f"{type(e).__name__}: {e}"
+        reason = user_message(e)
         n = writers[0].frames if writers else 0
         err(f"{args.input}: {reason}" + (f"; {n} frames written to {out}" if n else ""))
         if writers and not n:

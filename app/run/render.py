@@ -37,6 +37,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 DEFAULT_STILL_FPS = 5.0
 #: x264's constant rate factor: 18 is close to visually lossless for overlays and text.
 DEFAULT_CRF = 18
+MAX_SCALE = 8  # ``--scale``: at most this many image pixels per frame pixel, each way
 #: libx264's speed presets, fastest first; the default trades a little speed for a smaller file
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 DEFAULT_PRESET = "fast"
@@ -101,7 +102,6 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = float(fps)
         self.frames = 0
-        self.bytes_in = 0
         self._closed = False
         if not self.path.parent.is_dir():
             raise RenderError(f"cannot write {self.path}: there is no folder {self.path.parent}")

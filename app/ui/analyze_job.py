@@ -98,7 +98,7 @@ def analyze_to(win, out: str) -> Job:
         win.player.pause()
         win._update_play_button()
     cmp = getattr(win, "compare", None)  # Model ▸ Compare two models on: the agreement column too
-    pair = (cmp.a, cmp.b, cmp.comparer) if cmp is not None and cmp.on and cmp.a is not None else None
+    pair = None if cmp is None else cmp.pair
     job = analysis_job([win.source_spec], win.models, out, win, compare=pair)  # tasks of its own (see above)
     return start_with_dialog(win, job, "analyze_job", win.analyze_action, "Analyse to file", "Analysing…",
                              lambda info: f"Analysing {info['status']}…" if info.get("status") else None,

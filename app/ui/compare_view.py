@@ -268,6 +268,11 @@ class Compare:
             self.on_frame(self.win.last_result)
 
     # --- each shown result ------------------------------------------------------------------------
+    @property
+    def pair(self) -> tuple[Any, Any, Any] | None:
+        """(model A, model B, comparer) while comparing, else None."""
+        return (self.a, self.b, self.comparer) if self.on and self.a is not None else None
+
     def indices(self) -> tuple[int, int] | None:
         """Where A and B are in the window's model list (None: one of them is gone)."""
         ia, ib = index_of(self.win.models, self.a), index_of(self.win.models, self.b)

@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from loupe.run.render import DEFAULT_CRF, DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, even
-from loupe.ui.render_view import MAX_SCALE
+from loupe.run.render import DEFAULT_CRF, DEFAULT_PRESET, MAX_SCALE, PRESETS, VIDEO_SUFFIXES, even
 from loupe.ui.settings import EXPORT_CAPTION, EXPORT_CRF, EXPORT_PRESET, EXPORT_SCALE
 
 

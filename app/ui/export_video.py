@@ -4,7 +4,7 @@ overlays drawn as the view draws them, to an H.264 video (what ``loupe render`` 
 Decoding, inference and encoding run in a background ``Job`` (``loupe.ui.job``) with a progress
 dialog and Cancel; the drawing needs Qt graphics items, so each frame is handed to the UI thread
 (a queued signal) and the job waits for it with a wait that gives up on cancel: closing the
-window (which cancels and waits, through an event filter on its Close) never waits on a UI
+window (``MainWindow.closeEvent`` cancels and waits, with ``stop``) never waits on a UI
 thread that is itself waiting. A cancelled export keeps a video that plays, with the frames so
 far. As in ``analyze_job``, the job runs fresh tasks on the same engines, at full resolution, so
 the live view keeps its own state.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 
 from loupe.base.progress import Cancelled, Progress
 from loupe.run.pipeline import FrameResult, LoadedModel, Runner
@@ -45,25 +45,11 @@ def install(win, menu, act) -> None:
     win.export_job = None
     win.export_video_action = act(menu, "Export &video with overlays…", lambda: export_dialog(win), "Ctrl+Shift+E")
     win.export_video_action.setToolTip("Every frame of the open file with the overlays, to an H.264 video")
-    guard = _CloseGuard(win)
-    win.installEventFilter(guard)
-
-
-class _CloseGuard(QObject):
-    """Cancels and waits for a running export when its window closes (before ``closeEvent``)."""
-
-    def __init__(self, win) -> None:
-        super().__init__(win)
-        self._win = win
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if obj is self._win and event.type() == QEvent.Type.Close:
-            stop(self._win)
-        return False
 
 
 def stop(win, wait_ms: int = 10000) -> None:
-    """Cancel the window's export, if one runs, and wait for it to end (the file is finalised)."""
+    """Cancel the window's export, if one runs, and wait for it to end (the file is finalised);
+    ``MainWindow.closeEvent`` calls it with its other jobs."""
     job, win.export_job = getattr(win, "export_job", None), None
     if job is not None:
         job.cancel()
@@ -155,7 +141,6 @@ def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
                                scale=opts.scale)
     renderer.follow(win.panels)  # classes hidden, opacity, fill/contour as the view shows them now
     drawer = UiDrawer(renderer, win)
-    info: dict[str, Any] = {}
 
     def work(progress: Progress) -> Exported:
         source = open_source(spec)
@@ -164,14 +149,14 @@ def export_job(win, out: str, options: ExportOptions | None = None) -> Job:
             frames, total = select_frames(source, opts.start, opts.max_frames)
 
             def open_writer(width: int, height: int) -> VideoWriter:
-                info.update(width=even(width), height=even(height))
                 return VideoWriter(out, width, height, fps, crf=opts.crf, preset=opts.preset)
 
-            summary, _ = render_frames(frames, Runner(mine), lambda fr: drawer.draw(fr, progress), open_writer,
-                                       total, progress, status=Path(spec).name)
+            summary, writer = render_frames(frames, Runner(mine), lambda fr: drawer.draw(fr, progress),
+                                            open_writer, total, progress, status=Path(spec).name)
         finally:
             source.close()
-        return Exported(summary, out, info.get("width", 0), info.get("height", 0), fps)
+        w, h = (even(writer.width), even(writer.height)) if writer is not None else (0, 0)
+        return Exported(summary, out, w, h, fps)
 
     job = Job(work, "export", win)
     job.drawer = drawer
@@ -184,7 +169,7 @@ def compare_draw(win) -> CompareDraw | None:
     """Model ▸ Compare two models on: the export draws the pair as the view does (the split where
     it is now, or side by side; the disagreement as toggled in the Compare dock); None otherwise."""
     cmp = getattr(win, "compare", None)
-    idx = None if cmp is None or not cmp.on or cmp.a is None else cmp.indices()
+    idx = None if cmp is None or cmp.pair is None else cmp.indices()
     if idx is None:
         return None
     return CompareDraw(idx[0], idx[1], cmp.comparer, cmp.split.fraction(), cmp.widget.map_box.isChecked(),

@@ -21,7 +21,16 @@ from loupe.run.pipeline import FrameResult, LatestSlot, LoadedModel, RateMeter, 
 from loupe.run.player import Player
 from loupe.sources.open import classify_path, open_source
 from loupe.tasks import UnsupportedTask, make_task
-from loupe.ui import analyze_job, dialogs, fit_menu, menus, model_menu, readout, status
+from loupe.ui import (
+    analyze_job,
+    dialogs,
+    export_video,
+    fit_menu,
+    menus,
+    model_menu,
+    readout,
+    status,
+)
 from loupe.ui import settings as keys
 from loupe.ui.dialogs import Banner, parse_resolution
 from loupe.ui.job import Job, JobQueue
@@ -545,6 +554,7 @@ class MainWindow(QMainWindow):
         if job is not None:
             job.cancel()
             job.wait(10000)
+        export_video.stop(self)  # its drawing waits give up on cancel: no deadlock with this thread
         for p in self.panels:  # panels that run their own worker (compression report)
             if p is not None:
                 p.shutdown()

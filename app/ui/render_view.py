@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 
 from loupe.run.pipeline import FrameResult, LoadedModel
 from loupe.run.render import (
+    MAX_SCALE,
     CompareDraw,
     RenderError,
     agreement_text,
@@ -39,7 +40,6 @@ from loupe.run.render import (
 
 logger = logging.getLogger(__name__)
 
-MAX_SCALE = 8  # ``loupe render --scale``: at most this many image pixels per frame pixel, each way
 MAX_SCALED_SIDE = 4096  # ... and at most this many pixels a side
 FIT_SCREEN = (1920, 1080)  # larger frames draw outlines and tags larger (``overlay_scale``)
 NARROW = 480  # a caption narrower than this puts the frame and time on a line of their own
@@ -232,14 +232,12 @@ class _Host:
     def __init__(self, settings: Any, source_spec: str) -> None:
         self.settings = settings
         self.source_spec = source_spec
-        self.errors: list[str] = []
 
     def seek_to(self, index: int) -> None:
         """No player to seek: a video is written in order."""
 
     def show_error(self, text: str, level: str = "error") -> None:
         logger.warning("%s", text)
-        self.errors.append(text)
 
     def rerun_frame(self) -> None:
         """Nothing paused to re-run."""
@@ -255,6 +253,10 @@ class OverlayRenderer:
     def __init__(self, models: list[LoadedModel], source_spec: str = "", caption: bool = True,
                  window: tuple[float, float] | None = None, total: int | None = None, settings: Any = None,
                  compare: CompareDraw | None = None, scale: int = 1) -> None:
+        if not 1 <= int(scale) <= MAX_SCALE:
+            raise ValueError(f"scale must be 1 to {MAX_SCALE}, got {scale}")
+        if compare is not None and max(compare.a, compare.b) >= len(models):
+            raise ValueError(f"compare: models {compare.a} and {compare.b} of {len(models)}")
         ensure_app()
         from loupe.ui.panels.factory import make_panel
         from loupe.ui.settings import settings as app_settings
@@ -275,8 +277,6 @@ class OverlayRenderer:
                 panel.overlay.setZValue(10 + i + 1)  # as MainWindow._attach_model: the later model on top
             self.panels.append(panel)
         self.colours = [model_colour(lm.task) for lm in self.models]
-        if not 1 <= int(scale) <= MAX_SCALE:
-            raise ValueError(f"scale must be 1 to {MAX_SCALE}, got {scale}")
         self.scale = int(scale)
         self.compare = compare
         self.split = self.disagreement = None
@@ -284,8 +284,6 @@ class OverlayRenderer:
         if compare is not None:
             from loupe.ui.panels.compare import A_RGB, B_RGB, Disagreement, Split
 
-            if max(compare.a, compare.b) >= len(self.models):
-                raise ValueError(f"compare: models {compare.a} and {compare.b} of {len(self.models)}")
             self.split = None if compare.side_by_side else Split(self.view.vb)
             self.disagreement = Disagreement(self.view.vb)
             self.colours[compare.a], self.colours[compare.b] = A_RGB, B_RGB  # the names in their sides' colours
@@ -320,7 +318,8 @@ class OverlayRenderer:
             raise RenderError(f"a {frame.width}x{frame.height} frame drawn {s} times its size would be "
                               f"{frame.width * s}x{frame.height * s}: at most {MAX_SCALED_SIDE} pixels a side")
         grow = overlay_scale(frame.width * s, frame.height * s)
-        set_overlay_scale(self.view.vb, grow)  # every frame: a panel may have made new items
+        if grow != 1.0 or self._overlay_scale != 1.0:  # (items are made at 1: nothing to do up to 1080p)
+            set_overlay_scale(self.view.vb, grow)  # every frame: a panel may have made new items
         if self.split is not None and grow != self._overlay_scale:
             from loupe.ui.panels.compare import SPLIT_PX
 
@@ -397,9 +396,8 @@ class OverlayRenderer:
         label = frame_label(frame, self.total)
         if not frame.metadata.get("modality"):
             return label
-        self.view.caption_from(frame.metadata)
-        dicom = self.view.text.textItem.toPlainText().strip()
-        return f"{'  ·  '.join(p for p in dicom.split('  ') if p)}  ·  {label}" if dicom else label
+        parts = self.view.caption_parts(frame.metadata)
+        return "  ·  ".join([*parts, label])
 
     def draw(self, fr: FrameResult) -> np.ndarray:
         """:meth:`draw_image` as an H x W x 3 RGB uint8 array."""

@@ -262,9 +262,12 @@ class FrameView(pg.GraphicsLayoutWidget):
     def caption_from(self, md: dict) -> None:
         """A DICOM frame's caption: modality, series, the window in use, pixel spacing, slice
         position (nothing for other frames)."""
+        self.set_caption("  ".join(self.caption_parts(md)))
+
+    def caption_parts(self, md: dict) -> list[str]:
+        """The parts of a DICOM frame's caption (none for other frames)."""
         if not md.get("modality"):
-            self.set_caption("")
-            return
+            return []
         parts = [str(md["modality"])]
         if md.get("series_description"):
             parts.append(str(md["series_description"]))
@@ -276,4 +279,4 @@ class FrameView(pg.GraphicsLayoutWidget):
             parts.append(f"{float(ps[0]):.3g}×{float(ps[1]):.3g} mm")
         if md.get("slice_position_mm") is not None:
             parts.append(f"z {float(md['slice_position_mm']):.1f} mm")
-        self.set_caption("  ".join(parts))
+        return parts
