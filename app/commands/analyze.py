@@ -398,8 +398,7 @@ def comparer_of(models: list) -> Callable[[Any, Any], Any] | None:
     """``--compare``: the comparer of the two loaded models' task; None after the error line (tasks
     that differ, or a task that cannot be compared). Two models with no class name in common get
     a note: classes are compared by name."""
-    from loupe.base.registry import all_specs
-    from loupe.tasks.agreement import comparer_for
+    from loupe.tasks.agreement import comparable_tasks, comparer_for
 
     a, b = models
     if a.task.name != b.task.name:
@@ -408,8 +407,7 @@ def comparer_of(models: list) -> Callable[[Any, Any], Any] | None:
         return None
     fn = comparer_for(a.task.name)
     if fn is None:
-        can = ", ".join(s.name for s in all_specs() if s.comparer is not None)
-        err(f"--compare: {a.task.name} models cannot be compared (tasks that can: {can})")
+        err(f"--compare: {a.task.name} models cannot be compared (tasks that can: {', '.join(comparable_tasks())})")
         return None
     names = [set(getattr(m.task, "labels", None) or ()) for m in models]
     if all(names) and not names[0] & names[1]:  # (a model learning its classes from frame 1 has none yet)

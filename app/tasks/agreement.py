@@ -27,13 +27,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from loupe.tasks.scoring_coco import box_iou
 
-__all__ = ["Agreement", "Tally", "compare_boxes", "compare_classification", "compare_segmentation", "comparer_for"]
+__all__ = ["Agreement", "Tally", "class_name", "comparable_tasks", "compare_boxes", "compare_classification",
+           "compare_segmentation", "comparer_for"]
 
 IOU_THRESHOLD = 0.5
 
@@ -93,6 +95,18 @@ def _b_to_a(labels_a: tuple[str, ...], labels_b: tuple[str, ...]) -> np.ndarray:
     return lut
 
 
+_ALL_CODES = np.arange(256 * 256)
+
+
+@lru_cache(maxsize=16)
+def _differing_codes(labels_a: tuple[str, ...], labels_b: tuple[str, ...]) -> np.ndarray:
+    """(65536,) bool: which (A class x 256 + B class) codes are a disagreement, for these label
+    sets (the same every frame of a model pair: worked out once). Read-only."""
+    differs = _b_to_a(labels_a, labels_b)[_ALL_CODES & 255] != (_ALL_CODES >> 8)
+    differs.flags.writeable = False
+    return differs
+
+
 def compare_segmentation(a: Any, b: Any) -> Agreement:
     """Two ``SegmentationResult``s: the fraction of pixels (of A's class map) whose class is the
     same, the differing (A, B) class pairs and where they are."""
@@ -107,8 +121,7 @@ def compare_segmentation(a: Any, b: Any) -> Agreement:
     # on the code alone, so counting the codes (bincount: linear, no sort) gives every figure.
     codes = (map_a.astype(np.uint16) << 8) | map_b
     counts = np.bincount(codes.ravel(), minlength=256 * 256)
-    all_codes = np.arange(256 * 256)
-    differs = _b_to_a(a.labels, b.labels)[all_codes & 255] != (all_codes >> 8)
+    differs = _differing_codes(tuple(a.labels), tuple(b.labels))
     present = np.flatnonzero(differs & (counts > 0))
     present = present[np.lexsort((present, -counts[present]))]  # most pixels first; ties by code
     rank = np.full(256 * 256, -1, np.int32)
@@ -158,7 +171,8 @@ def compare_classification(a: Any, b: Any) -> Agreement:
     return Agreement(0.0, "top1", f"A: {la}, B: {lb}")
 
 
-def _name(labels: Any, c: int) -> str:
+def class_name(labels: Any, c: int) -> str:
+    """``labels[c]``, or "class c" past the labels."""
     return str(labels[c]) if 0 <= c < len(labels) else f"class {c}"
 
 
@@ -174,19 +188,17 @@ class Tally:
 
     def add(self, ag: Agreement, a: Any, b: Any) -> None:
         """One frame's ``Agreement`` of results ``a`` and ``b``."""
-        if ag.kind == "pixels" and ag.pair_map is not None:
+        if ag.kind == "pixels":
             self.unit = "pixels"
             self.total += int(ag.pair_map.size)
             for ca, cb, n in ag.pairs:
-                self.counts[f"A {_name(a.labels, ca)} / B {_name(b.labels, cb)}"] += int(n)
+                self.counts[f"A {class_name(a.labels, ca)} / B {class_name(b.labels, cb)}"] += int(n)
         elif ag.kind == "boxes":
             self.unit = "boxes"
             self.total += len(a.boxes) + len(b.boxes)
             for side, result, idx in (("A", a, ag.only_a), ("B", b, ag.only_b)):
-                if idx is not None and len(idx):
-                    names = _box_names(result)
-                    for i in idx.tolist():
-                        self.counts[f"only {side}: {names[i]}"] += 1
+                for i in idx.tolist():  # the boxes only this side found, by their label name
+                    self.counts[f"only {side}: {result.labels[int(result.classes[i])]}"] += 1
         elif ag.kind == "top1":
             self.unit = "frames"
             self.total += 1
@@ -222,6 +234,13 @@ class Tally:
 
 def _share(n: int, total: int) -> str:
     return _percent(n / total) if total else "0%"
+
+
+def comparable_tasks() -> list[str]:
+    """The registry's tasks that name a comparer."""
+    from loupe.base import registry
+
+    return [s.name for s in registry.all_specs() if s.comparer is not None]
 
 
 def comparer_for(task_name: str) -> Callable[[Any, Any], Agreement] | None:

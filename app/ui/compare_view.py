@@ -21,8 +21,7 @@ import logging
 import time
 from typing import Any
 
-from loupe.base import registry
-from loupe.tasks.agreement import Tally
+from loupe.tasks.agreement import Tally, comparable_tasks
 from loupe.tasks.scoring import FrameScores, model_labels, scorer_for
 from loupe.ui.panels.compare import CompareWidget, Disagreement, Split
 from loupe.ui.panels.frame_scores import bottom_dock
@@ -36,8 +35,7 @@ SIDE_KEY = "compare/side_by_side"  # QSettings: "true" for side by side, else th
 
 def needed() -> str:
     """What comparing needs, naming the tasks that can be compared (those with a comparer)."""
-    names = [s.name for s in registry.all_specs() if s.comparer is not None]
-    return f"two loaded models of the same task, one that can be compared ({', '.join(names)})"
+    return f"two loaded models of the same task, one that can be compared ({', '.join(comparable_tasks())})"
 
 
 def find_pair(models, prefer: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any, str] | None:

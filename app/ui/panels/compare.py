@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
+from loupe.tasks.agreement import class_name
 from loupe.ui.panels.base import text_label
 from loupe.ui.panels.frame_scores import FrameScoresWidget
 from loupe.ui.panels.ground_truth import LabelBoxesItem, dot
@@ -72,15 +73,12 @@ def pair_rgba(pair_map: np.ndarray, pairs: Any, classes: int = 256, alpha: int =
 def pair_legend(pairs: Any, labels_a: Any, labels_b: Any, total: int, top: int = 5) -> str:
     """Rich text: the ``top`` pairs with most pixels, "■ A road / B pavement 3.1%" (the share of
     all ``total`` pixels of the map)."""
-    def name(labels, c) -> str:
-        return str(labels[c]) if 0 <= c < len(labels) else f"class {c}"
-
     classes = max(len(labels_a), len(labels_b))
     parts = []
     for a, b, n in list(pairs)[:top]:
         r, g, b_ = pair_colour(a, b, classes)
         share = 100.0 * n / max(total, 1)
-        parts.append(dot((r, g, b_), f"A {name(labels_a, a)} / B {name(labels_b, b)} {share:.1f}%"))
+        parts.append(dot((r, g, b_), f"A {class_name(labels_a, a)} / B {class_name(labels_b, b)} {share:.1f}%"))
     return "<br>".join(parts)
 
 
