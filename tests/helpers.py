@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from loupe.inference.card import InputSpec, ModelCard, embed_card
 
@@ -24,9 +24,9 @@ def _save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def make_argmax_model(path: Path, card: bool = True, stride: int = 1) -> Path:
+def make_argmax_model(path: Path, card: bool = True, stride: int = 1, labels: tuple[str, ...] = RGB_LABELS) -> Path:
     """logits = the input scaled to [0, 1] (optionally average-pooled by ``stride``): argmax over
-    the logits is the brightest channel of each pixel (block)."""
+    the logits is the brightest channel of each pixel (block); ``labels`` name the channels."""
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h2", "w2"])
     if stride == 1:
@@ -42,12 +42,28 @@ def make_argmax_model(path: Path, card: bool = True, stride: int = 1) -> Path:
                 task="segmentation",
                 name="brightest channel",
                 input=InputSpec(color="RGB", scale=1 / 255, size_multiple=stride),
-                labels=RGB_LABELS,
+                labels=labels,
                 palette=RGB_PALETTE,
                 output={"stride": stride, "kind": "logits"},
                 source={"architecture": "test model: identity", "demo": False},
             ),
         )
+    return _save(model, path)
+
+
+def make_swapped_model(path: Path) -> Path:
+    """The argmax model with its red and green logits swapped (a 1x1 convolution): it calls red
+    pixels green and green ones red."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    perm = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32).reshape(3, 3, 1, 1)
+    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["logits"])], "swapped", [x], [y],
+                              [numpy_helper.from_array(perm, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    embed_card(model, ModelCard(task="segmentation", name="red and green swapped",
+                                input=InputSpec(color="RGB", scale=1 / 255), labels=RGB_LABELS,
+                                palette=RGB_PALETTE, output={"stride": 1, "kind": "logits"},
+                                source={"architecture": "test model: 1x1 conv", "demo": False}))
     return _save(model, path)
 
 
@@ -244,3 +260,21 @@ def run_panel_preview(module: str):
     assert r.returncode == 0, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
     return r
+
+
+def decode(path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
+    """Every frame of a video as RGB, its frame rate and its (width, height)."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        return frames, float(s.average_rate), (s.width, s.height)
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    """The rows of a CSV file (``loupe analyze``'s output) as dicts."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

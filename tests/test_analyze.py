@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -14,14 +13,9 @@ import pytest
 
 from loupe.base.media import clip_path, dicom_test_file
 from loupe.cli import main
-from tests.helpers import expected_argmax_map
+from tests.helpers import expected_argmax_map, read_csv
 
 BASE = ["input", "frame", "timestamp_s", "model", "task", "latency_ms"]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_real_clip_gives_one_row_per_frame(tmp_path, argmax_model):

@@ -4,25 +4,17 @@ all but one box), the same on both models' rows of a frame; the summary lines; t
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
 from loupe.base.media import clip_path
 from loupe.cli import main
-from loupe.inference.card import InputSpec, ModelCard, embed_card
 from tests.detection_models import DETECTIONS, make_constant_model, yolov8_output
-from tests.helpers import RGB_PALETTE, _save, make_argmax_model, make_density_model
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from tests.helpers import make_argmax_model, make_density_model, read_csv
 
 
 def by_frame(rows: list[dict[str, str]]) -> dict[int, list[dict[str, str]]]:
@@ -37,18 +29,6 @@ def twins(tmp_path) -> tuple[Path, Path]:
     """The brightest-channel segmenter under two names."""
     a = make_argmax_model(tmp_path / "left.onnx")
     return a, Path(shutil.copy(a, tmp_path / "right.onnx"))
-
-
-def make_swapped_model(path: Path, labels: tuple[str, ...] = ("green", "red", "blue")) -> Path:
-    """The brightest-channel segmenter whose labels name channels 0 and 1 the other way round
-    (green, red, blue): where a pixel is red or green it disagrees with the plain one by name."""
-    model = onnx.load(str(make_argmax_model(path)))
-    embed_card(model, ModelCard(
-        task="segmentation", name="swapped names", input=InputSpec(color="RGB", scale=1 / 255),
-        labels=labels, palette=RGB_PALETTE, output={"stride": 1, "kind": "logits"},
-        source={"architecture": "test model: identity", "demo": False},
-    ))
-    return _save(model, path)
 
 
 def analyze(tmp_path, inputs, models, *extra, out_name="rows.csv") -> tuple[int, Path]:
@@ -82,7 +62,7 @@ def test_swapped_class_names_disagree_on_exactly_those_pixels(tmp_path, capfd):
     p = tmp_path / "stripes.png"
     cv2.imwrite(str(p), img[:, :, ::-1])
     plain = make_argmax_model(tmp_path / "plain.onnx")
-    swapped = make_swapped_model(tmp_path / "swapped.onnx")
+    swapped = make_argmax_model(tmp_path / "swapped.onnx", labels=("green", "red", "blue"))  # names swapped
     rc, out = analyze(tmp_path, [p], [plain, swapped])
     assert rc == 0
     a, b = read_csv(out)
@@ -94,7 +74,7 @@ def test_swapped_class_names_disagree_on_exactly_those_pixels(tmp_path, capfd):
     # where: the red stripe (1000 of 4000 pixels) and the green one (600)
     assert "loupe: where they differ most: A red / B green 25.0% of pixels, A green / B red 15.0%\n" in err
     # models naming no class alike agree nowhere, and are told so
-    other = make_swapped_model(tmp_path / "other.onnx", labels=("x", "y", "z"))
+    other = make_argmax_model(tmp_path / "other.onnx", labels=("x", "y", "z"))
     rc, out = analyze(tmp_path, [p], [plain, other])
     assert rc == 0 and {r["agreement"] for r in read_csv(out)} == {"0.0"}
     assert "plain and other have no class name in common" in capfd.readouterr().err

@@ -3,7 +3,6 @@ figures, on models whose outputs are known (the brightest-channel segmenter, a c
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from loupe.cli import main
 from tests.detection_models import LABELS as DET_LABELS
 from tests.detection_models import expected_on_frame, make_constant_model, yolov8_output
-from tests.helpers import make_argmax_model
+from tests.helpers import make_argmax_model, read_csv
 
 SEG_SCORES = ["iou_red", "dice_red", "iou_green", "dice_green", "iou_blue", "dice_blue"]
 
@@ -31,11 +30,6 @@ def seg_images(tmp_path_factory) -> Path:
     b[..., 0] = 255
     cv2.imwrite(str(d / "b.png"), b)
     return d
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def run(tmp_path, inputs, models, labels, summary=True, ext=".csv", extra=()):

@@ -15,15 +15,7 @@ from loupe.base.progress import CallbackProgress, Progress
 from loupe.run.pipeline import Runner
 from loupe.run.render import VideoWriter, key_figures, model_colour, pad_even, render_frames
 from loupe.sources.base import Frame
-from tests.helpers import _save, make_argmax_model
-
-
-def decode(path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    import av
-
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)], float(s.average_rate), (s.width, s.height)
+from tests.helpers import _save, decode, make_argmax_model
 
 
 def smooth(h: int, w: int, seed: int) -> np.ndarray:

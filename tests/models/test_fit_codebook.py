@@ -26,7 +26,7 @@ TINY = {"codebook_size": 64, "batch": 4, "crop": 32, "width": 32, "dim": 16, "th
         "time_budget_s": 60.0}
 
 
-TORCH_THREADS = None  # the test sets its own; tests/models/conftest.py restores torch's threads
+# no TORCH_THREADS: the test sets its own; tests/models/conftest.py restores torch's threads
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from loupe_models.nets.hnerv import HNeRVConfig, HNeRVDecoder
 CLIP = "carphone_pristine.mp4"
 
 
-TORCH_THREADS = None  # the test sets its own; tests/models/conftest.py restores torch's threads
+# no TORCH_THREADS: the test sets its own; tests/models/conftest.py restores torch's threads
 
 
 @pytest.fixture(scope="module")

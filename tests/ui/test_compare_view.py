@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from PySide6.QtCore import QPointF, QRectF
 
-from loupe.inference.card import InputSpec, ModelCard, embed_card
 from loupe.ui.compare_view import SIDE_KEY, SPLIT_KEY
 from loupe.ui.panels.compare import A_RGB, B_RGB, MAP_ALPHA, ClipRect, pair_colour, pair_rgba
-from tests.helpers import RGB_LABELS, RGB_PALETTE, _save, make_argmax_model, run_panel_preview
+from tests.helpers import make_argmax_model, make_swapped_model, read_csv, run_panel_preview
 from tests.ui.test_main_window import collect, load
 
 H, W = 40, 64
@@ -29,21 +27,6 @@ REGIONS = {
 }
 DIFFER = {i: sum((r[1] - r[0]) * (c[1] - c[0]) for r, c, _ in regs) for i, regs in REGIONS.items()}
 AGREE = {i: 1.0 - n / (H * W) for i, n in DIFFER.items()}
-
-
-def make_swapped_model(path):
-    """The argmax model with its red and green logits swapped (a 1x1 convolution)."""
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    perm = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32).reshape(3, 3, 1, 1)
-    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["logits"])], "swapped", [x], [y],
-                              [numpy_helper.from_array(perm, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    embed_card(model, ModelCard(task="segmentation", name="red and green swapped",
-                                input=InputSpec(color="RGB", scale=1 / 255), labels=RGB_LABELS,
-                                palette=RGB_PALETTE, output={"stride": 1, "kind": "logits"},
-                                source={"architecture": "test model: 1x1 conv", "demo": False}))
-    return _save(model, path)
 
 
 def drawn_frame(i: int) -> np.ndarray:
@@ -428,8 +411,6 @@ def test_the_compare_preview_runs():
 def test_analyse_to_file_while_comparing_writes_the_agreement(qtbot, seg_pair, tmp_path):
     """File ▸ Analyse to file with Compare on: every frame's agreement of the compared pair on
     both models' rows (as ``loupe analyze --compare``), and the banner gives the mean."""
-    import csv
-
     win, _shown = seg_pair
     win.compare.action.trigger()
     assert win.compare.on
@@ -437,7 +418,7 @@ def test_analyse_to_file_while_comparing_writes_the_agreement(qtbot, seg_pair, t
     job = win.analyze_to(str(out))
     with qtbot.waitSignal(job.done, timeout=60000):
         pass
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    rows = read_csv(out)
     assert len(rows) == 2 * len(REGIONS)
     for i, v in AGREE.items():
         got = [float(r["agreement"]) for r in rows if int(r["frame"]) == i]

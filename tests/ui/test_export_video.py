@@ -13,7 +13,7 @@ from loupe.base.media import clip_path
 from loupe.resources import resource_path
 from loupe.ui import export_video
 from loupe.ui.export_dialog import ExportOptions
-from tests.ui.test_render_view import decode
+from tests.helpers import decode
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ from loupe.cli import main
 from loupe.run.render import CompareDraw
 from loupe.ui import export_video
 from loupe.ui.render_view import caption_height
-from tests.helpers import make_argmax_model
-from tests.ui.test_compare_view import make_swapped_model
+from tests.helpers import decode, make_argmax_model, make_swapped_model
 from tests.ui.test_main_window import collect, load
-from tests.ui.test_render_view import decode
 
 H, W = 120, 192
 BLUE, RED = (0, 0, 255), (255, 0, 0)
@@ -137,14 +135,21 @@ def test_compare_options_are_refused_with_one_line(frames, pair, tmp_path, capsy
         CompareDraw(0, 1, lambda a, b: None, split=2.0)
 
 
-def test_the_window_exports_the_compare_view_while_comparing(qtbot, win, frames, pair, tmp_path):
-    """Compare on, the split moved to 0.3, the disagreement map off: the export draws the same
-    as ``loupe render --compare --split 0.3 --no-disagreement``."""
+@pytest.fixture
+def ready(qtbot, win, frames, pair):
+    """The window with both models loaded and the frames open, paused on the first."""
     load(qtbot, win, pair[0])
     load(qtbot, win, pair[1])
     shown = collect(win)
     win.open_source(str(frames), playing=False)
     qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+    return win
+
+
+def test_the_window_exports_the_compare_view_while_comparing(qtbot, ready, frames, pair, tmp_path):
+    """Compare on, the split moved to 0.3, the disagreement map off: the export draws the same
+    as ``loupe render --compare --split 0.3 --no-disagreement``."""
+    win = ready
     assert export_video.compare_draw(win) is None  # not comparing: models stacked
     win.compare.action.trigger()
     win.compare.split.line.setValue(0.3 * W)
@@ -163,12 +168,8 @@ def test_the_window_exports_the_compare_view_while_comparing(qtbot, win, frames,
         assert mad(e[:caption_top].astype(np.float64), c[:caption_top]) < TOLERANCE
 
 
-def test_the_window_exports_side_by_side_as_the_cli_renders_it(qtbot, win, frames, pair, tmp_path):
-    load(qtbot, win, pair[0])
-    load(qtbot, win, pair[1])
-    shown = collect(win)
-    win.open_source(str(frames), playing=False)
-    qtbot.waitUntil(lambda: len(shown) >= 1, timeout=20000)
+def test_the_window_exports_side_by_side_as_the_cli_renders_it(qtbot, ready, frames, pair, tmp_path):
+    win = ready
     win.compare.action.trigger()
     win.compare.side_action.trigger()
     win.compare.widget.map_box.setChecked(False)

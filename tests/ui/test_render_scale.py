@@ -18,8 +18,7 @@ from loupe.ui.panels.compare import OnlyBoxesItem
 from loupe.ui.panels.keypoints import KeypointsItem
 from loupe.ui.panels.landmarks import ContoursItem
 from loupe.ui.render_view import caption_height, overlay_scale
-from tests.helpers import draw_item
-from tests.ui.test_render_view import decode
+from tests.helpers import decode, draw_item
 
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255]], np.uint8)
 

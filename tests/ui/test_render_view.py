@@ -17,6 +17,7 @@ from loupe.cli import main
 from loupe.resources import resource_path
 from loupe.ui.main_window import MainWindow
 from loupe.ui.render_view import OverlayRenderer, caption_height, rasterise
+from tests.helpers import decode
 
 #: H.264 at CRF 18 against the window's own drawing, over the frame area: the stated tolerance
 MAX_MEAN_ABS = 2.5  # grey levels, mean over the pixels and channels of a frame
@@ -34,16 +35,6 @@ def as_yuv420(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_even(rgb)), format="rgb24").reformat(format="yuv420p")
     return vf.to_ndarray(format="rgb24")[:h, :w]
-
-
-def decode(path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """Every frame of a video as RGB, its frame rate and its (width, height)."""
-    import av
-
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        return frames, float(s.average_rate), (s.width, s.height)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
