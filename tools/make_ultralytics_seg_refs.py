@@ -48,7 +48,7 @@ from make_ultralytics_refs import (
     export,
     first_with_margins,
     letterboxed,
-    write_refs,
+    record,
 )
 from ultralytics import YOLO
 from ultralytics.nn.modules import Conv
@@ -167,11 +167,10 @@ def main() -> int:
            if k in manifest}
     seg.update(ultralytics=ultralytics.__version__, torch=torch.__version__, onnxruntime=ort.__version__,
                frames=frames, models={})
-    seg["models"][NAME] = {"task": "segment", "yaml": "models/11/yolo11-seg.yaml", "seed": seed, "width": 0.0625,
-                           "imgsz": list(HW), "export": {"opset": 17, "simplify": False}, "calibration": info,
-                           "box_branch_width": BOX_WIDTH,
-                           "predictor": "YOLO(onnx, task='segment').predict (retina_masks off)"}
-    write_refs(out, NAME, path, refs, seg)
+    entry = {"task": "segment", "yaml": "models/11/yolo11-seg.yaml", "seed": seed, "width": 0.0625,
+             "imgsz": list(HW), "export": {"opset": 17, "simplify": False}, "calibration": info,
+             "box_branch_width": BOX_WIDTH, "predictor": "YOLO(onnx, task='segment').predict (retina_masks off)"}
+    record(out, [(NAME, path, refs, entry)], seg)
     (out / "seg_manifest.json").write_text(json.dumps(seg, indent=1) + "\n")
     return 0
 

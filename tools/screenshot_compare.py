@@ -23,15 +23,13 @@ def half_size_copy(model: Path, folder: Path) -> Path:
     """The same ONNX graph and weights, its card's input ``fixed_size`` half the clip's size."""
     import onnx
 
-    from loupe.inference.card import embed_card
-    from loupe.inference.engine import Engine
+    from loupe.inference.card import ModelCard, embed_card
 
-    card = Engine(str(model), providers="cpu").card
+    proto = onnx.load(str(model))
+    card = ModelCard.from_metadata({p.key: p.value for p in proto.metadata_props})
     half = dataclasses.replace(card, name=f"{card.name}, half-size input",
                                input=dataclasses.replace(card.input, fixed_size=(136, 320)))
-    proto = onnx.load(str(model))
-    del proto.metadata_props[:]
-    embed_card(proto, half)
+    embed_card(proto, half)  # (it replaces every loupe.* entry)
     out = folder / "demo_segmentation_half.onnx"
     onnx.save(proto, str(out))
     return out
